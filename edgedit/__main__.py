@@ -1,0 +1,3 @@
+from edgedit.cli import main
+
+main()

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from edgedit.config import PRESETS, DiTConfig, get_preset, resolve_config
+from edgedit.errors import EdgeditError
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_round_trips_through_json(name):
+    cfg = PRESETS[name].config
+    assert DiTConfig.from_json(cfg.to_json()) == cfg
+    assert json.loads(cfg.to_json())["depth"] == cfg.depth
+
+
+def test_from_dict_refuses_unknown_fields():
+    data = DiTConfig().to_dict() | {"dropout": 0.1}
+    with pytest.raises(EdgeditError, match="unknown field.*dropout"):
+        DiTConfig.from_dict(data)
+
+
+def test_from_json_refuses_non_json():
+    with pytest.raises(EdgeditError, match="not JSON"):
+        DiTConfig.from_json("{depth: 3")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(hidden_size=132, num_heads=5), "not divisible by 5 heads"),
+        (dict(hidden_size=30, num_heads=3), "multiple of 4"),
+        (dict(input_size=30, patch_size=4), "not divisible by patch size"),
+        (dict(depth=0), "depth must be a positive integer"),
+        (dict(class_dropout_prob=1.0), "class dropout"),
+        (dict(one_step=True, learn_sigma=True), "learn_sigma must be false"),
+        (dict(mlp_ratio=0.0), "mlp ratio"),
+    ],
+)
+def test_invalid_configs_are_refused_with_the_reason(changes, message):
+    with pytest.raises(EdgeditError, match=message):
+        DiTConfig(**changes)
+
+
+def test_preset_lookup_is_forgiving_about_case_and_separator():
+    assert get_preset("dit-xl-2") is get_preset("DiT-XL/2")
+    assert get_preset(" DIT-NANO-S/2 ").name == "DiT-Nano-S/2"
+
+
+def test_unknown_preset_suggests_close_names():
+    with pytest.raises(EdgeditError, match="did you mean DiT-Nano-S/2"):
+        get_preset("DiT-Nano-S2x")
+
+
+def test_overrides_apply_on_top_of_the_preset_and_none_keeps():
+    cfg = resolve_config("DiT-Nano-S/2", depth=9, hidden_size=None)
+    assert cfg.depth == 9 and cfg.hidden_size == get_preset("DiT-Nano-S/2").config.hidden_size
+
+
+def test_nano_family_spans_half_a_million_to_twenty_million_params_and_shapes():
+    from edgedit.models.accounting import count_params
+
+    nano = {n: p.config for n, p in PRESETS.items() if p.family == "nano"}
+    sizes = sorted(count_params(c) for c in nano.values())
+    assert len(nano) >= 5
+    assert 0.4e6 <= sizes[0] <= 0.6e6 and 18e6 <= sizes[-1] <= 22e6
+    # Deep-narrow and shallow-wide twins of Nano-M within 1% of its size.
+    m, deep, wide = (nano[f"DiT-Nano-M{s}/2"] for s in ("", "-Deep", "-Wide"))
+    for twin in (deep, wide):
+        assert abs(count_params(twin) - count_params(m)) / count_params(m) < 0.01
+    assert deep.depth > m.depth > wide.depth and deep.hidden_size < m.hidden_size < wide.hidden_size

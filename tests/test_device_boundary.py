@@ -1,0 +1,48 @@
+"""The device side (runtime, Jetson facts, `edgedit models/doctor/info`) must work where torch
+and onnx are not installed: a Jetson L4T container. Run it in a fresh interpreter that cannot
+import them."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+BLOCKED = ("torch", "onnx", "onnxscript")
+
+PROBE = textwrap.dedent(
+    """
+    import importlib, json, pkgutil, sys
+
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"{name} is blocked on the device side")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    import edgedit.runtime
+    device_modules = ["edgedit.jetson", "edgedit.doctor", "edgedit.hardware", "edgedit.config", "edgedit.fileinfo",
+                      "edgedit.models.accounting", "edgedit.cli"]
+    device_modules += [m.name for m in pkgutil.walk_packages(edgedit.runtime.__path__, "edgedit.runtime.")]
+    for name in device_modules:
+        importlib.import_module(name)
+
+    from typer.testing import CliRunner
+    from edgedit.cli import app
+    runner = CliRunner()
+    codes = {" ".join(args): runner.invoke(app, args).exit_code
+             for args in (["--help"], ["models", "--json"], ["models"], ["doctor", "--json"])}
+    print(json.dumps({"modules": device_modules, "codes": codes,
+                      "leaked": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)}))
+    """
+)
+
+
+def test_device_side_imports_and_runs_without_torch_or_onnx():
+    code = f"BLOCKED = {BLOCKED!r}\n" + PROBE
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "edgedit.runtime.noise" in result["modules"]
+    assert result["leaked"] == []
+    assert set(result["codes"].values()) == {0}, result["codes"]
