@@ -172,26 +172,60 @@ def models_command(
 
 @command("info")
 def info_command(
-    path: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors).")],
+    path: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an ONNX model (.onnx).")],
     json_out: JsonFlag = False,
 ) -> None:
-    """Describe a file: a checkpoint's model, size, provenance (validated against its config)."""
+    """Describe a file: a checkpoint (validated against its config) or an ONNX model (I/O, opset,
+    op histogram, Q/DQ or not, edgedit metadata)."""
     from edgedit.fileinfo import describe
 
     report = describe(path)
     if json_out:
         _print_json(report)
         return
-    c = report["config"]
-    stdout.print(f"[bold]{report['path']}[/bold]  ({report['type']}, {_si(report['size_bytes'], 'B')}, "
+    (_print_checkpoint_info if report["type"] == "checkpoint" else _print_onnx_info)(report)
+
+
+def _model_line(c: dict) -> str:
+    return (f"depth {c['depth']}, width {c['hidden_size']}, heads {c['num_heads']}, patch {c['patch_size']}, "
+            f"input {c['input_size']}x{c['input_size']}x{c['in_channels']}, classes {c['num_classes']}")
+
+
+def _print_checkpoint_info(report: dict) -> None:
+    stdout.print(f"[bold]{report['path']}[/bold]  (checkpoint, {_si(report['size_bytes'], 'B')}, "
                  f"edgedit {report['edgedit_version']})")
-    stdout.print(f"  model      {report['kind']}: depth {c['depth']}, width {c['hidden_size']}, heads {c['num_heads']}, "
-                 f"patch {c['patch_size']}, input {c['input_size']}x{c['input_size']}x{c['in_channels']}, "
-                 f"classes {c['num_classes']}")
+    stdout.print(f"  model      {report['kind']}: {_model_line(report['config'])}")
     stdout.print(f"  size       {report['params']:,} params, {_si(report['macs'])} MACs/image, "
                  f"{report['tensors']} tensors ({', '.join(report['dtypes'])})")
     for key, value in report["provenance"].items():
         stdout.print(f"  {key:<10} {value}")
+    stdout.print(f"  sha256     {report['sha256']}")
+
+
+def _print_onnx_info(report: dict) -> None:
+    stdout.print(f"[bold]{report['path']}[/bold]  (ONNX opset {report['opset']}, {_si(report['size_bytes'], 'B')}"
+                 f"{', external data' if report['external_data'] else ''}, {report['producer'] or 'unknown producer'})")
+    for kind in ("inputs", "outputs"):
+        shown = ", ".join(f"{t['name']} {t['shape']}" for t in report[kind])
+        stdout.print(f"  {kind:<10} {shown}")
+    ops = ", ".join(f"{op} {n}" for op, n in report["ops"].items())
+    stdout.print(f"  nodes      {report['nodes']}: {ops}")
+    stdout.print(f"  Q/DQ       {'yes (explicit INT8)' if report['qdq'] else 'no'}")
+    meta = report["edgedit"]
+    if meta is None:
+        stdout.print(f"  edgedit    [yellow]{report['edgedit_problem']}[/yellow]")
+    else:
+        stdout.print(f"  model      {meta['kind']}: {_model_line(meta['config'])}")
+        stdout.print(f"  precision  {meta['precision']}, batch {meta['batch']['min']}..{meta['batch']['max']} "
+                     f"(opt {meta['batch']['opt']}), sampler {meta['sampler']['type']}")
+        stdout.print(f"  source     {meta['source']}")
+        for check in meta.get("parity", []):
+            stdout.print(f"  parity     batch {check['batch']}: max abs {check['max_abs_error']:.3g}, "
+                         f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})")
+        if "quantization" in meta:
+            q = meta["quantization"]
+            stdout.print(f"  INT8       {q['tool']} ({q['method']}), {q['quantized_nodes']} layers quantized, "
+                         f"PSNR {q['psnr_db']:.1f} dB vs FP32 on {q['heldout_rows']} held-out inputs")
     stdout.print(f"  sha256     {report['sha256']}")
 
 
@@ -249,6 +283,170 @@ def convert_dit_command(
     cfg = resolve_config(model, **overrides)
     info = convert_official_dit(official, cfg, output)
     typer.echo(f"wrote {info.path} ({info.num_params:,} params, {len(info.tensors)} tensors)")
+
+
+ModelArg = Annotated[str, typer.Argument(
+    help="A checkpoint (.safetensors) or a preset name (random weights: latency work only).")]
+
+
+def _default_name(model: str) -> str:
+    path = Path(model)
+    return path.stem if path.suffix else model.replace("/", "-")
+
+
+@command("export")
+def export_command(
+    model: ModelArg,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: export/NAME[.fp16].onnx")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", min=1, help="Static batch size (default 1).")] = None,
+    dynamic_batch: Annotated[Optional[str], typer.Option("--dynamic-batch", metavar="MIN:OPT:MAX",
+                                                         help="Dynamic batch range, e.g. 1:4:8.")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32, or fp16 (LayerNorm/Softmax kept FP32).")] = "fp32",
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 17-20 (TensorRT 10.3 parses up to 20).")] = 18,
+    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    input_size: InputSize = None, in_channels: InChannels = None, num_classes: NumClasses = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Export a model to ONNX for TensorRT, validated against torch (parity at the smallest and largest batch).
+
+    The file carries its model config, I/O and sampler spec, and source checksum as metadata.
+    A parity failure exits with 1 and writes nothing.
+    """
+    from edgedit.export.exporter import BatchSpec, export_onnx
+    from edgedit.export.graph import check_opset
+    from edgedit.models.loading import load_model_or_preset
+
+    if batch is not None and dynamic_batch is not None:
+        raise EdgeditError("--batch and --dynamic-batch exclude each other: choose a static or a dynamic batch")
+    spec = BatchSpec.parse(dynamic_batch) if dynamic_batch else BatchSpec.static(batch or 1)
+    check_opset(opset)
+    net, source = load_model_or_preset(model, **_overrides(depth, width, heads, patch, mlp_ratio,
+                                                           input_size, in_channels, num_classes))
+    output = output or Path("export") / f"{_default_name(model)}{'.fp16' if precision == 'fp16' else ''}.onnx"
+    report = export_onnx(net, output, source, spec, precision, opset)
+    if json_out:
+        _print_json({"path": str(report.path), "external_data": str(report.data_path) if report.data_path else None,
+                     "opset": report.opset, "precision": precision, "batch": spec.to_dict(),
+                     "parity": report.parity, "ops": report.ops})
+        return
+    stdout.print(f"wrote {report.path} (opset {report.opset}, {precision}, batch {spec.min}..{spec.max}"
+                 f"{', weights in ' + report.data_path.name if report.data_path else ''})")
+    for check in report.parity:
+        stdout.print(f"  parity vs torch at batch {check['batch']}: max abs {check['max_abs_error']:.3g}, "
+                     f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})")
+    stdout.print("  ops: " + ", ".join(f"{op} {n}" for op, n in report.ops.items()))
+
+
+@command("calib-data")
+def calib_data_command(
+    model: Annotated[str, typer.Argument(help="An exported FP32 .onnx, a checkpoint, or a preset name.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .npz (keyed by input name).")],
+    samples: Annotated[int, typer.Option("-n", "--samples", min=1, help="Samples (noise seeds) to draw.")] = 64,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="First seed (default: the calibration range).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="EDM sampler steps (default: the model's).")] = None,
+    sampler: Annotated[Optional[str], typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
+) -> None:
+    """Record INT8 calibration inputs: the noise a one-step model receives, or for a multi-step
+    denoiser every input met along real sampling trajectories, at every step of the schedule."""
+    from edgedit.export.calibration import CALIBRATION_SEED, record_inputs
+    from edgedit.fileio import save_npz
+    from edgedit.runtime.backends import load_backend
+
+    backend = load_backend(model)
+    data = record_inputs(backend, samples, CALIBRATION_SEED if seed is None else seed, steps, sampler)
+    save_npz(output, data)
+    rows = next(iter(data.values())).shape[0]
+    stdout.print(f"wrote {output}: {rows} rows of {', '.join(f'{k} {list(v.shape[1:])}' for k, v in data.items())} "
+                 f"from {samples} samples on {backend.describe()}")
+
+
+@command("quantize")
+def quantize_command(
+    onnx: Annotated[Path, typer.Argument(help="An FP32 model from `edgedit export`.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: NAME.int8.onnx next to it.")] = None,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration .npz from `edgedit calib-data`.")] = None,
+    calib_samples: Annotated[int, typer.Option("--calib-samples", min=1, help="Samples to calibrate on when no --calib.")] = 64,
+    heldout_samples: Annotated[int, typer.Option("--heldout-samples", min=1, help="Held-out samples for the accuracy check.")] = 16,
+    method: Annotated[str, typer.Option("--method", help="Activation ranges: max, entropy or percentile.")] = "max",
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Keep nodes matching this pattern in high "
+                       "precision (repeatable), e.g. 'blocks.0.*'.")] = None,
+    no_default_excludes: Annotated[bool, typer.Option("--no-default-excludes", help="Also quantize embedders, adaLN and "
+                                   "the final layer.")] = False,
+    min_psnr: Annotated[float, typer.Option("--min-psnr", help="Refuse below this output PSNR (dB) vs FP32.")] = 30.0,
+    force: Annotated[bool, typer.Option("--force", help="Write even below --min-psnr.")] = False,
+    tool: Annotated[str, typer.Option("--tool", help="auto (ModelOpt if installed), modelopt or onnxruntime.")] = "auto",
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="EDM steps for generated calibration data.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Quantize to explicit INT8 (Q/DQ: symmetric, per-channel weights) that TensorRT builds strongly typed.
+
+    Sensitive parts stay in high precision by default (embedders, adaLN, final layer, attention
+    products). The INT8 model is measured against FP32 on held-out inputs and refused (exit 1)
+    below --min-psnr unless --force.
+    """
+    from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, load_calibration, record_inputs
+    from edgedit.export.quantize import quantize_onnx
+    from edgedit.runtime.backends import OnnxRuntimeBackend
+
+    if onnx.suffix != ".onnx":
+        raise EdgeditError(f"{onnx}: expected an .onnx file from `edgedit export`")
+    backend = OnnxRuntimeBackend(onnx, provider="cpu")
+    calibration = load_calibration(calib, backend.meta) if calib else record_inputs(backend, calib_samples, CALIBRATION_SEED, steps)
+    heldout = record_inputs(backend, heldout_samples, HELDOUT_SEED, steps)
+    output = output or onnx.with_name(onnx.name[: -len(".onnx")] + ".int8.onnx")
+    report = quantize_onnx(onnx, output, calibration, heldout, method, exclude, not no_default_excludes, min_psnr, force, tool)
+    if json_out:
+        _print_json({"path": str(report.path), "tool": report.tool, "method": report.method,
+                     "quantized": report.quantized, "excluded": report.excluded, "psnr_db": report.psnr_db,
+                     "max_abs_error": report.max_abs_error, "calibration_rows": report.calibration_rows,
+                     "heldout_rows": report.heldout_rows, "zero_points_checked": report.zero_points})
+        return
+    stdout.print(f"wrote {report.path} with {report.tool} ({report.method} calibration on {report.calibration_rows} rows)")
+    stdout.print(f"  quantized {len(report.quantized)} layers to INT8, kept {len(report.excluded)} in high precision; "
+                 f"all {report.zero_points} zero points are 0")
+    stdout.print(f"  vs FP32 on {report.heldout_rows} held-out inputs: PSNR {report.psnr_db:.1f} dB, "
+                 f"max abs error {report.max_abs_error:.3g}")
+
+
+@command("sample")
+def sample_command(
+    model: Annotated[str, typer.Argument(help="An .onnx file, a checkpoint, or a preset name.")],
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Number of images.")] = 16,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per network call.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first image (image k uses seed + k).")] = 0,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="EDM steps (default: the model's, 18).")] = None,
+    sampler: Annotated[Optional[str], typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
+    class_label: Annotated[Optional[int], typer.Option("--class-label", min=0, help="Class of every image "
+                           "(default: seed % classes).")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG grid to write.")] = Path("grid.png"),
+    npz: Annotated[Optional[Path], typer.Option("--npz", help="Also save the raw images, seeds and labels.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime or torch.")] = "auto",
+    provider: Annotated[str, typer.Option("--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
+) -> None:
+    """Generate images: one step for a student, EDM Euler/Heun for a denoiser; same seed, same image on every backend."""
+    import time
+
+    import numpy as np
+
+    from edgedit.fileio import save_npz
+    from edgedit.runtime.backends import load_backend
+    from edgedit.runtime.images import make_grid, save_png
+    from edgedit.runtime.samplers import default_labels, generate
+
+    runner = load_backend(model, backend, provider)
+    seeds = list(range(seed, seed + n))
+    cfg = runner.meta.config
+    labels = [class_label] * n if class_label is not None else None
+    start = time.perf_counter()
+    images = generate(runner, seeds, labels, batch=batch, steps=steps, sampler=sampler)
+    seconds = time.perf_counter() - start
+    save_png(output, make_grid(images))
+    if npz:
+        used = np.asarray(labels if labels is not None else default_labels(seeds, cfg.num_classes), np.int32) \
+            if cfg.class_conditional else np.zeros(0, np.int32)
+        save_npz(npz, {"images": images, "seeds": np.asarray(seeds, np.int64), "labels": used})
+    stdout.print(f"wrote {output}: {n} images from {runner.describe()} in {seconds:.2f} s "
+                 f"({seconds / n * 1e3:.1f} ms/image, including sampling overhead)")
 
 
 def main() -> None:

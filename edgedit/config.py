@@ -18,6 +18,8 @@ from typing import Any
 
 from edgedit.errors import EdgeditError
 
+DIFFUSIONS = ("ddpm", "edm", "one-step")
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -33,7 +35,10 @@ class DiTConfig:
     num_classes: int = 1000  # 0 = unconditional
     class_dropout_prob: float = 0.1  # > 0 adds the "null" label row used by classifier-free guidance
     learn_sigma: bool = True  # output 2C channels (epsilon and variance), as DiT's DDPM models do
-    one_step: bool = False  # GET-style one-step generator: noise z -> image x, no timestep input
+    # How the network is used: "ddpm" (DiT's discrete-time epsilon/variance prediction, t = 0..999),
+    # "edm" (an EDM denoiser D(x; sigma), preconditioning around the network), or "one-step"
+    # (a GET-style generator: unit-variance noise z -> image x, no timestep input).
+    diffusion: str = "ddpm"
 
     def __post_init__(self) -> None:
         problems = []
@@ -55,12 +60,18 @@ class DiTConfig:
             problems.append(f"num_classes must be >= 0 (got {self.num_classes!r})")
         if not 0.0 <= self.class_dropout_prob < 1.0:
             problems.append(f"class dropout must be in [0, 1) (got {self.class_dropout_prob})")
-        if self.one_step and self.learn_sigma:
-            problems.append("a one-step generator outputs an image, so learn_sigma must be false")
+        if self.diffusion not in DIFFUSIONS:
+            problems.append(f"diffusion must be one of {', '.join(DIFFUSIONS)} (got {self.diffusion!r})")
+        elif self.learn_sigma and self.diffusion != "ddpm":
+            problems.append(f"learn_sigma (a variance output) only exists for ddpm models, not {self.diffusion}")
         if problems:
             raise EdgeditError("invalid model config: " + "; ".join(problems))
 
     # Derived quantities -------------------------------------------------------------------
+    @property
+    def one_step(self) -> bool:
+        return self.diffusion == "one-step"
+
     @property
     def out_channels(self) -> int:
         return 2 * self.in_channels if self.learn_sigma else self.in_channels
@@ -96,7 +107,7 @@ class DiTConfig:
 
     @property
     def kind(self) -> str:
-        return "one-step generator" if self.one_step else "denoiser"
+        return {"ddpm": "DDPM denoiser", "edm": "EDM denoiser", "one-step": "one-step generator"}[self.diffusion]
 
     # JSON round-trip ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -174,21 +185,21 @@ _register(
     "teacher",
     "EDM teacher for the bundled 16x16 digits (10 classes); trains on a 2-core CPU",
     input_size=16, in_channels=1, patch_size=2, hidden_size=192, depth=8, num_heads=6,
-    num_classes=10, class_dropout_prob=0.0, learn_sigma=False,
+    num_classes=10, class_dropout_prob=0.0, learn_sigma=False, diffusion="edm",
 )
 _register(
     "DiT-Teacher-CIFAR10/2",
     "teacher",
     "EDM teacher for CIFAR-10 32x32 (10 classes), about the size of EDM's DDPM++ UNet",
     input_size=32, in_channels=3, patch_size=2, hidden_size=512, depth=12, num_heads=8,
-    num_classes=10, class_dropout_prob=0.0, learn_sigma=False,
+    num_classes=10, class_dropout_prob=0.0, learn_sigma=False, diffusion="edm",
 )
 
 # DiT-Nano: one-step students (z -> x) for CIFAR-10 32x32x3, unconditional as GET's main results.
 # The ladder keeps depth, width and heads balanced; Deep/Wide bracket the M size with the same
 # parameter budget. Data geometry (size, channels, classes) is overridden to match the pairs.
 _NANO = dict(input_size=32, in_channels=3, patch_size=2, num_classes=0, class_dropout_prob=0.0,
-             learn_sigma=False, one_step=True)
+             learn_sigma=False, diffusion="one-step")
 _register("DiT-Nano-XS/2", "nano", "one-step student, ~0.5M params", depth=4, hidden_size=96, num_heads=3, **_NANO)
 _register("DiT-Nano-S/2", "nano", "one-step student, ~1.2M params", depth=6, hidden_size=128, num_heads=4, **_NANO)
 _register("DiT-Nano-M/2", "nano", "one-step student, ~3.6M params", depth=8, hidden_size=192, num_heads=6, **_NANO)

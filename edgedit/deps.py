@@ -12,13 +12,11 @@ from types import ModuleType
 from edgedit.errors import MissingDependency
 
 
-def require(module: str, extra: str) -> ModuleType:
-    """Import `module`, or raise MissingDependency naming the extra that provides it."""
+def require(module: str, extra: str | None = None, hint: str | None = None) -> ModuleType:
+    """Import `module`, or raise MissingDependency saying how to install it (an extra, or a hint)."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         top = module.split(".")[0]
-        raise MissingDependency(
-            f"this needs the Python package '{top}', which is not importable ({err}); "
-            f"install it with: pip install 'edgedit[{extra}]'"
-        ) from err
+        how = hint or f"pip install 'edgedit[{extra}]'"
+        raise MissingDependency(f"this needs the Python package '{top}', which is not importable ({err}); {how}") from err

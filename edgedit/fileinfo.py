@@ -37,10 +37,51 @@ def describe_checkpoint(path: Path) -> dict:
     }
 
 
+def describe_onnx(path: Path) -> dict:
+    """Graph facts (needs the onnx package) and the edgedit metadata, or what is missing from it."""
+    from edgedit.export import graph
+    from edgedit.runtime.spec import ModelMeta
+
+    model = graph.load_onnx(path, load_external_data=False)
+
+    def tensor(value) -> dict:
+        t = value.type.tensor_type
+        return {"name": value.name, "elem_type": t.elem_type,
+                "shape": [d.dim_param or d.dim_value for d in t.shape.dim]}
+
+    report = {
+        "type": "onnx",
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "external_data": any(t.data_location == 1 for t in model.graph.initializer),
+        "sha256": sha256_file(path),
+        "opset": graph.default_opset(model),
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [tensor(v) for v in model.graph.input],
+        "outputs": [tensor(v) for v in model.graph.output],
+        "nodes": len(model.graph.node),
+        "ops": graph.op_histogram(model),
+        "qdq": graph.is_qdq(model),
+    }
+    try:
+        meta = ModelMeta.from_metadata(graph.metadata(model), str(path))
+    except EdgeditError as err:
+        report["edgedit"] = None
+        report["edgedit_problem"] = str(err)
+        return report
+    report["edgedit"] = {"version": meta.version, "kind": meta.config.kind, "config": meta.config.to_dict(),
+                         "precision": meta.precision, "batch": meta.batch, "sampler": meta.sampler,
+                         "source": meta.source, **meta.extra}
+    return report
+
+
 def describe(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise EdgeditError(f"{path}: no such file")
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         return describe_checkpoint(path)
-    raise EdgeditError(f"{path}: unrecognised file type; `edgedit info` describes .safetensors checkpoints")
+    if path.suffix == ".onnx":
+        return describe_onnx(path)
+    raise EdgeditError(f"{path}: unrecognised file type; `edgedit info` describes .safetensors checkpoints "
+                       "and .onnx models")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,28 +12,48 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path for `path`; move it onto `path` only if the block succeeds.
 
-    The temporary file lives in the same folder so that the final rename is atomic. On any
-    failure, Ctrl-C included, it is removed and an existing `path` is left untouched.
+    The temporary file lives in a private folder next to `path`, so the final rename is atomic.
+    `companions` are files that belong with `path` (an ONNX model's external weights): the block
+    writes them into the same temporary folder under their final names, and they are moved into
+    place before `path` itself. On any failure, Ctrl-C included, everything temporary is removed
+    and existing files are left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        yield staging / path.name
+        for companion in map(Path, companions):
+            staged, final = staging / companion.name, path.parent / companion.name
+            if staged.exists():
+                os.replace(staged, final)
+            else:
+                final.unlink(missing_ok=True)  # a stale companion of an earlier file
+        os.replace(staging / path.name, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(text)
+
+
+def save_npz(path: str | os.PathLike, arrays: dict) -> Path:
+    """numpy arrays to an .npz, atomically (np.savez would append .npz to a temporary name)."""
+    import io
+
+    import numpy as np
+
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        tmp.write_bytes(buffer.getvalue())
+    return path
 
 
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:

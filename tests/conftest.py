@@ -1,5 +1,6 @@
-"""Shared fixtures. Tiny models stand in for real ones; their weights are perturbed because
-adaLN-Zero makes a freshly initialised DiT output exactly zero, which would hide any bug."""
+"""Shared fixtures. Tiny models stand in for real ones; tests give them random weights
+(`edgedit.models.loading.random_weights`) because adaLN-Zero makes a freshly initialised DiT
+output exactly zero, which would hide any bug."""
 
 from __future__ import annotations
 
@@ -9,27 +10,17 @@ from edgedit.config import DiTConfig
 
 # Small configs covering every structural variant of the network.
 TINY_CONFIGS = {
-    "denoiser-cfg": DiTConfig(input_size=8, in_channels=4, patch_size=2, hidden_size=32, depth=2, num_heads=4,
+    "ddpm-cfg": DiTConfig(input_size=8, in_channels=4, patch_size=2, hidden_size=32, depth=2, num_heads=4,
                               num_classes=5, class_dropout_prob=0.1, learn_sigma=True),
-    "denoiser-uncond": DiTConfig(input_size=8, in_channels=3, patch_size=4, hidden_size=24, depth=3, num_heads=2,
-                                 num_classes=0, class_dropout_prob=0.0, learn_sigma=False),
+    "edm-uncond": DiTConfig(input_size=8, in_channels=3, patch_size=4, hidden_size=24, depth=3, num_heads=2,
+                                 num_classes=0, class_dropout_prob=0.0, learn_sigma=False, diffusion="edm"),
+    "edm-cond": DiTConfig(input_size=16, in_channels=1, patch_size=2, hidden_size=32, depth=2, num_heads=2,
+                          num_classes=10, class_dropout_prob=0.0, learn_sigma=False, diffusion="edm"),
     "onestep-cond": DiTConfig(input_size=16, in_channels=1, patch_size=2, hidden_size=32, depth=2, num_heads=2,
-                              num_classes=10, class_dropout_prob=0.0, learn_sigma=False, one_step=True),
+                              num_classes=10, class_dropout_prob=0.0, learn_sigma=False, diffusion="one-step"),
     "onestep-uncond": DiTConfig(input_size=8, in_channels=3, patch_size=2, hidden_size=16, depth=3, num_heads=4,
-                                mlp_ratio=2.5, num_classes=0, class_dropout_prob=0.0, learn_sigma=False, one_step=True),
+                                mlp_ratio=2.5, num_classes=0, class_dropout_prob=0.0, learn_sigma=False, diffusion="one-step"),
 }
-
-
-def perturb(model, seed: int = 0, std: float = 0.1):
-    """Give every trainable parameter random values (pos_embed stays the fixed sin-cos table)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, param in model.named_parameters():
-            if param.requires_grad:
-                param.copy_(torch.randn(param.shape, generator=gen) * std)
-    return model
 
 
 def example_inputs(cfg: DiTConfig, batch: int = 3, seed: int = 1):
@@ -46,3 +37,24 @@ def example_inputs(cfg: DiTConfig, batch: int = 3, seed: int = 1):
 @pytest.fixture(params=sorted(TINY_CONFIGS))
 def tiny_config(request) -> DiTConfig:
     return TINY_CONFIGS[request.param]
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Tiny models exported once per session: {name: (onnx path, checkpoint path)}. Random
+    trained-scale weights, so every layer matters."""
+    from edgedit.checkpoint import save_model
+    from edgedit.export.exporter import BatchSpec, export_onnx
+    from edgedit.models.dit import DiT
+    from edgedit.models.loading import random_weights
+
+    folder = tmp_path_factory.mktemp("exported")
+    made = {}
+    for name, batch in (("onestep-uncond", BatchSpec.static(4)), ("onestep-cond", BatchSpec.parse("1:2:4")),
+                        ("edm-cond", BatchSpec.parse("1:2:4"))):
+        net = random_weights(DiT(TINY_CONFIGS[name]), seed=5).eval()
+        checkpoint = save_model(net, folder / f"{name}.safetensors")
+        source = {"checkpoint": checkpoint.name, "weights": "random"}
+        onnx_path = export_onnx(net, folder / f"{name}.onnx", source, batch).path
+        made[name] = (onnx_path, checkpoint)
+    return made

@@ -11,11 +11,12 @@ from edgedit.checkpoint import load_model, read_checkpoint, save_model
 from edgedit.config import DiTConfig
 from edgedit.errors import EdgeditError
 from edgedit.models.dit import DiT
-from tests.conftest import TINY_CONFIGS, example_inputs, perturb
+from edgedit.models.loading import random_weights
+from tests.conftest import TINY_CONFIGS, example_inputs
 
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny_config):
-    model = perturb(DiT(tiny_config), seed=3).eval()
+    model = random_weights(DiT(tiny_config), seed=3).eval()
     path = save_model(model, tmp_path / "m.safetensors", provenance={"method": "test"})
     loaded, info = load_model(path)
     x, t, y = example_inputs(tiny_config)
@@ -34,7 +35,7 @@ def test_metadata_carries_the_config_as_json(tmp_path):
 
 
 def test_truncated_file_is_refused_in_one_line(tmp_path):
-    path = save_model(DiT(TINY_CONFIGS["denoiser-cfg"]), tmp_path / "m.safetensors")
+    path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
     with pytest.raises(EdgeditError, match="not a readable safetensors file") as err:
@@ -80,7 +81,7 @@ def _rewrite(path, mutate):
     ],
 )
 def test_tensors_are_validated_against_the_config(tmp_path, mutate, message):
-    path = save_model(DiT(TINY_CONFIGS["denoiser-cfg"]), tmp_path / "m.safetensors")
+    path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
     _rewrite(path, mutate)
     with pytest.raises(EdgeditError, match=message) as err:
         read_checkpoint(path)
@@ -88,7 +89,7 @@ def test_tensors_are_validated_against_the_config(tmp_path, mutate, message):
 
 
 def test_bad_config_in_metadata_names_the_file(tmp_path):
-    path = save_model(DiT(TINY_CONFIGS["denoiser-cfg"]), tmp_path / "m.safetensors")
+    path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -101,7 +102,7 @@ def test_bad_config_in_metadata_names_the_file(tmp_path):
 
 
 def test_a_failed_save_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
-    path = save_model(DiT(TINY_CONFIGS["denoiser-cfg"]), tmp_path / "m.safetensors")
+    path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
     before = path.read_bytes()
 
     def half_write_then_fail(tensors, filename, metadata=None):
@@ -112,6 +113,6 @@ def test_a_failed_save_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatc
 
     monkeypatch.setattr(safetensors.torch, "save_file", half_write_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        save_model(perturb(DiT(TINY_CONFIGS["denoiser-cfg"])), path)
+        save_model(random_weights(DiT(TINY_CONFIGS["ddpm-cfg"])), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]

@@ -14,7 +14,7 @@ from edgedit.models.dit import DiT
 from tests.conftest import TINY_CONFIGS
 
 runner = CliRunner()
-COMMANDS = {"models", "info", "doctor", "convert-dit"}
+COMMANDS = {"models", "info", "doctor", "convert-dit", "export", "calib-data", "quantize", "sample"}
 
 
 def test_help_lists_exactly_the_implemented_commands():
@@ -111,3 +111,67 @@ def test_doctor_reports_every_package_and_tolerates_absence():
     assert set(report["cuda"]) == {"driver", "devices", "error"}
     text = runner.invoke(app, ["doctor"])
     assert text.exit_code == 0 and "tensorrt" in text.stdout
+
+
+def test_export_quantize_sample_pipeline(tmp_path, exported):
+    from PIL import Image
+
+    ckpt = exported["onestep-cond"][1]
+    onnx_path = tmp_path / "student.onnx"
+    done = runner.invoke(app, ["export", str(ckpt), "-o", str(onnx_path), "--dynamic-batch", "1:2:4", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert [c["batch"] for c in report["parity"]] == [1, 4] and report["ops"]["LayerNormalization"] == 5
+
+    info = json.loads(runner.invoke(app, ["info", str(onnx_path), "--json"]).stdout)
+    assert info["type"] == "onnx" and not info["qdq"] and info["edgedit"]["source"]["checkpoint"] == ckpt.name
+    assert [i["name"] for i in info["inputs"]] == ["z", "y"] and info["inputs"][0]["shape"] == ["N", 1, 16, 16]
+
+    calib = tmp_path / "calib.npz"
+    assert runner.invoke(app, ["calib-data", str(onnx_path), "-n", "16", "-o", str(calib)]).exit_code == 0
+    done = runner.invoke(app, ["quantize", str(onnx_path), "--calib", str(calib), "--min-psnr", "20", "--json"])
+    assert done.exit_code == 0, done.output
+    int8 = tmp_path / "student.int8.onnx"
+    assert json.loads(done.stdout)["path"] == str(int8) and int8.exists()
+    assert json.loads(runner.invoke(app, ["info", str(int8), "--json"]).stdout)["qdq"]
+
+    grid, npz = tmp_path / "grid.png", tmp_path / "samples.npz"
+    done = runner.invoke(app, ["sample", str(int8), "-n", "6", "--batch", "4", "-o", str(grid), "--npz", str(npz)])
+    assert done.exit_code == 0, done.output
+    import numpy as np
+
+    with np.load(npz) as saved:
+        assert saved["images"].shape == (6, 1, 16, 16) and list(saved["seeds"]) == list(range(6))
+        assert list(saved["labels"]) == [0, 1, 2, 3, 4, 5]
+    assert Image.open(grid).size == (3 * 18 + 2, 2 * 18 + 2)  # 16 px images, 2 px padding, 3 columns
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "DiT-Nano-XS/2", "--opset", "21"], "TensorRT 10.3"),
+    (["export", "DiT-Nano-XS/2", "--batch", "2", "--dynamic-batch", "1:2:4"], "exclude each other"),
+    (["export", "DiT-Nano-XS/2", "--precision", "int8"], "INT8 comes from `edgedit quantize`"),
+    (["quantize", "model.safetensors"], "expected an .onnx file"),
+    (["sample", "DiT-S/2", "-n", "1"], "no edgedit sampler (ddpm"),
+])
+def test_pipeline_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len([l for l in result.stderr.splitlines() if l.startswith("edgedit: error")]) == 1
+
+
+def test_quantize_refuses_calibration_data_of_the_wrong_shape(tmp_path, exported):
+    import numpy as np
+
+    np.savez(tmp_path / "bad.npz", z=np.zeros((4, 1, 8, 8), np.float32), y=np.zeros(4, np.int32))
+    result = runner.invoke(app, ["quantize", str(exported["onestep-cond"][0]), "--calib", str(tmp_path / "bad.npz"),
+                                 "-o", str(tmp_path / "out.onnx")])
+    assert result.exit_code == 2 and "input 'z' must be float32 of shape [rows, 1, 16, 16]" in result.stderr
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_quantize_below_psnr_threshold_exits_1_and_writes_nothing(tmp_path, exported):
+    result = runner.invoke(app, ["quantize", str(exported["onestep-uncond"][0]), "--min-psnr", "200",
+                                 "--calib-samples", "8", "-o", str(tmp_path / "q.onnx")])
+    assert result.exit_code == 1 and "below 200 dB" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -32,7 +32,8 @@ def test_from_json_refuses_non_json():
         (dict(input_size=30, patch_size=4), "not divisible by patch size"),
         (dict(depth=0), "depth must be a positive integer"),
         (dict(class_dropout_prob=1.0), "class dropout"),
-        (dict(one_step=True, learn_sigma=True), "learn_sigma must be false"),
+        (dict(diffusion="one-step", learn_sigma=True), "learn_sigma .* only exists for ddpm"),
+        (dict(diffusion="flow"), "diffusion must be one of ddpm, edm, one-step"),
         (dict(mlp_ratio=0.0), "mlp ratio"),
     ],
 )

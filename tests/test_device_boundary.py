@@ -31,18 +31,21 @@ PROBE = textwrap.dedent(
     from edgedit.cli import app
     runner = CliRunner()
     codes = {" ".join(args): runner.invoke(app, args).exit_code
-             for args in (["--help"], ["models", "--json"], ["models"], ["doctor", "--json"])}
+             for args in (["--help"], ["models", "--json"], ["models"], ["doctor", "--json"],
+                          ["sample", ONNX_MODEL, "-n", "3", "-o", GRID])}
     print(json.dumps({"modules": device_modules, "codes": codes,
                       "leaked": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)}))
     """
 )
 
 
-def test_device_side_imports_and_runs_without_torch_or_onnx():
-    code = f"BLOCKED = {BLOCKED!r}\n" + PROBE
+def test_device_side_imports_and_runs_without_torch_or_onnx(exported, tmp_path):
+    onnx_model = str(exported["onestep-cond"][0])
+    code = f"BLOCKED = {BLOCKED!r}\nONNX_MODEL = {onnx_model!r}\nGRID = {str(tmp_path / 'grid.png')!r}\n" + PROBE
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "edgedit.runtime.noise" in result["modules"]
+    assert {"edgedit.runtime.noise", "edgedit.runtime.backends", "edgedit.runtime.samplers"} <= set(result["modules"])
     assert result["leaked"] == []
     assert set(result["codes"].values()) == {0}, result["codes"]
+    assert (tmp_path / "grid.png").exists()  # sampling an ONNX model needs only numpy + onnxruntime

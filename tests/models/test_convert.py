@@ -8,7 +8,8 @@ from edgedit.checkpoint import load_model
 from edgedit.cli import app
 from edgedit.config import resolve_config
 from edgedit.models.dit import DiT
-from tests.conftest import example_inputs, perturb
+from edgedit.models.loading import random_weights
+from tests.conftest import example_inputs
 
 # An official-layout DiT small enough for a test: DiT-S/4's layout at 2 blocks, width 64.
 TINY_ARGS = ["--model", "DiT-S/4", "--image-size", "128", "--depth", "2", "--width", "64", "--heads", "2"]
@@ -17,7 +18,7 @@ runner = CliRunner()
 
 def official_like_state_dict():
     cfg = resolve_config("DiT-S/4", input_size=16, depth=2, hidden_size=64, num_heads=2)
-    model = perturb(DiT(cfg), seed=7).eval()
+    model = random_weights(DiT(cfg), seed=7).eval()
     return cfg, model, {k: v.clone() for k, v in model.state_dict().items()}
 
 

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from edgedit.config import DiTConfig, get_preset
 from edgedit.models.dit import DiT
-from tests.conftest import TINY_CONFIGS, example_inputs, perturb
+from edgedit.models.loading import random_weights
+from tests.conftest import TINY_CONFIGS, example_inputs
 
 
 def official_checkpoint_layout(D, depth, C=4, O=8, p=2, T=256, classes=1000):
@@ -135,7 +136,7 @@ def reference_forward(sd, cfg, x, t, y):
 
 
 def test_forward_matches_the_reference_algebra(tiny_config):
-    model = perturb(DiT(tiny_config)).eval()
+    model = random_weights(DiT(tiny_config)).eval()
     x, t, y = example_inputs(tiny_config)
     with torch.no_grad():
         out = model(x, t, y)
@@ -162,7 +163,7 @@ def test_fresh_model_is_adaln_zero_output_exactly_zero(tiny_config):
 
 
 def test_features_are_the_block_outputs_and_do_not_change_the_output(tiny_config):
-    model = perturb(DiT(tiny_config)).eval()
+    model = random_weights(DiT(tiny_config)).eval()
     x, t, y = example_inputs(tiny_config)
     with torch.no_grad():
         plain = model(x, t, y)
@@ -179,7 +180,7 @@ def test_features_are_the_block_outputs_and_do_not_change_the_output(tiny_config
 
 def test_one_step_generator_has_no_timestep_and_refuses_one():
     cfg = TINY_CONFIGS["onestep-cond"]
-    model = perturb(DiT(cfg)).eval()
+    model = random_weights(DiT(cfg)).eval()
     names = dict(model.named_parameters())
     assert not any(n.startswith("t_embedder") for n in names)
     z, _, y = example_inputs(cfg)
@@ -199,7 +200,7 @@ def test_unconditional_generator_learns_modulation_vectors_instead_of_adaln():
 
 
 def test_denoiser_requires_timesteps_and_labels():
-    cfg = TINY_CONFIGS["denoiser-cfg"]
+    cfg = TINY_CONFIGS["ddpm-cfg"]
     model = DiT(cfg)
     x, t, y = example_inputs(cfg)
     with pytest.raises(ValueError, match="needs timesteps"):
@@ -209,8 +210,8 @@ def test_denoiser_requires_timesteps_and_labels():
 
 
 def test_null_label_row_is_what_label_dropout_uses():
-    cfg = TINY_CONFIGS["denoiser-cfg"]
-    model = perturb(DiT(cfg)).eval()
+    cfg = TINY_CONFIGS["ddpm-cfg"]
+    model = random_weights(DiT(cfg)).eval()
     x, t, y = example_inputs(cfg)
     with torch.no_grad():
         dropped = model.y_embedder(y, train=False, force_drop_ids=torch.ones_like(y))

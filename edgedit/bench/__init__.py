@@ -1,0 +1,1 @@
+"""Benchmark harness (device side: torch-free)."""

@@ -1,0 +1,69 @@
+"""Calibration data for INT8: the inputs a model really receives, saved as .npz keyed by input name.
+
+A one-step generator receives unit-variance noise z (and labels); a multi-step EDM denoiser
+receives noisy images along the sampler's trajectories at every step of the schedule, so those
+are recorded from real sampling runs (every network evaluation of Heun's method). Seeds of
+calibration data start at CALIBRATION_SEED and held-out data at HELDOUT_SEED, far from the
+seeds `edgedit sample` uses by default (0, 1, ...). Torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgedit.errors import EdgeditError
+from edgedit.runtime.backends import Backend
+from edgedit.runtime.samplers import generate
+from edgedit.runtime.spec import ModelMeta
+
+CALIBRATION_SEED = 10_000_000
+HELDOUT_SEED = 20_000_000
+
+
+def record_inputs(backend: Backend, samples: int, first_seed: int, steps: int | None = None,
+                  sampler: str | None = None, batch: int = 16) -> dict[str, np.ndarray]:
+    """Every network input met while generating `samples` images from consecutive seeds."""
+    if samples < 1:
+        raise EdgeditError(f"calibration needs at least 1 sample (got {samples})")
+    rows: dict[str, list[np.ndarray]] = {s.name: [] for s in backend.inputs}
+
+    def keep(feeds: dict[str, np.ndarray]) -> None:
+        for name, value in feeds.items():
+            rows[name].append(value.copy())
+
+    generate(backend, range(first_seed, first_seed + samples), batch=batch, steps=steps, sampler=sampler, on_eval=keep)
+    return {name: np.concatenate(parts) for name, parts in rows.items()}
+
+
+def load_calibration(path: str | os.PathLike, meta: ModelMeta) -> dict[str, np.ndarray]:
+    """Read an .npz (never pickled objects) and check it against the model's inputs."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeditError(f"{path}: no such calibration file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except Exception as err:
+        raise EdgeditError(f"{path}: not a readable .npz of arrays ({str(err).splitlines()[0][:120]})") from err
+    check_calibration(data, meta, str(path))
+    return data
+
+
+def check_calibration(data: dict[str, np.ndarray], meta: ModelMeta, where: str) -> None:
+    names = [s.name for s in meta.inputs]
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise EdgeditError(f"{where}: calibration data lacks input(s) {', '.join(missing)}; the model's inputs are "
+                           f"{', '.join(names)} (make it with `edgedit calib-data`)")
+    rows = {n: data[n].shape[0] if data[n].ndim else 0 for n in names}
+    if len(set(rows.values())) != 1 or not next(iter(rows.values())):
+        raise EdgeditError(f"{where}: inputs must have the same, non-zero number of rows (got {rows})")
+    for spec in meta.inputs:
+        array = data[spec.name]
+        expected = spec.concrete(array.shape[0])
+        if array.dtype != np.dtype(spec.dtype) or array.shape != expected:
+            raise EdgeditError(f"{where}: input '{spec.name}' must be {spec.dtype} of shape [rows, "
+                               f"{', '.join(map(str, expected[1:]))}], got {array.dtype} {list(array.shape)}")

@@ -1,0 +1,127 @@
+"""ONNX graph utilities shared by export, quantize and info (onnx + onnx-graphsurgeon; no torch)."""
+
+from __future__ import annotations
+
+import ast
+import collections
+import os
+from pathlib import Path
+
+from edgedit.deps import require
+from edgedit.errors import EdgeditError
+
+# TensorRT 10.3 (JetPack 6.1/6.2) parses ONNX opsets up to 20; LayerNormalization needs 17.
+SUPPORTED_OPSETS = range(17, 21)
+# Protobuf cannot serialize a message over 2 GiB: larger models keep their weights in NAME.onnx.data.
+EXTERNAL_DATA_BYTES = 2**31 - 2**26
+
+
+def check_opset(opset: int, where: str = "--opset") -> None:
+    if opset not in SUPPORTED_OPSETS:
+        raise EdgeditError(
+            f"{where}: opset {opset} is outside {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}: TensorRT 10.3 "
+            f"(JetPack 6) parses up to opset {SUPPORTED_OPSETS.stop - 1} and LayerNormalization needs 17"
+        )
+
+
+def default_opset(model) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def load_onnx(path: str | os.PathLike, load_external_data: bool = True):
+    """onnx.load with one-line errors for missing, truncated or non-ONNX files."""
+    onnx = require("onnx", extra="train")
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeditError(f"{path}: no such file")
+    try:
+        model = onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as err:  # DecodeError, missing external data ...
+        raise EdgeditError(f"{path}: not a readable ONNX model ({str(err).splitlines()[0][:120]})") from err
+    if not model.graph.node:
+        raise EdgeditError(f"{path}: not an ONNX model (no graph nodes)")
+    return model
+
+
+def op_histogram(model) -> dict[str, int]:
+    counts = collections.Counter(
+        n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in model.graph.node
+    )
+    return dict(counts.most_common())
+
+
+def is_qdq(model) -> bool:
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def metadata(model) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_metadata(model, values: dict[str, str], replace_prefix: str | None = None) -> None:
+    """Set metadata_props entries; with `replace_prefix`, first drop every key that starts with it."""
+    kept = [(p.key, p.value) for p in model.metadata_props
+            if p.key not in values and not (replace_prefix and p.key.startswith(replace_prefix))]
+    del model.metadata_props[:]
+    for key, value in [*kept, *values.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def name_nodes_by_module(model, strip_prefix: str = "net.") -> None:
+    """Rename nodes '{module path}/{OpType}' from the torch exporter's name scopes, e.g.
+    'blocks.3.attn.qkv/MatMul', so quantization exclusions and TensorRT layer names read like
+    the model's state_dict. Duplicates get a numeric suffix."""
+    seen: collections.Counter = collections.Counter()
+    for node in model.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        module = ""
+        if scopes:
+            path = ast.literal_eval(scopes)[:-1]  # the last entry names the op itself
+            module = path[-1] if path else ""
+            module = module[len(strip_prefix):] if module.startswith(strip_prefix) else ("" if module == "net" else module)
+        base = f"{module}/{node.op_type}"
+        node.name = base if not seen[base] else f"{base}_{seen[base]}"
+        seen[base] += 1
+
+
+def fold_constants(model):
+    """Fold every constant subexpression (onnx-graphsurgeon, evaluated with ONNX Runtime), then drop
+    what became unused: what demoDiffusion does before a TensorRT build."""
+    gs = require("onnx_graphsurgeon", extra="train")
+    graph = gs.import_onnx(model)
+    graph.fold_constants().cleanup().toposort()
+    folded = gs.export_onnx(graph)
+    folded.ir_version = model.ir_version
+    set_metadata(folded, metadata(model))
+    return folded
+
+
+def check_tensorrt_friendly(model, depth: int) -> None:
+    """What the export promises TensorRT: default-domain ops only, no ONNX Attention op, one
+    LayerNormalization per norm (2 per block + the final one)."""
+    foreign = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+    if foreign:
+        raise EdgeditError(f"exported graph uses non-standard ops {', '.join(foreign)}; TensorRT cannot parse them")
+    ops = op_histogram(model)
+    if "Attention" in ops:
+        raise EdgeditError("exported graph contains an ONNX Attention op; TensorRT 10.3 cannot parse it")
+    if ops.get("LayerNormalization", 0) != 2 * depth + 1:
+        raise EdgeditError(f"expected {2 * depth + 1} LayerNormalization ops, found {ops.get('LayerNormalization', 0)}")
+
+
+def weight_bytes(model) -> int:
+    return sum(len(t.raw_data) or 4 * len(t.float_data) for t in model.graph.initializer)
+
+
+def save_onnx(model, path: Path, external_data_bytes: int = EXTERNAL_DATA_BYTES) -> Path | None:
+    """Save; weights go to '<name>.data' next to it when the model is too big for one protobuf.
+    Returns the external data path, if any."""
+    onnx = require("onnx", extra="train")
+    if weight_bytes(model) < external_data_bytes:
+        onnx.save_model(model, str(path))
+        return None
+    data = path.with_name(path.name + ".data")
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    return data

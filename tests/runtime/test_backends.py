@@ -1,0 +1,79 @@
+import numpy as np
+import onnx
+import pytest
+
+from edgedit.errors import EdgeditError
+from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
+from edgedit.export.exporter import BatchSpec, export_onnx
+from edgedit.export.quantize import psnr_db, quantize_onnx
+from edgedit.runtime.backends import OnnxRuntimeBackend, TorchBackend, load_backend, ort_providers
+from edgedit.runtime.samplers import generate
+from edgedit.runtime.spec import ModelMeta
+
+
+def test_backends_dispatch_on_the_model_argument(exported):
+    onnx_path, checkpoint = exported["onestep-cond"]
+    assert isinstance(load_backend(onnx_path), OnnxRuntimeBackend)
+    assert isinstance(load_backend(checkpoint), TorchBackend)
+    with pytest.raises(EdgeditError, match="the torch backend runs checkpoints"):
+        load_backend(onnx_path, backend="torch")
+
+
+def test_inputs_are_checked_against_the_spec(exported):
+    backend = OnnxRuntimeBackend(exported["onestep-cond"][0], "cpu")
+    good = {"z": np.zeros((2, 1, 16, 16), np.float32), "y": np.zeros(2, np.int32)}
+    assert backend.run(good)["image"].shape == (2, 1, 16, 16)
+    with pytest.raises(EdgeditError, match="missing \\['y'\\]"):
+        backend.run({"z": good["z"]})
+    with pytest.raises(EdgeditError, match="input 'y' must be int32"):
+        backend.run({**good, "y": np.zeros(2, np.int64)})
+
+
+def test_foreign_and_non_onnx_files_are_refused(exported, tmp_path):
+    foreign = onnx.load(exported["onestep-cond"][0])
+    del foreign.metadata_props[:]
+    onnx.save(foreign, tmp_path / "foreign.onnx")
+    with pytest.raises(EdgeditError, match="no edgedit metadata"):
+        OnnxRuntimeBackend(tmp_path / "foreign.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(EdgeditError, match="ONNX Runtime cannot load it"):
+        OnnxRuntimeBackend(tmp_path / "junk.onnx")
+
+
+def test_damaged_metadata_names_what_is_missing():
+    with pytest.raises(EdgeditError, match="missing edgedit.sampler, edgedit.batch"):
+        ModelMeta.from_metadata({"edgedit.format": "edgedit.onnx/1", "edgedit.version": "0", "edgedit.config": "{}",
+                                 "edgedit.inputs": "[]", "edgedit.outputs": "[]", "edgedit.precision": "fp32",
+                                 "edgedit.source": "{}"}, "m.onnx")
+
+
+def test_provider_choice():
+    assert ort_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert ort_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"])[0] == "CUDAExecutionProvider"
+    with pytest.raises(EdgeditError, match="no CUDAExecutionProvider"):
+        ort_providers("cuda", ["CPUExecutionProvider"])
+    with pytest.raises(EdgeditError, match="unknown provider"):
+        ort_providers("rocm", ["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("name, steps", [("onestep-cond", None), ("edm-cond", 8)])
+def test_same_seed_same_image_through_torch_onnx_fp32_fp16_and_int8(exported, tmp_path, name, steps):
+    onnx_path, checkpoint = exported[name]
+    from edgedit.checkpoint import load_model
+
+    net, _ = load_model(checkpoint)
+    fp16 = export_onnx(net, tmp_path / "fp16.onnx", {"checkpoint": checkpoint.name}, BatchSpec.parse("1:2:4"),
+                       precision="fp16").path
+    fp32 = OnnxRuntimeBackend(onnx_path, "cpu")
+    calib, heldout = record_inputs(fp32, 16, CALIBRATION_SEED, steps), record_inputs(fp32, 4, HELDOUT_SEED, steps)
+    int8 = quantize_onnx(onnx_path, tmp_path / "int8.onnx", calib, heldout, min_psnr=20).path
+
+    seeds = [3, 1, 4, 1, 5]
+    images = {label: generate(load_backend(path), seeds, batch=4, steps=steps)
+              for label, path in (("torch", checkpoint), ("fp32", onnx_path), ("fp16", fp16), ("int8", int8))}
+    reference = images["torch"]
+    assert reference.std() > 0.1
+    np.testing.assert_array_equal(images["fp32"][1], images["fp32"][3])  # seed 1 twice, different batch slots
+    assert psnr_db(reference, images["fp32"]) > 80
+    assert psnr_db(reference, images["fp16"]) > 45
+    assert psnr_db(reference, images["int8"]) > 25
