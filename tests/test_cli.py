@@ -157,7 +157,7 @@ def test_pipeline_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
-    assert len([l for l in result.stderr.splitlines() if l.startswith("edgedit: error")]) == 1
+    assert len([line for line in result.stderr.splitlines() if line.startswith("edgedit: error")]) == 1
 
 
 def test_quantize_refuses_calibration_data_of_the_wrong_shape(tmp_path, exported):

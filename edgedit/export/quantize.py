@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import importlib.util
 import io
 import logging
-import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -175,10 +175,10 @@ def _quantize_modelopt(src: Path, dst: Path, data, method: str, nodes: list[str]
     with _quiet():
         modelopt_quantize(
             onnx_path=str(src), quantize_mode="int8", calibration_data=data, calibration_method=method,
-        calibration_eps=["cpu"], nodes_to_quantize=[f"^{re.escape(n)}$" for n in nodes], output_path=str(dst),
-        high_precision_dtype="fp32",  # the same graph types as the ONNX Runtime route
-        log_level="WARNING",
-    )
+            calibration_eps=["cpu"], nodes_to_quantize=[f"^{re.escape(n)}$" for n in nodes], output_path=str(dst),
+            high_precision_dtype="fp32",  # the same graph types as the ONNX Runtime route
+            log_level="WARNING",
+        )
 
 
 def check_zero_points(model) -> int:

@@ -118,13 +118,13 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model: str, device: str = "cpu", **overrides):
+    def __init__(self, model: str, device: str = "cpu", quiet: bool = False, **overrides):
         torch = require("torch", extra="train")
         from edgedit.models.deployable import DeployableDiT
         from edgedit.models.loading import load_model_or_preset
         from edgedit.runtime.spec import io_spec, sampler_spec
 
-        net, source = load_model_or_preset(model, **overrides)
+        net, source = load_model_or_preset(model, quiet=quiet, **overrides)
         self.torch = torch
         self.device = device
         self.module = DeployableDiT(net).to(device).eval()

@@ -95,15 +95,25 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
     images = []
     for start in range(0, len(seeds), batch):
         chunk = list(seeds[start:start + batch])
-        rows = max(len(chunk), meta.batch["min"]) if meta.dynamic_batch else batch
         z = noise_from_seeds(chunk, shape)
         extra = {"y": labels[start:start + batch]} if cfg.class_conditional else {}
-
-        def evaluate(x: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
-            feeds = {in_name: x, **({"sigma": sigma} if sigma is not None else {}), **extra}
-            if on_eval is not None:
-                on_eval(feeds)
-            return backend.run(pad_batch(feeds, rows))[out_name][: len(chunk)]
-
+        rows = max(len(chunk), meta.batch["min"]) if meta.dynamic_batch else batch
+        evaluate = _Evaluation(backend, in_name, out_name, extra, rows, len(chunk), on_eval)
         images.append(evaluate(z) if spec["type"] == "one-step" else edm_sample(evaluate, z, sigmas, sampler))
     return np.concatenate(images)
+
+
+class _Evaluation:
+    """One network evaluation for a chunk of samples: its labels, padding to the batch the model
+    takes, and the optional hook."""
+
+    def __init__(self, backend: Backend, in_name: str, out_name: str, extra: dict[str, np.ndarray], rows: int,
+                 n: int, on_eval: EvalHook | None):
+        self.backend, self.in_name, self.out_name, self.extra = backend, in_name, out_name, extra
+        self.rows, self.n, self.on_eval = rows, n, on_eval
+
+    def __call__(self, x: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
+        feeds = {self.in_name: x, **({"sigma": sigma} if sigma is not None else {}), **self.extra}
+        if self.on_eval is not None:
+            self.on_eval(feeds)
+        return self.backend.run(pad_batch(feeds, self.rows))[self.out_name][: self.n]
