@@ -21,6 +21,7 @@ from rich.table import Table
 
 from edgedit import __version__
 from edgedit.errors import EdgeditError
+from edgedit.fileio import write_text_atomic
 
 app = typer.Typer(
     name="edgedit",
@@ -447,6 +448,180 @@ def sample_command(
         save_npz(npz, {"images": images, "seeds": np.asarray(seeds, np.int64), "labels": used})
     stdout.print(f"wrote {output}: {n} images from {runner.describe()} in {seconds:.2f} s "
                  f"({seconds / n * 1e3:.1f} ms/image, including sampling overhead)")
+
+
+@command("build-engine")
+def build_engine_command(
+    onnx: Annotated[Path, typer.Argument(help="An .onnx from `edgedit export` (FP32, FP16) or `edgedit quantize` (INT8).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Default: engines/NAME.PRECISION.plan")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16, int8 or best (FP16+INT8 flags).")] = "fp16",
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration .npz for int8/best from an FP32 ONNX.")] = None,
+    workspace_mb: Annotated[int, typer.Option("--workspace-mb", help="Builder workspace cap (MiB): the Orin Nano's "
+                                              "8 GB are shared with the CPU.")] = 1024,
+    opt_level: Annotated[int, typer.Option("--opt-level", help="Builder optimization level 0-5.")] = 3,
+    timing_cache: Annotated[Optional[Path], typer.Option("--timing-cache", help="Load and save this timing cache.")] = None,
+    trtexec: Annotated[bool, typer.Option("--trtexec", help="Build with JetPack's trtexec instead of the Python API.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the equivalent trtexec command.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Build a TensorRT engine (+ NAME.plan.json sidecar) on the device, through Polygraphy or trtexec.
+
+    FP16-typed and Q/DQ INT8 files build strongly typed; int8/best on an FP32 file quantize it first.
+    Engines are specific to their GPU and TensorRT version: build them where they run.
+    """
+    from edgedit.engines.build import build_engine
+
+    output = output or Path("engines") / f"{onnx.name.removesuffix('.onnx')}.{precision}.plan"
+    report = build_engine(onnx, output, precision, calib, workspace_mb, opt_level, timing_cache, trtexec, dry_run)
+    if json_out:
+        _print_json({"plan": str(report.plan) if report.plan else None, "onnx": str(report.onnx),
+                     "quantized_from": str(report.quantized_from) if report.quantized_from else None,
+                     "settings": report.settings.to_dict(), "trtexec": report.command, "sidecar": report.sidecar})
+        return
+    if report.quantized_from is not None:
+        stdout.print(f"{'would quantize' if dry_run else 'quantized'} {report.quantized_from} -> {report.onnx}")
+    stdout.print(("equivalent: " if not dry_run else "") + " ".join(report.command), soft_wrap=True)
+    if report.plan is not None:
+        side = report.sidecar
+        stdout.print(f"wrote {report.plan} ({_si(side['plan_bytes'], 'B')}, {precision}, "
+                     f"{'strongly' if side['strongly_typed'] else 'weakly'} typed) in {side['build_seconds']:.1f} s, "
+                     f"peak RSS {side['peak_rss_mb']:.0f} MB, on {side['device']['gpu']} with TensorRT "
+                     f"{side['device']['tensorrt']}")
+
+
+@command("bench")
+def bench_command(
+    models: Annotated[list[str], typer.Argument(help="Models (.plan, .onnx, .safetensors or presets); or `report` "
+                                                    "followed by bench JSON files to merge.")],
+    backend: Annotated[str, typer.Option("--backend", help="auto, torch, onnxruntime, tensorrt; several as a comma list.")] = "auto",
+    provider: Annotated[str, typer.Option("--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8.")] = "1",
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls first.")] = 5,
+    iters: Annotated[Optional[int], typer.Option("--iters", min=1, help="Timed calls (instead of --duration).")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Seconds of timed calls (default 3).")] = None,
+    what: Annotated[str, typer.Option("--what", help="model (one network call) or sampler (whole images).")] = "model",
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="EDM steps for --what sampler.")] = None,
+    tegrastats: Annotated[bool, typer.Option("--tegrastats", help="Sample tegrastats (Jetson): RAM, power, energy.")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay static engines as CUDA graphs.")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="ONNX Runtime intra-op threads (0 = its default); "
+                                         "1 gives steadier timings on small shared machines.")] = 0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records as JSON.")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the records as CSV.")] = None,
+    report: Annotated[Optional[Path], typer.Option("-o", "--report", help="Write a Markdown comparison.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a latency plot (PNG; needs matplotlib).")] = None,
+) -> None:
+    """Measure latency (min/mean/p50/p90/p99/max/std, images/s), memory and, on a Jetson, power and
+    energy per image. Ctrl-C keeps what was measured. `edgedit bench report A.json B.json` merges runs."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from edgedit.bench import report as reports
+    from edgedit.bench.harness import BenchSettings, run_bench
+
+    interrupted = False
+    if models[0] == "report":
+        if len(models) < 2:
+            raise EdgeditError("bench report needs bench JSON files: edgedit bench report A.json B.json -o report.md")
+        records = reports.load_records(models[1:])
+    else:
+        if iters is not None and duration is not None:
+            raise EdgeditError("--iters and --duration exclude each other")
+        try:
+            batches = [int(b) for b in batch.split(",")]
+        except ValueError:
+            raise EdgeditError(f"--batch '{batch}' is not a comma list of integers, e.g. 1,4,8") from None
+        if any(b < 1 for b in batches):
+            raise EdgeditError("--batch sizes must be at least 1")
+        settings = BenchSettings(batches, warmup, iters, duration if duration is not None else (None if iters else 3.0),
+                                 what, steps, tegrastats)
+        console = Console(stderr=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} calls, "
+                      "last {task.fields[ms]:.2f} ms"), console=console, transient=True) as bar:
+            def progress(label: str, _batch: int):
+                task = bar.add_task(label, total=iters, ms=0.0)
+                return lambda ms: bar.update(task, advance=1, ms=ms)
+
+            records, interrupted = run_bench(models, backend.split(","), settings, provider, cuda_graph, progress, threads)
+        if not records:
+            raise EdgeditError("interrupted before anything was measured")
+    for path, writer in ((json_path, reports.save_json), (csv_path, reports.save_csv)):
+        if path:
+            writer(path, records)
+    if report:
+        write_text_atomic(report, reports.markdown(records))
+    if plot and not reports.save_plot(plot, records):
+        typer.echo("edgedit: warning: matplotlib is not installed: no plot (pip install matplotlib)", err=True)
+    _print_bench_table(records)
+    if interrupted:
+        typer.echo("edgedit: interrupted: the table shows what was measured so far", err=True)
+        raise typer.Exit(130)
+
+
+def _print_bench_table(records: list[dict]) -> None:
+    from edgedit.bench.harness import comparison_rows, csv_row
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("model", "backend", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "speedup",
+                   "peak RSS MB", "J/image"):
+        table.add_column(header, justify="left" if header in ("model", "backend", "precision") else "right", no_wrap=True)
+    for r in comparison_rows(records):
+        c = csv_row(r)
+        energy = "-" if c["energy_per_image_j"] is None else f"{c['energy_per_image_j']:.4f}"
+        provider = r["provider"].removesuffix("ExecutionProvider")
+        table.add_row(r["model"], f"{r['backend']} ({provider})", r["precision"], str(r["batch"]),
+                      f"{c['p50_ms']:.3f}", f"{c['p90_ms']:.3f}", f"{c['p99_ms']:.3f}", f"{c['throughput_img_s']:.1f}",
+                      f"{r['speedup_vs_first']:.2f}x", f"{c['peak_rss_mb']:.0f}", energy)
+    mode = {r["what"] for r in records}
+    table.caption = ("per network call" if mode == {"model"} else "per sampled batch") + \
+        "; speedup = p50 of the first row of the same batch / this p50"
+    stdout.print(table)
+
+
+@command("tegrastats")
+def tegrastats_command(
+    log: Annotated[Path, typer.Argument(help="A tegrastats log (tegrastats --logfile, or its captured output).")],
+    interval_ms: Annotated[Optional[float], typer.Option("--interval-ms", help="Sampling interval, when the lines "
+                                                        "carry no usable timestamps.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Summarise a tegrastats log: RAM, GPU load, EMC, power per rail (mean/peak) and VDD_IN energy."""
+    from edgedit.bench.tegrastats import summarize
+
+    if not log.is_file():
+        raise EdgeditError(f"{log}: no such file")
+    summary = summarize(log.read_text(errors="replace").splitlines(), interval_ms)
+    if json_out:
+        _print_json(summary)
+        return
+    if not summary["samples"]:
+        raise EdgeditError(f"{log}: no tegrastats lines found ({summary['bad_lines']} other lines)")
+    stat = lambda d, unit: "unavailable" if d is None else f"mean {d['mean']:.1f}{unit}, peak {d['peak']:.0f}{unit}"  # noqa: E731
+    stdout.print(f"{log}: {summary['samples']} samples"
+                 + (f" every {summary['period_s']:.3g} s" if summary["period_s"] else "")
+                 + (f", {summary['bad_lines']} malformed lines skipped" if summary["bad_lines"] else ""))
+    stdout.print(f"  RAM used   {stat(summary['ram_used_mb'], ' MB')} of {summary['ram_total_mb']} MB")
+    stdout.print(f"  GPU (GR3D) {stat(summary['gr3d_pct'], '%')};  EMC {stat(summary['emc_pct'], '%')}")
+    for rail, p in summary["power_mw"].items():
+        stdout.print(f"  {rail:<16} {stat(p, ' mW')}")
+    energy = summary["energy_j"]
+    stdout.print(f"  energy     {'unknown (no timestamps: pass --interval-ms)' if energy is None else f'{energy:.2f} J'}"
+                 f" on {summary['energy_rail'] or 'no total rail'}")
+
+
+@command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for models, grids, bench.json, report.md.")] = Path("demo-out"),
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of timed calls per benchmark.")] = 1.5,
+) -> None:
+    """The deploy path on the embedded default: export, quantize, build engines (where TensorRT is),
+    sample, and bench every available backend and precision at batch 1 and 8."""
+    import time
+
+    from edgedit.demo import run_demo
+
+    start = time.perf_counter()
+    result = run_demo(output, duration, say=lambda text: stdout.print(f"[dim]demo:[/dim] {text}"))
+    _print_bench_table(result["records"])
+    stdout.print(f"wrote {output}/ (models, grid-*.png, bench.json, report.md) in {time.perf_counter() - start:.0f} s")
 
 
 def main() -> None:

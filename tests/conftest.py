@@ -58,3 +58,40 @@ def exported(tmp_path_factory):
         onnx_path = export_onnx(net, folder / f"{name}.onnx", source, batch).path
         made[name] = (onnx_path, checkpoint)
     return made
+
+
+FAKES = __import__("pathlib").Path(__file__).parent / "fakes"
+FAKED = ("tensorrt", "pycuda", "polygraphy")
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch):
+    """TensorRT, Polygraphy and pycuda replaced by the fakes in tests/fakes, and a fake CUDA device."""
+    import sys
+
+    for name in [m for m in sys.modules if m.split(".")[0] in FAKED]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(FAKES))
+    import edgedit.doctor
+
+    monkeypatch.setattr(edgedit.doctor, "cuda_devices", lambda: {
+        "driver": "12.6", "error": None,
+        "devices": [{"index": 0, "name": "Orin (fake)", "compute_capability": "8.7", "memory_bytes": 7_600_000_000,
+                     "integrated": True}]})
+    import tensorrt
+    from polygraphy.backend import trt as poly
+
+    tensorrt.CALLS.clear()
+    poly.CALLS.clear()
+    yield tensorrt
+    for name in [m for m in sys.modules if m.split(".")[0] in FAKED]:
+        sys.modules.pop(name)  # drop the fakes; monkeypatch then restores anything real
+
+
+def has_real_tensorrt() -> bool:
+    """True on a device with TensorRT and a CUDA GPU (jetson/selftest.sh runs the `device` tests there)."""
+    import importlib.util
+
+    from edgedit.doctor import cuda_devices
+
+    return importlib.util.find_spec("tensorrt") is not None and bool(cuda_devices()["devices"])

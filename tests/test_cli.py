@@ -14,7 +14,8 @@ from edgedit.models.dit import DiT
 from tests.conftest import TINY_CONFIGS
 
 runner = CliRunner()
-COMMANDS = {"models", "info", "doctor", "convert-dit", "export", "calib-data", "quantize", "sample"}
+COMMANDS = {"models", "info", "doctor", "convert-dit", "export", "calib-data", "quantize", "sample", "build-engine",
+            "bench", "tegrastats", "demo"}
 
 
 def test_help_lists_exactly_the_implemented_commands():
@@ -175,3 +176,68 @@ def test_quantize_below_psnr_threshold_exits_1_and_writes_nothing(tmp_path, expo
                                  "--calib-samples", "8", "-o", str(tmp_path / "q.onnx")])
     assert result.exit_code == 1 and "below 200 dB" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_writes_json_csv_report_and_prints_a_comparison(tmp_path, exported):
+    onnx, checkpoint = exported["onestep-cond"]
+    out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "md", "png")}
+    result = runner.invoke(app, ["bench", str(onnx), str(checkpoint), "--batch", "1,2", "--iters", "3", "--warmup", "1",
+                                 "--json", str(out["json"]), "--csv", str(out["csv"]), "-o", str(out["md"]),
+                                 "--plot", str(out["png"])])
+    assert result.exit_code == 0, result.output
+    records = json.loads(out["json"].read_text())
+    assert len(records) == 4 and {r["backend"] for r in records} == {"onnxruntime", "torch"}
+    assert "speedup" in result.stdout and "onestep-cond.onnx" in result.stdout
+    assert out["md"].read_text().startswith("| model | backend") and out["png"].exists()
+    merged = runner.invoke(app, ["bench", "report", str(out["json"]), str(out["json"]), "-o", str(tmp_path / "m.md")])
+    assert merged.exit_code == 0 and (tmp_path / "m.md").read_text().count("onestep-cond.onnx") == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "x.onnx", "--batch", "1,a"], "not a comma list of integers"),
+    (["bench", "x.onnx", "--iters", "3", "--duration", "1"], "exclude each other"),
+    (["bench", "report"], "needs bench JSON files"),
+    (["build-engine", "missing.onnx"], "missing.onnx: no such file"),
+    (["build-engine", "model.onnx", "--precision", "int4"], "no such file"),
+    (["tegrastats", "missing.log"], "no such file"),
+])
+def test_device_commands_bad_input(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_build_engine_dry_run_prints_the_trtexec_command(exported):
+    result = runner.invoke(app, ["build-engine", str(exported["onestep-uncond"][0]), "--precision", "fp16", "--dry-run"])
+    assert result.exit_code == 0
+    assert "trtexec --onnx=" in result.stdout and "--fp16" in result.stdout and "--saveEngine=engines/onestep-uncond.fp16.plan" in result.stdout
+
+
+def test_build_engine_without_tensorrt_says_engines_are_built_on_the_device(exported, tmp_path):
+    result = runner.invoke(app, ["build-engine", str(exported["onestep-uncond"][0]), "-o", str(tmp_path / "m.plan")])
+    assert result.exit_code == 2 and "not portable" in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_tegrastats_command_summarises_a_log():
+    from pathlib import Path
+
+    log = Path(__file__).parent / "data" / "tegrastats_orin_nano_r36.log"
+    summary = json.loads(runner.invoke(app, ["tegrastats", str(log), "--json"]).stdout)
+    assert summary["samples"] == 4 and summary["power_mw"]["VDD_IN"]["peak"] == 7120 and summary["bad_lines"] == 1
+    text = runner.invoke(app, ["tegrastats", str(log)]).stdout
+    assert "VDD_IN" in text and "17.78 J" in text
+
+
+def test_demo_runs_the_deploy_path(tmp_path, monkeypatch):
+    import edgedit.demo
+
+    monkeypatch.setattr(edgedit.demo, "BATCHES", [1, 2])
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "out"), "--duration", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert "RANDOM weights" in result.stdout and "skipped, no TensorRT" in result.stdout
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"student.fp32.onnx", "student.fp16.onnx", "student.int8.onnx", "bench.json", "report.md",
+            "grid-torch-fp32.png", "grid-onnx-int8.png"} <= names
+    records = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert {(r["backend"], r["precision"], r["batch"]) for r in records} == {
+        (b, p, n) for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"))
+        for n in (1, 2)}

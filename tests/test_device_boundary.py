@@ -4,6 +4,7 @@ import them."""
 
 import json
 import subprocess
+from pathlib import Path
 import sys
 import textwrap
 
@@ -21,9 +22,11 @@ PROBE = textwrap.dedent(
 
     sys.meta_path.insert(0, Block())
     import edgedit.runtime
+    import edgedit.bench, edgedit.engines
     device_modules = ["edgedit.jetson", "edgedit.doctor", "edgedit.hardware", "edgedit.config", "edgedit.fileinfo",
                       "edgedit.models.accounting", "edgedit.cli"]
-    device_modules += [m.name for m in pkgutil.walk_packages(edgedit.runtime.__path__, "edgedit.runtime.")]
+    for package in (edgedit.runtime, edgedit.engines, edgedit.bench):
+        device_modules += [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
     for name in device_modules:
         importlib.import_module(name)
 
@@ -32,7 +35,10 @@ PROBE = textwrap.dedent(
     runner = CliRunner()
     codes = {" ".join(args): runner.invoke(app, args).exit_code
              for args in (["--help"], ["models", "--json"], ["models"], ["doctor", "--json"],
-                          ["sample", ONNX_MODEL, "-n", "3", "-o", GRID])}
+                          ["sample", ONNX_MODEL, "-n", "3", "-o", GRID],
+                          ["bench", ONNX_MODEL, "--iters", "2", "--warmup", "0", "--batch", "1,2"],
+                          ["build-engine", ONNX_MODEL, "--precision", "int8", "--dry-run"],
+                          ["tegrastats", TEGRASTATS_LOG])}
     print(json.dumps({"modules": device_modules, "codes": codes,
                       "leaked": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)}))
     """
@@ -41,11 +47,14 @@ PROBE = textwrap.dedent(
 
 def test_device_side_imports_and_runs_without_torch_or_onnx(exported, tmp_path):
     onnx_model = str(exported["onestep-cond"][0])
-    code = f"BLOCKED = {BLOCKED!r}\nONNX_MODEL = {onnx_model!r}\nGRID = {str(tmp_path / 'grid.png')!r}\n" + PROBE
+    log = str(Path(__file__).parent / "data" / "tegrastats_orin_nano_r36.log")
+    code = (f"BLOCKED = {BLOCKED!r}\nONNX_MODEL = {onnx_model!r}\nGRID = {str(tmp_path / 'grid.png')!r}\n"
+            f"TEGRASTATS_LOG = {log!r}\n" + PROBE)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"edgedit.runtime.noise", "edgedit.runtime.backends", "edgedit.runtime.samplers"} <= set(result["modules"])
+    assert {"edgedit.runtime.noise", "edgedit.runtime.backends", "edgedit.runtime.samplers", "edgedit.runtime.tensorrt",
+            "edgedit.engines.build", "edgedit.bench.harness", "edgedit.bench.tegrastats"} <= set(result["modules"])
     assert result["leaked"] == []
     assert set(result["codes"].values()) == {0}, result["codes"]
     assert (tmp_path / "grid.png").exists()  # sampling an ONNX model needs only numpy + onnxruntime

@@ -36,23 +36,36 @@ class LatencyStats:
         return asdict(self)
 
 
+class MeasurementInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the timed calls: carries the statistics of the calls measured so far (or None)."""
+
+    def __init__(self, stats: LatencyStats | None):
+        super().__init__()
+        self.stats = stats
+
+
 def measure(call: Callable[[], object], warmup: int = 5, iters: int | None = None, duration_s: float | None = None,
-            min_iters: int = 5) -> LatencyStats:
+            min_iters: int = 5, on_sample: Callable[[float], None] | None = None) -> LatencyStats:
     """Time `call()` after `warmup` untimed calls, for `iters` calls or until `duration_s` has passed
-    (at least `min_iters`)."""
+    (at least `min_iters`). `on_sample(ms)` follows progress; Ctrl-C raises MeasurementInterrupted."""
     if (iters is None) == (duration_s is None):
         raise ValueError("give exactly one of iters and duration_s")
     for _ in range(warmup):
         call()
-    samples = []
+    samples: list[float] = []
     deadline = None if duration_s is None else time.perf_counter_ns() + duration_s * 1e9
-    while True:
-        start = time.perf_counter_ns()
-        call()
-        end = time.perf_counter_ns()
-        samples.append((end - start) / 1e6)
-        if iters is not None and len(samples) >= iters:
-            break
-        if deadline is not None and end >= deadline and len(samples) >= min_iters:
-            break
+    try:
+        while True:
+            start = time.perf_counter_ns()
+            call()
+            end = time.perf_counter_ns()
+            samples.append((end - start) / 1e6)
+            if on_sample is not None:
+                on_sample(samples[-1])
+            if iters is not None and len(samples) >= iters:
+                break
+            if deadline is not None and end >= deadline and len(samples) >= min_iters:
+                break
+    except KeyboardInterrupt:
+        raise MeasurementInterrupted(LatencyStats.from_samples(np.asarray(samples)) if samples else None) from None
     return LatencyStats.from_samples(np.asarray(samples))

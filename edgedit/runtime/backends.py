@@ -139,22 +139,29 @@ class TorchBackend(Backend):
         return {self.outputs[0].name: out.float().cpu().numpy()}
 
 
-def load_backend(model: str | os.PathLike, backend: str = "auto", provider: str = "auto", **overrides) -> Backend:
-    """The backend for MODEL: an .onnx file (ONNX Runtime), a .safetensors checkpoint or a preset
-    name (torch)."""
+def load_backend(model: str | os.PathLike, backend: str = "auto", provider: str = "auto", cuda_graph: bool = False,
+                 threads: int = 0, **overrides) -> Backend:
+    """The backend for MODEL: a .plan engine (TensorRT), an .onnx file (ONNX Runtime), a
+    .safetensors checkpoint or a preset name (torch)."""
     path = Path(model)
     kind = backend
     if backend == "auto":
-        kind = "onnxruntime" if path.suffix == ".onnx" else "torch"
+        kind = {".plan": "tensorrt", ".onnx": "onnxruntime"}.get(path.suffix, "torch")
+    if kind == "tensorrt":
+        if path.suffix != ".plan":
+            raise EdgeditError(f"{model}: the tensorrt backend runs .plan engines; build one with `edgedit build-engine`")
+        from edgedit.runtime.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(path, cuda_graph=cuda_graph)
     if kind == "onnxruntime":
         if path.suffix != ".onnx":
             raise EdgeditError(f"{model}: the onnxruntime backend runs .onnx files; export it with `edgedit export`")
-        return OnnxRuntimeBackend(path, provider)
+        return OnnxRuntimeBackend(path, provider, threads)
     if kind == "torch":
-        if path.suffix == ".onnx":
+        if path.suffix in (".onnx", ".plan"):
             raise EdgeditError(f"{model}: the torch backend runs checkpoints and presets, not ONNX files")
         return TorchBackend(str(model), **overrides)
-    raise EdgeditError(f"unknown backend '{backend}'; choose auto, onnxruntime or torch")
+    raise EdgeditError(f"unknown backend '{backend}'; choose auto, tensorrt, onnxruntime or torch")
 
 
 def pad_batch(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:

@@ -1,0 +1,99 @@
+"""Bench results as files: JSON records, CSV, a Markdown comparison, and a latency plot. Torch-free."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edgedit.bench.harness import CSV_FIELDS, comparison_rows, csv_row
+from edgedit.errors import EdgeditError
+from edgedit.fileio import atomic_output, write_text_atomic
+
+
+def load_records(paths: list[str | os.PathLike]) -> list[dict[str, Any]]:
+    records = []
+    for path in map(Path, paths):
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise EdgeditError(f"{path}: no such file") from None
+        except json.JSONDecodeError as err:
+            raise EdgeditError(f"{path}: not JSON ({err}); expected the output of `edgedit bench --json`") from err
+        items = data if isinstance(data, list) else data.get("records") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not all(isinstance(r, dict) and "latency_ms" in r for r in items):
+            raise EdgeditError(f"{path}: not a list of bench records (from `edgedit bench --json`)")
+        records += items
+    return records
+
+
+def save_json(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, json.dumps(records, indent=2))
+
+
+def save_csv(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS))
+    writer.writeheader()
+    for r in records:
+        writer.writerow(csv_row(r))
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _device(r: dict[str, Any]) -> str:
+    jet = r["env"].get("jetson")
+    if jet:
+        mode = (jet.get("nvpmodel") or {}).get("name") or "?"
+        return f"{jet.get('model') or 'Jetson'} ({mode}, jetson_clocks {'on' if jet.get('jetson_clocks') else 'off'})"
+    return f"{r['env'].get('cpu') or r['env'].get('platform')}"
+
+
+def markdown(records: list[dict[str, Any]]) -> str:
+    """A comparison table, ratios against the first record of each batch size."""
+    lines = ["| model | backend | precision | batch | what | p50 ms | p90 ms | p99 ms | img/s | vs first | GPU p50 ms "
+             "| peak RSS MB | power mW | J/image | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in comparison_rows(records):
+        c = csv_row(r)
+        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['what']} | "
+                     f"{c['p50_ms']:.3f} | {c['p90_ms']:.3f} | {c['p99_ms']:.3f} | {c['throughput_img_s']:.1f} | "
+                     f"{r['speedup_vs_first']:.2f}x | {fmt(c['gpu_p50_ms'], '.3f')} | {c['peak_rss_mb']:.0f} | "
+                     f"{fmt(c['vdd_in_mean_mw'], '.0f')} | {fmt(c['energy_per_image_j'], '.4f')} | {_device(r)} |")
+    notes = []
+    if any(r.get("random_weights") for r in records):
+        notes.append("Models marked with random weights are presets: latency is meaningful, images are not.")
+    if any(r.get("interrupted") for r in records):
+        notes.append("Some runs were interrupted (Ctrl-C): their statistics cover fewer calls.")
+    return "\n".join(lines + [""] + notes) + "\n"
+
+
+def save_plot(path: str | os.PathLike, records: list[dict[str, Any]]) -> bool:
+    """p50 latency per model/backend/precision, one group of bars per batch; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    labels = list(dict.fromkeys(f"{r['model']}\n{r['backend']} {r['precision']}" for r in records))
+    batches = sorted({r["batch"] for r in records})
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels) * len(batches)), 4))
+    width = 0.8 / max(len(batches), 1)
+    for k, batch in enumerate(batches):
+        values = {f"{r['model']}\n{r['backend']} {r['precision']}": r["latency_ms"]["p50"] for r in records
+                  if r["batch"] == batch}
+        ax.bar([i + k * width for i in range(len(labels))], [values.get(label, 0) for label in labels], width,
+               label=f"batch {batch}")
+    ax.set_xticks([i + width * (len(batches) - 1) / 2 for i in range(len(labels))], labels, fontsize=7)
+    ax.set_ylabel("p50 latency per call (ms)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return True

@@ -1,0 +1,145 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from edgedit.engines.build import build_engine, settings_for, trtexec_command
+from edgedit.errors import EdgeditError
+from edgedit.runtime.backends import OnnxRuntimeBackend
+from edgedit.runtime.onnx_metadata import read_onnx_header
+from edgedit.runtime.spec import ModelMeta
+
+
+def meta_of(path, precision=None):
+    meta = ModelMeta.from_metadata(read_onnx_header(path)[0], str(path))
+    if precision:
+        meta.precision = precision
+    return meta
+
+
+@pytest.mark.parametrize("precision, onnx, strongly_typed, fp16, int8", [
+    ("fp32", "fp32", True, False, False),
+    ("fp16", "fp16", True, False, False),
+    ("fp16", "fp32", False, True, False),  # the TensorRT 10 weakly typed comparison
+    ("int8", "int8", True, False, False),
+    ("best", "int8", False, True, True),
+])
+def test_builder_settings_per_precision(exported, precision, onnx, strongly_typed, fp16, int8):
+    s = settings_for(meta_of(exported["onestep-cond"][0], onnx), precision)
+    assert (s.strongly_typed, s.fp16_flag, s.int8_flag) == (strongly_typed, fp16, int8)
+
+
+@pytest.mark.parametrize("precision, onnx", [("fp32", "fp16"), ("fp16", "int8"), ("int8", "fp16"), ("best", "fp32")])
+def test_impossible_combinations_are_refused(exported, precision, onnx):
+    with pytest.raises(EdgeditError, match=f"a {onnx} ONNX cannot build a {precision} engine"):
+        settings_for(meta_of(exported["onestep-cond"][0], onnx), precision)
+
+
+def test_profile_comes_from_the_onnx_batch_spec(exported):
+    s = settings_for(meta_of(exported["onestep-cond"][0]), "fp16")  # exported with batch 1:2:4
+    assert s.dynamic and s.shapes == {"z": {"min": [1, 1, 16, 16], "opt": [2, 1, 16, 16], "max": [4, 1, 16, 16]},
+                                      "y": {"min": [1], "opt": [2], "max": [4]}}
+    static = settings_for(meta_of(exported["onestep-uncond"][0]), "fp32")  # batch 4
+    assert not static.dynamic and static.shapes["z"]["min"] == static.shapes["z"]["max"] == [4, 3, 8, 8]
+
+
+def test_trtexec_commands(exported):
+    onnx = exported["onestep-cond"][0]
+    fp16 = trtexec_command("m.fp16.onnx", "m.plan", settings_for(meta_of(onnx, "fp16"), "fp16", 512, 4, "orin.tcache"))
+    assert fp16 == ["trtexec", "--onnx=m.fp16.onnx", "--saveEngine=m.plan", "--stronglyTyped",
+                    "--minShapes=z:1x1x16x16,y:1", "--optShapes=z:2x1x16x16,y:2", "--maxShapes=z:4x1x16x16,y:4",
+                    "--memPoolSize=workspace:512", "--builderOptimizationLevel=4", "--profilingVerbosity=detailed",
+                    "--timingCacheFile=orin.tcache"]
+    best = trtexec_command("m.int8.onnx", "m.plan", settings_for(meta_of(exported["onestep-uncond"][0], "int8"), "best"))
+    assert best[3:5] == ["--fp16", "--int8"] and "--stronglyTyped" not in best
+    assert not any(a.startswith("--minShapes") for a in best)  # a static ONNX needs no shapes
+
+
+def test_dry_run_needs_no_tensorrt(exported, tmp_path):
+    report = build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "int8", dry_run=True)
+    assert report.plan is None and report.command[0] == "trtexec"
+    assert report.command[1] == f"--onnx={tmp_path / 'onestep-cond.int8.onnx'}" and "--stronglyTyped" in report.command
+    assert report.quantized_from == exported["onestep-cond"][0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_tensorrt_the_build_is_refused_and_says_why(exported, tmp_path):
+    with pytest.raises(EdgeditError, match="engines are built on the target device .* not portable"):
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_a_cuda_device_the_build_is_refused(exported, tmp_path, fake_tensorrt, monkeypatch):
+    import edgedit.doctor
+
+    monkeypatch.setattr(edgedit.doctor, "cuda_devices", lambda: {"driver": None, "devices": [], "error": "none"})
+    with pytest.raises(EdgeditError, match="no CUDA device here"):
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
+
+
+def test_build_through_polygraphy_writes_engine_and_sidecar(exported, tmp_path, fake_tensorrt):
+    from polygraphy.backend import trt as poly
+
+    onnx = exported["onestep-cond"][0]
+    cache = tmp_path / "orin.tcache"
+    report = build_engine(onnx, tmp_path / "m.plan", "fp16", workspace_mb=768, opt_level=5, timing_cache=cache)
+    (call,) = poly.CALLS
+    assert call["onnx"] == str(onnx) and call["strongly_typed"] is False  # FP32 ONNX + FP16 flag
+    assert call["config"]["fp16"] is True and call["config"]["int8"] is None
+    assert call["config"]["builder_optimization_level"] == 5
+    assert call["memory_pool_limits"] == {"WORKSPACE": 768 << 20}
+    assert call["profiles"] == [{"z": {"min": [1, 1, 16, 16], "opt": [2, 1, 16, 16], "max": [4, 1, 16, 16]},
+                                 "y": {"min": [1], "opt": [2], "max": [4]}}]
+    assert call["config"]["load_timing_cache"] == str(cache) and cache.exists()  # reused and saved
+    sidecar = json.loads((tmp_path / "m.plan.json").read_text())
+    assert sidecar["format"] == "edgedit.engine/1" and sidecar["precision"] == "fp16"
+    assert sidecar["device"]["tensorrt"] == "10.3.0.30" and sidecar["device"]["gpu"] == "Orin (fake)"
+    assert sidecar["device"]["compute_capability"] == "8.7"
+    assert sidecar["onnx"]["metadata"] == read_onnx_header(onnx)[0] and len(sidecar["onnx"]["sha256"]) == 64
+    assert [i["name"] for i in sidecar["io"]["inputs"]] == ["z", "y"]
+    assert sidecar["build_seconds"] > 0 and sidecar["peak_rss_mb"] > 0
+    assert sidecar["trtexec_equivalent"].startswith("trtexec --onnx=")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.plan", "m.plan.json", "orin.tcache"]
+    assert report.settings.fp16_flag and not report.settings.strongly_typed
+
+
+def test_int8_from_an_fp32_onnx_quantizes_first_then_builds_strongly_typed(exported, tmp_path, fake_tensorrt):
+    from polygraphy.backend import trt as poly
+
+    report = build_engine(exported["onestep-uncond"][0], tmp_path / "m.plan", "int8", calib_samples=16)
+    (call,) = poly.CALLS
+    assert call["strongly_typed"] is True and call["config"]["fp16"] is None and call["config"]["int8"] is None
+    assert call["onnx"] == str(tmp_path / "onestep-uncond.int8.onnx") and report.quantized_from == exported["onestep-uncond"][0]
+    sidecar = json.loads((tmp_path / "m.plan.json").read_text())
+    assert sidecar["onnx"]["quantized_from"] == "onestep-uncond.onnx" and sidecar["strongly_typed"]
+    assert sidecar["onnx"]["metadata"]["edgedit.precision"] == "int8"
+
+
+def test_calib_is_only_for_quantizing_builds(exported, tmp_path):
+    with pytest.raises(EdgeditError, match="--calib is for int8/best engines"):
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16", calib=tmp_path / "c.npz")
+
+
+def test_a_failed_build_leaves_nothing(exported, tmp_path, fake_tensorrt, monkeypatch):
+    from polygraphy.backend import trt as poly
+
+    monkeypatch.setattr(poly, "engine_bytes_from_network", lambda *a, **k: None)
+    with pytest.raises(EdgeditError, match="TensorRT could not build"):
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trtexec_route_runs_the_binary_with_the_printed_flags(exported, tmp_path, fake_tensorrt, monkeypatch):
+    log = tmp_path / "args.txt"
+    fake = tmp_path / "bin" / "trtexec"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {log}\nfor a in \"$@\"; do case $a in --saveEngine=*) "
+                    f"echo plan > \"${{a#--saveEngine=}}\";; esac; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    report = build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16", use_trtexec=True)
+    args = log.read_text().split()
+    assert args[0] == f"--onnx={exported['onestep-cond'][0]}" and "--fp16" in args and "--minShapes=z:1x1x16x16,y:1" in args
+    assert (tmp_path / "m.plan").read_text() == "plan\n"
+    assert report.sidecar["builder"]["tool"] == "trtexec"

@@ -1,0 +1,1 @@
+"""Fake `polygraphy` (backend.trt loaders subset). See tests/fakes/README.md."""

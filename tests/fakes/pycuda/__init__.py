@@ -1,0 +1,1 @@
+"""Fake `pycuda` (driver subset). See tests/fakes/README.md."""

@@ -1,0 +1,1 @@
+"""Fake: importing it retains the primary context."""

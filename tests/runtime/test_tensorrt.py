@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+
+from edgedit.engines.build import build_engine
+from edgedit.errors import EdgeditError
+from edgedit.runtime.backends import OnnxRuntimeBackend, load_backend
+from edgedit.runtime.samplers import generate
+from tests.conftest import has_real_tensorrt
+
+
+@pytest.fixture
+def engine(exported, tmp_path, fake_tensorrt):
+    return build_engine(exported["edm-cond"][0], tmp_path / "edm.plan", "fp16").plan
+
+
+def test_tensorrt_backend_samples_like_onnxruntime(exported, engine, fake_tensorrt):
+    backend = load_backend(engine)
+    assert backend.name == "tensorrt" and backend.device == "Orin (fake)" and backend.precision == "fp16"
+    seeds = [0, 1, 2, 3, 4]
+    got = generate(backend, seeds, batch=4, steps=4)
+    want = generate(OnnxRuntimeBackend(exported["edm-cond"][0], "cpu"), seeds, batch=4, steps=4)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert backend.last_gpu_ms == 0.25  # from the CUDA events
+
+
+def test_every_io_tensor_is_bound_and_shapes_follow_the_batch(engine, fake_tensorrt):
+    backend = load_backend(engine)
+    bound = {name for what, (name, _) in ((w, d) for w, d in fake_tensorrt.CALLS if w == "set_tensor_address")}
+    assert bound == {"x", "sigma", "y", "denoised"}
+    fake_tensorrt.CALLS.clear()
+    backend.run({"x": np.zeros((3, 1, 16, 16), np.float32), "sigma": np.ones(3, np.float32), "y": np.zeros(3, np.int32)})
+    shapes = [d for w, d in fake_tensorrt.CALLS if w == "set_input_shape"]
+    assert shapes == [("x", (3, 1, 16, 16)), ("sigma", (3,)), ("y", (3,))]
+    assert [w for w, _ in fake_tensorrt.CALLS].count("execute_async_v3") == 1
+    assert backend.gpu_memory()["used_bytes"] > 0
+
+
+def test_cuda_graph_is_captured_once_for_a_static_engine(exported, tmp_path, fake_tensorrt):
+    from pycuda import driver
+
+    plan = build_engine(exported["onestep-uncond"][0], tmp_path / "s.plan", "fp32").plan  # static batch 4
+    backend = load_backend(plan, cuda_graph=True)
+    feeds = {"z": np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)}
+    reference = OnnxRuntimeBackend(exported["onestep-uncond"][0], "cpu").run(feeds)["image"]
+    launches = driver._GraphExec.launches
+    outs = [backend.run(feeds)["image"] for _ in range(3)]
+    executes = [w for w, _ in fake_tensorrt.CALLS].count("execute_async_v3")
+    assert executes == 2  # one normal run, one captured; then graph replays
+    assert driver._GraphExec.launches - launches == 2
+    for out in outs:
+        np.testing.assert_allclose(out, reference, atol=1e-5)
+
+
+def test_dynamic_engines_do_not_use_cuda_graphs(engine, fake_tensorrt):
+    assert not load_backend(engine, cuda_graph=True).use_cuda_graph
+
+
+def _edit_sidecar(plan, **device):
+    path = plan.with_name(plan.name + ".json")
+    record = json.loads(path.read_text())
+    record["device"].update(device)
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tensorrt": "10.0.1"}, "built with TensorRT 10.0.1, this is TensorRT 10.3.0.30"),
+    ({"gpu": "NVIDIA H100"}, "built on NVIDIA H100 .* this GPU is Orin \\(fake\\)"),
+])
+def test_foreign_engines_are_refused_before_deserialization(engine, fake_tensorrt, change, message):
+    _edit_sidecar(engine, **change)
+    with pytest.raises(EdgeditError, match=message):
+        load_backend(engine)
+    assert not [w for w, _ in fake_tensorrt.CALLS if w == "deserialize"]
+
+
+def test_missing_sidecar_or_tensorrt(engine, fake_tensorrt, tmp_path):
+    sidecar = engine.with_name(engine.name + ".json")
+    sidecar.rename(tmp_path / "elsewhere.json")
+    with pytest.raises(EdgeditError, match="its sidecar edm.plan.json is missing"):
+        load_backend(engine)
+
+
+def test_without_tensorrt_an_engine_cannot_run(exported, tmp_path, fake_tensorrt, monkeypatch):
+    plan = build_engine(exported["onestep-uncond"][0], tmp_path / "s.plan", "fp32").plan
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(EdgeditError, match="TensorRT comes with JetPack"):
+        load_backend(plan)
+
+
+@pytest.mark.device
+@pytest.mark.skipif(not has_real_tensorrt(), reason="needs TensorRT and a CUDA GPU (run jetson/selftest.sh on a Jetson)")
+@pytest.mark.parametrize("precision, min_psnr", [("fp32", 60), ("fp16", 40), ("int8", 25)])
+def test_real_engines_match_onnxruntime(exported, tmp_path, precision, min_psnr):
+    """On real hardware: build each precision from the tiny exports and compare with ONNX Runtime (CPU)."""
+    from edgedit.export.quantize import psnr_db
+
+    onnx = exported["onestep-cond"][0]
+    if precision == "fp16":
+        from edgedit.checkpoint import load_model
+        from edgedit.export.exporter import BatchSpec, export_onnx
+
+        net, _ = load_model(exported["onestep-cond"][1])
+        onnx = export_onnx(net, tmp_path / "fp16.onnx", {"checkpoint": "tiny"}, BatchSpec.parse("1:2:4"), "fp16").path
+    plan = build_engine(onnx, tmp_path / f"{precision}.plan", precision, calib_samples=32).plan
+    seeds = list(range(8))
+    got = generate(load_backend(plan), seeds, batch=4)
+    want = generate(OnnxRuntimeBackend(exported["onestep-cond"][0], "cpu"), seeds, batch=4)
+    assert psnr_db(want, got) > min_psnr

@@ -1,0 +1,25 @@
+"""The container recipe and the device scripts are linted like code (hadolint, shellcheck from PyPI)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize("tool, files", [
+    ("hadolint", ["Dockerfile.l4t"]),
+    ("shellcheck", ["jetson/run.sh", "jetson/bench_suite.sh", "jetson/selftest.sh", ".ci/run"]),
+])
+def test_lint_clean(tool, files):
+    executable = shutil.which(tool)
+    assert executable, f"{tool} is missing: it is part of the dev extra (pip install -e '.[dev]')"
+    done = subprocess.run([executable, *files], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_device_scripts_are_executable():
+    for script in ROOT.glob("jetson/*.sh"):
+        assert script.stat().st_mode & 0o111, f"{script} is not executable"
