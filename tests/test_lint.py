@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ ROOT = Path(__file__).parent.parent
     ("shellcheck", ["jetson/run.sh", "jetson/bench_suite.sh", "jetson/selftest.sh", ".ci/run"]),
 ])
 def test_lint_clean(tool, files):
-    executable = shutil.which(tool)
+    beside = Path(sys.executable).parent / tool  # the venv's bin/, which need not be on PATH
+    executable = str(beside) if beside.exists() else shutil.which(tool)
     assert executable, f"{tool} is missing: it is part of the dev extra (pip install -e '.[dev]')"
     done = subprocess.run([executable, *files], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
