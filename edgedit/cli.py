@@ -173,7 +173,7 @@ def models_command(
 
 @command("info")
 def info_command(
-    path: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors) or an ONNX model (.onnx).")],
+    path: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors), an ONNX model (.onnx) or an engine (.plan).")],
     json_out: JsonFlag = False,
 ) -> None:
     """Describe a file: a checkpoint (validated against its config) or an ONNX model (I/O, opset,
@@ -184,7 +184,7 @@ def info_command(
     if json_out:
         _print_json(report)
         return
-    (_print_checkpoint_info if report["type"] == "checkpoint" else _print_onnx_info)(report)
+    {"checkpoint": _print_checkpoint_info, "onnx": _print_onnx_info, "engine": _print_engine_info}[report["type"]](report)
 
 
 def _model_line(c: dict) -> str:
@@ -200,6 +200,20 @@ def _print_checkpoint_info(report: dict) -> None:
                  f"{report['tensors']} tensors ({', '.join(report['dtypes'])})")
     for key, value in report["provenance"].items():
         stdout.print(f"  {key:<10} {value}")
+    stdout.print(f"  sha256     {report['sha256']}")
+
+
+def _print_engine_info(report: dict) -> None:
+    d = report["device"]
+    stdout.print(f"[bold]{report['path']}[/bold]  (TensorRT engine, {_si(report['size_bytes'], 'B')}, "
+                 f"edgedit {report['edgedit_version']})")
+    stdout.print(f"  model      {report['kind']}: {_model_line(report['config'])}")
+    stdout.print(f"  precision  {report['precision']} ({'strongly' if report['strongly_typed'] else 'weakly'} typed), "
+                 f"batch {report['batch']['min']}..{report['batch']['max']}")
+    stdout.print(f"  built for  TensorRT {d['tensorrt']} on {d['gpu']} (sm {d['compute_capability']})"
+                 + (f", {d['jetson']['model']}, L4T {d['jetson']['l4t']}" if d.get("jetson") else ""))
+    stdout.print(f"  from       {report['onnx']['file']} (sha256 {report['onnx']['sha256'][:16]}...), "
+                 f"{report['build_seconds']:.1f} s, peak RSS {report['peak_rss_mb']:.0f} MB with {report['builder']['tool']}")
     stdout.print(f"  sha256     {report['sha256']}")
 
 

@@ -75,6 +75,20 @@ def describe_onnx(path: Path) -> dict:
     return report
 
 
+def describe_engine(path: Path) -> dict:
+    """An engine, from its sidecar: no TensorRT needed to describe it."""
+    from edgedit.engines.sidecar import read_sidecar, sidecar_meta
+
+    record = read_sidecar(path)
+    meta = sidecar_meta(record, str(path))
+    return {"type": "engine", "path": str(path), "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
+            "kind": meta.config.kind, "config": meta.config.to_dict(), "precision": record["precision"],
+            "strongly_typed": record["strongly_typed"], "batch": meta.batch, "device": record["device"],
+            "onnx": {k: v for k, v in record["onnx"].items() if k != "metadata"}, "builder": record["builder"],
+            "build_seconds": record["build_seconds"], "peak_rss_mb": record["peak_rss_mb"],
+            "edgedit_version": record.get("edgedit_version")}
+
+
 def describe(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -83,5 +97,7 @@ def describe(path: str | os.PathLike) -> dict:
         return describe_checkpoint(path)
     if path.suffix == ".onnx":
         return describe_onnx(path)
-    raise EdgeditError(f"{path}: unrecognised file type; `edgedit info` describes .safetensors checkpoints "
-                       "and .onnx models")
+    if path.suffix == ".plan":
+        return describe_engine(path)
+    raise EdgeditError(f"{path}: unrecognised file type; `edgedit info` describes .safetensors checkpoints, "
+                       ".onnx models and .plan engines")

@@ -110,3 +110,15 @@ def test_real_engines_match_onnxruntime(exported, tmp_path, precision, min_psnr)
     got = generate(load_backend(plan), seeds, batch=4)
     want = generate(OnnxRuntimeBackend(exported["onestep-cond"][0], "cpu"), seeds, batch=4)
     assert psnr_db(want, got) > min_psnr
+
+
+def test_info_describes_an_engine_from_its_sidecar(engine, fake_tensorrt):
+    from typer.testing import CliRunner
+
+    from edgedit.cli import app
+
+    report = json.loads(CliRunner().invoke(app, ["info", str(engine), "--json"]).stdout)
+    assert report["type"] == "engine" and report["precision"] == "fp16" and not report["strongly_typed"]
+    assert report["device"]["gpu"] == "Orin (fake)" and report["onnx"]["file"] == "edm-cond.onnx"
+    text = CliRunner().invoke(app, ["info", str(engine)]).stdout
+    assert "TensorRT 10.3.0.30 on Orin (fake)" in text
