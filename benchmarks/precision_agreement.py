@@ -21,7 +21,8 @@ import numpy as np
 
 from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
 from edgedit.export.exporter import BatchSpec, export_onnx
-from edgedit.export.quantize import psnr_db, quantize_onnx
+from edgedit.export.quantize import quantize_onnx
+from edgedit.metrics import psnr_db
 from edgedit.models.loading import load_model_or_preset
 from edgedit.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from edgedit.runtime.samplers import generate

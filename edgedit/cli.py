@@ -35,7 +35,7 @@ stdout = Console(width=max(Console().width, 128))  # tables stay readable when p
 _debug = False
 
 
-def command(name: str | None = None) -> Callable:
+def command(name: str | None = None, parent: typer.Typer | None = None) -> Callable:
     """Register a command whose EdgeditErrors become one stderr line and their exit code."""
 
     def register(fn: Callable) -> Callable:
@@ -60,7 +60,7 @@ def command(name: str | None = None) -> Callable:
                            "for the traceback)", err=True)
                 raise typer.Exit(1) from None
 
-        app.command(name)(wrapper)
+        (parent or app).command(name)(wrapper)
         return fn
 
     return register
@@ -636,6 +636,190 @@ def demo_command(
     result = run_demo(output, duration, say=lambda text: stdout.print(f"[dim]demo:[/dim] {text}"))
     _print_bench_table(result["records"])
     stdout.print(f"wrote {output}/ (models, grid-*.png, bench.json, report.md) in {time.perf_counter() - start:.0f} s")
+
+
+teacher_app = typer.Typer(help="The multi-step EDM teacher that produces the offline pairs.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+
+@command("train", parent=teacher_app)
+def teacher_train_command(
+    output: Annotated[Path, typer.Option("-o", "--output", help="The teacher checkpoint (.safetensors, EMA weights).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")],
+    data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, folder:PATH or npz:PATH.")] = "digits",
+    preset: Annotated[str, typer.Option("--preset", help="Architecture; the input geometry comes from the data.")] = "DiT-Teacher-Digits/2",
+    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Global batch (split over torchrun processes).")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 2e-4,
+    ema: Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")] = 0.9999,
+    lr_warmup: Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")] = 200,
+    sample_every: Annotated[int, typer.Option("--sample-every", min=0, help="Write a sample grid every K steps (0: at the end).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights, data order and noise.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")] = False,
+) -> None:
+    """Train an EDM denoiser (class-conditional when the data has labels).
+
+    Resumable (`--resume` loses at most one checkpoint interval) and distributed with
+    `torchrun --nproc-per-node N $(which edgedit) teacher train ...` (DDP: gloo on CPU, nccl on GPU).
+    """
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgedit.config import resolve_config
+    from edgedit.data.datasets import load_data
+    from edgedit.train.objectives import EDMLoss
+    from edgedit.train.trainer import Run, TrainSettings, init_world, train
+
+    world = init_world()
+    dataset = load_data(data, "train")
+    c, h, _ = dataset.shape
+    cfg = resolve_config(preset, **_overrides(depth, width, heads, patch, mlp_ratio)).replace(
+        input_size=h, in_channels=c, num_classes=dataset.num_classes, diffusion="edm", learn_sigma=False)
+    settings = TrainSettings(steps, batch, lr, 0.0, ema, lr_warmup, 1.0, checkpoint_every, sample_every, seed)
+    run = Run(cfg, data, "edm-teacher", settings, {"preset": preset})
+    samples = output.with_name(output.name.removesuffix(".safetensors") + ".samples")
+
+    def sample_grid(step: int, net) -> None:
+        from edgedit.runtime.backends import TorchBackend
+        from edgedit.runtime.images import make_grid, save_png
+        from edgedit.runtime.samplers import generate
+
+        was_training = net.training
+        net.eval()
+        images = generate(TorchBackend.from_net(net, {"training_step": step}, str(world.device)), range(32), batch=32)
+        net.train(was_training)
+        save_png(samples / f"step-{step:07d}.png", make_grid(images, columns=8))
+
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with Progress(TextColumn("teacher"), BarColumn(), TextColumn("step {task.completed}/{task.total} loss "
+                  "{task.fields[loss]:.4f} {task.fields[rate]:.2f} it/s"), TimeRemainingColumn(), console=console,
+                  disable=not world.main) as bar:
+        task = bar.add_task("train", total=steps, loss=float("nan"), rate=0.0)
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(task, completed=step, loss=loss, rate=step / max(time.perf_counter() - start, 1e-9))
+
+        train(run, dataset.images, dataset.labels, EDMLoss(), output, resume, {"preset": preset}, on_step=on_step,
+              on_sample=sample_grid, world=world)
+    if world.main:
+        stdout.print(f"wrote {output} ({cfg.kind}, {len(dataset)} training images of {data}, {steps} steps, "
+                     f"{world.size} process(es), {time.perf_counter() - start:.0f} s this session); "
+                     f"sample grids in {samples}/")
+
+
+pairs_app = typer.Typer(help="Offline teacher pairs: noise -> image (+ labels, trajectory states).", no_args_is_help=True)
+app.add_typer(pairs_app, name="pairs")
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        worker, workers = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise EdgeditError(f"--shard '{text}' is not I/N, e.g. 0/4") from None
+    return worker, workers
+
+
+def _print_manifest(manifest: dict, folder: Path) -> None:
+    count = sum(s["count"] for s in manifest["shards"])
+    state = "complete" if manifest["complete"] else f"incomplete: {len(manifest['shards'])} of {manifest['expected_shards']} shards"
+    stdout.print(f"{folder}: {count} pairs in {len(manifest['shards'])} shards ({state}), images "
+                 f"{'x'.join(map(str, manifest['shape']))} {manifest['image_dtype']}, {manifest['sampler']['steps']} "
+                 f"{manifest['sampler']['sampler']} steps, trajectory K={manifest['trajectory']['k']}")
+
+
+@command("generate", parent=pairs_app)
+def pairs_generate_command(
+    teacher: Annotated[Path, typer.Argument(help="An EDM teacher: checkpoint (.safetensors) or ONNX.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The pairs folder.")],
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Number of pairs (seeds first-seed .. first-seed+n-1).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Teacher sampler steps.")] = 18,
+    sampler: Annotated[str, typer.Option("--sampler", help="heun or euler.")] = "heun",
+    trajectory: Annotated[int, typer.Option("--trajectory", min=0, help="Intermediate ODE states to keep per pair (MI1).")] = 0,
+    class_balanced: Annotated[bool, typer.Option("--class-balanced", help="Labels seed %% classes instead of random.")] = False,
+    shard: Annotated[str, typer.Option("--shard", help="I/N: this worker's share of the shards.")] = "0/1",
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Pairs per shard file.")] = 1024,
+    first_seed: Annotated[int, typer.Option("--first-seed", min=0, help="Seed of the first pair.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per teacher call.")] = 64,
+    image_dtype: Annotated[str, typer.Option("--image-dtype", help="float16 or float32.")] = "float16",
+    device: Annotated[str, typer.Option("--device", help="torch device for a checkpoint teacher, e.g. cuda.")] = "cpu",
+) -> None:
+    """Generate pairs with the teacher: resumable (complete shards are skipped, damaged ones redone)
+    and splittable across machines or GPUs with --shard I/N."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgedit.data.pairs import generate_pairs
+
+    worker, workers = _parse_shard(shard)
+    with Progress(TextColumn("pairs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("pairs", total=None)
+        manifest = generate_pairs(teacher, output, n, steps, sampler, trajectory, class_balanced, (worker, workers),
+                                  shard_size, first_seed, batch, image_dtype, device,
+                                  progress=lambda k: bar.update(task, advance=k))
+    _print_manifest(manifest, output)
+
+
+@command("import-get", parent=pairs_app)
+def pairs_import_get_command(
+    source: Annotated[Path, typer.Argument(help="GET's pairs folder (image/*.pkl, latent/*.pkl).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The pairs folder to write.")],
+    image_dtype: Annotated[str, typer.Option("--image-dtype", help="float16 or float32.")] = "float16",
+) -> None:
+    """Convert GET's released EDM CIFAR-10 pairs into a pairs store (torch.load(weights_only=True) only)."""
+    from edgedit.data.pairs import import_get
+
+    _print_manifest(import_get(source, output, image_dtype), output)
+
+
+@command("verify", parent=pairs_app)
+def pairs_verify_command(folder: Annotated[Path, typer.Argument(help="A pairs folder.")]) -> None:
+    """Check every shard's checksums and rebuild the manifest (e.g. after copying parts together)."""
+    from edgedit.data.pairs import verify_pairs
+
+    manifest = verify_pairs(folder)
+    _print_manifest(manifest, folder)
+    if not manifest["complete"]:
+        raise typer.Exit(1)
+
+
+@command("eval")
+def eval_command(
+    model: Annotated[str, typer.Argument(help="A checkpoint, .onnx or .plan (one-step or multi-step).")],
+    data: Annotated[str, typer.Option("--data", help="Real data for the reference set: digits, cifar10:PATH, ...")] = "digits",
+    n: Annotated[int, typer.Option("-n", "--num", min=2, help="Samples to generate (seeds SEED .. SEED+n-1).")] = 1000,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="EDM steps (default: the model's).")] = None,
+    sampler: Annotated[Optional[str], typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per call.")] = 64,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Another model: PSNR of the samples "
+                                                     "against its samples on the same seeds.")] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="First seed.")] = 0,
+    grid: Annotated[Optional[Path], typer.Option("--grid", help="Also write the first 64 samples as a PNG grid.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Sample from seeds and measure: domain FID/KID against held-out digits (with the real-vs-real
+    floor), the digits classifier's confidence and class coverage, PSNR against a reference model."""
+    from edgedit.eval.evaluate import evaluate
+
+    report = evaluate(model, data, n, steps, sampler, batch, reference, seed)
+    images = report.pop("images")
+    if grid:
+        from edgedit.runtime.images import make_grid, save_png
+
+        save_png(grid, make_grid(images[:64], columns=8))
+    if json_out:
+        _print_json(report)
+        return
+    stdout.print(f"{report['model']} on {report['backend']}: {report['samples']} samples, {report['sampling']}, "
+                 f"seeds {report['seeds'][0]}..{report['seeds'][1]}")
+    for m in report["metrics"]:
+        value = f"{m['value']:.4g}" + (f" +- {m['std']:.2g}" if "std" in m else "")
+        stdout.print(f"  {m['metric']:<22} {value:<16} [{m['features']}; {m['samples']} samples; vs {m['reference']}]",
+                     markup=False)
+    if "note" in report:
+        stdout.print(f"  note: {report['note']}")
 
 
 def main() -> None:

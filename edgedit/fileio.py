@@ -11,6 +11,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (some writers create 0600 files)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path for `path`; move it onto `path` only if the block succeeds.
@@ -29,9 +38,12 @@ def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> It
         for companion in map(Path, companions):
             staged, final = staging / companion.name, path.parent / companion.name
             if staged.exists():
+                os.chmod(staged, _FILE_MODE)
                 os.replace(staged, final)
             else:
                 final.unlink(missing_ok=True)  # a stale companion of an earlier file
+        if (staging / path.name).is_file():
+            os.chmod(staging / path.name, _FILE_MODE)
         os.replace(staging / path.name, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -116,3 +116,12 @@ def test_a_failed_save_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatc
         save_model(random_weights(DiT(TINY_CONFIGS["ddpm-cfg"])), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -15,7 +15,7 @@ from tests.conftest import TINY_CONFIGS
 
 runner = CliRunner()
 COMMANDS = {"models", "info", "doctor", "convert-dit", "export", "calib-data", "quantize", "sample", "build-engine",
-            "bench", "tegrastats", "demo"}
+            "bench", "tegrastats", "demo", "teacher", "pairs", "eval"}
 
 
 def test_help_lists_exactly_the_implemented_commands():
@@ -152,7 +152,7 @@ def test_export_quantize_sample_pipeline(tmp_path, exported):
     (["export", "DiT-Nano-XS/2", "--batch", "2", "--dynamic-batch", "1:2:4"], "exclude each other"),
     (["export", "DiT-Nano-XS/2", "--precision", "int8"], "INT8 comes from `edgedit quantize`"),
     (["quantize", "model.safetensors"], "expected an .onnx file"),
-    (["sample", "DiT-S/2", "-n", "1"], "no edgedit sampler (ddpm"),
+    (["sample", "DiT-Nano-XS/2", "--sampler", "heun"], "takes no --steps or --sampler"),
 ])
 def test_pipeline_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = runner.invoke(app, args)
@@ -241,3 +241,38 @@ def test_demo_runs_the_deploy_path(tmp_path, monkeypatch):
     assert {(r["backend"], r["precision"], r["batch"]) for r in records} == {
         (b, p, n) for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"))
         for n in (1, 2)}
+
+
+def test_teacher_pairs_and_eval_from_the_command_line(tmp_path):
+    teacher = tmp_path / "t.safetensors"
+    done = runner.invoke(app, ["teacher", "train", "--data", "digits", "--steps", "4", "--batch", "8", "--depth", "1",
+                               "--width", "32", "--heads", "2", "--patch", "4", "--checkpoint-every", "2", "-o", str(teacher)])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "t.samples" / "step-0000004.png").exists() and (tmp_path / "t.train-state.safetensors").exists()
+    pairs = tmp_path / "pairs"
+    done = runner.invoke(app, ["pairs", "generate", str(teacher), "-n", "6", "--steps", "3", "--trajectory", "1",
+                               "--shard-size", "4", "-o", str(pairs)])
+    assert done.exit_code == 0 and "6 pairs in 2 shards (complete)" in done.stdout
+    (pairs / "shard-000001" / "z.npy").write_bytes(b"broken")
+    verify = runner.invoke(app, ["pairs", "verify", str(pairs)])
+    assert verify.exit_code == 1 and "incomplete: 1 of 2 shards" in verify.stdout
+    report = json.loads(runner.invoke(app, ["eval", str(teacher), "-n", "130", "--steps", "3", "--json"]).stdout)
+    assert {m["metric"] for m in report["metrics"]} >= {"FID", "KID", "FID real-vs-real", "class coverage"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["teacher", "train", "--data", "folder:/no/such", "--steps", "1", "-o", "x.safetensors"], "does not exist"),
+    (["teacher", "train", "--data", "digits", "--steps", "1", "--batch", "3", "--preset", "DiT-Nano-Q", "-o", "x.safetensors"],
+     "unknown model preset"),
+    (["pairs", "generate", "missing.safetensors", "-n", "2", "-o", "p"], "no such checkpoint file"),
+    (["pairs", "generate", "t.safetensors", "-n", "2", "--shard", "2/2", "-o", "p"], "need 0 <= I < N"),
+    (["pairs", "import-get", ".", "-o", "p"], "expected GET's layout"),
+    (["eval", "DiT-Teacher-CIFAR10/2", "-n", "2"], "makes 3x32x32 images but digits has 1x16x16"),
+])
+def test_workstation_commands_bad_input(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    if "t.safetensors" in args:
+        save_model(DiT(TINY_CONFIGS["edm-cond"]), tmp_path / "t.safetensors")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr

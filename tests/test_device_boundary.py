@@ -4,9 +4,9 @@ import them."""
 
 import json
 import subprocess
-from pathlib import Path
 import sys
 import textwrap
+from pathlib import Path
 
 BLOCKED = ("torch", "onnx", "onnxscript")
 

@@ -31,6 +31,7 @@ from edgedit.errors import CheckFailed, EdgeditError
 from edgedit.export import graph
 from edgedit.export.calibration import check_calibration
 from edgedit.fileio import atomic_output, sha256_file
+from edgedit.metrics import psnr_db
 from edgedit.runtime.spec import PREFIX, ModelMeta
 
 METHODS = ("max", "entropy", "percentile")
@@ -60,13 +61,6 @@ class QuantizeReport:
     heldout_rows: int
     zero_points: int  # how many Q/DQ zero points were checked (all are 0)
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """10 log10(peak^2 / MSE), with peak the reference's value range."""
-    mse = float(np.mean((reference.astype(np.float64) - test) ** 2))
-    peak = float(reference.max() - reference.min())
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
 
 
 def select_nodes(model, excludes: list[str]) -> tuple[list[str], list[str]]:

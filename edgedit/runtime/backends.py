@@ -119,12 +119,23 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, model: str, device: str = "cpu", quiet: bool = False, **overrides):
-        torch = require("torch", extra="train")
-        from edgedit.models.deployable import DeployableDiT
         from edgedit.models.loading import load_model_or_preset
-        from edgedit.runtime.spec import io_spec, sampler_spec
 
         net, source = load_model_or_preset(model, quiet=quiet, **overrides)
+        self._setup(net, source, device)
+
+    @classmethod
+    def from_net(cls, net, source: dict, device: str = "cpu") -> TorchBackend:
+        """A backend over a DiT already in memory (e.g. the EMA weights during training)."""
+        backend = cls.__new__(cls)
+        backend._setup(net, source, device)
+        return backend
+
+    def _setup(self, net, source: dict, device: str) -> None:
+        torch = require("torch", extra="train")
+        from edgedit.models.deployable import DeployableDiT
+        from edgedit.runtime.spec import io_spec, sampler_spec
+
         self.torch = torch
         self.device = device
         self.module = DeployableDiT(net).to(device).eval()

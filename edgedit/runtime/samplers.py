@@ -16,9 +16,11 @@ from edgedit.errors import EdgeditError
 from edgedit.runtime.backends import Backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
 
-SAMPLERS = ("heun", "euler")
+SAMPLERS = ("heun", "euler")  # EDM; DDPM models sample with "ddim"
 # Called with the inputs of every network evaluation (e.g. to collect calibration data).
 EvalHook = Callable[[dict[str, np.ndarray]], None]
+# Called with (step index i, sigma_i, state x_i) before each ODE step and (N, 0, final image) after.
+StateHook = Callable[[int, float, np.ndarray], None]
 
 
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> np.ndarray:
@@ -36,7 +38,7 @@ def network_evaluations(steps: int, sampler: str) -> int:
 
 
 def edm_sample(denoise: Callable[[np.ndarray, np.ndarray], np.ndarray], z: np.ndarray, sigmas: np.ndarray,
-               sampler: str = "heun") -> np.ndarray:
+               sampler: str = "heun", on_state: StateHook | None = None) -> np.ndarray:
     """Deterministic EDM sampling (Karras et al. 2022, Algorithm 2 with S_churn = 0).
 
     denoise(x float32 (N,C,H,W), sigma float32 (N,)) -> D(x; sigma) (N,C,H,W)
@@ -51,12 +53,47 @@ def edm_sample(denoise: Callable[[np.ndarray, np.ndarray], np.ndarray], z: np.nd
 
     x = z.astype(np.float64) * sigmas[0]
     for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        if on_state is not None:
+            on_state(i, float(sigma), x)
         d = (x - D(x, sigma)) / sigma  # Euler step
         x_next = x + (sigma_next - sigma) * d
         if sampler == "heun" and i < len(sigmas) - 2:  # 2nd-order correction, except at the last step to 0
             d_next = (x_next - D(x_next, sigma_next)) / sigma_next
             x_next = x + (sigma_next - sigma) * (d + d_next) / 2
         x = x_next
+    if on_state is not None:
+        on_state(len(sigmas) - 1, 0.0, x)
+    return x.astype(np.float32)
+
+
+def ddim_timesteps(train_steps: int, steps: int) -> np.ndarray:
+    """`steps` evenly spaced timesteps from train_steps-1 down to 0 (DDIM's uniform respacing)."""
+    if not 1 <= steps <= train_steps:
+        raise EdgeditError(f"--steps must be 1..{train_steps} for this DDPM model (got {steps})")
+    return np.round(np.linspace(train_steps - 1, 0, steps)).astype(np.int64)
+
+
+def ddim_sample(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], z: np.ndarray, spec: dict, steps: int,
+                on_state: StateHook | None = None) -> np.ndarray:
+    """Deterministic DDIM (Song et al. 2021, eta = 0) on DiT's linear-beta DDPM schedule.
+
+    predict(x float32 (N,C,H,W), t float32 (N,)) -> the network output; its first C channels are
+    epsilon (DiT's learned-variance channels follow and are not needed by deterministic DDIM).
+    """
+    betas = np.linspace(spec["beta_start"], spec["beta_end"], spec["train_steps"], dtype=np.float64)
+    alphas_bar = np.cumprod(1 - betas)
+    timesteps = ddim_timesteps(spec["train_steps"], steps)
+    n, c = z.shape[:2]
+    x = z.astype(np.float64)
+    for i, t in enumerate(timesteps):
+        if on_state is not None:
+            on_state(i, float(t), x)
+        eps = predict(x.astype(np.float32), np.full(n, t, np.float32))[:, :c].astype(np.float64)
+        a, a_prev = alphas_bar[t], (alphas_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else 1.0)
+        x0 = (x - np.sqrt(1 - a) * eps) / np.sqrt(a)
+        x = np.sqrt(a_prev) * x0 + np.sqrt(1 - a_prev) * eps
+    if on_state is not None:
+        on_state(len(timesteps), 0.0, x)
     return x.astype(np.float32)
 
 
@@ -65,16 +102,18 @@ def default_labels(seeds: Sequence[int], num_classes: int) -> np.ndarray:
 
 
 def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | None = None, *, batch: int = 8,
-             steps: int | None = None, sampler: str | None = None, on_eval: EvalHook | None = None) -> np.ndarray:
+             steps: int | None = None, sampler: str | None = None, on_eval: EvalHook | None = None,
+             on_state: Callable[[int, int, float, np.ndarray], None] | None = None) -> np.ndarray:
     """Images (len(seeds), C, H, W) float32 for the given per-sample seeds.
 
     One-step models take one evaluation; EDM denoisers sample `steps` steps (default: the model's
     sampler spec, 18 Heun steps). A static-batch model gets its exact batch (the last one padded).
+    `on_state(first row, i, sigma_i, x_i)` sees the EDM trajectory of each chunk (see StateHook).
     """
     meta = backend.meta
     cfg, spec = meta.config, meta.sampler
-    if spec["type"] not in ("one-step", "edm"):
-        raise EdgeditError(f"this model has no edgedit sampler ({spec['type']}: {spec.get('note', '')})")
+    if spec["type"] not in ("one-step", "edm", "ddpm"):
+        raise EdgeditError(f"this model has no edgedit sampler ({spec['type']})")
     if labels is not None and not cfg.class_conditional:
         raise EdgeditError("this model is unconditional: it takes no class labels")
     if cfg.class_conditional:
@@ -85,10 +124,14 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
         batch = min(max(batch, meta.batch["min"]), meta.batch["max"])
     else:
         batch = meta.batch["max"]  # static: exactly the exported batch
+    if spec["type"] == "one-step" and (steps is not None or sampler is not None):
+        raise EdgeditError("a one-step generator takes no --steps or --sampler (it samples in one network call)")
+    steps = steps or spec.get("steps")
+    sampler = sampler or spec.get("sampler")
     if spec["type"] == "edm":
-        steps = steps or spec["steps"]
-        sampler = sampler or spec["sampler"]
         sigmas = karras_sigmas(steps, spec["sigma_min"], spec["sigma_max"], spec["rho"])
+    elif spec["type"] == "ddpm" and sampler != "ddim":
+        raise EdgeditError(f"DDPM models sample with ddim, not {sampler}")
     in_name, out_name = meta.inputs[0].name, meta.outputs[0].name
     shape = meta.inputs[0].concrete(1)[1:]
 
@@ -99,7 +142,13 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
         extra = {"y": labels[start:start + batch]} if cfg.class_conditional else {}
         rows = max(len(chunk), meta.batch["min"]) if meta.dynamic_batch else batch
         evaluate = _Evaluation(backend, in_name, out_name, extra, rows, len(chunk), on_eval)
-        images.append(evaluate(z) if spec["type"] == "one-step" else edm_sample(evaluate, z, sigmas, sampler))
+        hook = (lambda i, sigma, x, first=start: on_state(first, i, sigma, x)) if on_state else None
+        if spec["type"] == "one-step":
+            images.append(evaluate(z))
+        elif spec["type"] == "edm":
+            images.append(edm_sample(evaluate, z, sigmas, sampler, hook))
+        else:
+            images.append(ddim_sample(lambda x, t: evaluate(x, t), z, spec, steps, hook))
     return np.concatenate(images)
 
 
@@ -111,9 +160,11 @@ class _Evaluation:
                  n: int, on_eval: EvalHook | None):
         self.backend, self.in_name, self.out_name, self.extra = backend, in_name, out_name, extra
         self.rows, self.n, self.on_eval = rows, n, on_eval
+        self.level_name = "sigma" if any(s.name == "sigma" for s in backend.inputs) else "t"
 
-    def __call__(self, x: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
-        feeds = {self.in_name: x, **({"sigma": sigma} if sigma is not None else {}), **self.extra}
+    def __call__(self, x: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
+        """level: EDM's sigma, or a DDPM model's timestep t."""
+        feeds = {self.in_name: x, **({self.level_name: level} if level is not None else {}), **self.extra}
         if self.on_eval is not None:
             self.on_eval(feeds)
         return self.backend.run(pad_batch(feeds, self.rows))[self.out_name][: self.n]

@@ -69,7 +69,9 @@ def sampler_spec(cfg: DiTConfig) -> dict[str, Any]:
     if cfg.diffusion == "edm":
         return {"type": "edm", "preconditioning": "in-graph", "sigma_min": EDM_SIGMA_MIN, "sigma_max": EDM_SIGMA_MAX,
                 "rho": EDM_RHO, "sigma_data": EDM_SIGMA_DATA, "steps": 18, "sampler": "heun"}
-    return {"type": "ddpm", "note": "DiT's DDPM sampling (and its VAE) is not part of edgedit: latency work only"}
+    # facebookresearch/DiT: 1000 steps of linear betas 1e-4..0.02, epsilon prediction (+ variance channels);
+    # sampled here with deterministic DDIM. Outputs are SD-VAE latents for official DiTs (no VAE here).
+    return {"type": "ddpm", "train_steps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "steps": 50, "sampler": "ddim"}
 
 
 #################################################################################

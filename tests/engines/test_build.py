@@ -1,12 +1,10 @@
 import json
 import os
 
-import numpy as np
 import pytest
 
 from edgedit.engines.build import build_engine, settings_for, trtexec_command
 from edgedit.errors import EdgeditError
-from edgedit.runtime.backends import OnnxRuntimeBackend
 from edgedit.runtime.onnx_metadata import read_onnx_header
 from edgedit.runtime.spec import ModelMeta
 

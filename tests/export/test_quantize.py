@@ -10,7 +10,8 @@ from onnx import numpy_helper
 from edgedit.errors import CheckFailed, EdgeditError
 from edgedit.export import graph
 from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, check_calibration, record_inputs
-from edgedit.export.quantize import psnr_db, quantize_onnx
+from edgedit.export.quantize import quantize_onnx
+from edgedit.metrics import psnr_db
 from edgedit.runtime.backends import OnnxRuntimeBackend
 from edgedit.runtime.samplers import karras_sigmas, network_evaluations
 from edgedit.runtime.spec import ModelMeta

@@ -5,7 +5,8 @@ import pytest
 from edgedit.errors import EdgeditError
 from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
 from edgedit.export.exporter import BatchSpec, export_onnx
-from edgedit.export.quantize import psnr_db, quantize_onnx
+from edgedit.export.quantize import quantize_onnx
+from edgedit.metrics import psnr_db
 from edgedit.runtime.backends import OnnxRuntimeBackend, TorchBackend, load_backend, ort_providers
 from edgedit.runtime.samplers import generate
 from edgedit.runtime.spec import ModelMeta

@@ -96,7 +96,7 @@ def test_without_tensorrt_an_engine_cannot_run(exported, tmp_path, fake_tensorrt
 @pytest.mark.parametrize("precision, min_psnr", [("fp32", 60), ("fp16", 40), ("int8", 25)])
 def test_real_engines_match_onnxruntime(exported, tmp_path, precision, min_psnr):
     """On real hardware: build each precision from the tiny exports and compare with ONNX Runtime (CPU)."""
-    from edgedit.export.quantize import psnr_db
+    from edgedit.metrics import psnr_db
 
     onnx = exported["onestep-cond"][0]
     if precision == "fp16":

@@ -1,0 +1,276 @@
+"""The training loop shared by the teacher and the distillation methods.
+
+AdamW on an objective (edgedit.train.objectives), an EMA of the weights (the EMA is what gets
+saved and sampled), a progress display, sample grids and full-state checkpoints.
+
+Reproducible by construction: the data order of epoch e is a permutation seeded by (seed, e),
+and the randomness of step s (noise levels, noise) comes from a generator seeded by (seed, s)
+and is drawn for the whole global batch, each rank keeping its rows. So a run resumed from a
+checkpoint, or split over N processes with `torchrun --nproc-per-node N` (DDP: gloo on CPU,
+nccl on GPU), follows the same trajectory as one uninterrupted process (up to the order of
+floating-point reductions across ranks).
+
+Checkpoints (`OUTPUT.train-state.safetensors`, every K steps, atomic) hold the model, the EMA,
+the optimizer state, the step and the run's settings; nothing is pickled. A run killed at any
+moment resumes with `resume=True` and loses at most one checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from edgedit import __version__
+from edgedit.checkpoint import save_model
+from edgedit.config import DiTConfig
+from edgedit.errors import EdgeditError
+from edgedit.fileio import atomic_output
+from edgedit.models.dit import DiT
+
+STATE_FORMAT = "edgedit.train-state/1"
+
+
+@dataclass
+class TrainSettings:
+    steps: int
+    batch: int  # global batch, split over ranks
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    ema: float = 0.9999
+    lr_warmup: int = 0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 500
+    sample_every: int = 0  # 0: only at the end
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.steps < 1 or self.batch < 1:
+            raise EdgeditError("--steps and --batch must be at least 1")
+        if not 0 <= self.ema < 1:
+            raise EdgeditError(f"--ema must be in [0, 1) (got {self.ema})")
+        if self.checkpoint_every < 1:
+            raise EdgeditError("--checkpoint-every must be at least 1")
+
+
+@dataclass
+class Run:
+    """What a training run is: resuming checks that these match."""
+
+    config: DiTConfig
+    data: str
+    method: str
+    settings: TrainSettings
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"config": self.config.to_dict(), "data": self.data, "method": self.method,
+                           "settings": asdict(self.settings), "extra": self.extra}, sort_keys=True)
+
+
+#################################################################################
+#                            Distributed helpers                                #
+#################################################################################
+
+
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+
+def init_world() -> World:
+    """From torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), or a single process."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return World(rank, size, device)
+
+
+#################################################################################
+#                                 State files                                   #
+#################################################################################
+
+
+def state_path(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".safetensors") + ".train-state.safetensors")
+
+
+def save_state(path: Path, run: Run, step: int, model: DiT, ema: DiT, optimizer: torch.optim.Optimizer) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    optim = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in optim["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    metadata = {"format": STATE_FORMAT, "edgedit_version": __version__, "run": run.to_json(), "step": str(step),
+                "optim_groups": json.dumps(optim["param_groups"]), "optim_scalars": json.dumps(scalars)}
+    with atomic_output(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def load_state(path: Path, run: Run, model: DiT, ema: DiT, optimizer: torch.optim.Optimizer) -> int:
+    """Restore everything and return the step; refuse a state from a different run."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise EdgeditError(f"--resume: no training state at {path} (it is written every --checkpoint-every steps)")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:
+        raise EdgeditError(f"{path}: unreadable training state ({err}); delete it to start over") from err
+    if meta.get("format") != STATE_FORMAT:
+        raise EdgeditError(f"{path}: not an edgedit training state")
+    saved = json.loads(meta["run"])
+    wanted = json.loads(run.to_json())
+    for key in ("config", "data", "method", "extra"):
+        if saved[key] != wanted[key]:
+            raise EdgeditError(f"--resume: the saved run differs in {key} ({saved[key]} != {wanted[key]}); "
+                               "resume with the same settings or start a new output")
+    for key in ("batch", "lr", "weight_decay", "ema", "lr_warmup", "grad_clip", "seed"):
+        if saved["settings"][key] != wanted["settings"][key]:
+            raise EdgeditError(f"--resume: --{key.replace('_', '-')} was {saved['settings'][key]}, now "
+                               f"{wanted['settings'][key]}; resume with the same value")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, values in json.loads(meta["optim_scalars"]).items():
+        state.setdefault(int(index), {}).update(values)
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["optim_groups"])})
+    return int(meta["step"])
+
+
+#################################################################################
+#                                 The loop                                      #
+#################################################################################
+
+
+def batch_indices(step: int, batch: int, dataset_size: int, seed: int) -> np.ndarray:
+    """The dataset rows of global step `step`: consecutive slices of per-epoch permutations."""
+    start = step * batch
+    rows = []
+    while len(rows) < batch:
+        epoch, offset = divmod(start + len(rows), dataset_size)
+        order = np.random.Generator(np.random.PCG64([seed, epoch])).permutation(dataset_size)
+        rows.extend(order[offset: offset + batch - len(rows)])
+    return np.asarray(rows)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, 0x5EED]).generate_state(1)[0]))
+
+
+@torch.no_grad()
+def update_ema(ema: DiT, model: DiT, decay: float, step: int) -> None:
+    """EMA with a warm-up, decay_t = min(decay, (1 + t) / (10 + t)), so short runs are not
+    dominated by the initial weights."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - d)
+
+
+Objective = Callable[..., torch.Tensor]
+
+
+def train(run: Run, images: np.ndarray, labels: np.ndarray | None, objective: Objective, output: str | os.PathLike,
+          resume: bool = False, provenance: dict[str, Any] | None = None, model: DiT | None = None,
+          on_step: Callable[[int, float], None] | None = None,
+          on_sample: Callable[[int, DiT], None] | None = None, world: World | None = None) -> Path:
+    """Train `run.config` on (images, labels) with `objective`; write the EMA weights to `output`."""
+    settings = run.settings
+    settings.check()
+    world = world or init_world()
+    if settings.batch % world.size:
+        raise EdgeditError(f"--batch {settings.batch} must be divisible by the {world.size} processes")
+    torch.manual_seed(settings.seed)  # the initial weights, identical on every rank
+    model = (model or DiT(run.config)).to(world.device)
+    ema = DiT(run.config).to(world.device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+    output = Path(output)
+    state_file = state_path(output)
+    step = load_state(state_file, run, model, ema, optimizer) if resume else 0
+    if step >= settings.steps and resume and world.main:
+        print(f"edgedit: the saved state is already at step {step} >= --steps {settings.steps}")
+    net = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
+    per_rank = settings.batch // world.size
+    rows = slice(world.rank * per_rank, (world.rank + 1) * per_rank)
+    x_all = torch.from_numpy(images)
+    y_all = torch.from_numpy(labels) if labels is not None and run.config.class_conditional else None
+    started = time.perf_counter()
+    model.train()
+    while step < settings.steps:
+        index = torch.from_numpy(batch_indices(step, settings.batch, len(images), settings.seed))
+        batch_images = x_all[index].to(world.device)
+        batch_labels = y_all[index].to(world.device) if y_all is not None else None
+        lr = settings.lr * min(1.0, (step + 1) / settings.lr_warmup) if settings.lr_warmup else settings.lr
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = objective(net, batch_images, batch_labels, step_generator(settings.seed, step), rows).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
+        optimizer.step()
+        update_ema(ema, model, settings.ema, step)
+        step += 1
+        if not math.isfinite(loss.item()):
+            raise EdgeditError(f"training diverged at step {step} (loss {loss.item()}); lower --lr")
+        if on_step is not None and world.main:
+            on_step(step, loss.item())
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            if world.main:
+                save_state(state_file, run, step, model, ema, optimizer)
+            world.barrier()
+        if on_sample is not None and world.main and settings.sample_every and step % settings.sample_every == 0:
+            on_sample(step, ema)
+    if world.main:
+        ema.eval()
+        save_model(ema.cpu(), output, provenance={
+            "method": run.method, "data": run.data, "steps": step, "batch": settings.batch, "lr": settings.lr,
+            "ema": settings.ema, "seed": settings.seed, "processes": world.size, "weights": "EMA",
+            "train_seconds_last_session": round(time.perf_counter() - started, 1), **(provenance or {}),
+        })
+        if on_sample is not None:
+            on_sample(step, ema)
+    world.barrier()
+    return output

@@ -1,0 +1,42 @@
+import pytest
+
+from edgedit.checkpoint import save_model
+from edgedit.config import DiTConfig
+from edgedit.errors import EdgeditError
+from edgedit.eval.digits_classifier import embed, test_accuracy
+from edgedit.eval.evaluate import evaluate
+from edgedit.models.dit import DiT
+from edgedit.models.loading import random_weights
+from tests.conftest import TINY_CONFIGS
+
+STUDENT = DiTConfig(input_size=16, in_channels=1, patch_size=4, hidden_size=32, depth=1, num_heads=2, num_classes=10,
+                    class_dropout_prob=0.0, learn_sigma=False, diffusion="one-step")
+
+
+def test_the_shipped_classifier_knows_held_out_digits():
+    from edgedit.data.datasets import load_data
+
+    test = load_data("digits", "test")
+    _, probs = embed(test.images)
+    assert (probs.argmax(1) == test.labels).mean() == pytest.approx(test_accuracy(), abs=1e-4) and test_accuracy() > 0.97
+
+
+def test_evaluation_reports_carry_metric_features_count_and_reference(tmp_path):
+    student = save_model(random_weights(DiT(STUDENT)), tmp_path / "s.safetensors")
+    report = evaluate(student, "digits", n=200, reference=student)
+    names = {m["metric"]: m for m in report["metrics"]}
+    assert set(names) == {"FID", "KID", "FID real-vs-real", "classifier confidence", "class coverage",
+                          "label agreement", "PSNR vs reference"}
+    for m in report["metrics"]:
+        assert {"metric", "value", "features", "samples", "reference"} <= set(m)
+    assert names["FID"]["value"] > names["FID real-vs-real"]["value"] > 0  # noise is worse than real digits
+    assert names["PSNR vs reference"]["value"] == float("inf")  # same model, same seeds
+    assert names["FID"]["reference"] == "digits test split (359 images)" and names["FID"]["samples"] == 200
+    assert report["images"].shape == (200, 1, 16, 16)
+    assert len(names["class coverage"]["share"]) == 10 and sum(names["class coverage"]["share"]) == pytest.approx(1)
+
+
+def test_a_model_of_another_geometry_is_refused(tmp_path):
+    teacher = save_model(random_weights(DiT(TINY_CONFIGS["edm-uncond"])), tmp_path / "t.safetensors")  # 8x8x3
+    with pytest.raises(EdgeditError, match="makes 3x8x8 images but digits has 1x16x16"):
+        evaluate(teacher, "digits", n=4)

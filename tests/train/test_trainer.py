@@ -1,0 +1,117 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from edgedit.checkpoint import load_model
+from edgedit.config import DiTConfig
+from edgedit.data.datasets import load_data
+from edgedit.errors import EdgeditError
+from edgedit.train.objectives import EDMLoss
+from edgedit.train.trainer import Run, TrainSettings, batch_indices, state_path, train
+
+TINY = DiTConfig(input_size=16, in_channels=1, patch_size=4, hidden_size=32, depth=2, num_heads=2, num_classes=10,
+                 class_dropout_prob=0.0, learn_sigma=False, diffusion="edm")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_data("digits", "train")
+    return data.images[:256], data.labels[:256]
+
+
+def run_for(steps, **changes):
+    return Run(TINY, "digits", "edm-teacher", TrainSettings(steps, batch=16, lr=1e-3, checkpoint_every=3, **changes))
+
+
+def weights(path):
+    model, _ = load_model(path)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_training_lowers_the_loss_and_saves_the_ema(digits, tmp_path):
+    losses = []
+    out = train(run_for(30), *digits, EDMLoss(), tmp_path / "t.safetensors", on_step=lambda s, loss: losses.append(loss))
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    model, info = load_model(out)
+    assert info.provenance["weights"] == "EMA" and info.provenance["steps"] == 30 and info.config == TINY
+    assert state_path(out).exists()
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(digits, tmp_path):
+    straight = train(run_for(8), *digits, EDMLoss(), tmp_path / "straight.safetensors")
+
+    def die_at_step_5(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt  # after the checkpoint at step 3: loses steps 4-5
+
+    with pytest.raises(KeyboardInterrupt):
+        train(run_for(8), *digits, EDMLoss(), tmp_path / "r.safetensors", on_step=die_at_step_5)
+    assert not (tmp_path / "r.safetensors").exists()
+    resumed = train(run_for(8), *digits, EDMLoss(), tmp_path / "r.safetensors", resume=True)
+    for key, value in weights(straight).items():
+        torch.testing.assert_close(weights(resumed)[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_resume_refuses_a_different_run(digits, tmp_path):
+    train(run_for(3), *digits, EDMLoss(), tmp_path / "a.safetensors")
+    with pytest.raises(EdgeditError, match="--lr was 0.001, now 0.002"):
+        changed = run_for(6)
+        changed.settings.lr = 2e-3
+        train(changed, *digits, EDMLoss(), tmp_path / "a.safetensors", resume=True)
+    with pytest.raises(EdgeditError, match="no training state"):
+        train(run_for(3), *digits, EDMLoss(), tmp_path / "none.safetensors", resume=True)
+
+
+def test_data_order_covers_every_row_once_per_epoch():
+    rows = np.concatenate([batch_indices(s, 10, 35, seed=1) for s in range(7)])  # 70 rows = 2 epochs
+    assert sorted(rows[:35]) == list(range(35)) and sorted(rows[35:]) == list(range(35))
+    assert not np.array_equal(rows[:35], rows[35:])  # a new permutation each epoch
+
+
+CLI = [sys.executable, "-m", "edgedit", "teacher", "train", "--data", "digits", "--depth", "2", "--width", "32",
+       "--heads", "2", "--patch", "4", "--batch", "16", "--lr", "1e-3"]
+
+
+@pytest.mark.slow
+def test_killed_process_loses_at_most_one_interval(tmp_path):
+    out = tmp_path / "k.safetensors"
+    proc = subprocess.Popen([*CLI, "--steps", "400", "--checkpoint-every", "5", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = state_path(out)
+    deadline = time.monotonic() + 120
+    while not state.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    from safetensors import safe_open
+
+    with safe_open(str(state), "pt") as f:
+        saved = int(f.metadata()["step"])
+    assert saved >= 5 and saved % 5 == 0 and not out.exists()
+    done = subprocess.run([*CLI, "--steps", str(saved + 5), "--checkpoint-every", "5", "--resume", "-o", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert load_model(out)[1].provenance["steps"] == saved + 5
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_matches_one_process(tmp_path):
+    args = ["--steps", "4", "--checkpoint-every", "2"]
+    one = subprocess.run([*CLI, *args, "-o", str(tmp_path / "one.safetensors")], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                          "29517", "-m", "edgedit", *CLI[3:], *args, "-o", str(tmp_path / "two.safetensors")],
+                         capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert load_model(tmp_path / "two.safetensors")[1].provenance["processes"] == 2
+    a, b = weights(tmp_path / "one.safetensors"), weights(tmp_path / "two.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
