@@ -152,7 +152,7 @@ def load_folder(path: Path) -> ImageData:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     if not classes:
         raise EdgeditError(f"{path}: expected one sub-folder of images per class, found none")
-    images, labels, size, mode = [], [], None, None
+    images, labels, size = [], [], None
     files = [(k, f) for k, c in enumerate(classes) for f in sorted((path / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise EdgeditError(f"{path}: no PNG or JPEG images in its class folders")
@@ -163,7 +163,7 @@ def load_folder(path: Path) -> ImageData:
         except OSError as err:
             raise EdgeditError(f"{file}: not a readable image ({err})") from err
         if size is None:
-            size, mode = image.size, image.mode
+            size = image.size
         elif image.size != size:
             raise EdgeditError(f"{file}: {image.size[0]}x{image.size[1]} differs from {size[0]}x{size[1]}; "
                                "resize the images to one size first")
