@@ -54,18 +54,29 @@ def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: Ima
     fake, probs = embed(images, classifier)
     real, _ = embed(reference.images, classifier)
     ref_name = f"{reference.name} test split ({len(reference)} images)"
-    kid_mean, kid_std = kid(fake, real, subsets=50, subset_size=min(len(fake), len(real), 1000), seed=seed)
+    # KID's cubic kernel needs features of norm ~ sqrt(d): scale by the reference set's RMS norm.
+    scale = np.sqrt(real.shape[1] / np.mean((real.astype(np.float64) ** 2).sum(1)))
+    kid_features = f"{network}, scaled to the reference's RMS norm sqrt(d)"
+
+    def kid_of(features: np.ndarray) -> tuple[float, float]:
+        return kid(features * scale, real * scale, subsets=50, subset_size=min(len(features), len(real), 1000), seed=seed)
+
+    kid_mean, kid_std = kid_of(fake)
     metrics = [
         {"metric": "FID", "value": fid(fake, real), "features": network, "samples": len(images), "reference": ref_name},
-        {"metric": "KID", "value": kid_mean, "std": kid_std, "features": network, "samples": len(images),
+        {"metric": "KID", "value": kid_mean, "std": kid_std, "features": kid_features, "samples": len(images),
          "reference": ref_name},
     ]
     if train is not None:  # the floor: real training digits, as many as the samples, against the same reference
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(train), min(len(images), len(train)), replace=False)
         floor, _ = embed(train.images[pick], classifier)
+        note = f"{len(pick)} real training images in place of the samples"
         metrics.append({"metric": "FID real-vs-real", "value": fid(floor, real), "features": network,
-                        "samples": len(pick), "reference": ref_name, "note": f"{len(pick)} real training images"})
+                        "samples": len(pick), "reference": ref_name, "note": note})
+        floor_kid = kid_of(floor)
+        metrics.append({"metric": "KID real-vs-real", "value": floor_kid[0], "std": floor_kid[1], "features": kid_features,
+                        "samples": len(pick), "reference": ref_name, "note": note})
     predicted = probs.argmax(1)
     share = np.bincount(predicted, minlength=probs.shape[1]) / len(predicted)
     metrics.append({"metric": "classifier confidence", "value": float(probs.max(1).mean()), "features": network,

@@ -25,8 +25,9 @@ def test_evaluation_reports_carry_metric_features_count_and_reference(tmp_path):
     student = save_model(random_weights(DiT(STUDENT)), tmp_path / "s.safetensors")
     report = evaluate(student, "digits", n=200, reference=student)
     names = {m["metric"]: m for m in report["metrics"]}
-    assert set(names) == {"FID", "KID", "FID real-vs-real", "classifier confidence", "class coverage",
-                          "label agreement", "PSNR vs reference"}
+    assert set(names) == {"FID", "KID", "FID real-vs-real", "KID real-vs-real", "classifier confidence",
+                          "class coverage", "label agreement", "PSNR vs reference"}
+    assert names["KID"]["value"] > names["KID real-vs-real"]["value"] + 3 * names["KID"]["std"]
     for m in report["metrics"]:
         assert {"metric", "value", "features", "samples", "reference"} <= set(m)
     assert names["FID"]["value"] > names["FID real-vs-real"]["value"] > 0  # noise is worse than real digits
