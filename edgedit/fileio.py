@@ -68,6 +68,22 @@ def save_npz(path: str | os.PathLike, arrays: dict) -> Path:
     return path
 
 
+def load_npz(path: str | os.PathLike, what: str = "file") -> dict:
+    """All arrays of an .npz, never unpickling objects; one-line errors for missing or bad files."""
+    import numpy as np
+
+    from edgedit.errors import EdgeditError
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeditError(f"{path}: no such {what}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as err:
+        raise EdgeditError(f"{path}: not a readable .npz of arrays ({str(err).splitlines()[0][:120]})") from err
+
+
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgedit.deps import require
 from edgedit.errors import EdgeditError
+from edgedit.fileio import load_npz
 
 SPLITS = ("train", "test", "all")
 DIGITS_TEST_FRACTION = 0.2
@@ -174,14 +175,8 @@ def load_folder(path: Path) -> ImageData:
     return ImageData(f"folder:{path.name}", stacked, np.asarray(labels, np.int64), len(classes))
 
 
-def load_npz(path: Path) -> ImageData:
-    if not path.is_file():
-        raise EdgeditError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as err:
-        raise EdgeditError(f"{path}: not a readable .npz of arrays ({str(err).splitlines()[0][:100]})") from err
+def load_npz_images(path: Path) -> ImageData:
+    arrays = load_npz(path)
     if "images" not in arrays:
         raise EdgeditError(f"{path}: no 'images' array (found {', '.join(arrays) or 'nothing'})")
     images = arrays["images"]
@@ -220,5 +215,5 @@ def load_data(spec: str, split: str = "train") -> ImageData:
             return load_cifar10(path, split)
         if split == "test":
             raise EdgeditError(f"--data {spec}: {kind} data has no test split")
-        return load_folder(path) if kind == "folder" else load_npz(path)
+        return load_folder(path) if kind == "folder" else load_npz_images(path)
     raise EdgeditError(f"--data '{spec}': expected digits, cifar10:PATH, folder:PATH or npz:PATH")

@@ -10,11 +10,11 @@ seeds `edgedit sample` uses by default (0, 1, ...). Torch-free.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from edgedit.errors import EdgeditError
+from edgedit.fileio import load_npz
 from edgedit.runtime.backends import Backend
 from edgedit.runtime.samplers import generate
 from edgedit.runtime.spec import ModelMeta
@@ -40,14 +40,7 @@ def record_inputs(backend: Backend, samples: int, first_seed: int, steps: int | 
 
 def load_calibration(path: str | os.PathLike, meta: ModelMeta) -> dict[str, np.ndarray]:
     """Read an .npz (never pickled objects) and check it against the model's inputs."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeditError(f"{path}: no such calibration file")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except Exception as err:
-        raise EdgeditError(f"{path}: not a readable .npz of arrays ({str(err).splitlines()[0][:120]})") from err
+    data = load_npz(path, "calibration file")
     check_calibration(data, meta, str(path))
     return data
 
