@@ -176,8 +176,10 @@ def info_command(
     path: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors), an ONNX model (.onnx) or an engine (.plan).")],
     json_out: JsonFlag = False,
 ) -> None:
-    """Describe a file: a checkpoint (validated against its config) or an ONNX model (I/O, opset,
-    op histogram, Q/DQ or not, edgedit metadata)."""
+    """Describe a checkpoint (validated against its config), an ONNX model or a TensorRT engine.
+
+    ONNX: I/O, opset, op histogram, Q/DQ or not, edgedit metadata. Engines: from their sidecar.
+    """
     from edgedit.fileinfo import describe
 
     report = describe(path)
@@ -361,8 +363,11 @@ def calib_data_command(
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="EDM sampler steps (default: the model's).")] = None,
     sampler: Annotated[Optional[str], typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
 ) -> None:
-    """Record INT8 calibration inputs: the noise a one-step model receives, or for a multi-step
-    denoiser every input met along real sampling trajectories, at every step of the schedule."""
+    """Record INT8 calibration inputs (.npz keyed by input name) from real sampling.
+
+    A one-step model gets the noise it receives; a multi-step denoiser every input met along
+    real sampling trajectories, at every step of the schedule.
+    """
     from edgedit.export.calibration import CALIBRATION_SEED, record_inputs
     from edgedit.fileio import save_npz
     from edgedit.runtime.backends import load_backend
@@ -524,8 +529,11 @@ def bench_command(
     report: Annotated[Optional[Path], typer.Option("-o", "--report", help="Write a Markdown comparison.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a latency plot (PNG; needs matplotlib).")] = None,
 ) -> None:
-    """Measure latency (min/mean/p50/p90/p99/max/std, images/s), memory and, on a Jetson, power and
-    energy per image. Ctrl-C keeps what was measured. `edgedit bench report A.json B.json` merges runs."""
+    """Measure latency, memory and, on a Jetson, power and energy per image; compare backends.
+
+    Latency: min/mean/p50/p90/p99/max/std and images/s. Ctrl-C keeps what was measured.
+    `edgedit bench report A.json B.json -o report.md --plot p.png` merges runs from several machines.
+    """
     from rich.progress import BarColumn, Progress, TextColumn
 
     from edgedit.bench import report as reports
@@ -626,8 +634,11 @@ def demo_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for models, grids, bench.json, report.md.")] = Path("demo-out"),
     duration: Annotated[float, typer.Option("--duration", help="Seconds of timed calls per benchmark.")] = 1.5,
 ) -> None:
-    """The deploy path on the embedded default: export, quantize, build engines (where TensorRT is),
-    sample, and bench every available backend and precision at batch 1 and 8."""
+    """The main job: the whole deploy path on the embedded default, on whatever this machine has.
+
+    Export, quantize, build engines (where TensorRT is), sample, and bench every available
+    backend and precision at batch 1 and 8.
+    """
     import time
 
     from edgedit.demo import run_demo
@@ -799,8 +810,11 @@ def eval_command(
     grid: Annotated[Optional[Path], typer.Option("--grid", help="Also write the first 64 samples as a PNG grid.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Sample from seeds and measure: domain FID/KID against held-out digits (with the real-vs-real
-    floor), the digits classifier's confidence and class coverage, PSNR against a reference model."""
+    """Sample a model from seeds and measure the samples (FID, KID, classifier view, PSNR).
+
+    Domain FID/KID against held-out digits with the real-vs-real floor, the digits classifier's
+    confidence and class coverage, and PSNR against a --reference model on the same seeds.
+    """
     from edgedit.eval.evaluate import evaluate
 
     report = evaluate(model, data, n, steps, sampler, batch, reference, seed)
