@@ -443,7 +443,7 @@ def sample_command(
     backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime or torch.")] = "auto",
     provider: Annotated[str, typer.Option("--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
 ) -> None:
-    """Generate images: one step for a student, EDM Euler/Heun for a denoiser; same seed, same image on every backend."""
+    """Generate images: one step for a student, EDM Euler/Heun or DDIM for a denoiser; same seed, same image everywhere."""
     import time
 
     import numpy as np
