@@ -808,6 +808,11 @@ def eval_command(
                                                      "against its samples on the same seeds.")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="First seed.")] = 0,
     grid: Annotated[Optional[Path], typer.Option("--grid", help="Also write the first 64 samples as a PNG grid.")] = None,
+    inception_weights: Annotated[Optional[Path], typer.Option("--inception-weights", help="pytorch-fid's "
+                                 "pt_inception-2015-12-05-6726825d.pth for Inception FID/KID (default: torch hub's "
+                                 "cache if it is there; never downloaded).")] = None,
+    reference_count: Annotated[Optional[int], typer.Option("--reference-count", min=2, help="Use a seeded subset of "
+                               "this many reference images (Inception on a CPU is slow).")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Sample a model from seeds and measure the samples (FID, KID, classifier view, PSNR).
@@ -817,7 +822,8 @@ def eval_command(
     """
     from edgedit.eval.evaluate import evaluate
 
-    report = evaluate(model, data, n, steps, sampler, batch, reference, seed)
+    report = evaluate(model, data, n, steps, sampler, batch, reference, seed, inception_weights=inception_weights,
+                      reference_count=reference_count)
     images = report.pop("images")
     if grid:
         from edgedit.runtime.images import make_grid, save_png

@@ -35,25 +35,26 @@ def check_matches(backend: Backend, data: ImageData, where: str) -> None:
         raise EdgeditError(f"{where}: has {cfg.num_classes} classes, {data.name} has {data.num_classes}")
 
 
-def reference_split(spec: str) -> tuple[ImageData, ImageData | None]:
-    """(held-out reference images, training images for the real-vs-real floor)."""
+def reference_split(spec: str) -> tuple[ImageData, ImageData | None, str]:
+    """(held-out reference images, training images for the real-vs-real floor, the reference's name)."""
     try:
-        return load_data(spec, "test"), load_data(spec, "train")
+        test = load_data(spec, "test")
+        return test, load_data(spec, "train"), f"{test.name} test split ({len(test)} images)"
     except EdgeditError as err:
         if "no test split" not in str(err):
             raise
-        return load_data(spec, "train"), None
+        train = load_data(spec, "train")
+        return train, None, f"{train.name} ({len(train)} images)"
 
 
 def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: ImageData, train: ImageData | None,
-                   seed: int) -> list[dict[str, Any]]:
+                   ref_name: str, seed: int) -> list[dict[str, Any]]:
     from edgedit.eval.digits_classifier import embed, load_classifier, test_accuracy
 
     classifier = load_classifier()
     network = f"edgedit digits classifier (64-d penultimate; test accuracy {test_accuracy():.4f})"
     fake, probs = embed(images, classifier)
     real, _ = embed(reference.images, classifier)
-    ref_name = f"{reference.name} test split ({len(reference)} images)"
     # KID's cubic kernel needs features of norm ~ sqrt(d): scale by the reference set's RMS norm.
     scale = np.sqrt(real.shape[1] / np.mean((real.astype(np.float64) ** 2).sum(1)))
     kid_features = f"{network}, scaled to the reference's RMS norm sqrt(d)"
@@ -90,11 +91,32 @@ def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: Ima
     return metrics
 
 
+def inception_metrics(images: np.ndarray, reference: ImageData, ref_name: str, weights, seed: int) -> list[dict[str, Any]]:
+    from edgedit.eval.inception import inception_features, load_inception
+
+    model = load_inception(weights)
+    network = f"Inception-v3 pool features (pytorch-fid's TF-ported weights, {weights.name})"
+    fake, real = inception_features(images, model), inception_features(reference.images, model)
+    kid_mean, kid_std = kid(fake, real, subsets=50, subset_size=min(len(fake), len(real), 1000), seed=seed)
+    return [{"metric": "FID (Inception)", "value": fid(fake, real), "features": network, "samples": len(images),
+             "reference": ref_name},
+            {"metric": "KID (Inception)", "value": kid_mean, "std": kid_std, "features": network, "samples": len(images),
+             "reference": ref_name}]
+
+
 def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | None = None, sampler: str | None = None,
              batch: int = 64, reference: str | os.PathLike | None = None, seed: int = 0,
-             backend_kind: str = "auto") -> dict[str, Any]:
+             backend_kind: str = "auto", inception_weights: str | os.PathLike | None = None,
+             reference_count: int | None = None) -> dict[str, Any]:
+    from edgedit.eval.inception import find_weights
+
+    weights = find_weights(inception_weights)  # checked before any sampling
     backend = load_backend(model, backend_kind)
-    real, train = reference_split(data)
+    real, train, ref_name = reference_split(data)
+    if reference_count is not None and reference_count < len(real):  # a seeded subset, for slow feature networks
+        pick = np.sort(np.random.default_rng(seed).choice(len(real), reference_count, replace=False))
+        real = ImageData(real.name, real.images[pick], None if real.labels is None else real.labels[pick], real.num_classes)
+        ref_name = f"{reference_count} images of the {ref_name}"
     check_matches(backend, real, str(model))
     cfg = backend.meta.config
     seeds = list(range(seed, seed + n))
@@ -106,10 +128,12 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
     report: dict[str, Any] = {"model": str(model), "backend": backend.describe(), "data": data, "samples": n,
                               "seeds": [seed, seed + n - 1], "sampling": sampling, "metrics": []}
     if real.shape == DIGITS_SHAPE and real.num_classes == 10:
-        report["metrics"] += domain_metrics(images, labels, real, train, seed)
-    else:
-        report["note"] = (f"no feature network for {real.name}: domain FID/KID exist for the digits geometry "
-                          "(Inception-v3 FID is not implemented yet); use --reference for fidelity")
+        report["metrics"] += domain_metrics(images, labels, real, train, ref_name, seed)
+    if weights is not None:
+        report["metrics"] += inception_metrics(images, real, ref_name, weights, seed)
+    elif real.shape != DIGITS_SHAPE:
+        report["note"] = (f"no feature network for {real.name}: give pytorch-fid's Inception weights "
+                          "(--inception-weights, or torch hub's cache) for FID/KID; --reference for fidelity")
     if reference is not None:
         other = load_backend(reference)
         check_matches(other, real, str(reference))
