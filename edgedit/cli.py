@@ -680,7 +680,10 @@ def teacher_train_command(
 
     from edgedit.config import resolve_config
     from edgedit.data.datasets import load_data
-    from edgedit.train.objectives import EDMLoss
+    import torch
+
+    from edgedit.models.dit import DiT
+    from edgedit.train.objectives import EDMObjective
     from edgedit.train.trainer import Run, TrainSettings, init_world, train
 
     world = init_world()
@@ -713,7 +716,9 @@ def teacher_train_command(
         def on_step(step: int, loss: float) -> None:
             bar.update(task, completed=step, loss=loss, rate=step / max(time.perf_counter() - start, 1e-9))
 
-        train(run, dataset.images, dataset.labels, EDMLoss(), output, resume, {"preset": preset}, on_step=on_step,
+        torch.manual_seed(seed)
+        data = {"image": dataset.images, **({"label": dataset.labels} if dataset.labels is not None else {})}
+        train(run, data, EDMObjective(DiT(cfg)), output, resume, {"preset": preset}, on_step=on_step,
               on_sample=sample_grid, world=world)
     if world.main:
         stdout.print(f"wrote {output} ({cfg.kind}, {len(dataset)} training images of {data}, {steps} steps, "

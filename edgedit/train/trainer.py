@@ -122,10 +122,11 @@ def state_path(output: str | os.PathLike) -> Path:
     return output.with_name(output.name.removesuffix(".safetensors") + ".train-state.safetensors")
 
 
-def save_state(path: Path, run: Run, step: int, model: DiT, ema: DiT, optimizer: torch.optim.Optimizer) -> None:
+def save_state(path: Path, run: Run, step: int, objective: torch.nn.Module, ema: DiT,
+               optimizer: torch.optim.Optimizer) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors = {f"objective.{k}": v for k, v in objective.state_dict().items()}  # the model and any auxiliaries
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     optim = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
@@ -141,7 +142,7 @@ def save_state(path: Path, run: Run, step: int, model: DiT, ema: DiT, optimizer:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
-def load_state(path: Path, run: Run, model: DiT, ema: DiT, optimizer: torch.optim.Optimizer) -> int:
+def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optimizer: torch.optim.Optimizer) -> int:
     """Restore everything and return the step; refuse a state from a different run."""
     from safetensors import safe_open
 
@@ -164,7 +165,7 @@ def load_state(path: Path, run: Run, model: DiT, ema: DiT, optimizer: torch.opti
         if saved["settings"][key] != wanted["settings"][key]:
             raise EdgeditError(f"--resume: --{key.replace('_', '-')} was {saved['settings'][key]}, now "
                                f"{wanted['settings'][key]}; resume with the same value")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
     ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
@@ -206,46 +207,47 @@ def update_ema(ema: DiT, model: DiT, decay: float, step: int) -> None:
         e.lerp_(p.detach(), 1 - d)
 
 
-Objective = Callable[..., torch.Tensor]
-
-
-def train(run: Run, images: np.ndarray, labels: np.ndarray | None, objective: Objective, output: str | os.PathLike,
-          resume: bool = False, provenance: dict[str, Any] | None = None, model: DiT | None = None,
-          on_step: Callable[[int, float], None] | None = None,
+def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: str | os.PathLike, resume: bool = False,
+          provenance: dict[str, Any] | None = None, on_step: Callable[[int, float], None] | None = None,
           on_sample: Callable[[int, DiT], None] | None = None, world: World | None = None) -> Path:
-    """Train `run.config` on (images, labels) with `objective`; write the EMA weights to `output`."""
+    """Train `objective.model` on `data` (a dict of equally long arrays, e.g. image + label, or
+    the pairs store's z + image + label + trajectory) and write the EMA of the model to `output`.
+    Build the objective after `torch.manual_seed(run.settings.seed)`: DDP also broadcasts rank 0's
+    initial weights."""
     settings = run.settings
     settings.check()
     world = world or init_world()
     if settings.batch % world.size:
         raise EdgeditError(f"--batch {settings.batch} must be divisible by the {world.size} processes")
-    torch.manual_seed(settings.seed)  # the initial weights, identical on every rank
-    model = (model or DiT(run.config)).to(world.device)
+    sizes = {len(v) for v in data.values()}
+    if len(sizes) != 1:
+        raise EdgeditError(f"training arrays differ in length: { {k: len(v) for k, v in data.items()} }")
+    dataset_size = sizes.pop()
+    objective = objective.to(world.device)
+    model = objective.model
     ema = DiT(run.config).to(world.device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     output = Path(output)
     state_file = state_path(output)
-    step = load_state(state_file, run, model, ema, optimizer) if resume else 0
+    step = load_state(state_file, run, objective, ema, optimizer) if resume else 0
     if step >= settings.steps and resume and world.main:
         print(f"edgedit: the saved state is already at step {step} >= --steps {settings.steps}")
-    net = torch.nn.parallel.DistributedDataParallel(model) if world.size > 1 else model
+    net = torch.nn.parallel.DistributedDataParallel(objective) if world.size > 1 else objective
     per_rank = settings.batch // world.size
     rows = slice(world.rank * per_rank, (world.rank + 1) * per_rank)
-    x_all = torch.from_numpy(images)
-    y_all = torch.from_numpy(labels) if labels is not None and run.config.class_conditional else None
     started = time.perf_counter()
-    model.train()
+    objective.train()
     while step < settings.steps:
-        index = torch.from_numpy(batch_indices(step, settings.batch, len(images), settings.seed))
-        batch_images = x_all[index].to(world.device)
-        batch_labels = y_all[index].to(world.device) if y_all is not None else None
+        index = batch_indices(step, settings.batch, dataset_size, settings.seed)
+        batch = {k: torch.from_numpy(np.asarray(v[index], dtype=np.float32 if np.issubdtype(v.dtype, np.floating)
+                                                else np.int64)).to(world.device) for k, v in data.items()}
         lr = settings.lr * min(1.0, (step + 1) / settings.lr_warmup) if settings.lr_warmup else settings.lr
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = objective(net, batch_images, batch_labels, step_generator(settings.seed, step), rows).mean()
+        loss = net(batch, step_generator(settings.seed, step), rows).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip:
@@ -259,7 +261,7 @@ def train(run: Run, images: np.ndarray, labels: np.ndarray | None, objective: Ob
             on_step(step, loss.item())
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             if world.main:
-                save_state(state_file, run, step, model, ema, optimizer)
+                save_state(state_file, run, step, objective, ema, optimizer)
             world.barrier()
         if on_sample is not None and world.main and settings.sample_every and step % settings.sample_every == 0:
             on_sample(step, ema)

@@ -12,7 +12,8 @@ from edgedit.checkpoint import load_model
 from edgedit.config import DiTConfig
 from edgedit.data.datasets import load_data
 from edgedit.errors import EdgeditError
-from edgedit.train.objectives import EDMLoss
+from edgedit.models.dit import DiT
+from edgedit.train.objectives import EDMObjective
 from edgedit.train.trainer import Run, TrainSettings, batch_indices, state_path, train
 
 TINY = DiTConfig(input_size=16, in_channels=1, patch_size=4, hidden_size=32, depth=2, num_heads=2, num_classes=10,
@@ -22,7 +23,12 @@ TINY = DiTConfig(input_size=16, in_channels=1, patch_size=4, hidden_size=32, dep
 @pytest.fixture(scope="module")
 def digits():
     data = load_data("digits", "train")
-    return data.images[:256], data.labels[:256]
+    return {"image": data.images[:256], "label": data.labels[:256]}
+
+
+def edm(seed=0):
+    torch.manual_seed(seed)
+    return EDMObjective(DiT(TINY))
 
 
 def run_for(steps, **changes):
@@ -36,7 +42,7 @@ def weights(path):
 
 def test_training_lowers_the_loss_and_saves_the_ema(digits, tmp_path):
     losses = []
-    out = train(run_for(30), *digits, EDMLoss(), tmp_path / "t.safetensors", on_step=lambda s, loss: losses.append(loss))
+    out = train(run_for(30), digits, edm(), tmp_path / "t.safetensors", on_step=lambda s, loss: losses.append(loss))
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     model, info = load_model(out)
     assert info.provenance["weights"] == "EMA" and info.provenance["steps"] == 30 and info.config == TINY
@@ -44,28 +50,28 @@ def test_training_lowers_the_loss_and_saves_the_ema(digits, tmp_path):
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(digits, tmp_path):
-    straight = train(run_for(8), *digits, EDMLoss(), tmp_path / "straight.safetensors")
+    straight = train(run_for(8), digits, edm(), tmp_path / "straight.safetensors")
 
     def die_at_step_5(step, loss):
         if step == 5:
             raise KeyboardInterrupt  # after the checkpoint at step 3: loses steps 4-5
 
     with pytest.raises(KeyboardInterrupt):
-        train(run_for(8), *digits, EDMLoss(), tmp_path / "r.safetensors", on_step=die_at_step_5)
+        train(run_for(8), digits, edm(), tmp_path / "r.safetensors", on_step=die_at_step_5)
     assert not (tmp_path / "r.safetensors").exists()
-    resumed = train(run_for(8), *digits, EDMLoss(), tmp_path / "r.safetensors", resume=True)
+    resumed = train(run_for(8), digits, edm(), tmp_path / "r.safetensors", resume=True)
     for key, value in weights(straight).items():
         torch.testing.assert_close(weights(resumed)[key], value, rtol=0, atol=0, msg=key)
 
 
 def test_resume_refuses_a_different_run(digits, tmp_path):
-    train(run_for(3), *digits, EDMLoss(), tmp_path / "a.safetensors")
+    train(run_for(3), digits, edm(), tmp_path / "a.safetensors")
     with pytest.raises(EdgeditError, match="--lr was 0.001, now 0.002"):
         changed = run_for(6)
         changed.settings.lr = 2e-3
-        train(changed, *digits, EDMLoss(), tmp_path / "a.safetensors", resume=True)
+        train(changed, digits, edm(), tmp_path / "a.safetensors", resume=True)
     with pytest.raises(EdgeditError, match="no training state"):
-        train(run_for(3), *digits, EDMLoss(), tmp_path / "none.safetensors", resume=True)
+        train(run_for(3), digits, edm(), tmp_path / "none.safetensors", resume=True)
 
 
 def test_data_order_covers_every_row_once_per_epoch():
