@@ -676,12 +676,11 @@ def teacher_train_command(
     """
     import time
 
+    import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgedit.config import resolve_config
     from edgedit.data.datasets import load_data
-    import torch
-
     from edgedit.models.dit import DiT
     from edgedit.train.objectives import EDMObjective
     from edgedit.train.trainer import Run, TrainSettings, init_world, train
@@ -845,6 +844,60 @@ def eval_command(
                      markup=False)
     if "note" in report:
         stdout.print(f"  note: {report['note']}")
+
+
+@command("distill")
+def distill_command(
+    pairs: Annotated[Path, typer.Option("--pairs", help="A pairs folder from `edgedit pairs generate`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The student checkpoint (.safetensors, EMA weights).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")],
+    student: Annotated[str, typer.Option("--student", help="A preset (at the pairs' geometry) or a checkpoint.")] = "DiT-Nano-S/2",
+    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    method: Annotated[str, typer.Option("--method", help="output, ta (teaching assistant) or mi1 (multi-in-one).")] = "output",
+    ta: Annotated[Optional[str], typer.Option("--ta", help="ta: the assistant, a preset (distilled first) or a checkpoint.")] = None,
+    ta_steps: Annotated[Optional[int], typer.Option("--ta-steps", min=1, help="Steps for a preset TA (default: --steps).")] = None,
+    loss: Annotated[str, typer.Option("--loss", help="Image loss: pseudo-huber, l1, l2 or lpips.")] = "pseudo-huber",
+    feature_loss: Annotated[str, typer.Option("--feature-loss", help="ta/mi1 feature loss: l2, l1 or cosine.")] = "l2",
+    feature_weight: Annotated[float, typer.Option("--feature-weight", min=0.0, help="Weight of the feature term.")] = 1.0,
+    taps: Annotated[Optional[str], typer.Option("--taps", help="Student blocks tapped, e.g. 1,3,5 (ta: default all; "
+                                                "mi1: one per trajectory state, default evenly spaced).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Global batch (split over torchrun processes).")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-4,
+    ema: Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")] = 0.9999,
+    lr_warmup: Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")] = 0,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights and data order.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")] = False,
+) -> None:
+    """Distil a one-step DiT-Nano student from teacher pairs: output, Teaching Assistant or Multi-In-One.
+
+    Training-only parts (TA projections, MI1 readout heads) never reach the saved student. Resumable,
+    and distributed with `torchrun --nproc-per-node N $(which edgedit) distill ...`. See docs/distillation.md.
+    """
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgedit.train.distill import run_distillation
+    from edgedit.train.trainer import TrainSettings
+
+    try:
+        tapped = [int(t) for t in taps.split(",")] if taps else None
+    except ValueError:
+        raise EdgeditError(f"--taps '{taps}' is not a comma list of block indices, e.g. 1,3,5") from None
+    settings = TrainSettings(steps, batch, lr, 0.0, ema, lr_warmup, 1.0, checkpoint_every, 0, seed)
+    start = time.perf_counter()
+    with Progress(TextColumn(method), BarColumn(), TextColumn("step {task.completed}/{task.total} loss "
+                  "{task.fields[loss]:.4f}"), TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("distill", total=steps, loss=float("nan"))
+
+        def on_step(step: int, value: float) -> None:
+            bar.update(task, completed=step, total=max(steps, ta_steps or 0), loss=value)
+
+        path = run_distillation(pairs, student, method, output, settings, ta, ta_steps, loss, feature_loss,
+                                feature_weight, tapped, resume, on_step, lambda text: bar.console.print(text),
+                                **_overrides(depth, width, heads, patch, mlp_ratio))
+    stdout.print(f"wrote {path} ({method} distillation, {steps} steps, {time.perf_counter() - start:.0f} s)")
 
 
 def main() -> None:

@@ -257,7 +257,33 @@ class PairsStore:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         shard, row = self.locate(index)
-        return {name: np.array(array[row]) for name, array in shard.items()}  # a writable copy of one row
+        return {name: np.array(array[row]) for name, array in shard.items()}
+
+    def column(self, name: str) -> StoreColumn:
+        if name not in self.shards[0]:
+            raise EdgeditError(f"{self.folder}: the pairs have no '{name}' arrays")
+        return StoreColumn(self, name)
+
+
+class StoreColumn:
+    """One array of a store across its shards, indexed by an integer array (reads only those rows)."""
+
+    def __init__(self, store: PairsStore, name: str):
+        self.store, self.name = store, name
+        self.dtype = store.shards[0][name].dtype
+        self.shape = (len(store), *store.shards[0][name].shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.asarray(index)
+        shard = np.searchsorted(self.store.offsets, index, side="right") - 1
+        out = np.empty((len(index), *self.shape[1:]), self.dtype)
+        for s in np.unique(shard):
+            mask = shard == s
+            out[mask] = self.store.shards[s][self.name][index[mask] - self.store.offsets[s]]
+        return out  # a writable copy of one row
 
 
 def torch_dataset(folder: str | os.PathLike, trajectory: bool = False):

@@ -1,0 +1,323 @@
+"""Distillation objectives for one-step DiT students learning offline teacher pairs (z -> image).
+
+  output  GET's recipe: the student maps z (and label) to the teacher's image in one forward pass.
+  ta      Teaching Assistant: a mid-size one-step DiT (the TA, distilled first with `output`, or
+          given) supplies block features; student block i of L_S is matched to TA block
+          ceil((i+1) L_T / L_S) - 1 through a learned linear projection to the TA's width.
+  mi1     Multi-In-One: K evenly spaced student blocks are read out by light heads shaped like the
+          final layer and regressed onto the K stored states of the teacher's sampling trajectory
+          (noisier states at shallower blocks), so several teacher steps are learned "in one".
+Every method adds its feature term to the image loss: loss = image + feature_weight * features.
+Projections and readout heads are training-only: they live in the objective, never in the saved
+student, which exports exactly like an output-distilled one. Definitions: docs/distillation.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgedit.errors import EdgeditError
+from edgedit.models.dit import DiT, FinalLayer
+
+IMAGE_LOSSES = ("pseudo-huber", "l1", "l2", "lpips")
+FEATURE_LOSSES = ("l2", "l1", "cosine")
+
+
+#################################################################################
+#                                    Losses                                     #
+#################################################################################
+
+
+class ImageLoss(nn.Module):
+    """Per-sample image losses. Pseudo-Huber is sqrt(||x - y||^2 + c^2) - c with c = 0.00054 sqrt(d)
+    (d = C*H*W), as in improved consistency training (Song & Dhariwal 2023): L2 near zero, L1 far out."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        if kind not in IMAGE_LOSSES:
+            raise EdgeditError(f"--loss must be one of {', '.join(IMAGE_LOSSES)} (got {kind!r})")
+        self.kind = kind
+        self.lpips = load_lpips() if kind == "lpips" else None
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = (pred - target).flatten(1)
+        if self.kind == "l2":
+            return diff.pow(2).mean(1)
+        if self.kind == "l1":
+            return diff.abs().mean(1)
+        if self.kind == "pseudo-huber":
+            c = 0.00054 * math.sqrt(diff.shape[1])
+            return (diff.pow(2).sum(1) + c * c).sqrt() - c
+        # LPIPS on 3-channel images in [-1, 1], upsampled to 224 as GET does
+        p, t = (x.repeat(1, 3 // x.shape[1], 1, 1) if x.shape[1] == 1 else x for x in (pred, target))
+        p, t = (F.interpolate(x, size=224, mode="bilinear", align_corners=False) for x in (p, t))
+        return self.lpips(p, t).flatten()
+
+
+def load_lpips():
+    """The lpips package with its backbone weights already on disk; never a download."""
+    import importlib.util
+
+    if importlib.util.find_spec("lpips") is None:
+        raise EdgeditError("--loss lpips needs the lpips package (pip install lpips) and its backbone weights on "
+                           "disk; or use --loss pseudo-huber|l1|l2")
+    cached = [p for p in _hub_checkpoints() if p.name.startswith("vgg16-")]
+    if not cached:
+        raise EdgeditError("--loss lpips: the VGG-16 backbone weights are not in torch hub's cache "
+                           f"({_hub_dir()}/checkpoints/vgg16-*.pth) and edgedit never downloads; put them there")
+    import lpips
+
+    return lpips.LPIPS(net="vgg", verbose=False).eval().requires_grad_(False)
+
+
+def _hub_dir() -> str:
+    return torch.hub.get_dir()
+
+
+def _hub_checkpoints():
+    from pathlib import Path
+
+    folder = Path(_hub_dir()) / "checkpoints"
+    return list(folder.glob("*.pth")) if folder.is_dir() else []
+
+
+def feature_loss(kind: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample distance between (N, T, D) token features (cosine per token over D) or (N, C, H, W)
+    images (cosine over the whole image)."""
+    if kind == "l2":
+        return (a - b).pow(2).flatten(1).mean(1)
+    if kind == "l1":
+        return (a - b).abs().flatten(1).mean(1)
+    if a.dim() != 3:
+        a, b = a.flatten(1), b.flatten(1)
+    return (1 - F.cosine_similarity(a, b, dim=-1)).reshape(a.shape[0], -1).mean(1)
+
+
+def check_feature_loss(kind: str) -> str:
+    if kind not in FEATURE_LOSSES:
+        raise EdgeditError(f"--feature-loss must be one of {', '.join(FEATURE_LOSSES)} (got {kind!r})")
+    return kind
+
+
+#################################################################################
+#                                   Methods                                     #
+#################################################################################
+
+
+class OutputDistillation(nn.Module):
+    """Batch: z (N, C, H, W) unit-variance noise, image (N, C, H, W) the teacher's, label (N,)."""
+
+    def __init__(self, model: DiT, loss: str = "pseudo-huber"):
+        super().__init__()
+        if not model.config.one_step:
+            raise EdgeditError("distillation trains one-step students: the student must be a one-step generator")
+        self.model = model
+        self.image_loss = ImageLoss(loss)
+
+    def labels(self, batch: dict[str, torch.Tensor], rows: slice) -> torch.Tensor | None:
+        return batch["label"][rows] if self.model.config.class_conditional else None
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator, rows: slice) -> torch.Tensor:
+        pred = self.model(batch["z"][rows], y=self.labels(batch, rows))
+        return self.image_loss(pred, batch["image"][rows])
+
+
+def ta_block_map(student_depth: int, ta_depth: int) -> list[int]:
+    """Student block i <- TA block ceil((i+1) L_T / L_S) - 1: relative depth matched, last to last."""
+    return [math.ceil((i + 1) * ta_depth / student_depth) - 1 for i in range(student_depth)]
+
+
+def check_ta(s, t) -> None:
+    """A TA must fit its student: same geometry and token grid, at least as deep and as wide."""
+    if not t.one_step or (t.input_size, t.in_channels, t.num_classes) != (s.input_size, s.in_channels, s.num_classes):
+        raise EdgeditError("the TA must be a one-step generator of the student's geometry and classes")
+    if t.depth < s.depth or t.hidden_size < s.hidden_size:
+        raise EdgeditError(f"the TA ({t.depth} blocks x {t.hidden_size}) must be at least as deep and as wide as the "
+                           f"student ({s.depth} x {s.hidden_size}): it teaches features, it does not learn them")
+    if t.num_patches != s.num_patches:
+        raise EdgeditError(f"TA and student need the same token grid (patch sizes {t.patch_size} vs {s.patch_size})")
+
+
+class TADistillation(OutputDistillation):
+    def __init__(self, model: DiT, ta: DiT, loss: str = "pseudo-huber", feature_loss: str = "l2",
+                 feature_weight: float = 1.0, taps: list[int] | None = None):
+        super().__init__(model, loss)
+        s, t = model.config, ta.config
+        check_ta(s, t)
+        self.ta = ta.eval().requires_grad_(False)
+        self.taps = sorted(set(taps if taps is not None else range(s.depth)))
+        if not self.taps or min(self.taps) < 0 or max(self.taps) >= s.depth:
+            raise EdgeditError(f"--taps must be student blocks 0..{s.depth - 1}")
+        self.block_map = ta_block_map(s.depth, t.depth)
+        # Training only: student width -> TA width, one per tapped block.
+        self.projections = nn.ModuleList(nn.Linear(s.hidden_size, t.hidden_size) for _ in self.taps)
+        self.feature_kind, self.feature_weight = check_feature_loss(feature_loss), feature_weight
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.ta.eval()  # the TA is a fixed reference
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator, rows: slice) -> torch.Tensor:
+        z, y = batch["z"][rows], self.labels(batch, rows)
+        pred, feats = self.model(z, y=y, return_features=True)  # feats: depth x (N, T, D_s)
+        with torch.no_grad():
+            _, ta_feats = self.ta(z, y=y, return_features=True)  # (N, T, D_t) each
+        matched = [feature_loss(self.feature_kind, proj(feats[i]), ta_feats[self.block_map[i]])
+                   for proj, i in zip(self.projections, self.taps)]
+        return self.image_loss(pred, batch["image"][rows]) + self.feature_weight * torch.stack(matched).mean(0)
+
+
+def mi1_taps(depth: int, k: int) -> list[int]:
+    """K student blocks evenly spaced before the last one: block ceil((j+1) L / (K+1)) - 1 reads out state j."""
+    return [math.ceil((j + 1) * depth / (k + 1)) - 1 for j in range(k)]
+
+
+class MI1Distillation(OutputDistillation):
+    """Batch also holds trajectory (N, K, C, H, W): the teacher's ODE states, noisiest first. Each is
+    regressed in its preconditioned scale, scale_j x_j (EDM: c_in = 1/sqrt(sigma_j^2 + sigma_data^2);
+    DDPM states are unit-variance already)."""
+
+    def __init__(self, model: DiT, scales: list[float], loss: str = "pseudo-huber", feature_loss: str = "l2",
+                 feature_weight: float = 1.0, taps: list[int] | None = None):
+        super().__init__(model, loss)
+        s = model.config
+        k = len(scales)
+        if k == 0:
+            raise EdgeditError("mi1 needs trajectory states in the pairs: regenerate them with "
+                               "`edgedit pairs generate ... --trajectory K`")
+        self.taps = list(taps) if taps is not None else mi1_taps(s.depth, k)
+        if len(self.taps) != k:
+            raise EdgeditError(f"--taps must name {k} student blocks, one per stored trajectory state")
+        if min(self.taps) < 0 or max(self.taps) >= s.depth:
+            raise EdgeditError(f"--taps must be student blocks 0..{s.depth - 1}")
+        if s.depth < 2:
+            raise EdgeditError("mi1 needs a student of at least 2 blocks")
+        # Training only: a readout head shaped like the final layer per tapped block.
+        self.heads = nn.ModuleList(FinalLayer(s.hidden_size, s.patch_size, s.out_channels, s.conditioned)
+                                   for _ in range(k))
+        self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32).reshape(1, k, 1, 1, 1))
+        self.feature_kind, self.feature_weight = check_feature_loss(feature_loss), feature_weight
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator, rows: slice) -> torch.Tensor:
+        z, y = batch["z"][rows], self.labels(batch, rows)
+        model = self.model
+        pred, feats = model(z, y=y, return_features=True)
+        c = model.condition(None, y)
+        targets = batch["trajectory"][rows] * self.scales  # (N, K, C, H, W)
+        readouts = [feature_loss(self.feature_kind, model.unpatchify(head(feats[b], c)), targets[:, j])
+                    for j, (head, b) in enumerate(zip(self.heads, self.taps))]
+        return self.image_loss(pred, batch["image"][rows]) + self.feature_weight * torch.stack(readouts).mean(0)
+
+
+#################################################################################
+#                               Running a method                                #
+#################################################################################
+
+METHODS = ("output", "ta", "mi1")
+
+
+def student_config(spec: str, manifest: dict, **overrides):
+    """A preset's architecture at the pairs' geometry, as a one-step generator."""
+    from edgedit.config import resolve_config
+
+    c, h, _ = manifest["shape"]
+    return resolve_config(spec, **overrides).replace(
+        input_size=h, in_channels=c, num_classes=manifest["num_classes"], diffusion="one-step", learn_sigma=False)
+
+
+def model_from(spec: str, manifest: dict, role: str, **overrides) -> tuple[DiT, str]:
+    """(a DiT, "checkpoint" or "preset") for --student / --ta: a checkpoint must fit the pairs."""
+    from pathlib import Path
+
+    from edgedit.checkpoint import load_model
+
+    if Path(spec).suffix == ".safetensors" or Path(spec).exists():
+        if any(v is not None for v in overrides.values()):
+            raise EdgeditError(f"--{role} {spec}: overrides apply to presets, not to a checkpoint")
+        model, info = load_model(spec)
+        cfg, (c, h, _) = info.config, manifest["shape"]
+        if (cfg.in_channels, cfg.input_size) != (c, h) or cfg.num_classes != manifest["num_classes"]:
+            raise EdgeditError(f"--{role} {spec}: makes {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} images with "
+                               f"{cfg.num_classes} classes, the pairs are {'x'.join(map(str, manifest['shape']))} with "
+                               f"{manifest['num_classes']}")
+        if not cfg.one_step:
+            raise EdgeditError(f"--{role} {spec}: is a {cfg.kind}; students and TAs are one-step generators")
+        return model.train(), "checkpoint"
+    return DiT(student_config(spec, manifest, **overrides)), "preset"
+
+
+def trajectory_scales(manifest: dict) -> list[float]:
+    """Preconditioning of the stored states: EDM's c_in(sigma); DDPM states are unit-variance."""
+    trajectory = manifest["trajectory"]
+    if manifest["sampler"]["type"] == "edm":
+        sigma_data = 0.5
+        return [1 / math.sqrt(s * s + sigma_data**2) for s in trajectory.get("sigmas", [])]
+    return [1.0] * trajectory["k"]
+
+
+def run_distillation(pairs, student: str, method: str, output, settings, ta: str | None = None,
+                     ta_steps: int | None = None, loss: str = "pseudo-huber", feature_loss_kind: str = "l2",
+                     feature_weight: float = 1.0, taps: list[int] | None = None, resume: bool = False,
+                     on_step=None, say=print, **overrides):
+    """Distil a one-step student from a pairs store with `method`; returns the student's path."""
+    from pathlib import Path
+
+    from edgedit.checkpoint import load_model
+    from edgedit.data.pairs import PairsStore
+    from edgedit.train.trainer import Run, init_world, train
+
+    if method not in METHODS:
+        raise EdgeditError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
+    if method == "ta" and ta is None:
+        raise EdgeditError("--method ta needs --ta PRESET|CKPT (the teaching assistant)")
+    if method != "ta" and ta is not None:
+        raise EdgeditError("--ta is only for --method ta")
+    store = PairsStore(pairs)
+    manifest = store.manifest
+    if method == "mi1" and manifest["trajectory"]["k"] == 0:
+        raise EdgeditError(f"{pairs}: the pairs hold no trajectory states, which mi1 regresses onto; regenerate them "
+                           "with `edgedit pairs generate ... --trajectory K`")
+    world = init_world()
+    columns = ["z", "image"] + (["label"] if manifest["num_classes"] else []) + (["trajectory"] if method == "mi1" else [])
+    data = {name: store.column(name) for name in columns}
+    provenance = {"pairs": str(pairs), "teacher": manifest["teacher"], "loss": loss, "student": student}
+    output = Path(output)
+
+    def distil(model: DiT, objective, out: Path, label: str, extra: dict):
+        run = Run(model.config, str(pairs), label, settings, extra)
+        return train(run, data, objective, out, resume, {**provenance, **extra}, on_step=on_step, world=world)
+
+    torch.manual_seed(settings.seed)
+    model, origin = model_from(student, manifest, "student", **overrides)
+    extra = {"method": method, "student_from": origin, "loss": loss}
+    if method == "output":
+        objective = OutputDistillation(model, loss)
+    elif method == "ta":
+        ta_model, ta_origin = model_from(ta, manifest, "ta")
+        check_ta(model.config, ta_model.config)  # before spending any steps on it
+        if ta_origin == "preset":  # distil the TA first, from the same pairs, with the output loss
+            ta_path = output.with_name(output.name.removesuffix(".safetensors") + ".ta.safetensors")
+            ta_settings = type(settings)(**{**settings.__dict__, "steps": ta_steps or settings.steps})
+            if not (resume and ta_path.exists()):
+                say(f"distilling the teaching assistant {ta} first -> {ta_path}")
+                torch.manual_seed(settings.seed + 1)
+                run = Run(ta_model.config, str(pairs), "distill-output (TA)", ta_settings, {"role": "ta"})
+                train(run, data, OutputDistillation(ta_model, loss), ta_path, resume, {**provenance, "role": "ta"},
+                      on_step=on_step, world=world)
+            ta_model, _ = load_model(ta_path)
+            extra["ta"] = {"file": ta_path.name, "preset": ta}
+        else:
+            extra["ta"] = {"file": Path(ta).name}
+        objective = TADistillation(model, ta_model, loss, feature_loss_kind, feature_weight, taps)
+        extra.update(feature_loss=feature_loss_kind, feature_weight=feature_weight, taps=objective.taps,
+                     block_map=objective.block_map)
+    else:
+        objective = MI1Distillation(model, trajectory_scales(manifest), loss, feature_loss_kind, feature_weight, taps)
+        extra.update(feature_loss=feature_loss_kind, feature_weight=feature_weight, taps=objective.taps,
+                     trajectory=manifest["trajectory"])
+    return distil(model, objective, output, f"distill-{method}", extra)
