@@ -900,6 +900,71 @@ def distill_command(
     stdout.print(f"wrote {path} ({method} distillation, {steps} steps, {time.perf_counter() - start:.0f} s)")
 
 
+design_app = typer.Typer(help="Design-space exploration: sweep DiT-Nano shapes and methods, pick one.", no_args_is_help=True)
+app.add_typer(design_app, name="design")
+
+
+def _int_list(text: Optional[str], flag: str) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise EdgeditError(f"{flag} '{text}' is not a comma list of integers") from None
+
+
+@command("sweep", parent=design_app)
+def design_sweep_command(
+    pairs: Annotated[Path, typer.Option("--pairs", help="The teacher pairs every candidate learns.")],
+    budget: Annotated[str, typer.Option("--budget", help="Parameter budgets, e.g. 300k,1M.")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Steps per candidate (the same for all).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The sweep folder.")] = Path("sweep"),
+    depths: Annotated[Optional[str], typer.Option("--depths", help="Depths to try (default 2,3,4,6,8,12).")] = None,
+    widths: Annotated[Optional[str], typer.Option("--widths", help="Widths allowed (default multiples of 16).")] = None,
+    heads: Annotated[Optional[str], typer.Option("--heads", help="Head counts (default 2,4,8).")] = None,
+    methods: Annotated[str, typer.Option("--methods", help="Methods, e.g. output,ta,mi1.")] = "output",
+    ta: Annotated[Optional[str], typer.Option("--ta", help="The TA shared by the sweep (a preset is distilled once).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch per step.")] = 64,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-4,
+    eval_samples: Annotated[int, typer.Option("--eval-samples", min=2, help="Samples for each candidate's FID.")] = 500,
+    latency_backend: Annotated[str, typer.Option("--latency-backend", help="onnxruntime or torch (batch 1, one thread).")] = "onnxruntime",
+    shard: Annotated[str, typer.Option("--shard", help="I/N: this worker's share of the candidates.")] = "0/1",
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every candidate's weights and data order.")] = 0,
+) -> None:
+    """Distil, evaluate and time DiT-Nano candidates near each budget (deep-narrow to shallow-wide);
+    write results.json/csv, pareto.png and principles.md. Finished candidates are skipped."""
+    from edgedit.design.sweep import DEFAULT_DEPTHS, DEFAULT_HEADS, WIDTHS, parse_budget, sweep
+    from edgedit.train.trainer import TrainSettings
+
+    settings = TrainSettings(steps, batch, lr, 0.0, 0.9999, 0, 1.0, max(steps // 4, 1), 0, seed)
+    results = sweep(pairs, output, [parse_budget(b) for b in budget.split(",")], settings,
+                    tuple(m.strip() for m in methods.split(",")), tuple(_int_list(depths, "--depths") or DEFAULT_DEPTHS),
+                    tuple(_int_list(heads, "--heads") or DEFAULT_HEADS), tuple(_int_list(widths, "--widths") or WIDTHS),
+                    ta, _parse_shard(shard), eval_samples=eval_samples, latency_backend=latency_backend,
+                    say=lambda text: stdout.print(text, markup=False))
+    stdout.print(f"{len(results)} results in {output}/ (results.json, results.csv, pareto.png, principles.md)")
+
+
+@command("pick", parent=design_app)
+def design_pick_command(
+    results: Annotated[Path, typer.Option("--results", help="A sweep's results.json.")],
+    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Latency budget per image (one network call).")],
+    device: Annotated[str, typer.Option("--device", help="orin-nano or orin-nano-super.")] = "orin-nano",
+    precision: Annotated[str, typer.Option("--precision", help="fp16 or int8.")] = "fp16",
+    json_out: JsonFlag = False,
+) -> None:
+    """Name the best-FID configuration whose estimated latency fits the budget."""
+    from edgedit.design.report import pick
+
+    best = pick(results, latency_ms, device, precision)
+    if json_out:
+        _print_json(best)
+        return
+    stdout.print(f"{best['name']}: {best['depth']} blocks x width {best['width']}, {best['heads']} heads, "
+                 f"{best['method']}; FID {best['fid']:.1f}; {best['params']:,} params; estimated "
+                 f"{best[best['latency_key']]:.3f} ms on {device} {precision} (roofline)")
+
+
 def main() -> None:
     app(prog_name="edgedit")
 

@@ -15,7 +15,7 @@ from tests.conftest import TINY_CONFIGS
 
 runner = CliRunner()
 COMMANDS = {"models", "info", "doctor", "convert-dit", "export", "calib-data", "quantize", "sample", "build-engine",
-            "bench", "tegrastats", "demo", "teacher", "pairs", "eval", "distill"}
+            "bench", "tegrastats", "demo", "teacher", "pairs", "eval", "distill", "design"}
 
 
 def test_help_lists_exactly_the_implemented_commands():

@@ -1,0 +1,151 @@
+"""Sweep results as files, the principles they support (computed, not asserted), and `design pick`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from edgedit.errors import EdgeditError
+from edgedit.fileio import atomic_output, write_text_atomic
+
+CSV_FIELDS = ("name", "budget", "method", "depth", "width", "heads", "params", "macs", "fid", "latency_p50_ms",
+              "orin_nano_fp16_ms", "orin_nano_int8_ms", "orin_nano_super_fp16_ms", "orin_nano_super_int8_ms")
+
+
+def row(r: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: r.get(k) for k in CSV_FIELDS}, "latency_p50_ms": r["latency"]["p50_ms"]}
+
+
+def write_reports(out: Path, results: list[dict[str, Any]]) -> None:
+    results = sorted(results, key=lambda r: (r["budget"], r["method"], -r["depth"], r["width"], r["heads"]))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS))
+    writer.writeheader()
+    for r in results:
+        writer.writerow(row(r))
+    write_text_atomic(out / "results.csv", buffer.getvalue())
+    if results:
+        write_text_atomic(out / "principles.md", principles(results))
+        pareto_plot(out / "pareto.png", results)
+
+
+def pareto_front(results: list[dict[str, Any]], latency_key=lambda r: r["latency"]["p50_ms"]) -> list[dict[str, Any]]:
+    """Results not beaten on both FID and latency by another."""
+    return [r for r in results if not any(o["fid"] <= r["fid"] and latency_key(o) <= latency_key(r)
+                                          and (o["fid"], latency_key(o)) != (r["fid"], latency_key(r)) for o in results)]
+
+
+def pareto_plot(path: Path, results: list[dict[str, Any]]) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = {"output": "o", "ta": "s", "mi1": "^"}
+    for ax, (key, label) in zip(axes, (("measured", "measured latency, batch 1 (ms)"),
+                                       ("orin_nano_fp16_ms", "Orin Nano FP16, roofline estimate (ms)"))):
+        latency = (lambda r: r["latency"]["p50_ms"]) if key == "measured" else (lambda r, k=key: r[k])
+        for method, marker in markers.items():
+            rs = [r for r in results if r["method"] == method]
+            if rs:
+                ax.scatter([latency(r) for r in rs], [r["fid"] for r in rs], s=[r["params"] / 4e3 for r in rs],
+                           marker=marker, alpha=0.6, label=method)
+        front = sorted(pareto_front(results, latency), key=latency)
+        ax.plot([latency(r) for r in front], [r["fid"] for r in front], "k--", lw=0.8, label="Pareto front")
+        for r in front:
+            ax.annotate(f"L{r['depth']}xD{r['width']}/{r['heads']}", (latency(r), r["fid"]), fontsize=6)
+        ax.set_xlabel(label)
+        ax.set_ylabel("FID (lower is better)")
+        ax.legend(fontsize=7)
+    fig.suptitle("DiT-Nano design sweep: quality vs latency (marker area ~ parameters)", fontsize=9)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def principles(results: list[dict[str, Any]]) -> str:
+    """What depth, width, heads and method did at fixed size, in numbers from these results."""
+    lines = ["# What the sweep says", "", f"{len(results)} trained candidates. FID: {results[0]['fid_metric']}.",
+             f"Schedule per candidate: {results[0]['steps']} steps, batch {results[0]['batch']}, lr {results[0]['lr']}.",
+             "All statements below are computed from results.json; small differences are within run-to-run noise,",
+             "which this sweep does not measure (one seed per candidate).", ""]
+    by_budget = defaultdict(list)
+    for r in results:
+        by_budget[r["budget"]].append(r)
+    for budget, rs in sorted(by_budget.items()):
+        out = [r for r in rs if r["method"] == "output"] or rs
+        best = min(out, key=lambda r: r["fid"])
+        lines += [f"## Budget {budget:,} parameters", "",
+                  "| depth x width / heads | params | MACs | method | FID | measured ms | Orin Nano FP16 ms (est.) |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in sorted(rs, key=lambda r: (r["method"], r["depth"], r["heads"])):
+            lines.append(f"| {r['depth']} x {r['width']} / {r['heads']} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | "
+                         f"{r['method']} | {r['fid']:.1f} | {r['latency']['p50_ms']:.2f} | {r['orin_nano_fp16_ms']:.3f} |")
+        lines += ["", f"- Best {best['method']} configuration: {best['depth']} blocks x width {best['width']}, "
+                  f"{best['heads']} heads (FID {best['fid']:.1f})."]
+        depths = sorted({r["depth"] for r in out})
+        if len(depths) > 1:
+            per_depth = {d: min(r["fid"] for r in out if r["depth"] == d) for d in depths}
+            shallow, deep = depths[0], depths[-1]
+            lines.append("- Depth at this size (best FID per depth): " +
+                         ", ".join(f"{d} blocks {per_depth[d]:.1f}" for d in depths) +
+                         f"; the shallowest-widest ({shallow}) vs the deepest-narrowest ({deep}): "
+                         f"{per_depth[shallow]:.1f} vs {per_depth[deep]:.1f}.")
+            lat = {d: _mean([r["latency"]["p50_ms"] for r in out if r["depth"] == d]) for d in depths}
+            lines.append("- Latency by depth (measured, mean over heads): " +
+                         ", ".join(f"{d}: {lat[d]:.2f} ms" for d in depths) + ".")
+        heads = sorted({r["heads"] for r in out})
+        if len(heads) > 1:
+            lines.append("- Heads (mean FID over depths): " + ", ".join(
+                f"{h} heads {_mean([r['fid'] for r in out if r['heads'] == h]):.1f}" for h in heads) + ".")
+        for method in ("ta", "mi1"):
+            paired = [(r["fid"], o["fid"]) for r in rs if r["method"] == method
+                      for o in rs if o["method"] == "output" and o["config"] == r["config"]]
+            if paired:
+                diff = [m - o for m, o in paired]
+                better = sum(d < 0 for d in diff)
+                lines.append(f"- {method.upper()} vs output at equal architecture and schedule: mean FID change "
+                             f"{_mean(diff):+.1f} ({better} of {len(diff)} candidates improved).")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def pick(results_path: str | os.PathLike, latency_ms: float, device: str = "orin-nano", precision: str = "fp16"
+         ) -> dict[str, Any]:
+    """The best-FID result whose estimated latency on `device` at `precision` is within `latency_ms`."""
+    from edgedit.hardware import get_device
+
+    get_device(device)
+    if precision not in ("fp16", "int8"):
+        raise EdgeditError(f"--precision must be fp16 or int8 (got {precision!r})")
+    path = Path(results_path)
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgeditError(f"{path}: no such file (the sweep writes results.json)") from None
+    except ValueError as err:
+        raise EdgeditError(f"{path}: not JSON ({err})") from err
+    key = f"{device.replace('-', '_')}_{precision}_ms"
+    fitting = [r for r in results if r.get(key) is not None and r[key] <= latency_ms]
+    if not fitting:
+        fastest = min(results, key=lambda r: r[key]) if results else None
+        hint = f"; the fastest is {fastest['name']} at {fastest[key]:.3f} ms" if fastest else ""
+        raise EdgeditError(f"no swept configuration fits {latency_ms} ms on {device} {precision}{hint}")
+    best = min(fitting, key=lambda r: r["fid"])
+    return {**best, "latency_key": key}

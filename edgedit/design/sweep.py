@@ -1,0 +1,209 @@
+"""`edgedit design sweep`: the design-space exploration of the paper, on our own data.
+
+For each parameter budget, candidate DiT-Nano students span deep-narrow to shallow-wide with
+several head counts (each depth gets the width whose size lands closest to the budget); every
+candidate x method is distilled from the same pairs with the same schedule, evaluated (domain or
+Inception FID on the same seeds), sized (exact params and MACs), timed (measured latency on the
+chosen backend at batch 1) and costed on a Jetson Orin Nano (roofline FP16/INT8). Each result is
+its own JSON file, written when its candidate is done: a re-run skips finished candidates, and
+`--shard I/N` workers writing into the same folder (or folders merged by copying) give one table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgedit.config import DiTConfig
+from edgedit.errors import EdgeditError
+from edgedit.fileio import write_text_atomic
+from edgedit.models import accounting
+from edgedit.train.trainer import state_path
+
+DEFAULT_DEPTHS = (2, 3, 4, 6, 8, 12)
+DEFAULT_HEADS = (2, 4, 8)
+WIDTHS = tuple(range(32, 769, 16))
+BUDGET_TOLERANCE = 0.2  # candidates within +-20% of the budget
+
+
+@dataclass(frozen=True)
+class Candidate:
+    budget: int
+    config: DiTConfig
+    method: str
+
+    @property
+    def name(self) -> str:
+        c = self.config
+        return f"b{self.budget}-L{c.depth}-D{c.hidden_size}-H{c.num_heads}-{self.method}"
+
+
+def parse_budget(text: str) -> int:
+    """'500k', '1M', '1.5M' or a plain number of parameters."""
+    text = text.strip().lower()
+    scale = {"k": 1e3, "m": 1e6}.get(text[-1:], 1)
+    try:
+        return int(float(text[:-1] if scale != 1 else text) * scale)
+    except ValueError:
+        raise EdgeditError(f"--budget '{text}' is not a parameter count like 500k, 1M or 1.5M") from None
+
+
+def candidates_for(budget: int, base: DiTConfig, depths=DEFAULT_DEPTHS, heads=DEFAULT_HEADS, widths=WIDTHS,
+                   methods=("output",)) -> list[Candidate]:
+    """One width per (depth, heads): the one whose parameter count is closest to `budget`, if within tolerance."""
+    found = []
+    for depth in depths:
+        for h in heads:
+            options = []
+            for width in widths:
+                if width % h or width % 4 or width // h < 8:
+                    continue
+                cfg = base.replace(depth=depth, hidden_size=width, num_heads=h)
+                options.append((abs(accounting.count_params(cfg) - budget), cfg))
+            if options:
+                error, cfg = min(options, key=lambda o: o[0])
+                if error <= BUDGET_TOLERANCE * budget:
+                    found += [Candidate(budget, cfg, m) for m in methods]
+    if not found:
+        raise EdgeditError(f"no candidate within {BUDGET_TOLERANCE:.0%} of {budget:,} parameters; widen --depths/--heads")
+    return found
+
+
+def result_path(out: Path, candidate: Candidate) -> Path:
+    return out / candidate.name / "result.json"
+
+
+def finished(out: Path, candidate: Candidate) -> dict[str, Any] | None:
+    try:
+        result = json.loads(result_path(out, candidate).read_text())
+        return result if result.get("name") == candidate.name else None
+    except (OSError, ValueError):
+        return None
+
+
+def measure_latency(student: Path, backend: str, folder: Path, seconds: float) -> dict[str, Any]:
+    """p50 of one network call at batch 1: ONNX Runtime on an export of the student, or torch eager."""
+    from edgedit.bench.harness import BenchSettings, run_bench
+
+    model = str(student)
+    if backend == "onnxruntime":
+        from edgedit.checkpoint import load_model
+        from edgedit.export.exporter import BatchSpec, export_onnx
+
+        net, _ = load_model(student)
+        model = str(export_onnx(net, folder / "student.onnx", {"checkpoint": student.name}, BatchSpec.static(1)).path)
+    (record,), _ = run_bench([model], [backend], BenchSettings([1], warmup=5, duration_s=seconds), threads=1)
+    return {"backend": f"{record['backend']} ({record['provider']}, 1 thread)", "p50_ms": record["latency_ms"]["p50"],
+            "p90_ms": record["latency_ms"]["p90"]}
+
+
+def run_candidate(candidate: Candidate, pairs: Path, out: Path, settings, ta: str | None, eval_data: str,
+                  eval_samples: int, latency_backend: str, latency_seconds: float, say=print) -> dict[str, Any]:
+    from edgedit.checkpoint import save_model
+    from edgedit.eval.evaluate import evaluate
+    from edgedit.hardware import DEVICES
+    from edgedit.models.dit import DiT
+    from edgedit.train.distill import run_distillation
+
+    folder = out / candidate.name
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = candidate.config
+    start_ckpt = folder / "init.safetensors"  # the candidate's architecture as a checkpoint: exact, no overrides
+    if not start_ckpt.exists():
+        import torch
+
+        torch.manual_seed(settings.seed)
+        save_model(DiT(cfg), start_ckpt, provenance={"role": "sweep initial weights"})
+    student = folder / "student.safetensors"
+    student = run_distillation(pairs, str(start_ckpt), candidate.method, student, settings,
+                               ta=ta if candidate.method == "ta" else None, resume=state_path(student).exists(), say=say)
+    report = evaluate(student, eval_data, n=eval_samples)
+    fid = next(m for m in report["metrics"] if m["metric"] in ("FID (Inception)", "FID"))
+    result = {
+        "name": candidate.name, "budget": candidate.budget, "method": candidate.method, "config": cfg.to_dict(),
+        "depth": cfg.depth, "width": cfg.hidden_size, "heads": cfg.num_heads,
+        "params": accounting.count_params(cfg), "macs": accounting.count_macs(cfg),
+        "fid": fid["value"], "fid_metric": f"{fid['metric']} [{fid['features']}; {fid['samples']} samples; vs {fid['reference']}]",
+        "metrics": report["metrics"], "steps": settings.steps, "batch": settings.batch, "lr": settings.lr,
+        "latency": measure_latency(student, latency_backend, folder, latency_seconds),
+        **{f"{k.replace('-', '_')}_{p}_ms": accounting.roofline_ms(cfg, d, p) for k, d in DEVICES.items() for p in ("fp16", "int8")},
+    }
+    write_text_atomic(result_path(out, candidate), json.dumps(result, indent=2))
+    return result
+
+
+def collect(out: Path) -> list[dict[str, Any]]:
+    results = []
+    for path in sorted(out.glob("*/result.json")):
+        try:
+            results.append(json.loads(path.read_text()))
+        except ValueError:
+            continue
+    return results
+
+
+def sweep(pairs: str | os.PathLike, out: str | os.PathLike, budgets: list[int], settings, methods=("output",),
+          depths=DEFAULT_DEPTHS, heads=DEFAULT_HEADS, widths=WIDTHS, ta: str | None = None, shard=(0, 1),
+          eval_data: str = "digits", eval_samples: int = 500, latency_backend: str = "onnxruntime",
+          latency_seconds: float = 1.0, say=print) -> list[dict[str, Any]]:
+    from edgedit.data.pairs import PairsStore
+    from edgedit.design.report import write_reports
+    from edgedit.train.distill import METHODS, student_config
+
+    for method in methods:
+        if method not in METHODS:
+            raise EdgeditError(f"--methods: unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if "ta" in methods and ta is None:
+        raise EdgeditError("--methods ta needs --ta PRESET|CKPT, the teaching assistant shared by the sweep")
+    worker, workers = shard
+    if not 0 <= worker < workers:
+        raise EdgeditError(f"--shard {worker}/{workers}: need 0 <= I < N")
+    pairs, out = Path(pairs), Path(out)
+    manifest = PairsStore(pairs).manifest
+    base = student_config("DiT-Nano-S/2", manifest)
+    plan = [c for b in budgets for c in candidates_for(b, base, depths, heads, widths, methods)]
+    if ta is not None and "ta" in methods:
+        ta = prepare_ta(ta, pairs, out, settings, manifest, say)
+    out.mkdir(parents=True, exist_ok=True)
+    for index, candidate in enumerate(plan):
+        if index % workers != worker:
+            continue
+        if finished(out, candidate):
+            say(f"[{index + 1}/{len(plan)}] {candidate.name}: done, skipped")
+            continue
+        if candidate.method == "mi1" and candidate.config.depth < 2:
+            say(f"[{index + 1}/{len(plan)}] {candidate.name}: mi1 needs at least 2 blocks; skipped")
+            continue
+        if candidate.method == "ta" and not ta_fits(candidate.config, ta):
+            say(f"[{index + 1}/{len(plan)}] {candidate.name}: the TA is shallower, narrower or on another grid; skipped")
+            continue
+        say(f"[{index + 1}/{len(plan)}] {candidate.name}: {accounting.count_params(candidate.config):,} params")
+        result = run_candidate(candidate, pairs, out, settings, ta, eval_data, eval_samples, latency_backend,
+                               latency_seconds, say)
+        say(f"    FID {result['fid']:.1f}, {result['latency']['p50_ms']:.2f} ms on {result['latency']['backend']}")
+    results = collect(out)
+    write_reports(out, results)
+    return results
+
+
+def prepare_ta(ta: str, pairs: Path, out: Path, settings, manifest: dict, say) -> str:
+    """A preset TA is distilled once for the whole sweep (out/ta.safetensors); a checkpoint is used as is."""
+    from edgedit.train.distill import run_distillation
+
+    if Path(ta).suffix == ".safetensors" or Path(ta).exists():
+        return ta
+    path = out / "ta.safetensors"
+    if not path.exists():
+        say(f"distilling the sweep's teaching assistant {ta} -> {path}")
+        run_distillation(pairs, ta, "output", path, settings, resume=state_path(path).exists(), say=say)
+    return str(path)
+
+
+def ta_fits(student: DiTConfig, ta: str) -> bool:
+    from edgedit.checkpoint import read_checkpoint
+
+    t = read_checkpoint(ta).config
+    return t.depth >= student.depth and t.hidden_size >= student.hidden_size and t.num_patches == student.num_patches

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from edgedit.checkpoint import save_model
+from edgedit.data.pairs import generate_pairs
+from edgedit.design.report import pareto_front, pick
+from edgedit.design.sweep import candidates_for, parse_budget, sweep
+from edgedit.errors import EdgeditError
+from edgedit.models import accounting
+from edgedit.models.dit import DiT
+from edgedit.models.loading import random_weights
+from edgedit.train.distill import student_config
+from edgedit.train.trainer import TrainSettings
+from tests.conftest import TINY_CONFIGS
+
+GRID = dict(depths=(1, 2), heads=(2,), widths=tuple(range(16, 97, 8)))
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep-pairs")
+    teacher = save_model(random_weights(DiT(TINY_CONFIGS["edm-cond"]), seed=3).eval(), folder / "teacher.safetensors")
+    generate_pairs(teacher, folder / "pairs", count=32, steps=3, trajectory=1, shard_size=32, batch=32)
+    return folder / "pairs"
+
+
+def manifest(pairs):
+    return json.loads((pairs / "manifest.json").read_text())
+
+
+def test_budgets_and_candidates(pairs):
+    assert parse_budget("500k") == 500_000 and parse_budget("1.5M") == 1_500_000 and parse_budget("1234") == 1234
+    with pytest.raises(EdgeditError, match="not a parameter count"):
+        parse_budget("lots")
+    base = student_config("DiT-Nano-S/2", manifest(pairs))
+    found = candidates_for(500_000, base, methods=("output", "mi1"))
+    assert all(abs(accounting.count_params(c.config) - 500_000) <= 0.2 * 500_000 for c in found)
+    shapes = {(c.config.depth, c.config.hidden_size) for c in found}
+    assert min(shapes)[1] > max(shapes)[1]  # the shallowest is the widest
+    assert {c.method for c in found} == {"output", "mi1"} and len({c.name for c in found}) == len(found)
+
+
+def run(pairs, out, **kwargs):
+    settings = TrainSettings(3, batch=16, lr=2e-3, checkpoint_every=3)
+    return sweep(pairs, out, [parse_budget("40k")], settings, methods=("output", "mi1"), eval_samples=16,
+                 latency_seconds=0.1, say=lambda text: None, **GRID, **kwargs)
+
+
+def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
+    out = tmp_path / "sweep"
+    results = run(pairs, out, shard=(1, 2))  # one worker's half first
+    half = len(results)
+    results = run(pairs, out, shard=(0, 2))  # the other half: the results merge
+    planned = candidates_for(40_000, student_config("DiT-Nano-S/2", manifest(pairs)), methods=("output", "mi1"), **GRID)
+    runnable = [c for c in planned if not (c.method == "mi1" and c.config.depth < 2)]  # mi1 needs 2 blocks
+    assert len(results) == len(runnable) > half
+    for r in results:
+        assert r["fid"] > 0 and r["latency"]["p50_ms"] > 0 and r["orin_nano_int8_ms"] > 0
+        assert r["params"] == accounting.count_params(type(student_config("DiT-Nano-S/2", manifest(pairs))).from_dict(r["config"]))
+    for name in ("results.json", "results.csv", "pareto.png", "principles.md"):
+        assert (out / name).exists()
+    text = (out / "principles.md").read_text()
+    assert "## Budget 40,000 parameters" in text and "MI1 vs output at equal architecture" in text
+    assert "Depth at this size" in text
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/student.safetensors")}
+    said = []
+    sweep(pairs, out, [40_000], TrainSettings(3, batch=16, lr=2e-3, checkpoint_every=3), methods=("output", "mi1"),
+          eval_samples=16, latency_seconds=0.1, say=said.append, **GRID)
+    assert all("skipped" in line for line in said if line.startswith("["))
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/student.safetensors")} == stamps
+
+
+def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
+    results = [{"name": n, "fid": f, "orin_nano_fp16_ms": t, "depth": 2, "width": 32, "heads": 2, "method": "output",
+                "params": 1, "latency": {"p50_ms": t}} for n, f, t in (("a", 50, 0.1), ("b", 40, 0.3), ("c", 30, 0.9))]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert pick(tmp_path / "results.json", 0.5)["name"] == "b"
+    assert pick(tmp_path / "results.json", 1.0)["name"] == "c"
+    with pytest.raises(EdgeditError, match="the fastest is a at 0.100 ms"):
+        pick(tmp_path / "results.json", 0.05)
+    assert [r["name"] for r in pareto_front(results)] == ["a", "b", "c"]
+
+
+def test_ta_in_a_sweep_needs_a_ta(pairs, tmp_path):
+    with pytest.raises(EdgeditError, match="--methods ta needs --ta"):
+        sweep(pairs, tmp_path, [40_000], TrainSettings(1, batch=16), methods=("ta",), say=lambda t: None, **GRID)
