@@ -12,7 +12,7 @@ ROOT = Path(__file__).parent.parent
 
 @pytest.mark.parametrize("tool, files", [
     ("hadolint", ["Dockerfile.l4t"]),
-    ("shellcheck", ["jetson/run.sh", "jetson/bench_suite.sh", "jetson/selftest.sh", ".ci/run"]),
+    ("shellcheck", ["jetson/run.sh", "jetson/bench_suite.sh", "jetson/selftest.sh", ".ci/run", "benchmarks/digits_sweep.sh"]),
 ])
 def test_lint_clean(tool, files):
     beside = Path(sys.executable).parent / tool  # the venv's bin/, which need not be on PATH
