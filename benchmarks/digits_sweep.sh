@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce edgedit's results on the embedded default (the bundled digits) with the project's own
 # commands: teacher pairs from the shipped teacher, the design sweep over DiT-Nano students with
-# the three distillation methods, and the teacher's own quality for comparison.
+# the three distillation methods, the teacher's own quality for comparison, and the shipped student
+# (the sweep's best) with the published tables (docs/results-digits/).
 #
-#   benchmarks/digits_sweep.sh            # outputs in runs/digits/ (git-ignored)
+#   benchmarks/digits_sweep.sh   # as published (1000 steps per student): about 80 minutes on a 2-core CPU
+#   outputs in runs/digits/ (git-ignored); it rewrites edgedit/assets/student-digits.safetensors
+#   and docs/results-digits/
 #
 # The teacher ships as edgedit/assets/teacher-digits.safetensors; retrain it with the recipe in
 # docs/teacher-digits.md (about 30 minutes on a 2-core CPU).
@@ -19,11 +22,35 @@ mkdir -p "${out}"
 
 # Students near 150k and 500k parameters (the teacher has 5.5M: both are under 10% of it), depths
 # 2, 4 and 8 at 4 heads, each trained the same way with output, TA and MI1 distillation; the TA
-# (DiT-Nano-M/2, 8 blocks x 192) is distilled once for the sweep. Finished candidates are skipped.
+# (DiT-Nano-M/2: 8 blocks x 192, 5.4M parameters at this geometry, one step) is distilled once for
+# the sweep. Finished candidates are skipped.
 "${edgedit}" design sweep --pairs "${out}/pairs" --budget 150k,500k --depths 2,4,8 --heads 4 \
-    --methods output,ta,mi1 --ta DiT-Nano-M/2 --steps "${STEPS:-1500}" --batch 64 --lr 1e-3 \
+    --methods output,ta,mi1 --ta DiT-Nano-M/2 --steps "${STEPS:-1000}" --batch 64 --lr 1e-3 \
     --eval-samples 1000 -o "${out}/sweep"
+# One latency column from this machine, alternating architectures (the sweep timed each one while busy).
+"${edgedit}" design retime -o "${out}/sweep" --rounds 5
+
+# Run-to-run noise: the 500k 4-block student again with seeds 1 and 2, all three methods (the TA is
+# the sweep's), so that method differences can be read against seed differences.
+for seed in 1 2; do
+    "${edgedit}" design sweep --pairs "${out}/pairs" --budget 500k --depths 4 --heads 4 \
+        --methods output,ta,mi1 --ta "${out}/sweep/ta.safetensors" --steps "${STEPS:-1000}" --batch 64 --lr 1e-3 \
+        --eval-samples 1000 --seed "${seed}" -o "${out}/seed-${seed}"
+done
 
 # The teacher on the same seeds and metric: 18 Heun steps = 35 network evaluations per image.
 "${edgedit}" eval "${teacher}" -n 1000 --steps 18 --sampler heun --json > "${out}/teacher-eval.json"
-echo "digits_sweep: results in ${out}/sweep (results.json, pareto.png, principles.md) and ${out}/teacher-eval.json"
+# The TA (one step, teacher-sized) on the same seeds and metric: what one step costs at full size.
+"${edgedit}" eval "${out}/sweep/ta.safetensors" -n 1000 --json > "${out}/ta-eval.json"
+
+# The sweep's best student ships with the package, its evaluation added to its provenance.
+"${edgedit}" design pick --results "${out}/sweep/results.json" --save edgedit/assets/student-digits.safetensors
+docs="docs/results-digits"
+mkdir -p "${docs}"
+cp "${out}/sweep/results.csv" "${out}/sweep/results.json" "${out}/sweep/pareto.png" "${out}/sweep/principles.md" \
+    "${out}/teacher-eval.json" "${out}/ta-eval.json" "${docs}/"
+for seed in 1 2; do cp "${out}/seed-${seed}/results.csv" "${docs}/seed-${seed}.csv"; done
+# Samples of both on the same seeds (label = seed % 10): one step vs 18 Heun steps.
+"${edgedit}" sample edgedit/assets/student-digits.safetensors -n 32 -o "${docs}/student-samples.png"
+"${edgedit}" sample edgedit/assets/teacher-digits.safetensors -n 32 --steps 18 -o "${docs}/teacher-samples.png"
+echo "digits_sweep: results in ${out}/sweep and ${docs}/; shipped edgedit/assets/student-digits.safetensors"

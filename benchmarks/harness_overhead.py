@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from edgedit.bench.harness import BenchSettings, fixed_inputs, run_bench
-from edgedit.demo import DEFAULT_GEOMETRY, DEFAULT_PRESET
 from edgedit.export.exporter import BatchSpec, export_onnx
 from edgedit.models.loading import load_model_or_preset
 from edgedit.runtime.backends import OnnxRuntimeBackend
@@ -31,6 +30,9 @@ from edgedit.runtime.noise import noise_from_seeds
 from edgedit.runtime.samplers import generate
 
 HERE = Path(__file__).parent
+# A fixed model, so that results stay comparable: DiT-Nano-S/2 at the digits geometry, random weights.
+PRESET = "DiT-Nano-S/2"
+GEOMETRY = {"input_size": 16, "in_channels": 1, "num_classes": 10}
 
 
 def interleaved_overhead(backend: OnnxRuntimeBackend, calls: int) -> dict:
@@ -67,11 +69,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "harness_overhead.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        net, source = load_model_or_preset(DEFAULT_PRESET, quiet=True, **DEFAULT_GEOMETRY)
+        net, source = load_model_or_preset(PRESET, quiet=True, **GEOMETRY)
         onnx = export_onnx(net, Path(tmp) / "student.onnx", source, BatchSpec.static(1)).path
         overhead = interleaved_overhead(OnnxRuntimeBackend(onnx, "cpu"), args.calls)
         repeats = [repeatability(onnx, args.runs, args.duration, threads) for threads in (0, 1)]
-    result = {"model": f"{DEFAULT_PRESET} at 16x16x1, 10 classes, random weights, static batch 1",
+    result = {"model": f"{PRESET} at 16x16x1, 10 classes, random weights, static batch 1",
               "overhead": overhead, "repeatability": repeats}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

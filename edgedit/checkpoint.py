@@ -124,6 +124,19 @@ def save_model(model: DiT, path: str | os.PathLike, provenance: dict[str, Any] |
     return path
 
 
+def copy_with_provenance(source: str | os.PathLike, dest: str | os.PathLike, **provenance: Any) -> Path:
+    """Copy a checkpoint's tensors bit for bit to `dest`, its provenance extended with `provenance` (no torch)."""
+    safetensors_numpy = require("safetensors.numpy", extra="train")
+    info = read_checkpoint(source)
+    with require("safetensors", extra="train").safe_open(str(info.path), framework="numpy") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    metadata = {**info.metadata, META_PROVENANCE: json.dumps({**info.provenance, **provenance}, sort_keys=True)}
+    dest = Path(dest)
+    with atomic_output(dest) as tmp:
+        safetensors_numpy.save_file(tensors, str(tmp), metadata=metadata)
+    return dest
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[DiT, CheckpointInfo]:
     """Rebuild the DiT described by a checkpoint and load its weights (strictly)."""
     info = read_checkpoint(path)

@@ -201,7 +201,7 @@ def _print_checkpoint_info(report: dict) -> None:
     stdout.print(f"  size       {report['params']:,} params, {_si(report['macs'])} MACs/image, "
                  f"{report['tensors']} tensors ({', '.join(report['dtypes'])})")
     for key, value in report["provenance"].items():
-        stdout.print(f"  {key:<10} {value}")
+        stdout.print(f"  {key:<10} {value}", markup=False)  # provenance is data: brackets are not markup
     stdout.print(f"  sha256     {report['sha256']}")
 
 
@@ -581,20 +581,24 @@ def bench_command(
 def _print_bench_table(records: list[dict]) -> None:
     from edgedit.bench.harness import comparison_rows, csv_row
 
+    modes = {r["what"] for r in records}
+    mixed = len(modes) > 1  # network calls and samplers: say which row is which
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("model", "backend", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "speedup",
-                   "peak RSS MB", "J/image"):
-        table.add_column(header, justify="left" if header in ("model", "backend", "precision") else "right", no_wrap=True)
+    for header in ("model", "backend", "precision", "batch", *(("what",) if mixed else ()), "p50 ms", "p90 ms",
+                   "p99 ms", "img/s", "speedup", "peak RSS MB", "J/image"):
+        table.add_column(header, justify="left" if header in ("model", "backend", "precision", "what") else "right",
+                         no_wrap=True)
     for r in comparison_rows(records):
         c = csv_row(r)
         energy = "-" if c["energy_per_image_j"] is None else f"{c['energy_per_image_j']:.4f}"
         provider = r["provider"].removesuffix("ExecutionProvider")
-        table.add_row(r["model"], f"{r['backend']} ({provider})", r["precision"], str(r["batch"]),
+        what = (f"{r['what']} ({r['network_evaluations_per_call']} eval)",) if mixed else ()
+        table.add_row(r["model"], f"{r['backend']} ({provider})", r["precision"], str(r["batch"]), *what,
                       f"{c['p50_ms']:.3f}", f"{c['p90_ms']:.3f}", f"{c['p99_ms']:.3f}", f"{c['throughput_img_s']:.1f}",
                       f"{r['speedup_vs_first']:.2f}x", f"{c['peak_rss_mb']:.0f}", energy)
-    mode = {r["what"] for r in records}
-    table.caption = ("per network call" if mode == {"model"} else "per sampled batch") + \
-        "; speedup = p50 of the first row of the same batch / this p50"
+    unit = {"model": "per network call", "sampler": "per sampled batch"}
+    table.caption = "; ".join(unit[m] for m in sorted(modes)) + \
+        "; speedup = p50 of the first row of the same batch and kind / this p50"
     stdout.print(table)
 
 
@@ -879,8 +883,9 @@ def distill_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgedit.train.distill import run_distillation
-    from edgedit.train.trainer import TrainSettings
+    from edgedit.train.trainer import TrainSettings, init_world
 
+    world = init_world()  # under torchrun, only rank 0 reports
     try:
         tapped = [int(t) for t in taps.split(",")] if taps else None
     except ValueError:
@@ -888,16 +893,20 @@ def distill_command(
     settings = TrainSettings(steps, batch, lr, 0.0, ema, lr_warmup, 1.0, checkpoint_every, 0, seed)
     start = time.perf_counter()
     with Progress(TextColumn(method), BarColumn(), TextColumn("step {task.completed}/{task.total} loss "
-                  "{task.fields[loss]:.4f}"), TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+                  "{task.fields[loss]:.4f}"), TimeRemainingColumn(), console=Console(stderr=True),
+                  disable=not world.main) as bar:
         task = bar.add_task("distill", total=steps, loss=float("nan"))
 
         def on_step(step: int, value: float) -> None:
             bar.update(task, completed=step, total=max(steps, ta_steps or 0), loss=value)
 
         path = run_distillation(pairs, student, method, output, settings, ta, ta_steps, loss, feature_loss,
-                                feature_weight, tapped, resume, on_step, lambda text: bar.console.print(text),
+                                feature_weight, tapped, resume, on_step,
+                                lambda text: bar.console.print(text) if world.main else None,
                                 **_overrides(depth, width, heads, patch, mlp_ratio))
-    stdout.print(f"wrote {path} ({method} distillation, {steps} steps, {time.perf_counter() - start:.0f} s)")
+    if world.main:
+        stdout.print(f"wrote {path} ({method} distillation, {steps} steps, {world.size} process(es), "
+                     f"{time.perf_counter() - start:.0f} s)")
 
 
 design_app = typer.Typer(help="Design-space exploration: sweep DiT-Nano shapes and methods, pick one.", no_args_is_help=True)
@@ -945,24 +954,46 @@ def design_sweep_command(
     stdout.print(f"{len(results)} results in {output}/ (results.json, results.csv, pareto.png, principles.md)")
 
 
+@command("retime", parent=design_app)
+def design_retime_command(
+    output: Annotated[Path, typer.Option("-o", "--output", help="The sweep folder.")] = Path("sweep"),
+    latency_backend: Annotated[str, typer.Option("--latency-backend", help="onnxruntime or torch (batch 1, one thread).")] = "onnxruntime",
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Timed seconds per architecture and round.")] = 2.0,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds over all architectures; the median counts.")] = 5,
+) -> None:
+    """Re-measure every finished candidate's latency on this machine (once per architecture) and
+    rewrite the reports: for sweeps trained on several machines or on a busy one."""
+    from edgedit.design.sweep import retime
+
+    results = retime(output, latency_backend, seconds, rounds, say=lambda text: stdout.print(text, markup=False))
+    stdout.print(f"{len(results)} results re-timed in {output}/ (results.json, results.csv, pareto.png, principles.md)")
+
+
 @command("pick", parent=design_app)
 def design_pick_command(
     results: Annotated[Path, typer.Option("--results", help="A sweep's results.json.")],
-    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Latency budget per image (one network call).")],
+    latency_ms: Annotated[Optional[float], typer.Option(
+        "--latency-ms", help="Latency budget per image (one network call); without it, the best FID of the sweep.")] = None,
     device: Annotated[str, typer.Option("--device", help="orin-nano or orin-nano-super.")] = "orin-nano",
     precision: Annotated[str, typer.Option("--precision", help="fp16 or int8.")] = "fp16",
+    save: Annotated[Optional[Path], typer.Option(
+        "--save", help="Copy the picked student here, its sweep evaluation added to its provenance.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Name the best-FID configuration whose estimated latency fits the budget."""
-    from edgedit.design.report import pick
+    """Name the best-FID configuration whose estimated latency fits the budget (and save its student)."""
+    from edgedit.design.report import pick, save_pick
 
     best = pick(results, latency_ms, device, precision)
+    if save is not None:
+        save_pick(best, results, save)
     if json_out:
         _print_json(best)
         return
     stdout.print(f"{best['name']}: {best['depth']} blocks x width {best['width']}, {best['heads']} heads, "
                  f"{best['method']}; FID {best['fid']:.1f}; {best['params']:,} params; estimated "
                  f"{best[best['latency_key']]:.3f} ms on {device} {precision} (roofline)")
+    if save is not None:
+        stdout.print(f"saved its student to {save}")
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
 """`edgedit demo`: the whole deploy path on the embedded default, on whatever this machine has.
 
-Default DiT-Nano (random weights until a trained student ships) -> ONNX FP32 + FP16 exports ->
-INT8 Q/DQ with generated calibration data -> FP16 and INT8 TensorRT engines when TensorRT and a
-GPU are here -> one sample grid per precision -> every available backend and precision benched at
-batch 1 and 8 -> a comparison table, the grids, bench.json and report.md in one folder.
+The shipped digits student (a one-step DiT-Nano distilled from the shipped teacher, see
+docs/results-digits.md) -> ONNX FP32 + FP16 exports -> INT8 Q/DQ with generated calibration data
+-> FP16 and INT8 TensorRT engines when TensorRT and a GPU are here -> one sample grid per
+precision, and the teacher's -> every available backend and precision benched at batch 1 and 8,
+next to the teacher's 18-step sampler -> a comparison table, the grids, bench.json and report.md.
 """
 
 from __future__ import annotations
@@ -13,28 +14,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# The embedded default student: DiT-Nano-S at the geometry of the bundled digits (16x16x1, 10 classes).
-DEFAULT_PRESET = "DiT-Nano-S/2"
-DEFAULT_GEOMETRY = {"input_size": 16, "in_channels": 1, "num_classes": 10}
+from edgedit.assets import STUDENT_DIGITS, TEACHER_DIGITS
+
 BATCHES = [1, 8]
+TEACHER_STEPS = 18  # Heun: 35 network evaluations per image
 
 
 def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print) -> dict[str, Any]:
     from edgedit.bench import report as reports
-    from edgedit.bench.harness import BenchSettings, run_bench
+    from edgedit.bench.harness import BenchSettings, bench_one, current_rss_mb, reset_peak_rss, run_bench
+    from edgedit.checkpoint import load_model
     from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
     from edgedit.export.exporter import BatchSpec, export_onnx
     from edgedit.export.quantize import quantize_onnx
     from edgedit.fileio import write_text_atomic
-    from edgedit.models.loading import load_model_or_preset
     from edgedit.runtime.backends import OnnxRuntimeBackend, load_backend
     from edgedit.runtime.images import make_grid, save_png
     from edgedit.runtime.samplers import generate
 
     out.mkdir(parents=True, exist_ok=True)
-    say(f"model: {DEFAULT_PRESET} at digits geometry (16x16x1, 10 classes) with RANDOM weights: no trained "
-        "student ships yet, so latency is meaningful and the images are noise")
-    net, source = load_model_or_preset(DEFAULT_PRESET, quiet=True, **DEFAULT_GEOMETRY)
+    net, info = load_model(STUDENT_DIGITS)
+    teacher_info = load_model(TEACHER_DIGITS)[1]
+    say(f"student: {STUDENT_DIGITS.name}, {info.num_params:,} params, one step ({info.provenance.get('method')} "
+        f"distillation); teacher: {TEACHER_DIGITS.name}, {teacher_info.num_params:,} params, {TEACHER_STEPS} Heun steps")
+    source = {"checkpoint": STUDENT_DIGITS.name, "weights": "trained"}
     batch = BatchSpec(min(BATCHES), max(BATCHES), max(BATCHES))
     models: dict[str, Path] = {}
     for precision in ("fp32", "fp16"):
@@ -43,8 +46,8 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
         say(f"exported {report.path.name}: parity vs torch, max relative error {worst:.2g}")
         models[f"onnx-{precision}"] = report.path
     fp32 = OnnxRuntimeBackend(models["onnx-fp32"], "cpu")
-    int8 = quantize_onnx(models["onnx-fp32"], out / "student.int8.onnx", record_inputs(fp32, 64, CALIBRATION_SEED),
-                         record_inputs(fp32, 16, HELDOUT_SEED))
+    int8 = quantize_onnx(models["onnx-fp32"], out / "student.int8.onnx", record_inputs(fp32, 256, CALIBRATION_SEED),
+                         record_inputs(fp32, 64, HELDOUT_SEED))
     say(f"quantized {int8.path.name} with {int8.tool}: {len(int8.quantized)} layers INT8, "
         f"PSNR {int8.psnr_db:.1f} dB vs FP32 on held-out inputs")
     models["onnx-int8"] = int8.path
@@ -62,26 +65,57 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
         say("TensorRT engines: skipped, no TensorRT or CUDA GPU here (build them on the Jetson: jetson/bench_suite.sh)")
 
     seeds = list(range(16))
-    backends = {"torch-fp32": load_backend(DEFAULT_PRESET, "torch", quiet=True, **DEFAULT_GEOMETRY)}
+    backends = {"torch-fp32": load_backend(STUDENT_DIGITS)}
     backends.update({name: load_backend(path) for name, path in models.items()})
     for name, backend in backends.items():
         save_png(out / f"grid-{name}.png", make_grid(generate(backend, seeds, batch=8), columns=8))
-    say(f"wrote {len(backends)} sample grids (seeds 0-15)")
+    teacher = load_backend(TEACHER_DIGITS)
+    save_png(out / "grid-teacher.png", make_grid(generate(teacher, seeds, batch=8, steps=TEACHER_STEPS), columns=8))
+    say(f"wrote {len(backends) + 1} sample grids (seeds 0-15, label = seed % 10)")
 
     settings = BenchSettings(BATCHES, warmup=3, duration_s=duration_s)
-    records, _ = run_bench([str(p) for p in models.values()], ["auto"], settings)
-    records = _bench_torch(settings, DEFAULT_GEOMETRY) + records
+    reset_peak_rss()
+    rss = current_rss_mb()
+    records = [bench_one(backends["torch-fp32"], str(STUDENT_DIGITS), b, settings, rss) for b in BATCHES]
+    records += run_bench([str(p) for p in models.values()], ["auto"], settings)[0]
+    # Student and teacher as samplers on the same backend: one step vs 18 Heun steps (35 evaluations).
+    # The teacher takes seconds per call on a CPU, so a few calls make its number.
+    student_sampler = BenchSettings(BATCHES, warmup=3, duration_s=duration_s, what="sampler")
+    teacher_sampler = BenchSettings(BATCHES, warmup=1, iters=3, duration_s=None, what="sampler", steps=TEACHER_STEPS)
+    records += [bench_one(backends["torch-fp32"], str(STUDENT_DIGITS), b, student_sampler, current_rss_mb())
+                for b in BATCHES]
+    records += [bench_one(teacher, str(TEACHER_DIGITS), b, teacher_sampler, current_rss_mb()) for b in BATCHES]
     reports.save_json(out / "bench.json", records)
-    write_text_atomic(out / "report.md", "# edgedit demo\n\n" + reports.markdown(records))
+    write_text_atomic(out / "report.md", "# edgedit demo\n\n" + reports.markdown(records) + "\n"
+                      + student_vs_teacher(records, info.provenance, teacher_info.provenance))
     return {"records": records, "models": models}
 
 
-def _bench_torch(settings, geometry) -> list[dict[str, Any]]:
-    """torch eager on the same weights: the reference row of the comparison."""
-    from edgedit.bench.harness import bench_one, current_rss_mb, reset_peak_rss
-    from edgedit.runtime.backends import TorchBackend
+def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: dict) -> str:
+    """Latency per image measured now; quality as measured when the models were made (their provenance)."""
+    lines = [f"## Student (one step) vs teacher ({TEACHER_STEPS} Heun steps)", "",
+             "Per image, p50. Samplers (noise, label, network calls) on torch FP32, this machine; and the student's",
+             "fastest deployed network call.", "",
+             "| batch | teacher sampler ms | student sampler ms | speedup | student fastest deployed ms |",
+             "|---|---|---|---|---|"]
+    for b in BATCHES:
+        rows = [r for r in records if r["batch"] == b]
+        t = next(r for r in rows if r["what"] == "sampler" and r["model"] == TEACHER_DIGITS.name)
+        s = next(r for r in rows if r["what"] == "sampler" and r["model"] != TEACHER_DIGITS.name)
+        best = min((r for r in rows if r["what"] == "model"), key=lambda r: r["latency_per_image_ms"])
+        lines.append(f"| {b} | {t['latency_per_image_ms']:.1f} | {s['latency_per_image_ms']:.3f} | "
+                     f"{t['latency_per_image_ms'] / s['latency_per_image_ms']:.0f}x | "
+                     f"{best['latency_per_image_ms']:.3f} ({best['backend']} {best['precision']}) |")
+    s_eval, t_eval = student.get("eval", {}), teacher.get("eval_18_step_heun_1000_samples", {})
+    lines += ["", "Quality, measured when the models were made (their provenance): domain FID on the features of the",
+              "shipped digits classifier, 1000 samples against the 359 held-out digits (lower is better).", "",
+              "| | student (1 step) | teacher (18 Heun steps) | real-vs-real floor |", "|---|---|---|---|",
+              f"| FID | {_num(s_eval.get('FID'))} | {_num(t_eval.get('FID'))} | {_num(t_eval.get('FID real-vs-real'))} |",
+              f"| classifier confidence | {_num(s_eval.get('classifier confidence'), 3)} | "
+              f"{_num(t_eval.get('classifier confidence'), 3)} | |",
+              f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | {_num(t_eval.get('label agreement'), 3)} | |"]
+    return "\n".join(lines) + "\n"
 
-    reset_peak_rss()
-    rss = current_rss_mb()
-    backend = TorchBackend(DEFAULT_PRESET, quiet=True, **geometry)
-    return [bench_one(backend, DEFAULT_PRESET, b, settings, rss) for b in settings.batches]
+
+def _num(value, digits: int = 1) -> str:
+    return "?" if value is None else f"{value:.{digits}f}"

@@ -6,7 +6,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from edgedit.checkpoint import save_model
+from edgedit.checkpoint import read_checkpoint, save_model
 from edgedit.cli import app
 from edgedit.config import PRESETS, resolve_config
 from edgedit.models import accounting
@@ -68,6 +68,8 @@ def test_models_with_overrides_describes_the_modified_model():
         (["models", "--depth", "3"], "overrides need a preset"),
         (["models", "DiT-Nano-S/2", "--width", "130"], "invalid model config"),
         (["info", "missing.safetensors"], "missing.safetensors: no such file"),
+        (["design", "retime", "-o", "no-such-sweep"], "no-such-sweep: no finished candidates"),
+        (["design", "pick", "--results", "no-such-sweep/results.json"], "no such file (the sweep writes results.json)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -227,20 +229,27 @@ def test_tegrastats_command_summarises_a_log():
     assert "VDD_IN" in text and "17.78 J" in text
 
 
-def test_demo_runs_the_deploy_path(tmp_path, monkeypatch):
+def test_demo_runs_the_deploy_path_on_the_shipped_student(tmp_path, monkeypatch):
     import edgedit.demo
 
     monkeypatch.setattr(edgedit.demo, "BATCHES", [1, 2])
+    monkeypatch.setattr(edgedit.demo, "TEACHER_STEPS", 2)  # the teacher's sampler is slow on a CPU
     result = runner.invoke(app, ["demo", "-o", str(tmp_path / "out"), "--duration", "0.2"])
     assert result.exit_code == 0, result.output
-    assert "RANDOM weights" in result.stdout and "skipped, no TensorRT" in result.stdout
+    assert "student: student-digits.safetensors" in result.stdout and "skipped, no TensorRT" in result.stdout
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"student.fp32.onnx", "student.fp16.onnx", "student.int8.onnx", "bench.json", "report.md",
-            "grid-torch-fp32.png", "grid-onnx-int8.png"} <= names
+            "grid-torch-fp32.png", "grid-onnx-int8.png", "grid-teacher.png"} <= names
     records = json.loads((tmp_path / "out" / "bench.json").read_text())
-    assert {(r["backend"], r["precision"], r["batch"]) for r in records} == {
-        (b, p, n) for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"))
-        for n in (1, 2)}
+    models = {(r["backend"], r["precision"], r["batch"]) for r in records if r["what"] == "model"}
+    assert models == {(b, p, n) for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"),
+                                             ("onnxruntime", "int8")) for n in (1, 2)}
+    samplers = {(r["model"], r["network_evaluations_per_call"], r["batch"]) for r in records if r["what"] == "sampler"}
+    assert samplers == {(m, e, n) for m, e in (("student-digits.safetensors", 1), ("teacher-digits.safetensors", 3))
+                        for n in (1, 2)}  # 2 Heun steps = 3 evaluations
+    report = (tmp_path / "out" / "report.md").read_text()
+    student_fid = read_checkpoint(edgedit.demo.STUDENT_DIGITS).provenance["eval"]["FID"]
+    assert "## Student (one step) vs teacher (2 Heun steps)" in report and f"| FID | {student_fid:.1f} |" in report
 
 
 def test_teacher_pairs_and_eval_from_the_command_line(tmp_path):

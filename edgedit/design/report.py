@@ -126,9 +126,9 @@ def principles(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def pick(results_path: str | os.PathLike, latency_ms: float, device: str = "orin-nano", precision: str = "fp16"
-         ) -> dict[str, Any]:
-    """The best-FID result whose estimated latency on `device` at `precision` is within `latency_ms`."""
+def pick(results_path: str | os.PathLike, latency_ms: float | None = None, device: str = "orin-nano",
+         precision: str = "fp16") -> dict[str, Any]:
+    """The best-FID result whose estimated latency on `device` at `precision` is within `latency_ms` (if given)."""
     from edgedit.hardware import get_device
 
     get_device(device)
@@ -142,10 +142,24 @@ def pick(results_path: str | os.PathLike, latency_ms: float, device: str = "orin
     except ValueError as err:
         raise EdgeditError(f"{path}: not JSON ({err})") from err
     key = f"{device.replace('-', '_')}_{precision}_ms"
-    fitting = [r for r in results if r.get(key) is not None and r[key] <= latency_ms]
+    fitting = [r for r in results if r.get(key) is not None and (latency_ms is None or r[key] <= latency_ms)]
     if not fitting:
         fastest = min(results, key=lambda r: r[key]) if results else None
         hint = f"; the fastest is {fastest['name']} at {fastest[key]:.3f} ms" if fastest else ""
         raise EdgeditError(f"no swept configuration fits {latency_ms} ms on {device} {precision}{hint}")
     best = min(fitting, key=lambda r: r["fid"])
     return {**best, "latency_key": key}
+
+
+def save_pick(best: dict[str, Any], results_path: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy the picked candidate's student next to its sweep result: the file carries its own evaluation."""
+    from edgedit.checkpoint import copy_with_provenance
+
+    student = Path(results_path).parent / best["name"] / "student.safetensors"
+    if not student.is_file():
+        raise EdgeditError(f"{student}: the picked candidate's student is missing; re-run the sweep into "
+                           f"{student.parent.parent} (finished candidates are skipped)")
+    evaluation = {m["metric"]: round(m["value"], 4) for m in best["metrics"]}
+    sweep = {k: best[k] for k in ("name", "budget", "params", "macs", "steps", "batch", "lr", "fid_metric")}
+    return copy_with_provenance(student, dest, eval=evaluation, eval_samples=best["metrics"][0]["samples"],
+                                sweep={**sweep, "latency": best["latency"]})

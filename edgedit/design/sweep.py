@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,8 @@ def candidates_for(budget: int, base: DiTConfig, depths=DEFAULT_DEPTHS, heads=DE
     return found
 
 
-def result_path(out: Path, candidate: Candidate) -> Path:
-    return out / candidate.name / "result.json"
+def result_path(out: Path, candidate: Candidate | dict[str, Any]) -> Path:
+    return out / (candidate["name"] if isinstance(candidate, dict) else candidate.name) / "result.json"
 
 
 def finished(out: Path, candidate: Candidate) -> dict[str, Any] | None:
@@ -84,20 +85,32 @@ def finished(out: Path, candidate: Candidate) -> dict[str, Any] | None:
         return None
 
 
-def measure_latency(student: Path, backend: str, folder: Path, seconds: float) -> dict[str, Any]:
-    """p50 of one network call at batch 1: ONNX Runtime on an export of the student, or torch eager."""
+def timing_model(student: Path, backend: str, folder: Path) -> str:
+    """What to time for `backend`: an ONNX export of the student (batch 1) for ONNX Runtime, else the checkpoint."""
+    if backend != "onnxruntime":
+        return str(student)
+    from edgedit.checkpoint import load_model
+    from edgedit.export.exporter import BatchSpec, export_onnx
+
+    net, _ = load_model(student)
+    return str(export_onnx(net, folder / "student.onnx", {"checkpoint": student.name}, BatchSpec.static(1)).path)
+
+
+def time_once(model: str, backend: str, seconds: float) -> dict[str, Any]:
+    """p50 of one network call at batch 1 on one thread."""
     from edgedit.bench.harness import BenchSettings, run_bench
 
-    model = str(student)
-    if backend == "onnxruntime":
-        from edgedit.checkpoint import load_model
-        from edgedit.export.exporter import BatchSpec, export_onnx
-
-        net, _ = load_model(student)
-        model = str(export_onnx(net, folder / "student.onnx", {"checkpoint": student.name}, BatchSpec.static(1)).path)
     (record,), _ = run_bench([model], [backend], BenchSettings([1], warmup=5, duration_s=seconds), threads=1)
     return {"backend": f"{record['backend']} ({record['provider']}, 1 thread)", "p50_ms": record["latency_ms"]["p50"],
-            "p90_ms": record["latency_ms"]["p90"]}
+            "p90_ms": record["latency_ms"]["p90"], "machine": record["env"].get("cpu") or record["env"].get("platform")}
+
+
+def measure_latency(student: Path, backend: str, folder: Path, seconds: float) -> dict[str, Any]:
+    return time_once(timing_model(student, backend, folder), backend, seconds)
+
+
+def architecture(result: dict[str, Any]) -> str:
+    return json.dumps(result["config"], sort_keys=True)
 
 
 def run_candidate(candidate: Candidate, pairs: Path, out: Path, settings, ta: str | None, eval_data: str,
@@ -122,13 +135,16 @@ def run_candidate(candidate: Candidate, pairs: Path, out: Path, settings, ta: st
                                ta=ta if candidate.method == "ta" else None, resume=state_path(student).exists(), say=say)
     report = evaluate(student, eval_data, n=eval_samples)
     fid = next(m for m in report["metrics"] if m["metric"] in ("FID (Inception)", "FID"))
+    # Methods share an architecture's latency, measured once: they differ in quality only.
+    same = [r["latency"] for r in collect(out) if architecture(r) == json.dumps(cfg.to_dict(), sort_keys=True)]
+    latency = same[0] if same else measure_latency(student, latency_backend, folder, latency_seconds)
     result = {
         "name": candidate.name, "budget": candidate.budget, "method": candidate.method, "config": cfg.to_dict(),
         "depth": cfg.depth, "width": cfg.hidden_size, "heads": cfg.num_heads,
         "params": accounting.count_params(cfg), "macs": accounting.count_macs(cfg),
         "fid": fid["value"], "fid_metric": f"{fid['metric']} [{fid['features']}; {fid['samples']} samples; vs {fid['reference']}]",
         "metrics": report["metrics"], "steps": settings.steps, "batch": settings.batch, "lr": settings.lr,
-        "latency": measure_latency(student, latency_backend, folder, latency_seconds),
+        "latency": latency,
         **{f"{k.replace('-', '_')}_{p}_ms": accounting.roofline_ms(cfg, d, p) for k, d in DEVICES.items() for p in ("fp16", "int8")},
     }
     write_text_atomic(result_path(out, candidate), json.dumps(result, indent=2))
@@ -185,6 +201,44 @@ def sweep(pairs: str | os.PathLike, out: str | os.PathLike, budgets: list[int], 
                                latency_seconds, say)
         say(f"    FID {result['fid']:.1f}, {result['latency']['p50_ms']:.2f} ms on {result['latency']['backend']}")
     results = collect(out)
+    write_reports(out, results)
+    return results
+
+
+def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency_seconds: float = 2.0,
+           rounds: int = 5, say=print) -> list[dict[str, Any]]:
+    """Re-measure every finished candidate's latency on this machine, once per architecture.
+
+    For a sweep trained on several machines (--shard) or on a busy one: one latency column, from one
+    machine, that the Pareto plot and principles can compare. A shared VM drifts by tens of percent
+    over minutes, so the architectures are timed in turn, `rounds` times, and each keeps the median
+    of its rounds' p50s (with the rounds, to show the spread).
+    """
+    from edgedit.design.report import write_reports
+
+    out = Path(out)
+    results = collect(out)
+    if not results:
+        raise EdgeditError(f"{out}: no finished candidates (*/result.json); run `edgedit design sweep -o {out}` first")
+    models = {}
+    for r in results:
+        if architecture(r) not in models:
+            folder = out / r["name"]
+            models[architecture(r)] = (r, timing_model(folder / "student.safetensors", latency_backend, folder))
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in models}
+    for _ in range(rounds):
+        for key, (_, model) in models.items():
+            runs[key].append(time_once(model, latency_backend, latency_seconds))
+    timed = {}
+    for key, (r, _) in models.items():
+        p50s = [run["p50_ms"] for run in runs[key]]
+        timed[key] = {**runs[key][0], "p50_ms": statistics.median(p50s), "p90_ms": statistics.median(
+            run["p90_ms"] for run in runs[key]), "rounds_p50_ms": p50s}
+        say(f"{r['depth']} blocks x {r['width']} / {r['heads']} heads: {timed[key]['p50_ms']:.3f} ms on "
+            f"{timed[key]['backend']} (median of {rounds} rounds, {min(p50s):.3f}..{max(p50s):.3f})")
+    for r in results:
+        r["latency"] = timed[architecture(r)]
+        write_text_atomic(result_path(out, r), json.dumps(r, indent=2))
     write_reports(out, results)
     return results
 

@@ -49,10 +49,10 @@ def reference_split(spec: str) -> tuple[ImageData, ImageData | None, str]:
 
 def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: ImageData, train: ImageData | None,
                    ref_name: str, seed: int) -> list[dict[str, Any]]:
-    from edgedit.eval.digits_classifier import embed, load_classifier, test_accuracy
+    from edgedit.eval.digits_classifier import embed, load_classifier, recorded_test_accuracy
 
     classifier = load_classifier()
-    network = f"edgedit digits classifier (64-d penultimate; test accuracy {test_accuracy():.4f})"
+    network = f"edgedit digits classifier (64-d penultimate; test accuracy {recorded_test_accuracy():.4f})"
     fake, probs = embed(images, classifier)
     real, _ = embed(reference.images, classifier)
     # KID's cubic kernel needs features of norm ~ sqrt(d): scale by the reference set's RMS norm.

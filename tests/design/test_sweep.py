@@ -1,11 +1,13 @@
 import json
 
+import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
-from edgedit.checkpoint import save_model
+from edgedit.checkpoint import read_checkpoint, save_model
 from edgedit.data.pairs import generate_pairs
-from edgedit.design.report import pareto_front, pick
-from edgedit.design.sweep import candidates_for, parse_budget, sweep
+from edgedit.design.report import pareto_front, pick, save_pick
+from edgedit.design.sweep import candidates_for, parse_budget, retime, sweep
 from edgedit.errors import EdgeditError
 from edgedit.models import accounting
 from edgedit.models.dit import DiT
@@ -69,6 +71,26 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
           eval_samples=16, latency_seconds=0.1, say=said.append, **GRID)
     assert all("skipped" in line for line in said if line.startswith("["))
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/student.safetensors")} == stamps
+
+    # Re-timing: one latency per architecture, shared by its methods, in the files and the reports.
+    retimed = retime(out, latency_seconds=0.05, rounds=2, say=lambda text: None)
+    by_architecture = {}
+    for r in retimed:
+        by_architecture.setdefault(json.dumps(r["config"], sort_keys=True), set()).add(r["latency"]["p50_ms"])
+    assert all(len(v) == 1 for v in by_architecture.values())
+    latencies = {r["name"]: r["latency"] for r in retimed}
+    assert {r["name"]: r["latency"] for r in json.loads((out / "results.json").read_text())} == latencies
+    assert all(json.loads((out / n / "result.json").read_text())["latency"] == v for n, v in latencies.items())
+
+    # The overall best student ships with its evaluation in its provenance, weights bit-identical.
+    best = pick(out / "results.json")
+    assert best["fid"] == min(r["fid"] for r in results)
+    shipped = save_pick(best, out / "results.json", tmp_path / "best.safetensors")
+    info = read_checkpoint(shipped)
+    assert info.provenance["eval"]["FID"] == round(best["fid"], 4) and info.provenance["sweep"]["name"] == best["name"]
+    assert info.provenance["method"] == best["method"]  # the distillation's own provenance is kept
+    source = load_file(str(out / best["name"] / "student.safetensors"))
+    assert all(np.array_equal(source[k], v) for k, v in load_file(str(shipped)).items())
 
 
 def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
