@@ -92,6 +92,8 @@ def _print_json(obj: Any) -> None:
 #################################################################################
 
 _MODEL_PANEL = "Model overrides (applied on top of the preset)"
+SampleEvery = Annotated[int, typer.Option("--sample-every", min=0, help="Also write a sample grid every K steps "
+                                         "(one is always written at the end).")]
 Depth = Annotated[Optional[int], typer.Option("--depth", min=1, help="Number of transformer blocks.", rich_help_panel=_MODEL_PANEL)]
 Width = Annotated[Optional[int], typer.Option("--width", min=4, help="Hidden size D (a multiple of 4 and of --heads).", rich_help_panel=_MODEL_PANEL)]
 Heads = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads.", rich_help_panel=_MODEL_PANEL)]
@@ -669,7 +671,7 @@ def teacher_train_command(
     ema: Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")] = 0.9999,
     lr_warmup: Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")] = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")] = 200,
-    sample_every: Annotated[int, typer.Option("--sample-every", min=0, help="Write a sample grid every K steps (0: at the end).")] = 0,
+    sample_every: SampleEvery = 0,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights, data order and noise.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")] = False,
 ) -> None:
@@ -687,7 +689,7 @@ def teacher_train_command(
     from edgedit.data.datasets import load_data
     from edgedit.models.dit import DiT
     from edgedit.train.objectives import EDMObjective
-    from edgedit.train.trainer import Run, TrainSettings, init_world, train
+    from edgedit.train.trainer import Run, SampleGrids, TrainSettings, init_world, train
 
     world = init_world()
     dataset = load_data(data, "train")
@@ -696,18 +698,7 @@ def teacher_train_command(
         input_size=h, in_channels=c, num_classes=dataset.num_classes, diffusion="edm", learn_sigma=False)
     settings = TrainSettings(steps, batch, lr, 0.0, ema, lr_warmup, 1.0, checkpoint_every, sample_every, seed)
     run = Run(cfg, data, "edm-teacher", settings, {"preset": preset})
-    samples = output.with_name(output.name.removesuffix(".safetensors") + ".samples")
-
-    def sample_grid(step: int, net) -> None:
-        from edgedit.runtime.backends import TorchBackend
-        from edgedit.runtime.images import make_grid, save_png
-        from edgedit.runtime.samplers import generate
-
-        was_training = net.training
-        net.eval()
-        images = generate(TorchBackend.from_net(net, {"training_step": step}, str(world.device)), range(32), batch=32)
-        net.train(was_training)
-        save_png(samples / f"step-{step:07d}.png", make_grid(images, columns=8))
+    sample_grid = SampleGrids(output, world.device)
 
     console = Console(stderr=True)
     start = time.perf_counter()
@@ -726,7 +717,7 @@ def teacher_train_command(
     if world.main:
         stdout.print(f"wrote {output} ({cfg.kind}, {len(dataset)} training images of {data}, {steps} steps, "
                      f"{world.size} process(es), {time.perf_counter() - start:.0f} s this session); "
-                     f"sample grids in {samples}/")
+                     f"sample grids in {sample_grid.folder}/")
 
 
 pairs_app = typer.Typer(help="Offline teacher pairs: noise -> image (+ labels, trajectory states).", no_args_is_help=True)
@@ -870,6 +861,7 @@ def distill_command(
     ema: Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")] = 0.9999,
     lr_warmup: Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")] = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")] = 200,
+    sample_every: SampleEvery = 0,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights and data order.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")] = False,
 ) -> None:
@@ -883,14 +875,15 @@ def distill_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgedit.train.distill import run_distillation
-    from edgedit.train.trainer import TrainSettings, init_world
+    from edgedit.train.trainer import SampleGrids, TrainSettings, init_world
 
     world = init_world()  # under torchrun, only rank 0 reports
     try:
         tapped = [int(t) for t in taps.split(",")] if taps else None
     except ValueError:
         raise EdgeditError(f"--taps '{taps}' is not a comma list of block indices, e.g. 1,3,5") from None
-    settings = TrainSettings(steps, batch, lr, 0.0, ema, lr_warmup, 1.0, checkpoint_every, 0, seed)
+    settings = TrainSettings(steps, batch, lr, 0.0, ema, lr_warmup, 1.0, checkpoint_every, sample_every, seed)
+    grids = SampleGrids(output, world.device)
     start = time.perf_counter()
     with Progress(TextColumn(method), BarColumn(), TextColumn("step {task.completed}/{task.total} loss "
                   "{task.fields[loss]:.4f}"), TimeRemainingColumn(), console=Console(stderr=True),
@@ -902,11 +895,11 @@ def distill_command(
 
         path = run_distillation(pairs, student, method, output, settings, ta, ta_steps, loss, feature_loss,
                                 feature_weight, tapped, resume, on_step,
-                                lambda text: bar.console.print(text) if world.main else None,
+                                lambda text: bar.console.print(text) if world.main else None, grids,
                                 **_overrides(depth, width, heads, patch, mlp_ratio))
     if world.main:
         stdout.print(f"wrote {path} ({method} distillation, {steps} steps, {world.size} process(es), "
-                     f"{time.perf_counter() - start:.0f} s)")
+                     f"{time.perf_counter() - start:.0f} s); sample grids in {grids.folder}/")
 
 
 design_app = typer.Typer(help="Design-space exploration: sweep DiT-Nano shapes and methods, pick one.", no_args_is_help=True)

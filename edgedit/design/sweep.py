@@ -22,7 +22,7 @@ from edgedit.config import DiTConfig
 from edgedit.errors import EdgeditError
 from edgedit.fileio import write_text_atomic
 from edgedit.models import accounting
-from edgedit.train.trainer import state_path
+from edgedit.train.trainer import SampleGrids, state_path
 
 DEFAULT_DEPTHS = (2, 3, 4, 6, 8, 12)
 DEFAULT_HEADS = (2, 4, 8)
@@ -132,7 +132,8 @@ def run_candidate(candidate: Candidate, pairs: Path, out: Path, settings, ta: st
         save_model(DiT(cfg), start_ckpt, provenance={"role": "sweep initial weights"})
     student = folder / "student.safetensors"
     student = run_distillation(pairs, str(start_ckpt), candidate.method, student, settings,
-                               ta=ta if candidate.method == "ta" else None, resume=state_path(student).exists(), say=say)
+                               ta=ta if candidate.method == "ta" else None, resume=state_path(student).exists(), say=say,
+                               on_sample=SampleGrids(student))  # a final grid per candidate, to look at
     report = evaluate(student, eval_data, n=eval_samples)
     fid = next(m for m in report["metrics"] if m["metric"] in ("FID (Inception)", "FID"))
     # Methods share an architecture's latency, measured once: they differ in quality only.

@@ -263,8 +263,9 @@ def trajectory_scales(manifest: dict) -> list[float]:
 def run_distillation(pairs, student: str, method: str, output, settings, ta: str | None = None,
                      ta_steps: int | None = None, loss: str = "pseudo-huber", feature_loss_kind: str = "l2",
                      feature_weight: float = 1.0, taps: list[int] | None = None, resume: bool = False,
-                     on_step=None, say=print, **overrides):
-    """Distil a one-step student from a pairs store with `method`; returns the student's path."""
+                     on_step=None, say=print, on_sample=None, **overrides):
+    """Distil a one-step student from a pairs store with `method`; returns the student's path.
+    `on_sample(step, ema)` sees the student (not a TA being distilled first)."""
     from pathlib import Path
 
     from edgedit.checkpoint import load_model
@@ -290,7 +291,8 @@ def run_distillation(pairs, student: str, method: str, output, settings, ta: str
 
     def distil(model: DiT, objective, out: Path, label: str, extra: dict):
         run = Run(model.config, str(pairs), label, settings, extra)
-        return train(run, data, objective, out, resume, {**provenance, **extra}, on_step=on_step, world=world)
+        return train(run, data, objective, out, resume, {**provenance, **extra}, on_step=on_step, on_sample=on_sample,
+                     world=world)
 
     torch.manual_seed(settings.seed)
     model, origin = model_from(student, manifest, "student", **overrides)

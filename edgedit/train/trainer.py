@@ -207,6 +207,27 @@ def update_ema(ema: DiT, model: DiT, decay: float, step: int) -> None:
         e.lerp_(p.detach(), 1 - d)
 
 
+class SampleGrids:
+    """An `on_sample` callback: the EMA's images for seeds 0..seeds-1 (label = seed % classes, the
+    evaluation's seeds) as OUTPUT.samples/step-NNNNNNN.png, so that runs can be watched and compared."""
+
+    def __init__(self, output: str | os.PathLike, device: torch.device | str = "cpu", seeds: int = 32):
+        self.folder = Path(output).with_name(Path(output).name.removesuffix(".safetensors") + ".samples")
+        self.device, self.seeds = str(device), seeds
+
+    def __call__(self, step: int, net: DiT) -> None:
+        from edgedit.runtime.backends import TorchBackend
+        from edgedit.runtime.images import make_grid, save_png
+        from edgedit.runtime.samplers import generate
+
+        was_training = net.training
+        net.eval()
+        backend = TorchBackend.from_net(net, {"training_step": step}, self.device)
+        images = generate(backend, range(self.seeds), batch=self.seeds)
+        net.train(was_training)
+        save_png(self.folder / f"step-{step:07d}.png", make_grid(images, columns=8))
+
+
 def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: str | os.PathLike, resume: bool = False,
           provenance: dict[str, Any] | None = None, on_step: Callable[[int, float], None] | None = None,
           on_sample: Callable[[int, DiT], None] | None = None, world: World | None = None) -> Path:

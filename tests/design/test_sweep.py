@@ -60,6 +60,7 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
     for r in results:
         assert r["fid"] > 0 and r["latency"]["p50_ms"] > 0 and r["orin_nano_int8_ms"] > 0
         assert r["params"] == accounting.count_params(type(student_config("DiT-Nano-S/2", manifest(pairs))).from_dict(r["config"]))
+    assert all((out / r["name"] / "student.samples" / "step-0000003.png").is_file() for r in results)  # a grid each
     for name in ("results.json", "results.csv", "pareto.png", "principles.md"):
         assert (out / name).exists()
     text = (out / "principles.md").read_text()

@@ -125,7 +125,7 @@ def test_bad_input(pairs, tmp_path, method, kwargs, message):
 def test_two_process_torchrun_distillation_matches_one_process(pairs, tmp_path):
     cli = [sys.executable, "-m", "edgedit", "distill", "--pairs", str(pairs / "with-trajectory"), "--method", "mi1",
            "--student", "DiT-Nano-XS/2", "--depth", "2", "--width", "32", "--heads", "2", "--patch", "4",
-           "--steps", "4", "--batch", "16", "--lr", "2e-3", "--checkpoint-every", "2"]
+           "--steps", "4", "--batch", "16", "--lr", "2e-3", "--checkpoint-every", "2", "--sample-every", "2"]
     one = subprocess.run([*cli, "-o", str(tmp_path / "one.safetensors")], capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29519",
@@ -134,5 +134,8 @@ def test_two_process_torchrun_distillation_matches_one_process(pairs, tmp_path):
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = (load_model(tmp_path / f"{n}.safetensors")[0].state_dict() for n in ("one", "two"))
     assert load_model(tmp_path / "two.safetensors")[1].provenance["processes"] == 2
+    assert two.stdout.count("wrote") == 1  # rank 0 reports, rank 1 is silent
+    for run in ("one", "two"):  # the student's grids, from rank 0 only
+        assert sorted(p.name for p in (tmp_path / f"{run}.samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
