@@ -30,10 +30,10 @@ mkdir -p "${out}"
 # One latency column from this machine, alternating architectures (the sweep timed each one while busy).
 "${edgedit}" design retime -o "${out}/sweep" --rounds 5
 
-# Run-to-run noise: the 500k 4-block student again with seeds 1 and 2, all three methods (the TA is
-# the sweep's), so that method differences can be read against seed differences.
+# Run-to-run noise: the 4-block students of both budgets again with seeds 1 and 2, all three methods
+# (the TA is the sweep's), so that method differences can be read against seed differences.
 for seed in 1 2; do
-    "${edgedit}" design sweep --pairs "${out}/pairs" --budget 500k --depths 4 --heads 4 \
+    "${edgedit}" design sweep --pairs "${out}/pairs" --budget 150k,500k --depths 4 --heads 4 \
         --methods output,ta,mi1 --ta "${out}/sweep/ta.safetensors" --steps "${STEPS:-1000}" --batch 64 --lr 1e-3 \
         --eval-samples 1000 --seed "${seed}" -o "${out}/seed-${seed}"
 done
