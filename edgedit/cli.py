@@ -92,8 +92,15 @@ def _print_json(obj: Any) -> None:
 #################################################################################
 
 _MODEL_PANEL = "Model overrides (applied on top of the preset)"
+# Training options shared by `teacher train` and `distill`.
+Batch = Annotated[int, typer.Option("--batch", min=1, help="Global batch (split over torchrun processes).")]
+LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
+Ema = Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")]
+LrWarmup = Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")]
+CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")]
 SampleEvery = Annotated[int, typer.Option("--sample-every", min=0, help="Also write a sample grid every K steps "
                                          "(one is always written at the end).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")]
 Depth = Annotated[Optional[int], typer.Option("--depth", min=1, help="Number of transformer blocks.", rich_help_panel=_MODEL_PANEL)]
 Width = Annotated[Optional[int], typer.Option("--width", min=4, help="Hidden size D (a multiple of 4 and of --heads).", rich_help_panel=_MODEL_PANEL)]
 Heads = Annotated[Optional[int], typer.Option("--heads", min=1, help="Attention heads.", rich_help_panel=_MODEL_PANEL)]
@@ -666,14 +673,14 @@ def teacher_train_command(
     data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, folder:PATH or npz:PATH.")] = "digits",
     preset: Annotated[str, typer.Option("--preset", help="Architecture; the input geometry comes from the data.")] = "DiT-Teacher-Digits/2",
     depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Global batch (split over torchrun processes).")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 2e-4,
-    ema: Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")] = 0.9999,
-    lr_warmup: Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")] = 0,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")] = 200,
+    batch: Batch = 64,
+    lr: LearningRate = 2e-4,
+    ema: Ema = 0.9999,
+    lr_warmup: LrWarmup = 0,
+    checkpoint_every: CheckpointEvery = 200,
     sample_every: SampleEvery = 0,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights, data order and noise.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")] = False,
+    resume: Resume = False,
 ) -> None:
     """Train an EDM denoiser (class-conditional when the data has labels).
 
@@ -856,14 +863,14 @@ def distill_command(
     feature_weight: Annotated[float, typer.Option("--feature-weight", min=0.0, help="Weight of the feature term.")] = 1.0,
     taps: Annotated[Optional[str], typer.Option("--taps", help="Student blocks tapped, e.g. 1,3,5 (ta: default all; "
                                                 "mi1: one per trajectory state, default evenly spaced).")] = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Global batch (split over torchrun processes).")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-4,
-    ema: Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")] = 0.9999,
-    lr_warmup: Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")] = 0,
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")] = 200,
+    batch: Batch = 64,
+    lr: LearningRate = 3e-4,
+    ema: Ema = 0.9999,
+    lr_warmup: LrWarmup = 0,
+    checkpoint_every: CheckpointEvery = 200,
     sample_every: SampleEvery = 0,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights and data order.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")] = False,
+    resume: Resume = False,
 ) -> None:
     """Distil a one-step DiT-Nano student from teacher pairs: output, Teaching Assistant or Multi-In-One.
 
@@ -927,7 +934,7 @@ def design_sweep_command(
     methods: Annotated[str, typer.Option("--methods", help="Methods, e.g. output,ta,mi1.")] = "output",
     ta: Annotated[Optional[str], typer.Option("--ta", help="The TA shared by the sweep (a preset is distilled once).")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch per step.")] = 64,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-4,
+    lr: LearningRate = 3e-4,
     eval_samples: Annotated[int, typer.Option("--eval-samples", min=2, help="Samples for each candidate's FID.")] = 500,
     latency_backend: Annotated[str, typer.Option("--latency-backend", help="onnxruntime or torch (batch 1, one thread).")] = "onnxruntime",
     shard: Annotated[str, typer.Option("--shard", help="I/N: this worker's share of the candidates.")] = "0/1",

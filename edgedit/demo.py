@@ -23,7 +23,7 @@ TEACHER_STEPS = 18  # Heun: 35 network evaluations per image
 def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print) -> dict[str, Any]:
     from edgedit.bench import report as reports
     from edgedit.bench.harness import BenchSettings, bench_one, current_rss_mb, reset_peak_rss, run_bench
-    from edgedit.checkpoint import load_model
+    from edgedit.checkpoint import load_model, read_checkpoint
     from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
     from edgedit.export.exporter import BatchSpec, export_onnx
     from edgedit.export.quantize import quantize_onnx
@@ -34,7 +34,7 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
 
     out.mkdir(parents=True, exist_ok=True)
     net, info = load_model(STUDENT_DIGITS)
-    teacher_info = load_model(TEACHER_DIGITS)[1]
+    teacher_info = read_checkpoint(TEACHER_DIGITS)  # the header: its weights load once, for sampling
     say(f"student: {STUDENT_DIGITS.name}, {info.num_params:,} params, one step ({info.provenance.get('method')} "
         f"distillation); teacher: {TEACHER_DIGITS.name}, {teacher_info.num_params:,} params, {TEACHER_STEPS} Heun steps")
     source = {"checkpoint": STUDENT_DIGITS.name, "weights": "trained"}
