@@ -19,7 +19,7 @@ from edgedit.config import DiTConfig
 from edgedit.deps import require
 from edgedit.errors import EdgeditError
 from edgedit.fileio import atomic_output
-from edgedit.models.accounting import parameter_shapes
+from edgedit.cost.accounting import parameter_shapes
 
 if TYPE_CHECKING:
     from edgedit.models.dit import DiT

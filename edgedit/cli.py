@@ -131,32 +131,49 @@ def _si(value: float, unit: str = "") -> str:
 
 @command("models")
 def models_command(
-    preset: Annotated[Optional[str], typer.Argument(help="A preset name, e.g. DiT-Nano-S/2 (default: every preset).")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="A preset (e.g. DiT-Nano-S/2), a checkpoint, an .onnx or a "
+                                                   ".plan (default: every preset).")] = None,
     depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
     input_size: InputSize = None, in_channels: InChannels = None, num_classes: NumClasses = None,
+    calibrate: Annotated[Optional[list[Path]], typer.Option("--calibrate", help="Refit the device latency model with "
+                         "these `edgedit bench --json` files from a Jetson (repeatable).")] = None,
+    calibration_out: Annotated[Optional[Path], typer.Option("--calibration-out", help="Where --calibrate writes "
+                               "the fit (default: ~/.config/edgedit/latency-calibration.json, used from then on).")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """List model presets with exact parameters and MACs, memory, and estimated Orin Nano latency.
+    """List models with exact parameters and MACs, memory, and estimated Orin Nano latency.
 
-    Latencies are roofline estimates from peak compute and bandwidth, not measurements; measure
-    with `edgedit bench` on the device.
+    Device latencies are estimates of a calibrated kernel model (docs/device-latency.md), not
+    measurements: measure with `edgedit bench` on the device, and feed that back with --calibrate.
     """
-    from edgedit.config import PRESETS, get_preset, resolve_config
-    from edgedit.models.accounting import LATENCY_NOTE, describe
+    from edgedit.cost.summary import summarize
 
+    if calibrate:
+        return _calibrate_latency(calibrate, calibration_out, json_out)
     overrides = _overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels, num_classes)
-    changed = {k: v for k, v in overrides.items() if v is not None}
-    if preset is None:
-        if changed:
-            raise EdgeditError("model overrides need a preset to apply to, e.g. `edgedit models DiT-Nano-S/2 --depth 8`")
-        reports = [describe(p.config, p.name) for p in PRESETS.values()]
-    else:
-        name = get_preset(preset).name + (" (modified)" if changed else "")
-        reports = [describe(resolve_config(preset, **overrides), name)]
+    reports = _model_reports(model, overrides, summarize)
     if json_out:
-        _print_json(reports)
-        return
+        return _print_json(reports)
+    _print_model_tables(reports)
+    if len(reports) == 1:
+        _print_estimates(reports[0])
+    stdout.print(f"Nano / Super ms: fp16 / int8 on an Orin Nano 8GB (15W) / Orin Nano Super (MAXN_SUPER), "
+                 f"{reports[0]['device_estimate_note']}. kernels: TensorRT kernels per call (assumed fusions); "
+                 "W: weight memory.", style="dim")
 
+
+def _model_reports(model: Optional[str], overrides: dict, summarize: Callable) -> list[dict]:
+    from edgedit.config import PRESETS
+    from edgedit.fileinfo import model_config
+
+    if model is None:
+        if any(v is not None for v in overrides.values()):
+            raise EdgeditError("model overrides need a preset to apply to, e.g. `edgedit models DiT-Nano-S/2 --depth 8`")
+        return [summarize(p.config, p.name) for p in PRESETS.values()]
+    return [summarize(*model_config(model, **overrides))]
+
+
+def _print_model_tables(reports: list[dict]) -> None:
     groups: dict[str, list[dict]] = {}  # one table per input geometry
     for r in reports:
         c = r["config"]
@@ -164,20 +181,41 @@ def models_command(
         groups.setdefault(f"{r['kind']}s, input {c['input_size']}x{c['input_size']}x{c['in_channels']}, {classes}", []).append(r)
     for title, rows in groups.items():
         table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-        for header in ("name", "LxD/heads", "params", "MACs", "W fp16", "act fp16",
-                       "Nano fp16", "Nano int8", "Super fp16", "Super int8"):
+        for header in ("name", "LxD/h", "params", "MACs", "kernels", "W fp16", "Nano ms", "Super ms"):
             table.add_column(header, justify="left" if header == "name" else "right", no_wrap=True)
         for r in rows:
-            c = r["config"]
+            c, e = r["config"], r["device_estimates"]
             table.add_row(
                 r["name"], f"{c['depth']}x{c['hidden_size']}/{c['num_heads']}", _si(r["params"]), _si(r["macs"]),
-                _si(r["weights_bytes"]["fp16"], "B"), _si(r["activation_peak_bytes"]["fp16"], "B"),
-                *(f"{r[key]:.3f}" for key in ("orin_nano_fp16_ms", "orin_nano_int8_ms",
-                                              "orin_nano_super_fp16_ms", "orin_nano_super_int8_ms")),
-            )
+                str(r["tensorrt_kernels"]), _si(r["weights_bytes"]["fp16"], "B"),
+                *(f"{e[f'{d}_fp16']['ms']:.2f} / {e[f'{d}_int8']['ms']:.2f}" for d in ("orin_nano", "orin_nano_super")))
         stdout.print(table)
-    stdout.print(f"Nano / Super: estimated ms on a Jetson Orin Nano 8GB (15W) / Orin Nano Super (MAXN_SUPER), "
-                 f"{LATENCY_NOTE}. W: weight memory; act: peak activations at batch 1 (estimate).", style="dim")
+
+
+def _print_estimates(report: dict) -> None:
+    e = report["device_estimates"]
+    stdout.print(f"{report['name']} on the device, GPU ms per call at batch 1 (point, range):")
+    for key, value in e.items():
+        if not key.endswith("_graph"):
+            graph = e[key + "_graph"]
+            stdout.print(f"  {key:<22} {value['ms']:.3f} ({value['low_ms']:.3f}-{value['high_ms']:.3f}); "
+                         f"with a CUDA graph {graph['ms']:.3f} ({graph['low_ms']:.3f}-{graph['high_ms']:.3f})")
+
+
+def _calibrate_latency(files: list[Path], out: Optional[Path], json_out: bool) -> None:
+    from edgedit.cost.calibration import calibrate_with_device, fit_table, loo_error, save_fit, user_calibration_path
+
+    fit, skipped = calibrate_with_device(files)
+    path = save_fit(fit, out or user_calibration_path())
+    if json_out:
+        return _print_json({"calibration": str(path), "skipped": skipped, **fit.to_dict()})
+    for reason in skipped:
+        typer.echo(f"edgedit: skipped {reason}", err=True)
+    error = loo_error(fit)
+    stdout.print(fit_table(fit), markup=False)
+    stdout.print(f"constants: " + ", ".join(f"{k} {v:.4g}" for k, v in fit.constants.to_dict().items()))
+    stdout.print(f"leave-one-out: median x{error['median_factor']:.2f}, worst x{error['max_factor']:.2f}; "
+                 f"wrote {path}: every estimate is now an {fit.label}")
 
 
 @command("info")
@@ -530,7 +568,7 @@ def bench_command(
     what: Annotated[str, typer.Option("--what", help="model (one network call) or sampler (whole images).")] = "model",
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="EDM steps for --what sampler.")] = None,
     tegrastats: Annotated[bool, typer.Option("--tegrastats", help="Sample tegrastats (Jetson): RAM, power, energy.")] = False,
-    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay static engines as CUDA graphs.")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay each batch size's call as a CUDA graph.")] = False,
     threads: Annotated[int, typer.Option("--threads", min=0, help="ONNX Runtime intra-op threads (0 = its default); "
                                          "1 gives steadier timings on small shared machines.")] = 0,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the records as JSON.")] = None,
@@ -989,11 +1027,28 @@ def design_pick_command(
     if json_out:
         _print_json(best)
         return
+    e = best["device_estimate"]
     stdout.print(f"{best['name']}: {best['depth']} blocks x width {best['width']}, {best['heads']} heads, "
-                 f"{best['method']}; FID {best['fid']:.1f}; {best['params']:,} params; estimated "
-                 f"{best[best['latency_key']]:.3f} ms on {device} {precision} (roofline)")
+                 f"{best['method']}; FID {best['fid']:.1f}; {best['params']:,} params; {e['ms']:.3f} ms "
+                 f"({e['low_ms']:.3f}-{e['high_ms']:.3f}) per call on {device} {precision}, {e['label']}")
     if save is not None:
         stdout.print(f"saved its student to {save}")
+
+
+@command("report", parent=design_app)
+def design_report_command(
+    results: Annotated[Path, typer.Option("--results", help="A sweep's results.json.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.json/csv, pareto.png, "
+                                         "principles.md.")],
+) -> None:
+    """Rewrite a sweep's reports from its results.json, with the device latency estimates of the
+    calibration in force (e.g. after `edgedit models --calibrate`)."""
+    from edgedit.design.report import load_results, write_reports
+
+    records = load_results(results)
+    write_reports(output, records)
+    stdout.print(f"{len(records)} results re-reported in {output}/ (results.json, results.csv, pareto.png, "
+                 "principles.md)")
 
 
 def main() -> None:

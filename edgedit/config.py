@@ -19,6 +19,7 @@ from typing import Any
 from edgedit.errors import EdgeditError
 
 DIFFUSIONS = ("ddpm", "edm", "one-step")
+FREQUENCY_EMBEDDING_SIZE = 256  # DiT's sinusoidal timestep features
 
 
 @dataclass(frozen=True)

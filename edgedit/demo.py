@@ -87,7 +87,8 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     records += [bench_one(teacher, str(TEACHER_DIGITS), b, teacher_sampler, current_rss_mb()) for b in BATCHES]
     reports.save_json(out / "bench.json", records)
     write_text_atomic(out / "report.md", "# edgedit demo\n\n" + reports.markdown(records) + "\n"
-                      + student_vs_teacher(records, info.provenance, teacher_info.provenance))
+                      + student_vs_teacher(records, info.provenance, teacher_info.provenance)
+                      + on_the_device(info.config, teacher_info.config))
     return {"records": records, "models": models}
 
 
@@ -114,6 +115,28 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
               f"| classifier confidence | {_num(s_eval.get('classifier confidence'), 3)} | "
               f"{_num(t_eval.get('classifier confidence'), 3)} | |",
               f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | {_num(t_eval.get('label agreement'), 3)} | |"]
+    return "\n".join(lines) + "\n"
+
+
+def on_the_device(student, teacher) -> str:
+    """The calibrated device latency estimates of both (not measurements: no Jetson here)."""
+    from edgedit.cost.calibration import estimates
+    from edgedit.runtime.samplers import network_evaluations
+
+    evals = network_evaluations(TEACHER_STEPS, "heun")
+    s, t = estimates(student), estimates(teacher)
+    label = next(iter(s.values()))["label"]
+    lines = ["", f"## On a Jetson Orin Nano: {label}", "",
+             "GPU ms per image at batch 1 with TensorRT (point and range); the teacher's sampler makes "
+             f"{evals} network calls.", "",
+             "| target | student, 1 call | teacher, 1 call | teacher, {} calls | speedup |".format(evals),
+             "|---|---|---|---|---|"]
+    for key in s:
+        if key.endswith("_graph"):
+            continue
+        a, b = s[key], t[key]
+        lines.append(f"| {key} | {a['ms']:.2f} ({a['low_ms']:.2f}-{a['high_ms']:.2f}) | {b['ms']:.2f} "
+                     f"({b['low_ms']:.2f}-{b['high_ms']:.2f}) | {evals * b['ms']:.1f} | {evals * b['ms'] / a['ms']:.0f}x |")
     return "\n".join(lines) + "\n"
 
 

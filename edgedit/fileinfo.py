@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgedit.errors import EdgeditError
 from edgedit.fileio import sha256_file
-from edgedit.models import accounting
+from edgedit.cost import accounting
 
 
 def _looks_like_safetensors(path: Path) -> bool:
@@ -101,3 +101,30 @@ def describe(path: str | os.PathLike) -> dict:
         return describe_engine(path)
     raise EdgeditError(f"{path}: unrecognised file type; `edgedit info` describes .safetensors checkpoints, "
                        ".onnx models and .plan engines")
+
+
+def model_config(model: str, **overrides) -> tuple:
+    """(DiTConfig, display name) of a preset name (with overrides), a checkpoint, an ONNX export or
+    an engine, read from the file's header without loading weights."""
+    from edgedit.config import get_preset, resolve_config
+
+    path = Path(model)
+    changed = {k: v for k, v in overrides.items() if v is not None}
+    if path.suffix in (".safetensors", ".onnx", ".plan") or path.exists():
+        if changed:
+            raise EdgeditError(f"{model}: model overrides apply to presets, not to a file (its config is fixed)")
+        if not path.is_file():
+            raise EdgeditError(f"{model}: no such file")
+        if path.suffix == ".onnx":
+            from edgedit.runtime.onnx_metadata import read_onnx_header
+            from edgedit.runtime.spec import ModelMeta
+
+            return ModelMeta.from_metadata(read_onnx_header(path)[0], str(path)).config, path.name
+        if path.suffix == ".plan":
+            from edgedit.engines.sidecar import read_sidecar, sidecar_meta
+
+            return sidecar_meta(read_sidecar(path), str(path)).config, path.name
+        from edgedit.checkpoint import read_checkpoint
+
+        return read_checkpoint(path).config, path.name
+    return resolve_config(model, **overrides), get_preset(model).name + (" (modified)" if changed else "")

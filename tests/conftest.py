@@ -61,28 +61,31 @@ def exported(tmp_path_factory):
 
 
 FAKES = __import__("pathlib").Path(__file__).parent / "fakes"
-FAKED = ("tensorrt", "pycuda", "polygraphy")
+FAKED = ("tensorrt", "pycuda", "polygraphy", "libcuda")  # polygraphy is real, re-imported over the fake TensorRT
 
 
 @pytest.fixture
 def fake_tensorrt(monkeypatch):
-    """TensorRT, Polygraphy and pycuda replaced by the fakes in tests/fakes, and a fake CUDA device."""
+    """TensorRT, pycuda and the CUDA driver replaced by the fakes in tests/fakes, under the real
+    Polygraphy, and a fake CUDA device."""
     import sys
 
     for name in [m for m in sys.modules if m.split(".")[0] in FAKED]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.syspath_prepend(str(FAKES))
     import edgedit.doctor
+    import edgedit.runtime.cuda_graph
 
     monkeypatch.setattr(edgedit.doctor, "cuda_devices", lambda: {
         "driver": "12.6", "error": None,
         "devices": [{"index": 0, "name": "Orin (fake)", "compute_capability": "8.7", "memory_bytes": 7_600_000_000,
                      "integrated": True}]})
+    import libcuda
     import tensorrt
-    from polygraphy.backend import trt as poly
 
+    monkeypatch.setattr(edgedit.runtime.cuda_graph, "_DRIVER", libcuda)
     tensorrt.CALLS.clear()
-    poly.CALLS.clear()
+    libcuda.CALLS.clear()
     yield tensorrt
     for name in [m for m in sys.modules if m.split(".")[0] in FAKED]:
         sys.modules.pop(name)  # drop the fakes; monkeypatch then restores anything real

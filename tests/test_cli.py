@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from edgedit.checkpoint import read_checkpoint, save_model
 from edgedit.cli import app
 from edgedit.config import PRESETS, resolve_config
-from edgedit.models import accounting
+from edgedit.cost import accounting
 from edgedit.models.dit import DiT
 from tests.conftest import TINY_CONFIGS
 
@@ -42,14 +42,34 @@ def test_models_json_lists_every_preset_with_the_accounting():
         cfg = PRESETS[row["name"]].config
         assert row["params"] == accounting.count_params(cfg)
         assert row["macs"] == accounting.count_macs(cfg)
-        assert row["orin_nano_int8_ms"] < row["orin_nano_fp16_ms"]
+        e = row["device_estimates"]
+        assert e["orin_nano_super_fp16"]["ms"] < e["orin_nano_fp16"]["ms"]  # higher clocks, more bandwidth
+        assert e["orin_nano_fp16_graph"]["ms"] <= e["orin_nano_fp16"]["ms"] * (1 + 1e-9)
+        assert "estimate (calibrated on" in row["device_estimate_note"]
 
 
 def test_models_table_shows_names_and_labels_latency_as_an_estimate():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
     assert "DiT-XL/2" in result.stdout and "675.13M" in result.stdout and "DiT-Nano-M-Wide/2" in result.stdout
-    assert "roofline estimate, not a measurement" in result.stdout
+    assert "estimate (calibrated on 19 public measurements)" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "onnx"])
+def test_models_describes_a_file_with_its_estimates_and_range(kind, tmp_path):
+    cfg = TINY_CONFIGS["onestep-cond"]
+    path = tmp_path / "m.safetensors"
+    save_model(DiT(cfg), path)
+    if kind == "onnx":
+        from edgedit.export.exporter import BatchSpec, export_onnx
+
+        path = export_onnx(DiT(cfg).eval(), tmp_path / "m.onnx", {"checkpoint": "m"}, BatchSpec.static(1)).path
+    (row,) = json.loads(runner.invoke(app, ["models", str(path), "--json"]).stdout)
+    assert row["params"] == accounting.count_params(cfg) and row["name"] == path.name
+    text = runner.invoke(app, ["models", str(path)])
+    assert text.exit_code == 0
+    e = row["device_estimates"]["orin_nano_fp16"]
+    assert f"{e['ms']:.3f} ({e['low_ms']:.3f}-{e['high_ms']:.3f})" in text.stdout
 
 
 def test_models_with_overrides_describes_the_modified_model():
@@ -67,6 +87,7 @@ def test_models_with_overrides_describes_the_modified_model():
         (["models", "DiT-Nano-Q"], "unknown model preset 'DiT-Nano-Q'"),
         (["models", "--depth", "3"], "overrides need a preset"),
         (["models", "DiT-Nano-S/2", "--width", "130"], "invalid model config"),
+        (["models", "missing.safetensors"], "missing.safetensors: no such file"),
         (["info", "missing.safetensors"], "missing.safetensors: no such file"),
         (["design", "retime", "-o", "no-such-sweep"], "no-such-sweep: no finished candidates"),
         (["design", "pick", "--results", "no-such-sweep/results.json"], "no such file (the sweep writes results.json)"),

@@ -58,7 +58,7 @@ def test_overrides_apply_on_top_of_the_preset_and_none_keeps():
 
 
 def test_nano_family_spans_half_a_million_to_twenty_million_params_and_shapes():
-    from edgedit.models.accounting import count_params
+    from edgedit.cost.accounting import count_params
 
     nano = {n: p.config for n, p in PRESETS.items() if p.family == "nano"}
     sizes = sorted(count_params(c) for c in nano.values())

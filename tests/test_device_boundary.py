@@ -24,7 +24,7 @@ PROBE = textwrap.dedent(
     import edgedit.runtime
     import edgedit.bench, edgedit.engines
     device_modules = ["edgedit.jetson", "edgedit.doctor", "edgedit.hardware", "edgedit.config", "edgedit.fileinfo",
-                      "edgedit.models.accounting", "edgedit.cli"]
+                      "edgedit.cost.accounting", "edgedit.cli"]
     for package in (edgedit.runtime, edgedit.engines, edgedit.bench):
         device_modules += [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
     for name in device_modules:

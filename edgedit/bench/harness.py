@@ -175,6 +175,8 @@ def make_record(backend, model, batch, settings, stats: LatencyStats, evaluation
         "rss_growth_mb": peak_rss_mb() - rss_before,
         "gpu_memory": backend.gpu_memory() if hasattr(backend, "gpu_memory") else None,
         "random_weights": backend.meta.random_weights,
+        "config": backend.meta.config.to_dict(),  # what `edgedit models --calibrate` fits a device's times to
+        "cuda_graph": bool(getattr(backend, "use_cuda_graph", False)),
         "env": environment(backend),
     }
     summary = sampler.summary() if sampler is not None else None

@@ -14,9 +14,24 @@ from edgedit.errors import EdgeditError
 from edgedit.fileio import atomic_output, write_text_atomic
 
 
+def bench_files(paths: list[str | os.PathLike]) -> list[Path]:
+    """The files given, with a folder standing for its `*.bench.json` (a jetson/bench_suite.sh results folder)."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.glob("*.bench.json"))
+            if not found:
+                raise EdgeditError(f"{path}: a folder without *.bench.json files (from `edgedit bench --json` or "
+                                   "jetson/bench_suite.sh)")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
 def load_records(paths: list[str | os.PathLike]) -> list[dict[str, Any]]:
     records = []
-    for path in map(Path, paths):
+    for path in bench_files(paths):
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:

@@ -1,4 +1,8 @@
-"""Sweep results as files, the principles they support (computed, not asserted), and `design pick`."""
+"""Sweep results as files, the principles they support (computed, not asserted), and `design pick`.
+
+Device latencies are estimates of the calibrated kernel model (`edgedit.cost.calibration`),
+recomputed from each result's config whenever the reports are written or a pick is made, so they
+follow the calibration in force (`edgedit models --calibrate`)."""
 
 from __future__ import annotations
 
@@ -14,16 +18,39 @@ from typing import Any
 from edgedit.errors import EdgeditError
 from edgedit.fileio import atomic_output, write_text_atomic
 
+DEVICE_KEYS = ("orin_nano_fp16", "orin_nano_int8", "orin_nano_super_fp16", "orin_nano_super_int8")
 CSV_FIELDS = ("name", "budget", "method", "depth", "width", "heads", "params", "macs", "fid", "latency_p50_ms",
-              "orin_nano_fp16_ms", "orin_nano_int8_ms", "orin_nano_super_fp16_ms", "orin_nano_super_int8_ms")
+              *(f"{k}_ms" for k in DEVICE_KEYS))
 
 
 def row(r: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: r.get(k) for k in CSV_FIELDS}, "latency_p50_ms": r["latency"]["p50_ms"]}
+    e = r["device_estimates"]
+    return {**{k: r.get(k) for k in CSV_FIELDS[:9]}, "latency_p50_ms": r["latency"]["p50_ms"],
+            **{f"{k}_ms": e[k]["ms"] for k in DEVICE_KEYS}}
 
 
-def write_reports(out: Path, results: list[dict[str, Any]]) -> None:
-    results = sorted(results, key=lambda r: (r["budget"], r["method"], -r["depth"], r["width"], r["heads"]))
+def with_device_estimates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each result with `device_estimates` from its config under the calibration in force."""
+    from edgedit.config import DiTConfig
+    from edgedit.cost.calibration import estimates
+
+    out = []
+    for r in results:
+        r = {k: v for k, v in r.items() if not k.endswith(("_fp16_ms", "_int8_ms"))}  # roofline fields of older sweeps
+        out.append({**r, "device_estimates": estimates(DiTConfig.from_dict(r["config"]))})
+    return out
+
+
+def estimate_label() -> str:
+    from edgedit.cost.calibration import active_fit
+
+    return active_fit().label
+
+
+def write_reports(out: Path, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """results.json/csv, principles.md and pareto.png; returns the results as written (with their estimates)."""
+    results = sorted(with_device_estimates(results),
+                     key=lambda r: (r["budget"], r["method"], -r["depth"], r["width"], r["heads"]))
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS))
@@ -34,6 +61,7 @@ def write_reports(out: Path, results: list[dict[str, Any]]) -> None:
     if results:
         write_text_atomic(out / "principles.md", principles(results))
         pareto_plot(out / "pareto.png", results)
+    return results
 
 
 def pareto_front(results: list[dict[str, Any]], latency_key=lambda r: r["latency"]["p50_ms"]) -> list[dict[str, Any]]:
@@ -50,21 +78,26 @@ def pareto_plot(path: Path, results: list[dict[str, Any]]) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     markers = {"output": "o", "ta": "s", "mi1": "^"}
-    for ax, (key, label) in zip(axes, (("measured", "measured latency, batch 1 (ms)"),
-                                       ("orin_nano_fp16_ms", "Orin Nano FP16, roofline estimate (ms)"))):
-        latency = (lambda r: r["latency"]["p50_ms"]) if key == "measured" else (lambda r, k=key: r[k])
+    device_label = f"Orin Nano FP16 ms per call, {estimate_label()}"
+    for ax, (key, label) in zip(axes, (("measured", f"measured ms, batch 1 ({results[0]['latency']['backend']})"),
+                                       ("orin_nano_fp16", device_label))):
+        latency = (lambda r: r["latency"]["p50_ms"]) if key == "measured" else (lambda r, k=key: r["device_estimates"][k]["ms"])
         for method, marker in markers.items():
             rs = [r for r in results if r["method"] == method]
             if rs:
                 ax.scatter([latency(r) for r in rs], [r["fid"] for r in rs], s=[r["params"] / 4e3 for r in rs],
                            marker=marker, alpha=0.6, label=method)
+                if key != "measured":  # the estimate's range
+                    e = [r["device_estimates"][key] for r in rs]
+                    ax.errorbar([x["ms"] for x in e], [r["fid"] for r in rs], fmt="none", ecolor="grey", lw=0.6,
+                                xerr=[[x["ms"] - x["low_ms"] for x in e], [x["high_ms"] - x["ms"] for x in e]])
         front = sorted(pareto_front(results, latency), key=latency)
         ax.plot([latency(r) for r in front], [r["fid"] for r in front], "k--", lw=0.8, label="Pareto front")
         for r in front:
             ax.annotate(f"L{r['depth']}xD{r['width']}/{r['heads']}", (latency(r), r["fid"]), fontsize=6)
-        ax.set_xlabel(label)
+        ax.set_xlabel(label, fontsize=7 if key != "measured" else None)
         ax.set_ylabel("FID (lower is better)")
         ax.legend(fontsize=7)
     fig.suptitle("DiT-Nano design sweep: quality vs latency (marker area ~ parameters)", fontsize=9)
@@ -84,7 +117,8 @@ def principles(results: list[dict[str, Any]]) -> str:
     lines = ["# What the sweep says", "", f"{len(results)} trained candidates. FID: {results[0]['fid_metric']}.",
              f"Schedule per candidate: {results[0]['steps']} steps, batch {results[0]['batch']}, lr {results[0]['lr']}.",
              "All statements below are computed from results.json; small differences are within run-to-run noise,",
-             "which this sweep does not measure (one seed per candidate).", ""]
+             "which this sweep does not measure (one seed per candidate).",
+             f"Orin Nano FP16 ms: GPU time of one TensorRT call at batch 1, {estimate_label()}, with its range.", ""]
     by_budget = defaultdict(list)
     for r in results:
         by_budget[r["budget"]].append(r)
@@ -95,8 +129,10 @@ def principles(results: list[dict[str, Any]]) -> str:
                   "| depth x width / heads | params | MACs | method | FID | measured ms | Orin Nano FP16 ms (est.) |",
                   "|---|---|---|---|---|---|---|"]
         for r in sorted(rs, key=lambda r: (r["method"], r["depth"], r["heads"])):
+            e = r["device_estimates"]["orin_nano_fp16"]
             lines.append(f"| {r['depth']} x {r['width']} / {r['heads']} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | "
-                         f"{r['method']} | {r['fid']:.1f} | {r['latency']['p50_ms']:.2f} | {r['orin_nano_fp16_ms']:.3f} |")
+                         f"{r['method']} | {r['fid']:.1f} | {r['latency']['p50_ms']:.2f} | "
+                         f"{e['ms']:.2f} ({e['low_ms']:.2f}-{e['high_ms']:.2f}) |")
         lines += ["", f"- Best {best['method']} configuration: {best['depth']} blocks x width {best['width']}, "
                   f"{best['heads']} heads (FID {best['fid']:.1f})."]
         depths = sorted({r["depth"] for r in out})
@@ -108,8 +144,10 @@ def principles(results: list[dict[str, Any]]) -> str:
                          f"; the shallowest-widest ({shallow}) vs the deepest-narrowest ({deep}): "
                          f"{per_depth[shallow]:.1f} vs {per_depth[deep]:.1f}.")
             lat = {d: _mean([r["latency"]["p50_ms"] for r in out if r["depth"] == d]) for d in depths}
-            lines.append("- Latency by depth (measured, mean over heads): " +
-                         ", ".join(f"{d}: {lat[d]:.2f} ms" for d in depths) + ".")
+            est = {d: _mean([r["device_estimates"]["orin_nano_fp16"]["ms"] for r in out if r["depth"] == d]) for d in depths}
+            lines.append("- Latency by depth (mean over heads): measured " +
+                         ", ".join(f"{d}: {lat[d]:.2f} ms" for d in depths) + "; Orin Nano FP16 (estimate) " +
+                         ", ".join(f"{d}: {est[d]:.2f} ms" for d in depths) + ".")
         heads = sorted({r["heads"] for r in out})
         if len(heads) > 1:
             lines.append("- Heads (mean FID over depths): " + ", ".join(
@@ -126,14 +164,7 @@ def principles(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def pick(results_path: str | os.PathLike, latency_ms: float | None = None, device: str = "orin-nano",
-         precision: str = "fp16") -> dict[str, Any]:
-    """The best-FID result whose estimated latency on `device` at `precision` is within `latency_ms` (if given)."""
-    from edgedit.hardware import get_device
-
-    get_device(device)
-    if precision not in ("fp16", "int8"):
-        raise EdgeditError(f"--precision must be fp16 or int8 (got {precision!r})")
+def load_results(results_path: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(results_path)
     try:
         results = json.loads(path.read_text())
@@ -141,14 +172,35 @@ def pick(results_path: str | os.PathLike, latency_ms: float | None = None, devic
         raise EdgeditError(f"{path}: no such file (the sweep writes results.json)") from None
     except ValueError as err:
         raise EdgeditError(f"{path}: not JSON ({err})") from err
-    key = f"{device.replace('-', '_')}_{precision}_ms"
-    fitting = [r for r in results if r.get(key) is not None and (latency_ms is None or r[key] <= latency_ms)]
+    if not isinstance(results, list) or not results:
+        raise EdgeditError(f"{path}: not a sweep's results (a non-empty JSON list)")
+    return results
+
+
+def pick(results_path: str | os.PathLike, latency_ms: float | None = None, device: str = "orin-nano",
+         precision: str = "fp16") -> dict[str, Any]:
+    """The best-FID result whose estimated latency on `device` at `precision` is within `latency_ms`
+    (if given), with that estimate under "device_estimate"."""
+    import math
+
+    from edgedit.config import DiTConfig
+    from edgedit.cost.calibration import estimate
+    from edgedit.hardware import DEVICES
+
+    if device not in DEVICES:
+        raise EdgeditError(f"--device must be one of {', '.join(DEVICES)} (got {device!r})")
+    if precision not in ("fp16", "int8"):
+        raise EdgeditError(f"--precision must be fp16 or int8 (got {precision!r})")
+    if latency_ms is not None and not (math.isfinite(latency_ms) and latency_ms > 0):
+        raise EdgeditError(f"--latency-ms must be a positive number of milliseconds (got {latency_ms})")
+    results = load_results(results_path)
+    timed = [{**r, "device_estimate": estimate(DiTConfig.from_dict(r["config"]), device, precision)} for r in results]
+    fitting = [r for r in timed if latency_ms is None or r["device_estimate"]["ms"] <= latency_ms]
     if not fitting:
-        fastest = min(results, key=lambda r: r[key]) if results else None
-        hint = f"; the fastest is {fastest['name']} at {fastest[key]:.3f} ms" if fastest else ""
-        raise EdgeditError(f"no swept configuration fits {latency_ms} ms on {device} {precision}{hint}")
-    best = min(fitting, key=lambda r: r["fid"])
-    return {**best, "latency_key": key}
+        fastest = min(timed, key=lambda r: r["device_estimate"]["ms"]) if timed else None
+        hint = f"; the fastest is {fastest['name']} at {fastest['device_estimate']['ms']:.3f} ms" if fastest else ""
+        raise EdgeditError(f"no swept configuration fits {latency_ms} ms on {device} {precision} (estimated){hint}")
+    return min(fitting, key=lambda r: r["fid"])
 
 
 def save_pick(best: dict[str, Any], results_path: str | os.PathLike, dest: str | os.PathLike) -> Path:

@@ -4,7 +4,8 @@ For each parameter budget, candidate DiT-Nano students span deep-narrow to shall
 several head counts (each depth gets the width whose size lands closest to the budget); every
 candidate x method is distilled from the same pairs with the same schedule, evaluated (domain or
 Inception FID on the same seeds), sized (exact params and MACs), timed (measured latency on the
-chosen backend at batch 1) and costed on a Jetson Orin Nano (roofline FP16/INT8). Each result is
+chosen backend at batch 1) and costed on a Jetson Orin Nano (the calibrated device latency estimate,
+FP16/INT8). Each result is
 its own JSON file, written when its candidate is done: a re-run skips finished candidates, and
 `--shard I/N` workers writing into the same folder (or folders merged by copying) give one table.
 """
@@ -21,7 +22,7 @@ from typing import Any
 from edgedit.config import DiTConfig
 from edgedit.errors import EdgeditError
 from edgedit.fileio import write_text_atomic
-from edgedit.models import accounting
+from edgedit.cost import accounting
 from edgedit.train.trainer import SampleGrids, state_path
 
 DEFAULT_DEPTHS = (2, 3, 4, 6, 8, 12)
@@ -117,7 +118,6 @@ def run_candidate(candidate: Candidate, pairs: Path, out: Path, settings, ta: st
                   eval_samples: int, latency_backend: str, latency_seconds: float, say=print) -> dict[str, Any]:
     from edgedit.checkpoint import save_model
     from edgedit.eval.evaluate import evaluate
-    from edgedit.hardware import DEVICES
     from edgedit.models.dit import DiT
     from edgedit.train.distill import run_distillation
 
@@ -145,8 +145,7 @@ def run_candidate(candidate: Candidate, pairs: Path, out: Path, settings, ta: st
         "params": accounting.count_params(cfg), "macs": accounting.count_macs(cfg),
         "fid": fid["value"], "fid_metric": f"{fid['metric']} [{fid['features']}; {fid['samples']} samples; vs {fid['reference']}]",
         "metrics": report["metrics"], "steps": settings.steps, "batch": settings.batch, "lr": settings.lr,
-        "latency": latency,
-        **{f"{k.replace('-', '_')}_{p}_ms": accounting.roofline_ms(cfg, d, p) for k, d in DEVICES.items() for p in ("fp16", "int8")},
+        "latency": latency,  # device estimates are added by write_reports, from the calibration in force
     }
     write_text_atomic(result_path(out, candidate), json.dumps(result, indent=2))
     return result
@@ -201,9 +200,7 @@ def sweep(pairs: str | os.PathLike, out: str | os.PathLike, budgets: list[int], 
         result = run_candidate(candidate, pairs, out, settings, ta, eval_data, eval_samples, latency_backend,
                                latency_seconds, say)
         say(f"    FID {result['fid']:.1f}, {result['latency']['p50_ms']:.2f} ms on {result['latency']['backend']}")
-    results = collect(out)
-    write_reports(out, results)
-    return results
+    return write_reports(out, collect(out))
 
 
 def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency_seconds: float = 2.0,
@@ -240,8 +237,7 @@ def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency
     for r in results:
         r["latency"] = timed[architecture(r)]
         write_text_atomic(result_path(out, r), json.dumps(r, indent=2))
-    write_reports(out, results)
-    return results
+    return write_reports(out, results)
 
 
 def prepare_ta(ta: str, pairs: Path, out: Path, settings, manifest: dict, say) -> str:

@@ -93,7 +93,7 @@ def trtexec_command(onnx: str | os.PathLike, plan: str | os.PathLike, settings: 
     if settings.strongly_typed:
         command.append("--stronglyTyped")  # must not be combined with precision flags
     else:
-        command += ["--fp16"] + (["--int8"] if settings.int8_flag else [])
+        command += ["--fp16"] + (["--int8", "--precisionConstraints=prefer"] if settings.int8_flag else [])
     if settings.dynamic:
         for key, flag in (("min", "--minShapes"), ("opt", "--optShapes"), ("max", "--maxShapes")):
             command.append(f"{flag}=" + ",".join(f"{name}:{'x'.join(map(str, s[key]))}" for name, s in settings.shapes.items()))
@@ -105,13 +105,16 @@ def trtexec_command(onnx: str | os.PathLike, plan: str | os.PathLike, settings: 
 
 
 def engine_bytes_polygraphy(onnx: Path, settings: BuildSettings, trt) -> bytes:
-    """Build with Polygraphy's Python API (TensorRT 10.3 era, polygraphy 0.49.x)."""
+    """Build with Polygraphy's Python API (polygraphy 0.49.x, the TensorRT 10 line). Checked against
+    the real Polygraphy over a fake TensorRT (tests/engines/test_build.py)."""
     poly = require("polygraphy.backend.trt", extra="tensorrt")
+    exception = require("polygraphy.exception", extra="tensorrt")
     profile = poly.Profile()
     for name, s in settings.shapes.items():
         profile.add(name, min=s["min"], opt=s["opt"], max=s["max"])
     network = poly.NetworkFromOnnxPath(str(onnx), strongly_typed=settings.strongly_typed)
     config = poly.CreateConfig(
+        tf32=True,  # TensorRT's and trtexec's default; Polygraphy clears it unless asked
         fp16=settings.fp16_flag or None,
         int8=settings.int8_flag or None,
         precision_constraints="prefer" if settings.int8_flag else None,  # as demoDiffusion's 10.3 INT8 build
@@ -121,9 +124,10 @@ def engine_bytes_polygraphy(onnx: Path, settings: BuildSettings, trt) -> bytes:
         load_timing_cache=settings.timing_cache,
         profiling_verbosity=trt.ProfilingVerbosity.DETAILED,
     )
-    serialized = poly.engine_bytes_from_network(network, config=config, save_timing_cache=settings.timing_cache)
-    if serialized is None:
-        raise CheckFailed(f"TensorRT could not build {onnx.name} (see its log above)")
+    try:  # Polygraphy raises on a parse or build failure (its G_LOGGER.critical)
+        serialized = poly.engine_bytes_from_network(network, config=config, save_timing_cache=settings.timing_cache)
+    except exception.PolygraphyException as err:
+        raise CheckFailed(f"TensorRT could not build {onnx.name}: {str(err).strip().splitlines()[-1]}") from None
     return bytes(serialized)
 
 

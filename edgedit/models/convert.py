@@ -19,7 +19,7 @@ from edgedit.config import DiTConfig
 from edgedit.deps import require
 from edgedit.errors import EdgeditError
 from edgedit.fileio import sha256_file
-from edgedit.models.accounting import parameter_shapes
+from edgedit.cost.accounting import parameter_shapes
 
 VAE_DOWNSAMPLE = 8  # DiT works on SD-VAE latents: a 256x256 image is a 32x32 latent
 

@@ -5,9 +5,10 @@ TensorRT 10's tensor API (no binding indices): for every I/O tensor by name,
 samples/python/common_runtime.py, release/10.3). Buffers and the stream come from pycuda on the
 *primary* context (`pycuda.autoprimaryctx`, the one TensorRT and other CUDA libraries share):
 page-locked host buffers and device buffers sized for the engine's largest batch, allocated once.
-CUDA events time the GPU side of each call (`last_gpu_ms`). With `cuda_graph=True` a static-shape
-engine's enqueue is captured once into a CUDA graph and replayed (after one normal run, as
-TensorRT requires).
+CUDA events time the GPU side of each call (`last_gpu_ms`). With `cuda_graph=True` the enqueue is
+captured into a CUDA graph per batch size (after one normal run at that size, as TensorRT requires:
+shapes and addresses stay fixed while a graph replays) and replayed; pycuda has no graph API, so
+`edgedit.runtime.cuda_graph` does that through the CUDA driver.
 
 The engine is checked against the running TensorRT version and GPU *before* it is deserialized.
 """
@@ -59,8 +60,8 @@ class TensorRTBackend(Backend):
         if (sorted(self.input_names), sorted(self.output_names)) != tuple(sorted(e) for e in expected):
             raise EdgeditError(f"{plan}: engine tensors {names} disagree with its sidecar; rebuild it")
         self._allocate(self.meta.batch["max"])
-        self.use_cuda_graph = cuda_graph and not self.meta.dynamic_batch
-        self._graph = None
+        self.use_cuda_graph = cuda_graph
+        self._graphs: dict[int, object] = {}  # batch size -> its captured CUDA graph
 
     def _allocate(self, batch: int) -> None:
         """Page-locked host and device buffers for every I/O tensor at the largest batch."""
@@ -72,16 +73,20 @@ class TensorRTBackend(Backend):
             self.device_buffers[spec.name] = self.cuda.mem_alloc(host.nbytes)
             self.context.set_tensor_address(spec.name, int(self.device_buffers[spec.name]))
 
-    def _enqueue(self) -> None:
-        if self._graph is not None:
-            self._graph.launch(self.stream)
-            return
+    def _execute(self) -> None:
         if not self.context.execute_async_v3(stream_handle=self.stream.handle):
             raise EdgeditError("TensorRT execute_async_v3 failed (see its log above)")
-        if self.use_cuda_graph:  # capture once, after this normal run; shapes and addresses stay fixed
-            self.stream.begin_capture()
-            self.context.execute_async_v3(stream_handle=self.stream.handle)
-            self._graph = self.stream.end_capture().instantiate()
+
+    def _enqueue(self, batch: int) -> None:
+        graph = self._graphs.get(batch)
+        if graph is not None:
+            graph.launch()
+            return
+        self._execute()
+        if self.use_cuda_graph:  # capture after this normal run at this batch size
+            from edgedit.runtime.cuda_graph import CudaGraph
+
+            self._graphs[batch] = CudaGraph(self.stream.handle, self._execute)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = feeds[self.input_names[0]].shape[0]
@@ -91,7 +96,7 @@ class TensorRTBackend(Backend):
             self.context.set_input_shape(spec.name, spec.concrete(batch))
             self.cuda.memcpy_htod_async(self.device_buffers[spec.name], view, self.stream)
         self.start_event.record(self.stream)
-        self._enqueue()
+        self._enqueue(batch)
         self.end_event.record(self.stream)
         outputs = {}
         for spec in self.meta.outputs:

@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+
+from edgedit.config import get_preset
 from safetensors.numpy import load_file
 
 from edgedit.checkpoint import read_checkpoint, save_model
@@ -9,7 +11,7 @@ from edgedit.data.pairs import generate_pairs
 from edgedit.design.report import pareto_front, pick, save_pick
 from edgedit.design.sweep import candidates_for, parse_budget, retime, sweep
 from edgedit.errors import EdgeditError
-from edgedit.models import accounting
+from edgedit.cost import accounting
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
 from edgedit.train.distill import student_config
@@ -58,7 +60,9 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
     runnable = [c for c in planned if not (c.method == "mi1" and c.config.depth < 2)]  # mi1 needs 2 blocks
     assert len(results) == len(runnable) > half
     for r in results:
-        assert r["fid"] > 0 and r["latency"]["p50_ms"] > 0 and r["orin_nano_int8_ms"] > 0
+        assert r["fid"] > 0 and r["latency"]["p50_ms"] > 0
+        e = r["device_estimates"]["orin_nano_int8"]
+        assert 0 < e["low_ms"] < e["ms"] < e["high_ms"] and "calibrated on" in e["label"]
         assert r["params"] == accounting.count_params(type(student_config("DiT-Nano-S/2", manifest(pairs))).from_dict(r["config"]))
     assert all((out / r["name"] / "student.samples" / "step-0000003.png").is_file() for r in results)  # a grid each
     for name in ("results.json", "results.csv", "pareto.png", "principles.md"):
@@ -95,14 +99,27 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
 
 
 def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
-    results = [{"name": n, "fid": f, "orin_nano_fp16_ms": t, "depth": 2, "width": 32, "heads": 2, "method": "output",
-                "params": 1, "latency": {"p50_ms": t}} for n, f, t in (("a", 50, 0.1), ("b", 40, 0.3), ("c", 30, 0.9))]
+    """Deeper students cost more kernels: the estimate orders them, and pick honours the budget."""
+    from edgedit.cost.calibration import estimate
+
+    base = get_preset("DiT-Nano-XS/2").config
+    configs = {n: base.replace(depth=d) for n, d in (("a", 2), ("b", 4), ("c", 8))}
+    results = [{"name": n, "fid": f, "config": configs[n].to_dict(), "depth": configs[n].depth, "width": 96,
+                "heads": 3, "method": "output", "params": 1, "latency": {"p50_ms": 1.0}}
+               for n, f in (("a", 50), ("b", 40), ("c", 30))]
     (tmp_path / "results.json").write_text(json.dumps(results))
-    assert pick(tmp_path / "results.json", 0.5)["name"] == "b"
-    assert pick(tmp_path / "results.json", 1.0)["name"] == "c"
-    with pytest.raises(EdgeditError, match="the fastest is a at 0.100 ms"):
-        pick(tmp_path / "results.json", 0.05)
-    assert [r["name"] for r in pareto_front(results)] == ["a", "b", "c"]
+    ms = {n: estimate(cfg, "orin-nano", "fp16")["ms"] for n, cfg in configs.items()}
+    assert ms["a"] < ms["b"] < ms["c"]
+    assert pick(tmp_path / "results.json", (ms["b"] + ms["c"]) / 2)["name"] == "b"
+    best = pick(tmp_path / "results.json", ms["c"] * 1.01)
+    assert best["name"] == "c" and best["device_estimate"]["ms"] == pytest.approx(ms["c"])
+    assert pick(tmp_path / "results.json", device="orin-nano-super")["device_estimate"]["ms"] < ms["c"]
+    with pytest.raises(EdgeditError, match=f"the fastest is a at {ms['a']:.3f} ms"):
+        pick(tmp_path / "results.json", ms["a"] / 2)
+    with pytest.raises(EdgeditError, match="--latency-ms must be a positive number"):
+        pick(tmp_path / "results.json", float("nan"))
+    timed = [{**r, "t": ms[r["name"]]} for r in results]
+    assert [r["name"] for r in pareto_front(timed, lambda r: r["t"])] == ["a", "b", "c"]
 
 
 def test_ta_in_a_sweep_needs_a_ta(pairs, tmp_path):

@@ -50,7 +50,7 @@ def test_trtexec_commands(exported):
                     "--memPoolSize=workspace:512", "--builderOptimizationLevel=4", "--profilingVerbosity=detailed",
                     "--timingCacheFile=orin.tcache"]
     best = trtexec_command("m.int8.onnx", "m.plan", settings_for(meta_of(exported["onestep-uncond"][0], "int8"), "best"))
-    assert best[3:5] == ["--fp16", "--int8"] and "--stronglyTyped" not in best
+    assert best[3:6] == ["--fp16", "--int8", "--precisionConstraints=prefer"] and "--stronglyTyped" not in best
     assert not any(a.startswith("--minShapes") for a in best)  # a static ONNX needs no shapes
 
 
@@ -76,20 +76,25 @@ def test_without_a_cuda_device_the_build_is_refused(exported, tmp_path, fake_ten
         build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
 
 
-def test_build_through_polygraphy_writes_engine_and_sidecar(exported, tmp_path, fake_tensorrt):
-    from polygraphy.backend import trt as poly
+def built(fake_tensorrt) -> dict:
+    """What the (fake) TensorRT builder was asked to build, through the real Polygraphy."""
+    (record,) = [details for what, details in fake_tensorrt.CALLS if what == "build_serialized_network"]
+    return record
 
+
+def test_build_through_polygraphy_writes_engine_and_sidecar(exported, tmp_path, fake_tensorrt):
     onnx = exported["onestep-cond"][0]
     cache = tmp_path / "orin.tcache"
     report = build_engine(onnx, tmp_path / "m.plan", "fp16", workspace_mb=768, opt_level=5, timing_cache=cache)
-    (call,) = poly.CALLS
+    call = built(fake_tensorrt)
     assert call["onnx"] == str(onnx) and call["strongly_typed"] is False  # FP32 ONNX + FP16 flag
-    assert call["config"]["fp16"] is True and call["config"]["int8"] is None
-    assert call["config"]["builder_optimization_level"] == 5
+    assert call["flags"] == ["FP16", "TF32"]  # TF32 kept on, as trtexec does
+    assert call["builder_optimization_level"] == 5 and call["profiling_verbosity"] == "DETAILED"
     assert call["memory_pool_limits"] == {"WORKSPACE": 768 << 20}
     assert call["profiles"] == [{"z": {"min": [1, 1, 16, 16], "opt": [2, 1, 16, 16], "max": [4, 1, 16, 16]},
                                  "y": {"min": [1], "opt": [2], "max": [4]}}]
-    assert call["config"]["load_timing_cache"] == str(cache) and cache.exists()  # reused and saved
+    assert call["timing_cache"] and cache.read_bytes() == b"fake timing cache"  # loaded if present, saved
+    assert json.loads((tmp_path / "m.plan").read_text()) == call  # the fake engine is its build record
     sidecar = json.loads((tmp_path / "m.plan.json").read_text())
     assert sidecar["format"] == "edgedit.engine/1" and sidecar["precision"] == "fp16"
     assert sidecar["device"]["tensorrt"] == "10.3.0.30" and sidecar["device"]["gpu"] == "Orin (fake)"
@@ -98,20 +103,25 @@ def test_build_through_polygraphy_writes_engine_and_sidecar(exported, tmp_path, 
     assert [i["name"] for i in sidecar["io"]["inputs"]] == ["z", "y"]
     assert sidecar["build_seconds"] > 0 and sidecar["peak_rss_mb"] > 0
     assert sidecar["trtexec_equivalent"].startswith("trtexec --onnx=")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.plan", "m.plan.json", "orin.tcache"]
+    # Polygraphy guards the timing cache with a lock file next to it (util.LockFile) and leaves it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.plan", "m.plan.json", "orin.tcache", "orin.tcache.lock"]
     assert report.settings.fp16_flag and not report.settings.strongly_typed
 
 
 def test_int8_from_an_fp32_onnx_quantizes_first_then_builds_strongly_typed(exported, tmp_path, fake_tensorrt):
-    from polygraphy.backend import trt as poly
-
     report = build_engine(exported["onestep-uncond"][0], tmp_path / "m.plan", "int8", calib_samples=16)
-    (call,) = poly.CALLS
-    assert call["strongly_typed"] is True and call["config"]["fp16"] is None and call["config"]["int8"] is None
+    call = built(fake_tensorrt)
+    assert call["strongly_typed"] is True and call["flags"] == ["TF32"] and call["qdq"]
     assert call["onnx"] == str(tmp_path / "onestep-uncond.int8.onnx") and report.quantized_from == exported["onestep-uncond"][0]
     sidecar = json.loads((tmp_path / "m.plan.json").read_text())
     assert sidecar["onnx"]["quantized_from"] == "onestep-uncond.onnx" and sidecar["strongly_typed"]
     assert sidecar["onnx"]["metadata"]["edgedit.precision"] == "int8"
+
+
+def test_best_sets_fp16_int8_and_prefers_the_qdq_precisions(exported, tmp_path, fake_tensorrt):
+    build_engine(exported["onestep-uncond"][0], tmp_path / "m.plan", "best", calib_samples=16)
+    call = built(fake_tensorrt)
+    assert not call["strongly_typed"] and call["flags"] == ["FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS", "TF32"]
 
 
 def test_calib_is_only_for_quantizing_builds(exported, tmp_path):
@@ -120,10 +130,15 @@ def test_calib_is_only_for_quantizing_builds(exported, tmp_path):
 
 
 def test_a_failed_build_leaves_nothing(exported, tmp_path, fake_tensorrt, monkeypatch):
-    from polygraphy.backend import trt as poly
+    monkeypatch.setattr(fake_tensorrt.Builder, "build_serialized_network", lambda *a: None)  # TensorRT's failure
+    with pytest.raises(EdgeditError, match="TensorRT could not build onestep-cond.onnx: Invalid Engine"):
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
+    assert list(tmp_path.iterdir()) == []
 
-    monkeypatch.setattr(poly, "engine_bytes_from_network", lambda *a, **k: None)
-    with pytest.raises(EdgeditError, match="TensorRT could not build"):
+
+def test_an_unparsable_onnx_fails_in_the_parser_and_leaves_nothing(tmp_path, exported, fake_tensorrt, monkeypatch):
+    monkeypatch.setattr(fake_tensorrt.OnnxParser, "parse_from_file", lambda self, path: False)
+    with pytest.raises(EdgeditError, match="TensorRT could not build .*Failed to parse ONNX"):
         build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
     assert list(tmp_path.iterdir()) == []
 

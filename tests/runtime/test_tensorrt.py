@@ -38,23 +38,45 @@ def test_every_io_tensor_is_bound_and_shapes_follow_the_batch(engine, fake_tenso
 
 
 def test_cuda_graph_is_captured_once_for_a_static_engine(exported, tmp_path, fake_tensorrt):
-    from pycuda import driver
+    import libcuda
 
     plan = build_engine(exported["onestep-uncond"][0], tmp_path / "s.plan", "fp32").plan  # static batch 4
     backend = load_backend(plan, cuda_graph=True)
     feeds = {"z": np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)}
     reference = OnnxRuntimeBackend(exported["onestep-uncond"][0], "cpu").run(feeds)["image"]
-    launches = driver._GraphExec.launches
     outs = [backend.run(feeds)["image"] for _ in range(3)]
     executes = [w for w, _ in fake_tensorrt.CALLS].count("execute_async_v3")
     assert executes == 2  # one normal run, one captured; then graph replays
-    assert driver._GraphExec.launches - launches == 2
+    assert [w for w, _ in libcuda.CALLS] == ["cuStreamBeginCapture_v2", "cuStreamEndCapture",
+                                             "cuGraphInstantiateWithFlags", "cuGraphLaunch", "cuGraphLaunch"]
+    assert ("cuStreamEndCapture", 1) in libcuda.CALLS  # the captured work is the engine's execution alone
     for out in outs:
         np.testing.assert_allclose(out, reference, atol=1e-5)
 
 
-def test_dynamic_engines_do_not_use_cuda_graphs(engine, fake_tensorrt):
-    assert not load_backend(engine, cuda_graph=True).use_cuda_graph
+def test_a_failed_capture_is_ended_and_reported(exported, tmp_path, fake_tensorrt, monkeypatch):
+    import libcuda
+
+    plan = build_engine(exported["onestep-uncond"][0], tmp_path / "s.plan", "fp32").plan
+    backend = load_backend(plan, cuda_graph=True)
+    monkeypatch.setattr(libcuda, "cuGraphInstantiateWithFlags", lambda *a: 999)
+    feeds = {"z": np.zeros((4, 3, 8, 8), np.float32)}
+    with pytest.raises(EdgeditError, match="CUDA graph: instantiate failed with CUresult 999; run without --cuda-graph"):
+        backend.run(feeds)
+    from pycuda import driver
+
+    assert driver._STREAMS[backend.stream.handle]._capture is None  # the capture was ended
+
+
+def test_a_dynamic_engine_gets_one_graph_per_batch_size(engine, fake_tensorrt):
+    import libcuda
+
+    backend = load_backend(engine, cuda_graph=True)  # batch 1..4
+    for batch in (2, 3, 2, 3):
+        backend.run({"x": np.zeros((batch, 1, 16, 16), np.float32), "sigma": np.ones(batch, np.float32),
+                     "y": np.zeros(batch, np.int32)})
+    assert [w for w, _ in libcuda.CALLS].count("cuStreamEndCapture") == 2
+    assert [w for w, _ in libcuda.CALLS].count("cuGraphLaunch") == 2
 
 
 def _edit_sidecar(plan, **device):

@@ -9,7 +9,7 @@ import torch
 from edgedit.checkpoint import load_model, save_model
 from edgedit.data.pairs import generate_pairs
 from edgedit.errors import EdgeditError
-from edgedit.models import accounting
+from edgedit.cost import accounting
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
 from edgedit.train.distill import ImageLoss, feature_loss, mi1_taps, run_distillation, ta_block_map

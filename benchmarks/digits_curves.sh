@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Learning curves of the three distillation methods at a fair budget, on the embedded default
+# (the bundled digits), with the project's own commands: the shipped architecture (4 blocks x 80,
+# 4 heads) distilled from the same 4,096 teacher pairs as the sweep (benchmarks/digits_sweep.sh),
+# evaluated every 1,000 steps on the sweep's evaluation (1,000 samples, seeds 0-999, domain FID).
+#
+#   benchmarks/digits_curves.sh                   # every run, then the report
+#   benchmarks/digits_curves.sh output:0 mi1:1    # only these runs (METHOD:SEED); for parallel workers
+#   benchmarks/digits_curves.sh report            # only the plots and table
+#
+# Runs: output and mi1 with seeds 0 and 1 up to 8,000 steps, ta with seed 0 up to 4,000 steps (a TA
+# step costs 3-4x), the TA itself (DiT-Nano-M/2, one step) distilled once with the output loss for
+# TA_STEPS steps. Resumable at every level: each 1,000-step leg continues from the run's training
+# state, and finished legs (their eval JSON exists) are skipped. About 4 hours of one CPU core;
+# outputs in runs/digits/curves/ (git-ignored), plots and table into docs/results-digits/.
+set -euo pipefail
+
+out="${OUT:-runs/digits}"
+edgedit="${EDGEDIT:-edgedit}"
+python="${PYTHON:-python3}"
+teacher="edgedit/assets/teacher-digits.safetensors"
+every=1000
+curves="${out}/curves"
+student=(--student DiT-Nano-XS/2 --depth 4 --width 80 --heads 4)
+recipe=(--batch 64 --lr 1e-3 --ema 0.9999 --checkpoint-every 500)
+mkdir -p "${curves}"
+
+# The sweep's pairs (resumable: finished shards are kept).
+"${edgedit}" pairs generate "${teacher}" -n 4096 --trajectory 4 --shard-size 1024 --batch 128 -o "${out}/pairs"
+
+# One leg: distil up to STEP (resuming the run's state), keep that checkpoint, evaluate it.
+leg() {  # leg NAME STEP DISTILL-ARGS...
+    local name=$1 step=$2 dir="${curves}/$1"
+    shift 2
+    [[ -s "${dir}/eval-${step}.json" ]] && return 0
+    mkdir -p "${dir}"
+    local resume=()
+    [[ -e "${dir}/student.train-state.safetensors" ]] && resume=(--resume)
+    local started=${SECONDS}
+    "${edgedit}" distill --pairs "${out}/pairs" "$@" "${recipe[@]}" --steps "${step}" "${resume[@]}" \
+        -o "${dir}/student.safetensors"
+    echo "${step} $((SECONDS - started))" >> "${dir}/wall-seconds.txt"
+    cp "${dir}/student.safetensors" "${dir}/step-${step}.safetensors"
+    "${edgedit}" eval "${dir}/step-${step}.safetensors" -n 1000 --json > "${dir}/eval-${step}.json.partial"
+    mv "${dir}/eval-${step}.json.partial" "${dir}/eval-${step}.json"
+}
+
+ta_model() {  # the teaching assistant, distilled once (output loss), shared by every ta run
+    local dir="${curves}/ta-assistant" steps="${TA_STEPS:-4000}"
+    [[ -s "${dir}/eval.json" ]] && return 0
+    mkdir -p "${dir}"
+    local resume=()
+    [[ -e "${dir}/ta.train-state.safetensors" ]] && resume=(--resume)
+    "${edgedit}" distill --pairs "${out}/pairs" --student DiT-Nano-M/2 --method output "${recipe[@]}" \
+        --steps "${steps}" "${resume[@]}" -o "${dir}/ta.safetensors"
+    "${edgedit}" eval "${dir}/ta.safetensors" -n 1000 --json > "${dir}/eval.json.partial"
+    mv "${dir}/eval.json.partial" "${dir}/eval.json"
+}
+
+run() {  # run METHOD:SEED
+    local method=${1%%:*} seed=${1##*:} last=8000 extra=()
+    case "${method}" in
+        output) ;;
+        mi1) ;;
+        ta) last=4000; ta_model; extra=(--ta "${curves}/ta-assistant/ta.safetensors") ;;
+        *) echo "digits_curves: unknown run '$1' (METHOD:SEED, METHOD one of output, mi1, ta)" >&2; exit 2 ;;
+    esac
+    for ((step = every; step <= last; step += every)); do
+        leg "${method}-seed${seed}" "${step}" "${student[@]}" --method "${method}" --seed "${seed}" "${extra[@]}"
+    done
+}
+
+# The evaluation's own noise: one model (output, seed 0, 8,000 steps) on five disjoint sets of 1,000 seeds.
+eval_noise() {
+    local model="${curves}/output-seed0/step-8000.safetensors"
+    [[ -e "${model}" ]] || return 0
+    for first in 0 1000 2000 3000 4000; do
+        local file="${curves}/eval-noise/seed-${first}.json"
+        [[ -s "${file}" ]] && continue
+        mkdir -p "${curves}/eval-noise"
+        "${edgedit}" eval "${model}" -n 1000 --seed "${first}" --json > "${file}.partial"
+        mv "${file}.partial" "${file}"
+    done
+}
+
+report() {
+    eval_noise
+    "${python}" benchmarks/digits_curves_report.py "${curves}" -o docs/results-digits
+}
+
+runs=("$@")
+[[ ${#runs[@]} -gt 0 ]] || runs=(output:0 output:1 mi1:0 mi1:1 ta:0 report)
+for r in "${runs[@]}"; do
+    if [[ "${r}" == report ]]; then report; else run "${r}"; fi
+done

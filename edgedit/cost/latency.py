@@ -1,0 +1,133 @@
+"""Estimated latency of a network on a Jetson Orin Nano under TensorRT: a calibrated kernel model. Torch-free.
+
+The network is the list of kernels TensorRT runs for it (`edgedit.cost.kernels`). Each kernel costs
+
+    t = max(FLOPs / (peak x efficiency x SM fill), bytes / (DRAM bandwidth x bandwidth efficiency)) + floor
+
+- peak: the dense tensor-core rate of its math (INT8, FP16, or TF32 for an FP32 layer) at the mode's
+  GPU clock; `efficiency`: what a GEMM (or a convolution, separately) that fills the GPU achieves;
+  INT8 runs at `int8_efficiency` x its 2x-FP16 peak;
+- SM fill: a GEMM of fewer 64 x 64 output tiles than the GPU's 8 SMs leaves SMs idle;
+- bytes: weights and activations read and written, at the element size of the kernel's precision;
+- floor: the fixed GPU cost of a kernel (launch latency, prologue, tail), in GPU clock cycles: it
+  scales with the power mode's GPU clock.
+
+Without a CUDA graph each launch also costs the CPU `launch_us` (scaled by the CPU clock) and the
+GPU cannot start a kernel before it is enqueued, so a network of many tiny kernels can be
+launch-bound; with `cuda_graph=True` the network is one launch. The result is the GPU time of one
+call (what trtexec reports as "GPU Compute Time" and edgedit's TensorRT backend as `gpu_ms`),
+inputs already on the device.
+
+Precisions, as edgedit builds engines (`edgedit build-engine`):
+  fp32  every layer FP32 (matrix products in TF32, which TensorRT allows on Ampere by default)
+  fp16  an FP16-typed network (strongly typed)
+  int8  a Q/DQ network built strongly typed: the quantized layers INT8, everything else FP32
+  best  the same network weakly typed with FP16 + INT8 flags: quantized layers INT8, the rest FP16
+The constants come from a fit to public measurements (`edgedit.cost.calibration`); every number
+this module returns is an estimate, and is labelled so wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edgedit.cost.kernels import Kernel
+from edgedit.errors import EdgeditError
+from edgedit.hardware import DeviceSpec
+
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+TILE = 64  # output tile edge of a GEMM kernel, for SM fill
+REFERENCE_GPU_MHZ = 625.0  # floors are stated at the original Orin Nano's GPU clock
+REFERENCE_CPU_GHZ = 1.5  # launch costs at the original Orin Nano's CPU clock
+
+
+@dataclass(frozen=True)
+class Constants:
+    tensor_efficiency: float  # achieved / dense peak, FP16 and TF32 GEMMs that fill the GPU
+    conv_efficiency: float  # the same for convolutions (implicit GEMMs)
+    int8_efficiency: float  # INT8 relative to its peak of twice FP16 (1.0: INT8 twice as fast as FP16)
+    bandwidth_efficiency: float  # achieved / DRAM peak
+    kernel_floor_us: float  # per kernel, at REFERENCE_GPU_MHZ
+    launch_us: float  # CPU enqueue cost per kernel without a CUDA graph, at REFERENCE_CPU_GHZ
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How one kernel runs: its math and the bytes per weight, input and output element."""
+
+    math: str  # "int8", "fp16" or "tf32" (matrix products)
+    weight_bytes: int
+    read_bytes: int
+    write_bytes: int
+
+
+FP32, FP16 = Precision("tf32", 4, 4, 4), Precision("fp16", 2, 2, 2)
+
+
+def kernel_precision(kernel: Kernel, precision: str, int8_layers: str = "recipe") -> Precision:
+    """`int8_layers`: "recipe" (the kernels edgedit quantizes) or "all" (every GEMM and convolution:
+    an implicitly quantized network, TensorRT's --int8 on an FP32 ONNX)."""
+    if precision not in PRECISIONS:
+        raise EdgeditError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+    if precision in ("fp16", "fp32"):
+        return FP16 if precision == "fp16" else FP32
+    quantized = kernel.kind in ("gemm", "conv") and (kernel.quantized or int8_layers == "all")
+    if not quantized:
+        return FP32 if precision == "int8" else FP16
+    # Implicit INT8 chains stay INT8 between layers; a Q/DQ layer's output is dequantized.
+    return Precision("int8", 1, 1, 1 if int8_layers == "all" else 4 if precision == "int8" else 2)
+
+
+class Workload:
+    """A network on a device at a precision, as arrays: what the constants multiply. Built once, then
+    timed under any constants (the fit evaluates thousands of them)."""
+
+    def __init__(self, kernels: list[Kernel], device: DeviceSpec, precision: str, int8_layers: str = "recipe"):
+        self.device = device
+        rows = []
+        for k in kernels:
+            p = kernel_precision(k, precision, int8_layers)
+            columns = 1 if k.kind == "attention" else math.ceil(k.n / TILE) if k.n else 1
+            fill = min(1.0, math.ceil(k.m / TILE) * columns * k.groups / device.sms) if k.m else 1.0
+            peak = {"int8": device.int8_ops_per_s, "fp16": device.fp16_flops_per_s,
+                    "tf32": device.tf32_flops_per_s}[p.math]
+            traffic = k.weights * p.weight_bytes + k.reads * p.read_bytes + k.writes * p.write_bytes
+            rows.append((0.0 if k.kind == "memory" else k.flops / (peak * fill), traffic, k.kind == "conv",
+                         p.math == "int8", k.count))
+        ideal, traffic, conv, int8, count = zip(*rows) if rows else ((), (), (), (), ())
+        self.ideal_s = np.asarray(ideal, float)  # seconds at 100% efficiency, with SM fill
+        self.traffic = np.asarray(traffic, float)  # bytes
+        self.conv = np.asarray(conv, bool)
+        self.int8 = np.asarray(int8, bool)
+        self.count = np.asarray(count, int)
+
+    def kernel_us(self, c: Constants) -> np.ndarray:
+        """GPU microseconds of one launch of each kernel."""
+        efficiency = np.where(self.conv, c.conv_efficiency, c.tensor_efficiency) \
+            * np.where(self.int8, c.int8_efficiency, 1.0)
+        compute = self.ideal_s / efficiency
+        memory = self.traffic / (self.device.bandwidth_bytes_per_s * c.bandwidth_efficiency)
+        return np.maximum(compute, memory) * 1e6 + c.kernel_floor_us * REFERENCE_GPU_MHZ / self.device.gpu_mhz
+
+    def ms(self, c: Constants, cuda_graph: bool = False) -> float:
+        """One call. Without a graph, launch i (1-based, L each) is enqueued at i L and the GPU runs the
+        kernels in order as soon as each is enqueued: the end is max over i of (i L + the time of
+        kernels i..N). With a graph: one launch, then every kernel back to back."""
+        times = np.repeat(self.kernel_us(c), self.count)
+        launch = c.launch_us * REFERENCE_CPU_GHZ / self.device.cpu_ghz
+        if cuda_graph or times.size == 0:
+            return float(launch + times.sum()) / 1e3
+        suffix = np.cumsum(times[::-1])[::-1]  # time of kernels i..N
+        return float(np.max(launch * np.arange(1, times.size + 1) + suffix)) / 1e3
+
+
+def network_ms(kernels: list[Kernel], device: DeviceSpec, precision: str, c: Constants, cuda_graph: bool = False,
+               int8_layers: str = "recipe") -> float:
+    """GPU time of one call, in milliseconds."""
+    return Workload(kernels, device, precision, int8_layers).ms(c, cuda_graph)

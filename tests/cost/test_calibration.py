@@ -1,0 +1,118 @@
+"""The calibration: shipped points and fit, recovery of known constants, and refits from a Jetson's bench JSON."""
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from edgedit.cli import app
+from edgedit.config import get_preset
+from edgedit.cost import calibration as cal
+from edgedit.cost.kernels import dit_kernels
+from edgedit.cost.latency import Constants, network_ms
+from edgedit.errors import EdgeditError
+from edgedit.hardware import POWER_MODES
+
+runner = CliRunner()
+TRUE = Constants(tensor_efficiency=0.4, conv_efficiency=0.2, int8_efficiency=0.7, bandwidth_efficiency=0.6,
+                 kernel_floor_us=12.0, launch_us=9.0)
+SHAPES = [(2, 64, 4), (4, 80, 4), (8, 32, 4), (6, 128, 4), (3, 312, 6), (12, 192, 6)]
+
+
+def student(depth, width, heads):
+    return get_preset("DiT-Nano-XS/2").config.replace(depth=depth, hidden_size=width, num_heads=heads, input_size=16,
+                                                    in_channels=1, num_classes=10)
+
+
+def test_the_shipped_points_are_sourced_and_the_shipped_fit_is_their_fit():
+    points = cal.load_points()
+    assert len({p.id for p in points}) == len(points)
+    assert all(p.source.startswith("https://") and p.measured_ms > 0 for p in points)
+    fit = cal.calibrate(points)
+    shipped = cal.load_fit()
+    assert shipped.label == fit.label == f"estimate (calibrated on {sum(p.use == 'fit' for p in points)} public measurements)"
+    for key, value in fit.constants.to_dict().items():
+        assert getattr(shipped.constants, key) == pytest.approx(value, rel=1e-6), key  # re-run the fit script
+    assert shipped.range_ratios == pytest.approx(fit.range_ratios, rel=1e-6)
+    error = cal.loo_error(fit)
+    assert error["points"] == sum(p.use == "fit" for p in points) and error["median_factor"] < 1.3
+
+
+def test_the_fit_recovers_known_constants_from_exact_measurements():
+    points = []
+    for i, shape in enumerate(SHAPES):
+        for device in ("orin-nano", "orin-nano-super"):
+            for precision in ("fp16", "int8", "fp32"):
+                cfg = student(*shape)
+                ms = network_ms(dit_kernels(cfg), POWER_MODES[device], precision, TRUE)
+                points.append(cal.Point(id=f"p{i}-{device}-{precision}", use="fit", network=cal.DiTNetwork(
+                    family="dit", config=cfg.to_dict()), device=device, precision=precision, batch=1,
+                    cuda_graph=False, timing="gpu", measured_ms=ms, source="synthetic"))
+    fitted = cal.fit_constants(points, launch_us=TRUE.launch_us,
+                               fitted=("tensor_efficiency", "int8_efficiency", "bandwidth_efficiency", "kernel_floor_us"))
+    for key in ("tensor_efficiency", "int8_efficiency", "kernel_floor_us"):
+        assert getattr(fitted, key) == pytest.approx(getattr(TRUE, key), rel=0.02), key
+
+
+def bench_record(cfg, precision, graph, ms, mode="MAXN_SUPER", clocks=True, backend="tensorrt"):
+    return {"model": f"s{cfg.depth}x{cfg.hidden_size}.{precision}.plan", "backend": backend, "provider": "Orin",
+            "precision": precision, "batch": 1, "what": "model", "latency_ms": {"p50": ms + 0.05},
+            "gpu_ms": {"p50": ms}, "config": cfg.to_dict(), "cuda_graph": graph,
+            "env": {"packages": {"tensorrt": "10.3.0.30"}, "jetson": {
+                "model": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super", "l4t": "36.4.3",
+                "nvpmodel": {"name": mode, "id": 2}, "jetson_clocks": clocks}}}
+
+
+def test_calibrate_refits_from_a_jetsons_bench_json_and_every_estimate_follows(tmp_path, monkeypatch):
+    """Synthetic device runs (a 'true' model with a 9 us launch) with and without CUDA graphs: the refit
+    learns the launch cost the public points cannot, and the estimates move to the device's numbers."""
+    device = POWER_MODES["orin-nano-super"]
+    records = [bench_record(cfg, p, g, network_ms(dit_kernels(cfg), device, p, TRUE, cuda_graph=g))
+               for cfg in map(lambda s: student(*s), SHAPES) for p in ("fp16", "int8") for g in (False, True)]
+    records.append(bench_record(student(2, 64, 4), "fp16", False, 1.0, backend="onnxruntime"))
+    records.append(bench_record(student(2, 64, 4), "fp16", False, 1.0, clocks=False))
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(records))
+    out = tmp_path / "calibration.json"
+    result = runner.invoke(app, ["models", "--calibrate", str(bench), "--calibration-out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["device_points"] == 24 and len(report["skipped"]) == 2
+    assert "launch_us" in report["fitted"]
+    assert any("clocks were not pinned" in s for s in report["skipped"])
+
+    target = student(4, 80, 4)
+    truth = network_ms(dit_kernels(target), device, "fp16", TRUE)
+    before = cal.estimate(target, "orin-nano-super", "fp16", fit=cal.load_fit())["ms"]
+    monkeypatch.setenv(cal.ENV, str(out))
+    after = runner.invoke(app, ["models", "DiT-Nano-XS/2", "--depth", "4", "--width", "80", "--heads", "4",
+                                "--input-size", "16", "--in-channels", "1", "--num-classes", "10", "--json"])
+    (row,) = json.loads(after.stdout)
+    assert "19 public + 24 device measurements" in row["device_estimate_note"]
+    now = row["device_estimates"]["orin_nano_super_fp16"]["ms"]
+    assert abs(math.log(now / truth)) < abs(math.log(before / truth)) and abs(math.log(now / truth)) < 0.1
+
+
+@pytest.mark.parametrize("records, message", [
+    ([], "no usable device measurements"),
+    ([{"model": "m.onnx", "backend": "onnxruntime", "what": "model", "latency_ms": {}}], "not a TensorRT network call"),
+])
+def test_calibrate_refuses_files_without_device_measurements(records, message, tmp_path):
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(records))
+    result = runner.invoke(app, ["models", "--calibrate", str(bench), "--calibration-out", str(tmp_path / "c.json")])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_a_damaged_calibration_file_is_one_clear_line(tmp_path, monkeypatch):
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"format": "edgedit.latency-fit/1", "constants": {"tensor_efficiency": "high"}}))
+    monkeypatch.setenv(cal.ENV, str(bad))
+    cal._ACTIVE.clear()
+    result = runner.invoke(app, ["models", "DiT-Nano-S/2"])
+    assert result.exit_code == 2 and "not a latency calibration" in result.output
+    cal._ACTIVE.clear()
+    with pytest.raises(EdgeditError, match="unknown device"):
+        cal.estimate(student(2, 64, 4), "orin-agx", "fp16", fit=cal.load_fit())

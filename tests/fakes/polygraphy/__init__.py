@@ -1,1 +1,0 @@
-"""Fake `polygraphy` (backend.trt loaders subset). See tests/fakes/README.md."""
