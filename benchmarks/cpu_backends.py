@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import onnxruntime
@@ -79,8 +80,8 @@ def bench_preset(preset: str, batches: list[int], duration: float, folder: Path)
             str(ort_placement_int8(fp32_path, folder / f"int8-ort-b{batch}.onnx", calib, q.quantized, batch)),
             providers=["CPUExecutionProvider"])
         feeds = {"z": noise_from_seeds(range(batch), fp32.inputs[0].concrete(1)[1:])}
-        calls = {"torch": lambda: eager.run(feeds), "ort_fp32": lambda: fp32.run(feeds),
-                 "ort_int8": lambda: int8.run(feeds), "ort_int8_ort_placement": lambda: ort_style.run(None, feeds)}
+        calls = {"torch": partial(eager.run, feeds), "ort_fp32": partial(fp32.run, feeds),
+                 "ort_int8": partial(int8.run, feeds), "ort_int8_ort_placement": partial(ort_style.run, None, feeds)}
         stats = {name: measure(call, warmup=5, duration_s=duration) for name, call in calls.items()}
         row = {"preset": preset, "batch": batch, "params": net.num_params(), "int8_psnr_db": q.psnr_db,
                "int8_max_abs_error": q.max_abs_error, "quantized_layers": len(q.quantized),

@@ -6,11 +6,13 @@
 #
 #   benchmarks/digits_curves.sh                   # every run, then the report
 #   benchmarks/digits_curves.sh output:0 mi1:1    # only these runs (METHOD:SEED); for parallel workers
+#   benchmarks/digits_curves.sh output-16k:0      # output distillation on 16,384 pairs (more data)
 #   benchmarks/digits_curves.sh report            # only the plots and table
 #
 # Runs: output and mi1 with seeds 0 and 1 up to 8,000 steps, ta with seed 0 up to 4,000 steps (a TA
 # step costs 3-4x), the TA itself (DiT-Nano-M/2, one step) distilled once with the output loss for
-# TA_STEPS steps. Resumable at every level: each 1,000-step leg continues from the run's training
+# TA_STEPS steps; output-16k: the same output recipe on 16,384 pairs (the first 4,096 are the sweep's),
+# to see whether the pairs limit the student. Resumable at every level: each 1,000-step leg continues from the run's training
 # state, and finished legs (their eval JSON exists) are skipped. About 4 hours of one CPU core;
 # outputs in runs/digits/curves/ (git-ignored), plots and table into docs/results-digits/.
 set -euo pipefail
@@ -28,16 +30,26 @@ mkdir -p "${curves}"
 # The sweep's pairs (resumable: finished shards are kept).
 "${edgedit}" pairs generate "${teacher}" -n 4096 --trajectory 4 --shard-size 1024 --batch 128 -o "${out}/pairs"
 
+pairs16k() {  # 16,384 pairs, seeds 0-16383: the sweep's 4,096 shards are reused (verified by checksum)
+    local dir="${out}/pairs-16k"
+    if [[ ! -e "${dir}/manifest.json" ]]; then
+        mkdir -p "${dir}"
+        for shard in "${out}"/pairs/shard-*; do [[ -e "${dir}/$(basename "${shard}")" ]] || cp -r "${shard}" "${dir}/"; done
+    fi
+    "${edgedit}" pairs generate "${teacher}" -n 16384 --trajectory 4 --shard-size 1024 --batch 128 -o "${dir}"
+}
+
 # One leg: distil up to STEP (resuming the run's state), keep that checkpoint, evaluate it.
-leg() {  # leg NAME STEP DISTILL-ARGS...
-    local name=$1 step=$2 dir="${curves}/$1"
+leg() {  # leg NAME STEP [--pairs DIR] DISTILL-ARGS...
+    local step=$2 dir="${curves}/$1" pairs="${out}/pairs"
     shift 2
+    if [[ "${1:-}" == --pairs ]]; then pairs=$2; shift 2; fi
     [[ -s "${dir}/eval-${step}.json" ]] && return 0
     mkdir -p "${dir}"
     local resume=()
     [[ -e "${dir}/student.train-state.safetensors" ]] && resume=(--resume)
     local started=${SECONDS}
-    "${edgedit}" distill --pairs "${out}/pairs" "$@" "${recipe[@]}" --steps "${step}" "${resume[@]}" \
+    "${edgedit}" distill --pairs "${pairs}" "$@" "${recipe[@]}" --steps "${step}" "${resume[@]}" \
         -o "${dir}/student.safetensors"
     echo "${step} $((SECONDS - started))" >> "${dir}/wall-seconds.txt"
     cp "${dir}/student.safetensors" "${dir}/step-${step}.safetensors"
@@ -58,15 +70,17 @@ ta_model() {  # the teaching assistant, distilled once (output loss), shared by 
 }
 
 run() {  # run METHOD:SEED
-    local method=${1%%:*} seed=${1##*:} last=8000 extra=()
+    local method=${1%%:*} seed=${1##*:} last=8000 extra=() pairs=()
     case "${method}" in
         output) ;;
         mi1) ;;
         ta) last=4000; ta_model; extra=(--ta "${curves}/ta-assistant/ta.safetensors") ;;
-        *) echo "digits_curves: unknown run '$1' (METHOD:SEED, METHOD one of output, mi1, ta)" >&2; exit 2 ;;
+        output-16k) pairs16k; pairs=(--pairs "${out}/pairs-16k") ;;
+        *) echo "digits_curves: unknown run '$1' (METHOD:SEED, METHOD one of output, mi1, ta, output-16k)" >&2; exit 2 ;;
     esac
     for ((step = every; step <= last; step += every)); do
-        leg "${method}-seed${seed}" "${step}" "${student[@]}" --method "${method}" --seed "${seed}" "${extra[@]}"
+        leg "${method}-seed${seed}" "${step}" "${pairs[@]}" "${student[@]}" --method "${method%-16k}" --seed "${seed}" \
+            "${extra[@]}"
     done
 }
 

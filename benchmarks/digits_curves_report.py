@@ -68,7 +68,7 @@ def main() -> None:
     colours = {"output": "tab:blue", "ta": "tab:green", "mi1": "tab:red"}
     styles = ["-", "--", ":"]
     fig, (by_step, by_wall) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for name, r in runs.items():
+    for r in runs.values():
         style = dict(color=colours[r["method"]], linestyle=styles[r["seed"] % 3], marker="o", markersize=3,
                      label=f"{r['method']} seed {r['seed']}")
         by_step.plot(r["steps"], r["fid"], **style)

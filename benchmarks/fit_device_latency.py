@@ -1,6 +1,7 @@
 """Fit the device latency model to the public measurements and write the shipped calibration.
 
-    python benchmarks/fit_device_latency.py      # writes edgedit/cost/data/fit.json and the fit section of docs/device-latency.md
+    python benchmarks/fit_device_latency.py      # writes edgedit/cost/data/fit.json and the fit section
+                                                 # of docs/device-latency.md
 
 The points and their sources: edgedit/cost/data/public-measurements.json. The model and its
 assumptions: docs/device-latency.md. `edgedit models --calibrate BENCH.json ...` runs the same fit
@@ -13,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edgedit.contract.fileio import write_text_atomic
 from edgedit.cost.calibration import calibrate, fit_table, load_points, loo_error
-from edgedit.fileio import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 

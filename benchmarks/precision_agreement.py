@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedit.eval.metrics import psnr_db
 from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
 from edgedit.export.exporter import BatchSpec, export_onnx
 from edgedit.export.quantize import quantize_onnx
-from edgedit.metrics import psnr_db
 from edgedit.models.loading import load_model_or_preset
 from edgedit.runtime.backends import OnnxRuntimeBackend, TorchBackend
 from edgedit.runtime.samplers import generate
@@ -50,7 +50,8 @@ def agreement(preset: str, samples: int, calib_samples: int, folder: Path) -> di
         "int8": {"psnr_db_network_output": int8.psnr_db, "calibration_rows": int8.calibration_rows,
                  "quantized_layers": len(int8.quantized), "zero_points_checked": int8.zero_points},
         "image_psnr_db_vs_torch": {k: psnr_db(images["torch"], v) for k, v in images.items() if k != "torch"},
-        "image_max_abs_vs_torch": {k: float(np.abs(images["torch"] - v).max()) for k, v in images.items() if k != "torch"},
+        "image_max_abs_vs_torch": {k: float(np.abs(images["torch"] - v).max())
+                                   for k, v in images.items() if k != "torch"},
     }
 
 
@@ -66,10 +67,12 @@ def main() -> None:
         rows = [agreement(p, args.samples, args.calib_samples, Path(tmp) / p.replace("/", "-")) for p in args.presets]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
-    print("| preset | sampler | export parity FP32 / FP16 (max rel, batch 1 and 8) | image PSNR vs torch: ONNX FP32 | FP16 | INT8 |")
+    print("| preset | sampler | export parity FP32 / FP16 (max rel, batch 1 and 8) "
+          "| image PSNR vs torch: ONNX FP32 | FP16 | INT8 |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        parity = " / ".join(", ".join(f"{c['max_rel_error']:.1e}" for c in r[k]) for k in ("parity_fp32", "parity_fp16"))
+        parity = " / ".join(", ".join(f"{c['max_rel_error']:.1e}" for c in r[k])
+                            for k in ("parity_fp32", "parity_fp16"))
         p = r["image_psnr_db_vs_torch"]
         print(f"| {r['preset']} | {r['sampler']} | {parity} | {p['onnx_fp32']:.1f} dB | {p['onnx_fp16']:.1f} dB | "
               f"{p['onnx_int8']:.1f} dB |")

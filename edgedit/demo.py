@@ -23,12 +23,11 @@ TEACHER_STEPS = 18  # Heun: 35 network evaluations per image
 def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print) -> dict[str, Any]:
     from edgedit.bench import report as reports
     from edgedit.bench.harness import BenchSettings, bench_one, current_rss_mb, reset_peak_rss, run_bench
-    from edgedit.checkpoint import load_model, read_checkpoint
-    from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
+    from edgedit.contract.fileio import write_text_atomic
     from edgedit.export.exporter import BatchSpec, export_onnx
-    from edgedit.export.quantize import quantize_onnx
-    from edgedit.fileio import write_text_atomic
-    from edgedit.runtime.backends import OnnxRuntimeBackend, load_backend
+    from edgedit.models.checkpoint import load_model, read_checkpoint
+    from edgedit.pipeline import quantize_with_calibration
+    from edgedit.runtime.backends import load_backend
     from edgedit.runtime.images import make_grid, save_png
     from edgedit.runtime.samplers import generate
 
@@ -36,7 +35,8 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     net, info = load_model(STUDENT_DIGITS)
     teacher_info = read_checkpoint(TEACHER_DIGITS)  # the header: its weights load once, for sampling
     say(f"student: {STUDENT_DIGITS.name}, {info.num_params:,} params, one step ({info.provenance.get('method')} "
-        f"distillation); teacher: {TEACHER_DIGITS.name}, {teacher_info.num_params:,} params, {TEACHER_STEPS} Heun steps")
+        f"distillation); teacher: {TEACHER_DIGITS.name}, {teacher_info.num_params:,} params, {TEACHER_STEPS} Heun "
+        "steps")
     source = {"checkpoint": STUDENT_DIGITS.name, "weights": "trained"}
     batch = BatchSpec(min(BATCHES), max(BATCHES), max(BATCHES))
     models: dict[str, Path] = {}
@@ -45,20 +45,19 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
         worst = max(c["max_rel_error"] for c in report.parity)
         say(f"exported {report.path.name}: parity vs torch, max relative error {worst:.2g}")
         models[f"onnx-{precision}"] = report.path
-    fp32 = OnnxRuntimeBackend(models["onnx-fp32"], "cpu")
-    int8 = quantize_onnx(models["onnx-fp32"], out / "student.int8.onnx", record_inputs(fp32, 256, CALIBRATION_SEED),
-                         record_inputs(fp32, 64, HELDOUT_SEED))
+    int8 = quantize_with_calibration(models["onnx-fp32"], out / "student.int8.onnx", calib_samples=256)
     say(f"quantized {int8.path.name} with {int8.tool}: {len(int8.quantized)} layers INT8, "
         f"PSNR {int8.psnr_db:.1f} dB vs FP32 on held-out inputs")
     models["onnx-int8"] = int8.path
 
-    from edgedit.doctor import cuda_devices
+    from edgedit.contract import device
 
-    if importlib.util.find_spec("tensorrt") is not None and cuda_devices()["devices"]:
-        from edgedit.engines.build import build_engine
+    if importlib.util.find_spec("tensorrt") is not None and device.cuda_devices()["devices"]:
+        from edgedit.engines.build import BuildOptions
+        from edgedit.pipeline import build
 
         for precision, onnx in (("fp16", models["onnx-fp16"]), ("int8", models["onnx-int8"])):
-            built = build_engine(onnx, out / f"student.{precision}.plan", precision)
+            built = build(onnx, out / f"student.{precision}.plan", BuildOptions(precision=precision))
             say(f"built {built.plan.name} in {built.sidecar['build_seconds']:.1f} s")
             models[f"tensorrt-{precision}"] = built.plan
     else:
@@ -111,10 +110,12 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
     lines += ["", "Quality, measured when the models were made (their provenance): domain FID on the features of the",
               "shipped digits classifier, 1000 samples against the 359 held-out digits (lower is better).", "",
               "| | student (1 step) | teacher (18 Heun steps) | real-vs-real floor |", "|---|---|---|---|",
-              f"| FID | {_num(s_eval.get('FID'))} | {_num(t_eval.get('FID'))} | {_num(t_eval.get('FID real-vs-real'))} |",
+              f"| FID | {_num(s_eval.get('FID'))} | {_num(t_eval.get('FID'))} | {_num(t_eval.get('FID real-vs-real'))} "
+              "|",
               f"| classifier confidence | {_num(s_eval.get('classifier confidence'), 3)} | "
               f"{_num(t_eval.get('classifier confidence'), 3)} | |",
-              f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | {_num(t_eval.get('label agreement'), 3)} | |"]
+              f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | "
+              f"{_num(t_eval.get('label agreement'), 3)} | |"]
     return "\n".join(lines) + "\n"
 
 
@@ -129,14 +130,15 @@ def on_the_device(student, teacher) -> str:
     lines = ["", f"## On a Jetson Orin Nano: {label}", "",
              "GPU ms per image at batch 1 with TensorRT (point and range); the teacher's sampler makes "
              f"{evals} network calls.", "",
-             "| target | student, 1 call | teacher, 1 call | teacher, {} calls | speedup |".format(evals),
+             f"| target | student, 1 call | teacher, 1 call | teacher, {evals} calls | speedup |",
              "|---|---|---|---|---|"]
     for key in s:
         if key.endswith("_graph"):
             continue
         a, b = s[key], t[key]
         lines.append(f"| {key} | {a['ms']:.2f} ({a['low_ms']:.2f}-{a['high_ms']:.2f}) | {b['ms']:.2f} "
-                     f"({b['low_ms']:.2f}-{b['high_ms']:.2f}) | {evals * b['ms']:.1f} | {evals * b['ms'] / a['ms']:.0f}x |")
+                     f"({b['low_ms']:.2f}-{b['high_ms']:.2f}) | {evals * b['ms']:.1f} | "
+                     f"{evals * b['ms'] / a['ms']:.0f}x |")
     return "\n".join(lines) + "\n"
 
 

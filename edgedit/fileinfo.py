@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgedit.errors import EdgeditError
-from edgedit.fileio import sha256_file
+from edgedit.contract.config import names_a_file
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import sha256_file
 from edgedit.cost import accounting
 
 
@@ -17,7 +18,7 @@ def _looks_like_safetensors(path: Path) -> bool:
 
 
 def describe_checkpoint(path: Path) -> dict:
-    from edgedit.checkpoint import read_checkpoint
+    from edgedit.models.checkpoint import read_checkpoint
 
     info = read_checkpoint(path)
     dtypes = sorted({dtype for dtype, _ in info.tensors.values()})
@@ -39,8 +40,8 @@ def describe_checkpoint(path: Path) -> dict:
 
 def describe_onnx(path: Path) -> dict:
     """Graph facts (needs the onnx package) and the edgedit metadata, or what is missing from it."""
+    from edgedit.contract.spec import ModelMeta
     from edgedit.export import graph
-    from edgedit.runtime.spec import ModelMeta
 
     model = graph.load_onnx(path, load_external_data=False)
 
@@ -77,7 +78,7 @@ def describe_onnx(path: Path) -> dict:
 
 def describe_engine(path: Path) -> dict:
     """An engine, from its sidecar: no TensorRT needed to describe it."""
-    from edgedit.engines.sidecar import read_sidecar, sidecar_meta
+    from edgedit.contract.sidecar import read_sidecar, sidecar_meta
 
     record = read_sidecar(path)
     meta = sidecar_meta(record, str(path))
@@ -89,7 +90,7 @@ def describe_engine(path: Path) -> dict:
             "edgedit_version": record.get("edgedit_version")}
 
 
-def describe(path: str | os.PathLike) -> dict:
+def file_report(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise EdgeditError(f"{path}: no such file")
@@ -106,25 +107,25 @@ def describe(path: str | os.PathLike) -> dict:
 def model_config(model: str, **overrides) -> tuple:
     """(DiTConfig, display name) of a preset name (with overrides), a checkpoint, an ONNX export or
     an engine, read from the file's header without loading weights."""
-    from edgedit.config import get_preset, resolve_config
+    from edgedit.contract.config import get_preset, resolve_config
 
     path = Path(model)
     changed = {k: v for k, v in overrides.items() if v is not None}
-    if path.suffix in (".safetensors", ".onnx", ".plan") or path.exists():
+    if names_a_file(path):
         if changed:
             raise EdgeditError(f"{model}: model overrides apply to presets, not to a file (its config is fixed)")
         if not path.is_file():
             raise EdgeditError(f"{model}: no such file")
         if path.suffix == ".onnx":
-            from edgedit.runtime.onnx_metadata import read_onnx_header
-            from edgedit.runtime.spec import ModelMeta
+            from edgedit.contract.onnx_header import read_onnx_header
+            from edgedit.contract.spec import ModelMeta
 
             return ModelMeta.from_metadata(read_onnx_header(path)[0], str(path)).config, path.name
         if path.suffix == ".plan":
-            from edgedit.engines.sidecar import read_sidecar, sidecar_meta
+            from edgedit.contract.sidecar import read_sidecar, sidecar_meta
 
             return sidecar_meta(read_sidecar(path), str(path)).config, path.name
-        from edgedit.checkpoint import read_checkpoint
+        from edgedit.models.checkpoint import read_checkpoint
 
         return read_checkpoint(path).config, path.name
     return resolve_config(model, **overrides), get_preset(model).name + (" (modified)" if changed else "")

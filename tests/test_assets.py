@@ -1,11 +1,11 @@
 import numpy as np
 
 from edgedit.assets import STUDENT_DIGITS, TEACHER_DIGITS
-from edgedit.checkpoint import load_model, read_checkpoint
-from edgedit.config import get_preset
+from edgedit.contract.config import get_preset
+from edgedit.contract.fileio import sha256_file
 from edgedit.eval.digits_classifier import embed
 from edgedit.export.exporter import BatchSpec, export_onnx
-from edgedit.fileio import sha256_file
+from edgedit.models.checkpoint import load_model, read_checkpoint
 from edgedit.runtime.backends import load_backend
 from edgedit.runtime.samplers import default_labels, generate
 
@@ -21,7 +21,8 @@ def test_the_shipped_digits_teacher_is_the_documented_model():
 def test_the_shipped_digits_student_is_a_small_one_step_model_of_that_teacher(tmp_path):
     teacher, student = read_checkpoint(TEACHER_DIGITS), read_checkpoint(STUDENT_DIGITS)
     assert student.config.diffusion == "one-step" and student.num_params <= 0.1 * teacher.num_params
-    assert (student.config.input_size, student.config.in_channels) == (teacher.config.input_size, teacher.config.in_channels)
+    assert ((student.config.input_size, student.config.in_channels)
+            == (teacher.config.input_size, teacher.config.in_channels))
     assert student.provenance["teacher"]["sha256"] == sha256_file(TEACHER_DIGITS)  # distilled from pairs of this file
     assert student.provenance["eval"]["FID"] > 0 and student.provenance["sweep"]["params"] == student.num_params
 

@@ -1,17 +1,19 @@
 import json
-import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from edgedit.checkpoint import read_checkpoint, save_model
 from edgedit.cli import app
-from edgedit.config import PRESETS, resolve_config
+from edgedit.contract.config import PRESETS, resolve_config
+from edgedit.contract.errors import EdgeditError
 from edgedit.cost import accounting
+from edgedit.models.checkpoint import read_checkpoint, save_model
 from edgedit.models.dit import DiT
-from tests.conftest import TINY_CONFIGS
+from tests.helpers import TINY_CONFIGS
 
 runner = CliRunner()
 COMMANDS = {"models", "info", "doctor", "convert-dit", "export", "calib-data", "quantize", "sample", "build-engine",
@@ -19,17 +21,19 @@ COMMANDS = {"models", "info", "doctor", "convert-dit", "export", "calib-data", "
 
 
 def test_help_lists_exactly_the_implemented_commands():
+    group = typer.main.get_command(app)
+    assert set(group.commands) == COMMANDS
     result = runner.invoke(app, ["--help"])
-    assert result.exit_code == 0
-    listed = set(re.findall(r"^│ (\S+)\s{2,}", result.output, flags=re.MULTILINE)) - {"--debug", "--version", "--help"}
-    assert listed == COMMANDS
+    assert result.exit_code == 0 and all(name in result.output for name in COMMANDS)
     for command in COMMANDS:
         sub = runner.invoke(app, [command, "--help"])
         assert sub.exit_code == 0 and "Usage" in sub.output
+    assert set(group.commands["bench"].commands) == {"run", "report"}
 
 
 def test_console_script_is_installed_and_starts():
-    done = subprocess.run([sys.executable, "-m", "edgedit", "--version"], capture_output=True, text=True)
+    script = Path(sys.executable).parent / "edgedit"  # the entry point pip installed beside the interpreter
+    done = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("edgedit ")
 
 
@@ -184,6 +188,23 @@ def test_pipeline_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert len([line for line in result.stderr.splitlines() if line.startswith("edgedit: error")]) == 1
 
 
+def test_calibration_labels_of_numpys_default_int64_are_cast(tmp_path, exported):
+    import numpy as np
+
+    from edgedit.contract.onnx_header import read_onnx_header
+    from edgedit.contract.spec import ModelMeta
+    from edgedit.export.calibration import load_calibration
+
+    onnx = exported["onestep-cond"][0]
+    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], "m")
+    z = np.zeros((4, 1, 16, 16), np.float32)
+    np.savez(tmp_path / "c.npz", z=z, y=np.arange(4))  # int64
+    assert load_calibration(tmp_path / "c.npz", meta)["y"].dtype == np.int32
+    np.savez(tmp_path / "big.npz", z=z, y=np.full(4, 2**40))
+    with pytest.raises(EdgeditError, match="input 'y' has values outside int32"):
+        load_calibration(tmp_path / "big.npz", meta)
+
+
 def test_quantize_refuses_calibration_data_of_the_wrong_shape(tmp_path, exported):
     import numpy as np
 
@@ -210,29 +231,52 @@ def test_bench_writes_json_csv_report_and_prints_a_comparison(tmp_path, exported
     assert result.exit_code == 0, result.output
     records = json.loads(out["json"].read_text())
     assert len(records) == 4 and {r["backend"] for r in records} == {"onnxruntime", "torch"}
-    assert "speedup" in result.stdout and "onestep-cond.onnx" in result.stdout
+    assert "vs 1st" in result.stdout and "onestep-cond.onnx" in result.stdout
     assert out["md"].read_text().startswith("| model | backend") and out["png"].exists()
     merged = runner.invoke(app, ["bench", "report", str(out["json"]), str(out["json"]), "-o", str(tmp_path / "m.md")])
     assert merged.exit_code == 0 and (tmp_path / "m.md").read_text().count("onestep-cond.onnx") == 4
 
 
+def test_the_comparison_table_fits_100_columns_and_cuts_nothing_off(tmp_path, exported):
+    """The demo's and bench's table at its widest (a sampler next to a model, slow CPU numbers,
+    a long file name): every value is printed whole in a 100-column terminal."""
+    onnx = exported["onestep-cond"][0]
+    runner.invoke(app, ["bench", str(onnx), "--iters", "2", "--warmup", "0", "--json", str(tmp_path / "a.json")])
+    record = json.loads((tmp_path / "a.json").read_text())[0]
+    slow = {**record, "model": "student-of-a-very-long-distillation-run.safetensors", "what": "sampler",
+            "network_evaluations_per_call": 35,
+            "latency_ms": {k: v * 1e5 if k != "n" else v for k, v in record["latency_ms"].items()}}
+    (tmp_path / "b.json").write_text(json.dumps([record, slow]))
+    result = runner.invoke(app, ["bench", "report", str(tmp_path / "b.json")], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 100 and "…" not in result.stdout
+    assert f"{slow['latency_ms']['p50']:.0f}" in result.stdout and "35" in result.stdout
+    width = next(line.index("backend") for line in lines if "backend" in line)
+    folded = "".join(line[:width].strip() for line in lines)  # the model column, folded over lines
+    assert "student-of-a-very-long-distillation-run" in folded
+
+
 @pytest.mark.parametrize("args, message", [
     (["bench", "x.onnx", "--batch", "1,a"], "not a comma list of integers"),
     (["bench", "x.onnx", "--iters", "3", "--duration", "1"], "exclude each other"),
-    (["bench", "report"], "needs bench JSON files"),
+    (["bench", "report"], "Missing argument"),
     (["build-engine", "missing.onnx"], "missing.onnx: no such file"),
-    (["build-engine", "model.onnx", "--precision", "int4"], "no such file"),
+    (["build-engine", "{onnx}", "--precision", "int4"], "--precision must be one of fp32, fp16, int8, best"),
     (["tegrastats", "missing.log"], "no such file"),
 ])
-def test_device_commands_bad_input(args, message):
+def test_device_commands_bad_input(args, message, exported):
+    args = [a.format(onnx=exported["onestep-cond"][0]) for a in args]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and message in result.stderr
 
 
 def test_build_engine_dry_run_prints_the_trtexec_command(exported):
-    result = runner.invoke(app, ["build-engine", str(exported["onestep-uncond"][0]), "--precision", "fp16", "--dry-run"])
+    result = runner.invoke(app, ["build-engine", str(exported["onestep-uncond"][0]), "--precision", "fp16",
+                                 "--dry-run"])
     assert result.exit_code == 0
-    assert "trtexec --onnx=" in result.stdout and "--fp16" in result.stdout and "--saveEngine=engines/onestep-uncond.fp16.plan" in result.stdout
+    assert ("trtexec --onnx=" in result.stdout and "--fp16" in result.stdout
+            and "--saveEngine=engines/onestep-uncond.fp16.plan" in result.stdout)
 
 
 def test_build_engine_without_tensorrt_says_engines_are_built_on_the_device(exported, tmp_path):
@@ -243,7 +287,7 @@ def test_build_engine_without_tensorrt_says_engines_are_built_on_the_device(expo
 def test_tegrastats_command_summarises_a_log():
     from pathlib import Path
 
-    log = Path(__file__).parent / "data" / "tegrastats_orin_nano_r36.log"
+    log = Path(__file__).parent / "fixtures" / "tegrastats_orin_nano_r36.log"
     summary = json.loads(runner.invoke(app, ["tegrastats", str(log), "--json"]).stdout)
     assert summary["samples"] == 4 and summary["power_mw"]["VDD_IN"]["peak"] == 7120 and summary["bad_lines"] == 1
     text = runner.invoke(app, ["tegrastats", str(log)]).stdout
@@ -276,7 +320,8 @@ def test_demo_runs_the_deploy_path_on_the_shipped_student(tmp_path, monkeypatch)
 def test_teacher_pairs_and_eval_from_the_command_line(tmp_path):
     teacher = tmp_path / "t.safetensors"
     done = runner.invoke(app, ["teacher", "train", "--data", "digits", "--steps", "4", "--batch", "8", "--depth", "1",
-                               "--width", "32", "--heads", "2", "--patch", "4", "--checkpoint-every", "2", "-o", str(teacher)])
+                               "--width", "32", "--heads", "2", "--patch", "4", "--checkpoint-every", "2",
+                               "-o", str(teacher)])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "t.samples" / "step-0000004.png").exists() and (tmp_path / "t.train-state.safetensors").exists()
     pairs = tmp_path / "pairs"
@@ -292,8 +337,8 @@ def test_teacher_pairs_and_eval_from_the_command_line(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["teacher", "train", "--data", "folder:/no/such", "--steps", "1", "-o", "x.safetensors"], "does not exist"),
-    (["teacher", "train", "--data", "digits", "--steps", "1", "--batch", "3", "--preset", "DiT-Nano-Q", "-o", "x.safetensors"],
-     "unknown model preset"),
+    (["teacher", "train", "--data", "digits", "--steps", "1", "--batch", "3", "--preset", "DiT-Nano-Q",
+      "-o", "x.safetensors"], "unknown model preset"),
     (["pairs", "generate", "missing.safetensors", "-n", "2", "-o", "p"], "no such checkpoint file"),
     (["pairs", "generate", "t.safetensors", "-n", "2", "--shard", "2/2", "-o", "p"], "need 0 <= I < N"),
     (["pairs", "import-get", ".", "-o", "p"], "expected GET's layout"),

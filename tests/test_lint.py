@@ -1,4 +1,5 @@
-"""The container recipe and the device scripts are linted like code (hadolint, shellcheck from PyPI)."""
+"""The code, the container recipe and the scripts are linted (ruff, hadolint, shellcheck; all
+from PyPI in the dev extra), so a lint failure fails the suite, not a reviewer's patience."""
 
 import shutil
 import subprocess
@@ -8,18 +9,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
+SHELL_SCRIPTS = sorted(str(p.relative_to(ROOT)) for p in [ROOT / ".ci/run", *ROOT.glob("*/*.sh")])
 
 
-@pytest.mark.parametrize("tool, files", [
-    ("hadolint", ["Dockerfile.l4t"]),
-    ("shellcheck", ["jetson/run.sh", "jetson/bench_suite.sh", "jetson/selftest.sh", ".ci/run", "benchmarks/digits_sweep.sh"]),
-])
-def test_lint_clean(tool, files):
+def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
     beside = Path(sys.executable).parent / tool  # the venv's bin/, which need not be on PATH
     executable = str(beside) if beside.exists() else shutil.which(tool)
     assert executable, f"{tool} is missing: it is part of the dev extra (pip install -e '.[dev]')"
-    done = subprocess.run([executable, *files], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([executable, *args], cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("ruff", ["check", "--no-cache", "."]),
+    ("hadolint", ["Dockerfile.l4t"]),
+    ("shellcheck", SHELL_SCRIPTS),
+])
+def test_lint_clean(tool, args):
+    done = run_tool(tool, *args)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_shell_script_is_linted():
+    assert {"jetson/run.sh", "jetson/bench_suite.sh", "benchmarks/digits_curves.sh", ".ci/run"} <= set(SHELL_SCRIPTS)
 
 
 def test_device_scripts_are_executable():

@@ -42,7 +42,8 @@ def public_surface(module) -> set[str]:
         elif inspect.isclass(value):
             members = set(vars(value))
             for node in ast.walk(ast.parse(inspect.getsource(value))):
-                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and ast.unparse(node.value) == "self":
+                if (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+                        and ast.unparse(node.value) == "self"):
                     members.add(node.attr)
             found |= {f"{name}.{m}" for m in members if not m.startswith("_") or m in REAL_DUNDERS}
     return found
@@ -127,7 +128,7 @@ def test_every_cuda_driver_symbol_edgedit_or_the_fake_uses_is_exported_by_cuda_1
     import libcuda
 
     called = set()
-    for module in ("edgedit/runtime/cuda_graph.py", "edgedit/doctor.py"):
+    for module in ("edgedit/runtime/cuda_graph.py", "edgedit/contract/device.py"):
         text = (ROOT / module).read_text()
         called |= set(re.findall(r"\b(cu[A-Z]\w+)\b", text))
     fake = {n for n in public_surface(libcuda) if "." not in n}
@@ -147,9 +148,9 @@ TRTEXEC = names(RELEASED / "trtexec-10.3.options.txt")
 @pytest.mark.parametrize("precision, onnx", [("fp32", "fp32"), ("fp16", "fp16"), ("fp16", "fp32"), ("int8", "int8"),
                                              ("best", "int8")])
 def test_every_trtexec_flag_we_print_is_a_trtexec_10_3_option(exported, precision, onnx):
+    from edgedit.contract.onnx_header import read_onnx_header
+    from edgedit.contract.spec import ModelMeta
     from edgedit.engines.build import settings_for, trtexec_command
-    from edgedit.runtime.onnx_metadata import read_onnx_header
-    from edgedit.runtime.spec import ModelMeta
 
     for model in ("onestep-cond", "onestep-uncond"):  # dynamic and static batch
         meta = ModelMeta.from_metadata(read_onnx_header(exported[model][0])[0], "m")

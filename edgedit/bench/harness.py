@@ -11,6 +11,7 @@ and energy per image from tegrastats sampled alongside the timed calls. Torch-fr
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import resource
 import sys
@@ -21,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from edgedit import __version__, jetson
+from edgedit import __version__
 from edgedit.bench.latency import LatencyStats, MeasurementInterrupted, measure
 from edgedit.bench.tegrastats import TegrastatsSampler
-from edgedit.errors import EdgeditError
-from edgedit.fileio import sha256_file
-from edgedit.runtime.backends import Backend, load_backend, pad_batch
+from edgedit.contract import jetson
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import sha256_file
+from edgedit.runtime.backends import Backend, RunOptions, load_backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
 from edgedit.runtime.samplers import generate, network_evaluations
 
@@ -43,6 +45,29 @@ class BenchSettings:
     steps: int | None = None
     tegrastats: bool = False
     tegrastats_interval_ms: int = 100
+
+    def __post_init__(self) -> None:
+        """Every value checked where settings are made: a bad one is bad usage (exit 2)."""
+        if not self.batches or any(b < 1 for b in self.batches):
+            raise EdgeditError("--batch sizes must be at least 1, e.g. 1,4,8")
+        if (self.iters is None) == (self.duration_s is None):
+            raise EdgeditError("give one of --iters and --duration")
+        if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise EdgeditError(f"--duration must be a positive number of seconds (got {self.duration_s})")
+        if self.warmup < 0 or (self.iters is not None and self.iters < 1):
+            raise EdgeditError("--warmup must be at least 0 and --iters at least 1")
+        if self.what not in WHAT:
+            raise EdgeditError(f"--what must be model or sampler (got {self.what!r})")
+
+    @classmethod
+    def from_options(cls, *, batches: list[int] | None, warmup: int = 5, iters: int | None = None,
+                     duration_s: float | None = None, what: str = "model", steps: int | None = None,
+                     tegrastats: bool = False) -> BenchSettings:
+        """`edgedit bench`'s options: timed for 3 s unless --iters or --duration says otherwise."""
+        if iters is not None and duration_s is not None:
+            raise EdgeditError("--iters and --duration exclude each other")
+        return cls(batches or [], warmup, iters, duration_s if duration_s is not None or iters else 3.0, what,
+                   steps, tegrastats)
 
 
 def _status_mb(field: str) -> float | None:
@@ -62,10 +87,8 @@ def current_rss_mb() -> float:
 def reset_peak_rss() -> None:
     """Restart the peak-RSS count (Linux: '5' into /proc/self/clear_refs resets VmHWM), so that
     each record's peak is its own and not that of everything run before it in this process."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def peak_rss_mb() -> float:
@@ -74,14 +97,12 @@ def peak_rss_mb() -> float:
 
 
 def environment(backend: Backend) -> dict[str, Any]:
-    from edgedit.doctor import PACKAGES, package_version
+    from edgedit.contract.device import PACKAGES, package_version
 
     cpu = platform.processor()
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name")) or cpu
-    except (OSError, StopIteration):
-        pass
     wanted = {"numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "torch"}
     return {
         "edgedit": __version__,
@@ -187,18 +208,16 @@ def make_record(backend, model, batch, settings, stats: LatencyStats, evaluation
     return record
 
 
-def run_bench(models: list[str], backends: list[str], settings: BenchSettings, provider: str = "auto",
-              cuda_graph: bool = False, progress: Callable[[str, int], Callable[[float], None]] | None = None,
-              threads: int = 0) -> tuple[list[dict[str, Any]], bool]:
+def run_bench(models: list[str], backends: list[str], settings: BenchSettings, run: RunOptions | None = None,
+              progress: Callable[[str, int], Callable[[float],
+                                                      None]] | None = None) -> tuple[list[dict[str, Any]], bool]:
     """(records, interrupted): every model x backend x batch, stopping cleanly at Ctrl-C."""
-    if settings.what not in WHAT:
-        raise EdgeditError(f"--what must be model or sampler (got {settings.what!r})")
     records: list[dict[str, Any]] = []
     for model in models:
         for kind in backends:
             reset_peak_rss()
             rss_before = current_rss_mb()
-            backend = load_backend(model, kind, provider, cuda_graph=cuda_graph, threads=threads)
+            backend = load_backend(model, kind, run)
             for batch in settings.batches:
                 on_sample = progress(f"{Path(model).name} {backend.name} {backend.precision} batch {batch}", batch) \
                     if progress else None

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from edgedit.bench.harness import CSV_FIELDS, comparison_rows, csv_row
-from edgedit.errors import EdgeditError
-from edgedit.fileio import atomic_output, write_text_atomic
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import atomic_output, write_text_atomic
 
 
 def bench_files(paths: list[str | os.PathLike]) -> list[Path]:
@@ -83,7 +83,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
         notes.append("Models marked with random weights are presets: latency is meaningful, images are not.")
     if any(r.get("interrupted") for r in records):
         notes.append("Some runs were interrupted (Ctrl-C): their statistics cover fewer calls.")
-    return "\n".join(lines + [""] + notes) + "\n"
+    return "\n".join([*lines, "", *notes]) + "\n"
 
 
 def save_plot(path: str | os.PathLike, records: list[dict[str, Any]]) -> bool:

@@ -7,11 +7,15 @@ but fields come and go across releases and modules: no timestamp, `GR3D_FREQ 26%
 such as `VDD_GPU_SOC` or `VIN_SYS_5V0` (r35 AGX), or `POM_5V_IN 2125/2125` without units (older
 Jetsons). Fields are matched one by one; a missing field is "unavailable", never zero, and a line
 without the RAM field is counted as malformed and skipped.
-Rails are `instant/average` in mW; `VDD_IN` is the module's input power (deploy-facts 5.3).
+Rails are `instant/average` in mW; `VDD_IN` is the module's input power (NVIDIA L4T Developer Guide,
+"tegrastats Utility"; Jetson Orin Nano power rails as in the Jetson Linux r36.4 documentation).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +24,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+
+from edgedit.contract.errors import EdgeditError
 
 RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
 SWAP = re.compile(r"\bSWAP (\d+)/(\d+)MB")
@@ -62,10 +69,8 @@ def parse_line(line: str) -> Sample | None:
     sample.power_mw = {name: int(now) for name, now, _ in RAIL.findall(line) if name not in ("RAM", "SWAP")}
     sample.temperature_c = {name: float(t) for name, t in TEMP.findall(line)}
     if stamp := STAMP.search(line):
-        try:
+        with contextlib.suppress(ValueError):
             sample.timestamp = datetime.strptime(stamp.group(1), "%m-%d-%Y %H:%M:%S")
-        except ValueError:
-            pass
     return sample
 
 
@@ -177,3 +182,16 @@ class TegrastatsSampler:
         result = summarize(list(self.samples))
         result["bad_lines"] = self.bad_lines
         return result
+
+
+def summarize_log(path: str | os.PathLike, interval_ms: float | None = None) -> dict:
+    """`edgedit tegrastats`: a log file's summary; refuses a missing file or one without tegrastats lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeditError(f"{path}: no such file")
+    if interval_ms is not None and not (math.isfinite(interval_ms) and interval_ms > 0):
+        raise EdgeditError(f"--interval-ms must be a positive number of milliseconds (got {interval_ms})")
+    summary = summarize(path.read_text(errors="replace").splitlines(), interval_ms)
+    if not summary["samples"]:
+        raise EdgeditError(f"{path}: no tegrastats lines found ({summary['bad_lines']} other lines)")
+    return summary

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from edgedit.config import FREQUENCY_EMBEDDING_SIZE, DiTConfig
+from edgedit.contract.config import FREQUENCY_EMBEDDING_SIZE, DiTConfig
+from edgedit.contract.quantization import is_int8_weight
 from edgedit.cost.kernels import dit_kernels
-
-# Linear weights that `edgedit quantize` turns into INT8 by default; embedders, adaLN, the final
-# layer and the attention products stay in high precision (the sensitive parts of a DiT).
-QUANTIZED_LINEARS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 
 
 def parameter_shapes(cfg: DiTConfig) -> OrderedDict[str, tuple[int, ...]]:
@@ -73,16 +70,12 @@ def count_params(cfg: DiTConfig) -> int:
     return sum(_numel(s) for s in parameter_shapes(cfg).values())
 
 
-def is_quantized_weight(name: str) -> bool:
-    return name.startswith("blocks.") and name.endswith(".weight") and any(f".{q}." in name for q in QUANTIZED_LINEARS)
-
-
 def weight_bytes(cfg: DiTConfig) -> dict[str, int]:
     """Weight memory: all-FP32, all-FP16, and INT8 as `edgedit quantize` does it (the block
     Linear weights in INT8, everything else in FP16)."""
     shapes = parameter_shapes(cfg)
     total = sum(_numel(s) for s in shapes.values())
-    int8 = sum(_numel(s) * (1 if is_quantized_weight(n) else 2) for n, s in shapes.items())
+    int8 = sum(_numel(s) * (1 if is_int8_weight(n) else 2) for n, s in shapes.items())
     return {"fp32": 4 * total, "fp16": 2 * total, "int8": int8}
 
 

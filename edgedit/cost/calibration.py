@@ -21,15 +21,15 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgedit.config import DiTConfig
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.hardware import DEVICES, POWER_MODES, DeviceSpec
 from edgedit.cost import kernels as K
 from edgedit.cost.latency import PRECISIONS, Constants, Workload, network_ms
-from edgedit.errors import EdgeditError
-from edgedit.hardware import DEVICES, POWER_MODES, DeviceSpec
 
 POINTS_FORMAT = "edgedit.latency-points/1"
 FIT_FORMAT = "edgedit.latency-fit/1"
@@ -42,7 +42,8 @@ ENV = "EDGEDIT_LATENCY_CALIBRATION"
 # and without --cuda-graph refits it.
 LAUNCH_US = 13.0
 FITTED = ("tensor_efficiency", "conv_efficiency", "int8_efficiency", "bandwidth_efficiency", "kernel_floor_us")
-BOUNDS = {"tensor_efficiency": (0.02, 1.0), "conv_efficiency": (0.02, 1.0), "int8_efficiency": (0.02, 1.0), "bandwidth_efficiency": (0.1, 1.0),
+BOUNDS = {"tensor_efficiency": (0.02, 1.0), "conv_efficiency": (0.02, 1.0), "int8_efficiency": (0.02, 1.0),
+          "bandwidth_efficiency": (0.1, 1.0),
           "kernel_floor_us": (0.1, 200.0), "launch_us": (0.5, 200.0)}
 RANGE_PERCENTILES = (10, 90)
 
@@ -97,7 +98,7 @@ class GemmNetwork(_Strict):
     k: int = Field(ge=1, le=1 << 16)
 
 
-Network = Annotated[Union[DiTNetwork, ViTNetwork, ResNetNetwork, YoloV8Network, GemmNetwork],
+Network = Annotated[DiTNetwork | ViTNetwork | ResNetNetwork | YoloV8Network | GemmNetwork,
                     Field(discriminator="family")]
 
 
@@ -212,7 +213,7 @@ def _constants(values, launch_us: float, fitted: tuple[str, ...]) -> Constants:
 def fit_constants(points: list[Point] | list[Timed], launch_us: float = LAUNCH_US,
                   fitted: tuple[str, ...] = FITTED) -> Constants:
     """Least squares on log(predicted / measured) over `points` (scipy; workstation side)."""
-    from edgedit.deps import require
+    from edgedit.contract.deps import require
 
     optimize = require("scipy.optimize", extra="train")
     import numpy as np
@@ -291,14 +292,15 @@ def loo_error(fit: Fit) -> dict[str, float]:
 
 def fit_table(fit: Fit) -> str:
     """Markdown: per point its source, device, precision, measured, predicted, ratio and leave-one-out ratio."""
-    lines = ["| point | use | device | precision | TensorRT | timing | measured ms | predicted ms | ratio | LOO ratio |",
+    lines = ["| point | use | device | precision | TensorRT | timing | measured ms | predicted ms | ratio | LOO ratio "
+             "|",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in fit.rows:
         loo = f"{r['loo_ratio']:.2f}" if "loo_ratio" in r else "-"
         lines.append(f"| {r['id']} | {r['use']} | {r['device']} | {r['precision']} | {r['tensorrt'] or '-'} | "
                      f"{r['timing']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | {r['ratio']:.2f} | {loo} |")
     sources = sorted({r["source"].split(" ")[0] for r in fit.rows})
-    return "\n".join(lines + ["", "Sources: " + "; ".join(sources) + "."])
+    return "\n".join([*lines, "", "Sources: " + "; ".join(sources) + "."])
 
 
 #################################################################################
@@ -309,7 +311,7 @@ def fit_table(fit: Fit) -> str:
 def device_points(records: list[dict[str, Any]], where: str) -> tuple[list[Point], list[str]]:
     """Calibration points from `edgedit bench` records made on a Jetson: TensorRT rows of one network
     call with CUDA-event GPU times. Returns (points, reasons rows were skipped)."""
-    from edgedit.hardware import device_for_mode
+    from edgedit.contract.hardware import device_for_mode
 
     points, skipped = [], []
     for i, r in enumerate(records):
@@ -341,14 +343,13 @@ def device_points(records: list[dict[str, Any]], where: str) -> tuple[list[Point
     return points, skipped
 
 
-def calibrate_with_device(bench_files: list[str | os.PathLike]) -> tuple[Fit, list[str]]:
-    """The public points plus a Jetson's `edgedit bench` records. With both CUDA-graph and plain
-    rows, the launch cost is fitted too (the public points cannot separate it from the floor)."""
-    from edgedit.bench.report import bench_files as expand, load_records
-
+def calibrate_with_device(records: dict[str, list[dict[str, Any]]]) -> tuple[Fit, list[str]]:
+    """The public points plus a Jetson's `edgedit bench` records ({file: records}). With both
+    CUDA-graph and plain rows, the launch cost is fitted too (the public points cannot separate it
+    from the floor)."""
     points, skipped = [], []
-    for path in expand(bench_files):
-        found, why = device_points(load_records([path]), str(path))
+    for where, rows in records.items():
+        found, why = device_points(rows, where)
         points += found
         skipped += why
     if not points:
@@ -360,7 +361,7 @@ def calibrate_with_device(bench_files: list[str | os.PathLike]) -> tuple[Fit, li
 
 
 def save_fit(fit: Fit, path: str | os.PathLike) -> Path:
-    from edgedit.fileio import write_text_atomic
+    from edgedit.contract.fileio import write_text_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ ones with its layer fusions; "TensorRT Developer Guide: Optimizing Performance /
   slices and chunk()s are free; a transpose that changes memory order (unpatchify) is a copy.
 Unfused elementwise leftovers (EDM preconditioning, embeddings) are one memory kernel each.
 
-Kernels also say whether `edgedit quantize` makes them INT8 (the block Linear layers).
+Kernels also say whether `edgedit quantize` makes them INT8 (`edgedit.contract.quantization`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from edgedit.config import FREQUENCY_EMBEDDING_SIZE, DiTConfig
+from edgedit.contract.config import FREQUENCY_EMBEDDING_SIZE, DiTConfig
+from edgedit.contract.quantization import INT8_LAYERS
 
 
 @dataclass(frozen=True)
@@ -109,24 +110,25 @@ def encoder_blocks(s: TransformerShape, batch: int, quantize: bool = True) -> li
     """The kernels of `s.depth` identical blocks (counted, not repeated)."""
     T, D, R, L, B = s.tokens, s.width, s.mlp_hidden, s.depth, batch
     M = B * T  # GEMM rows: every token of every image
-    q = quantize
+    q = {layer: quantize and layer in INT8_LAYERS for layer in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
     kernels = []
     if s.adaln:
         kernels.append(gemm("blocks.adaLN_modulation", B, 6 * D, D, count=L, group="adaln"))
     gate = B * D if s.adaln else 0  # the adaLN gate read by the residual epilogue
     kernels += [
         memory("blocks.norm1" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L),
-        gemm("blocks.attn.qkv", M, 3 * D, D, quantized=q, count=L, group="attention_linear"),
+        gemm("blocks.attn.qkv", M, 3 * D, D, quantized=q["attn.qkv"], count=L, group="attention_linear"),
     ]
     if s.rope:
         kernels.append(memory("blocks.attn.rope(q, k)", 2 * M * D, 2 * M * D, count=L))
     kernels += attention("blocks.attn", B, T, s.heads, s.head_dim, count=L)
     kernels += [
-        gemm("blocks.attn.proj + residual", M, D, D, extra_reads=M * D + gate, quantized=q, count=L,
+        gemm("blocks.attn.proj + residual", M, D, D, extra_reads=M * D + gate, quantized=q["attn.proj"], count=L,
              group="attention_linear"),
         memory("blocks.norm2" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L),
-        gemm("blocks.mlp.fc1 + GELU", M, R, D, quantized=q, count=L, group="mlp"),
-        gemm("blocks.mlp.fc2 + residual", M, D, R, extra_reads=M * D + gate, quantized=q, count=L, group="mlp"),
+        gemm("blocks.mlp.fc1 + GELU", M, R, D, quantized=q["mlp.fc1"], count=L, group="mlp"),
+        gemm("blocks.mlp.fc2 + residual", M, D, R, extra_reads=M * D + gate, quantized=q["mlp.fc2"], count=L,
+             group="mlp"),
     ]
     return kernels
 

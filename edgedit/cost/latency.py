@@ -34,9 +34,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.hardware import DeviceSpec
 from edgedit.cost.kernels import Kernel
-from edgedit.errors import EdgeditError
-from edgedit.hardware import DeviceSpec
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 TILE = 64  # output tile edge of a GEMM kernel, for SM fill

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgedit.config import DiTConfig
+from edgedit.contract.config import DiTConfig
 from edgedit.cost import accounting
 from edgedit.cost.calibration import Fit, active_fit, estimates
 from edgedit.cost.kernels import dit_kernels, total_kernels

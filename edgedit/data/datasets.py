@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedit.deps import require
-from edgedit.errors import EdgeditError
-from edgedit.fileio import load_npz
+from edgedit.contract.deps import require
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import load_npz
 
 SPLITS = ("train", "test", "all")
 DIGITS_TEST_FRACTION = 0.2
@@ -62,7 +62,7 @@ def load_digits(split: str) -> ImageData:
     images = images[:, None].astype(np.float32) / 127.5 - 1  # (N, 1, 16, 16)
     labels = raw.target.astype(np.int64)
     order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(images))
-    n_test = int(round(len(images) * DIGITS_TEST_FRACTION))
+    n_test = round(len(images) * DIGITS_TEST_FRACTION)
     pick = {"test": order[:n_test], "train": order[n_test:], "all": np.arange(len(images))}[split]
     return ImageData("digits", images[pick], labels[pick], 10)
 
@@ -90,7 +90,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED_GLOBALS:
             raise EdgeditError(f"{self.where}: refused to unpickle {module}.{name}: a CIFAR-10 batch holds only "
-                               "dicts, lists, bytes, numbers and numpy arrays; this file is not one (or was tampered with)")
+                               "dicts, lists, bytes, numbers and numpy arrays; this file is not one (or was tampered "
+                               "with)")
         if module == "numpy.core.multiarray":
             module = "numpy._core.multiarray" if hasattr(np, "_core") else module
         return super().find_class(module, name)
@@ -154,7 +155,8 @@ def load_folder(path: Path) -> ImageData:
     if not classes:
         raise EdgeditError(f"{path}: expected one sub-folder of images per class, found none")
     images, labels, size = [], [], None
-    files = [(k, f) for k, c in enumerate(classes) for f in sorted((path / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    files = [(k, f) for k,
+             c in enumerate(classes) for f in sorted((path / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise EdgeditError(f"{path}: no PNG or JPEG images in its class folders")
     gray = all(Image.open(f).mode in ("L", "1", "I;16") for _, f in files[:64])
@@ -189,7 +191,8 @@ def load_npz_images(path: Path) -> ImageData:
     elif np.issubdtype(images.dtype, np.floating):
         images = images.astype(np.float32)
         if images.min() < -1.001 or images.max() > 1.001:
-            raise EdgeditError(f"{path}: float images must be in [-1, 1] (found {images.min():.3g}..{images.max():.3g})")
+            raise EdgeditError(f"{path}: float images must be in [-1, 1] (found "
+                               f"{images.min():.3g}..{images.max():.3g})")
     else:
         raise EdgeditError(f"{path}: 'images' must be uint8 or float, got {images.dtype}")
     labels = arrays.get("labels")
@@ -198,6 +201,11 @@ def load_npz_images(path: Path) -> ImageData:
         if labels.shape != (len(images),) or labels.min() < 0:
             raise EdgeditError(f"{path}: 'labels' must be {len(images)} non-negative integers")
     return ImageData(f"npz:{path.name}", images, labels, int(labels.max()) + 1 if labels is not None else 0)
+
+
+def has_test_split(spec: str) -> bool:
+    """digits and CIFAR-10 have a held-out test split; folders and npz files are one set."""
+    return spec.partition(":")[0] in ("digits", "cifar10")
 
 
 def load_data(spec: str, split: str = "train") -> ImageData:

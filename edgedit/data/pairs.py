@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from edgedit import __version__
-from edgedit.errors import EdgeditError
-from edgedit.fileio import sha256_file, write_text_atomic
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import sha256_file, write_text_atomic
+from edgedit.contract.schedules import EDM_RHO, EDM_SAMPLER, EDM_SIGMA_MAX, EDM_SIGMA_MIN, EDM_STEPS
 
 FORMAT = "edgedit.pairs/1"
 ARRAYS = ("seeds", "z", "image", "label", "trajectory")
@@ -46,7 +47,7 @@ def trajectory_steps(steps: int, k: int) -> list[int]:
     the end is the image, both stored anyway)."""
     if k < 0 or k > steps - 1:
         raise EdgeditError(f"--trajectory must be 0..{steps - 1} for {steps} steps (got {k})")
-    return [int(round(v)) for v in np.linspace(1, steps - 1, k)] if k else []
+    return np.rint(np.linspace(1, steps - 1, k)).astype(int).tolist() if k else []
 
 
 def labels_for(seeds: np.ndarray, num_classes: int, class_balanced: bool) -> np.ndarray:
@@ -118,7 +119,7 @@ def write_shard(folder: Path, index: int, arrays: dict[str, np.ndarray], first_s
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array)
             digests[name] = sha256_file(staging / f"{name}.npy")
-        meta = {"index": index, "first_seed": int(first_seed), "count": int(len(arrays["seeds"])), "sha256": digests}
+        meta = {"index": index, "first_seed": int(first_seed), "count": len(arrays["seeds"]), "sha256": digests}
         (staging / "meta.json").write_text(json.dumps(meta, indent=2))
         final = folder / shard_name(index)
         if final.exists():
@@ -149,7 +150,7 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
                    image_dtype: str = "float16", device: str = "cpu",
                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Generate (or complete) a pairs store; returns its manifest."""
-    from edgedit.runtime.backends import load_backend
+    from edgedit.runtime.backends import RunOptions, load_backend
     from edgedit.runtime.samplers import ddim_timesteps, generate, karras_sigmas
 
     worker, workers = shard
@@ -160,7 +161,7 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
     if image_dtype not in ("float16", "float32"):
         raise EdgeditError("--image-dtype must be float16 or float32")
     teacher = Path(teacher)
-    backend = load_backend(teacher, device=device) if teacher.suffix != ".onnx" else load_backend(teacher)
+    backend = load_backend(teacher, options=RunOptions(device=device))
     spec = backend.meta.sampler
     if spec["type"] not in ("edm", "ddpm"):
         raise EdgeditError(f"{teacher}: a teacher must be a multi-step denoiser (EDM, or an official DiT), this is a "
@@ -191,7 +192,7 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
         labels = labels_for(seeds, cfg.num_classes, class_balanced) if cfg.class_conditional else None
         traj = np.zeros((len(seeds), len(states), *plan.shape), np.float16) if states else None
 
-        def keep(first: int, i: int, sigma: float, x: np.ndarray) -> None:
+        def keep(first: int, i: int, sigma: float, x: np.ndarray, traj=traj) -> None:
             if traj is not None and i in states:
                 traj[first: first + len(x), states.index(i)] = x
 
@@ -215,7 +216,8 @@ def verify_pairs(folder: str | os.PathLike) -> dict[str, Any]:
     try:
         header = json.loads((folder / "manifest.json").read_text())
     except FileNotFoundError:
-        raise EdgeditError(f"{folder}: no manifest.json; not a pairs store (make one with `edgedit pairs generate`)") from None
+        raise EdgeditError(
+            f"{folder}: no manifest.json; not a pairs store (make one with `edgedit pairs generate`)") from None
     except json.JSONDecodeError as err:
         raise EdgeditError(f"{folder}/manifest.json: damaged ({err})") from err
     keep = {k: v for k, v in header.items() if k not in ("shards", "complete", "expected_shards", "updated")}
@@ -235,7 +237,8 @@ class PairsStore:
             raise EdgeditError(f"{self.folder}: not an edgedit pairs store (format {self.manifest.get('format')!r})")
         if require_complete and not self.manifest["complete"]:
             raise EdgeditError(f"{self.folder}: incomplete ({len(self.manifest['shards'])} of "
-                               f"{self.manifest['expected_shards']} shards verified); finish it with `edgedit pairs generate`"
+                               f"{self.manifest['expected_shards']} shards verified); finish it with `edgedit pairs "
+                               "generate`"
                                " (same settings) or check it with `edgedit pairs verify`")
         self.shards = []
         for entry in self.manifest["shards"]:
@@ -325,7 +328,8 @@ def _load_get_file(path: Path):
         raise EdgeditError(f"{path}: refused: it holds more than tensors and lists ({str(err).splitlines()[0][:80]}); "
                            "edgedit only reads GET's files with torch.load(weights_only=True)") from err
     except (EOFError, RuntimeError, OSError) as err:
-        raise EdgeditError(f"{path}: not a readable torch.save file, truncated? ({str(err).splitlines()[0][:80]})") from err
+        reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+        raise EdgeditError(f"{path}: not a readable torch.save file, truncated? ({reason})") from err
 
 
 def import_get(src: str | os.PathLike, out: str | os.PathLike, image_dtype: str = "float16",
@@ -368,8 +372,9 @@ def import_get(src: str | os.PathLike, out: str | os.PathLike, image_dtype: str 
             progress(len(z))
     header = {"format": FORMAT, "edgedit_version": __version__, "source": f"GET (locuslab/get) pairs from {src.name}",
               "teacher": {"file": "EDM CIFAR-10 (NVlabs/edm) via GET", "sha256": None, "config": None},
-              "sampler": {"type": "edm", "sampler": "heun", "steps": 18, "sigma_min": 0.002, "sigma_max": 80.0,
-                          "rho": 7.0, "noise": "stored by GET (torch generator per seed): not regenerable with "
+              "sampler": {"type": "edm", "sampler": EDM_SAMPLER, "steps": EDM_STEPS, "sigma_min": EDM_SIGMA_MIN,
+                          "sigma_max": EDM_SIGMA_MAX, "rho": EDM_RHO, "noise": "stored by GET (torch generator per "
+                                                                               "seed): not regenerable with "
                                                "edgedit's numpy noise"},
               "trajectory": {"k": 0, "steps": [], "sigmas": []}, "shape": shape, "num_classes": num_classes,
               "image_dtype": image_dtype, "class_balanced": False, "seeds": {"first": int(first), "count": total},

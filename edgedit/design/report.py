@@ -15,8 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from edgedit.errors import EdgeditError
-from edgedit.fileio import atomic_output, write_text_atomic
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import atomic_output, write_text_atomic
 
 DEVICE_KEYS = ("orin_nano_fp16", "orin_nano_int8", "orin_nano_super_fp16", "orin_nano_super_int8")
 CSV_FIELDS = ("name", "budget", "method", "depth", "width", "heads", "params", "macs", "fid", "latency_p50_ms",
@@ -31,7 +31,7 @@ def row(r: dict[str, Any]) -> dict[str, Any]:
 
 def with_device_estimates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each result with `device_estimates` from its config under the calibration in force."""
-    from edgedit.config import DiTConfig
+    from edgedit.contract.config import DiTConfig
     from edgedit.cost.calibration import estimates
 
     out = []
@@ -67,7 +67,8 @@ def write_reports(out: Path, results: list[dict[str, Any]]) -> list[dict[str, An
 def pareto_front(results: list[dict[str, Any]], latency_key=lambda r: r["latency"]["p50_ms"]) -> list[dict[str, Any]]:
     """Results not beaten on both FID and latency by another."""
     return [r for r in results if not any(o["fid"] <= r["fid"] and latency_key(o) <= latency_key(r)
-                                          and (o["fid"], latency_key(o)) != (r["fid"], latency_key(r)) for o in results)]
+                                          and (o["fid"], latency_key(o)) != (r["fid"],
+                                                                             latency_key(r)) for o in results)]
 
 
 def pareto_plot(path: Path, results: list[dict[str, Any]]) -> bool:
@@ -83,7 +84,9 @@ def pareto_plot(path: Path, results: list[dict[str, Any]]) -> bool:
     device_label = f"Orin Nano FP16 ms per call, {estimate_label()}"
     for ax, (key, label) in zip(axes, (("measured", f"measured ms, batch 1 ({results[0]['latency']['backend']})"),
                                        ("orin_nano_fp16", device_label))):
-        latency = (lambda r: r["latency"]["p50_ms"]) if key == "measured" else (lambda r, k=key: r["device_estimates"][k]["ms"])
+        def latency(r, key=key):
+            return r["latency"]["p50_ms"] if key == "measured" else r["device_estimates"][key]["ms"]
+
         for method, marker in markers.items():
             rs = [r for r in results if r["method"] == method]
             if rs:
@@ -115,7 +118,8 @@ def _mean(values: list[float]) -> float | None:
 def principles(results: list[dict[str, Any]]) -> str:
     """What depth, width, heads and method did at fixed size, in numbers from these results."""
     lines = ["# What the sweep says", "", f"{len(results)} trained candidates. FID: {results[0]['fid_metric']}.",
-             f"Schedule per candidate: {results[0]['steps']} steps, batch {results[0]['batch']}, lr {results[0]['lr']}.",
+             f"Schedule per candidate: {results[0]['steps']} steps, batch {results[0]['batch']}, lr "
+             f"{results[0]['lr']}.",
              "All statements below are computed from results.json; small differences are within run-to-run noise,",
              "which this sweep does not measure (one seed per candidate).",
              f"Orin Nano FP16 ms: GPU time of one TensorRT call at batch 1, {estimate_label()}, with its range.", ""]
@@ -144,7 +148,8 @@ def principles(results: list[dict[str, Any]]) -> str:
                          f"; the shallowest-widest ({shallow}) vs the deepest-narrowest ({deep}): "
                          f"{per_depth[shallow]:.1f} vs {per_depth[deep]:.1f}.")
             lat = {d: _mean([r["latency"]["p50_ms"] for r in out if r["depth"] == d]) for d in depths}
-            est = {d: _mean([r["device_estimates"]["orin_nano_fp16"]["ms"] for r in out if r["depth"] == d]) for d in depths}
+            est = {d: _mean([r["device_estimates"]["orin_nano_fp16"]["ms"] for r in out if r["depth"] == d])
+                   for d in depths}
             lines.append("- Latency by depth (mean over heads): measured " +
                          ", ".join(f"{d}: {lat[d]:.2f} ms" for d in depths) + "; Orin Nano FP16 (estimate) " +
                          ", ".join(f"{d}: {est[d]:.2f} ms" for d in depths) + ".")
@@ -183,9 +188,9 @@ def pick(results_path: str | os.PathLike, latency_ms: float | None = None, devic
     (if given), with that estimate under "device_estimate"."""
     import math
 
-    from edgedit.config import DiTConfig
+    from edgedit.contract.config import DiTConfig
+    from edgedit.contract.hardware import DEVICES
     from edgedit.cost.calibration import estimate
-    from edgedit.hardware import DEVICES
 
     if device not in DEVICES:
         raise EdgeditError(f"--device must be one of {', '.join(DEVICES)} (got {device!r})")
@@ -205,7 +210,7 @@ def pick(results_path: str | os.PathLike, latency_ms: float | None = None, devic
 
 def save_pick(best: dict[str, Any], results_path: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Copy the picked candidate's student next to its sweep result: the file carries its own evaluation."""
-    from edgedit.checkpoint import copy_with_provenance
+    from edgedit.models.checkpoint import copy_with_provenance
 
     student = Path(results_path).parent / best["name"] / "student.safetensors"
     if not student.is_file():

@@ -13,17 +13,22 @@ its own JSON file, written when its candidate is done: a re-run skips finished c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgedit.config import DiTConfig
-from edgedit.errors import EdgeditError
-from edgedit.fileio import write_text_atomic
+from edgedit.contract.config import DiTConfig, names_a_file
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import write_text_atomic
 from edgedit.cost import accounting
+from edgedit.models.checkpoint import read_checkpoint
+from edgedit.train.distill import ta_misfit
 from edgedit.train.trainer import SampleGrids, state_path
+
+log = logging.getLogger("edgedit")
 
 DEFAULT_DEPTHS = (2, 3, 4, 6, 8, 12)
 DEFAULT_HEADS = (2, 4, 8)
@@ -70,7 +75,8 @@ def candidates_for(budget: int, base: DiTConfig, depths=DEFAULT_DEPTHS, heads=DE
                 if error <= BUDGET_TOLERANCE * budget:
                     found += [Candidate(budget, cfg, m) for m in methods]
     if not found:
-        raise EdgeditError(f"no candidate within {BUDGET_TOLERANCE:.0%} of {budget:,} parameters; widen --depths/--heads")
+        raise EdgeditError(f"no candidate within {BUDGET_TOLERANCE:.0%} of {budget:,} parameters; widen "
+                           "--depths/--heads")
     return found
 
 
@@ -90,8 +96,8 @@ def timing_model(student: Path, backend: str, folder: Path) -> str:
     """What to time for `backend`: an ONNX export of the student (batch 1) for ONNX Runtime, else the checkpoint."""
     if backend != "onnxruntime":
         return str(student)
-    from edgedit.checkpoint import load_model
     from edgedit.export.exporter import BatchSpec, export_onnx
+    from edgedit.models.checkpoint import load_model
 
     net, _ = load_model(student)
     return str(export_onnx(net, folder / "student.onnx", {"checkpoint": student.name}, BatchSpec.static(1)).path)
@@ -100,8 +106,10 @@ def timing_model(student: Path, backend: str, folder: Path) -> str:
 def time_once(model: str, backend: str, seconds: float) -> dict[str, Any]:
     """p50 of one network call at batch 1 on one thread."""
     from edgedit.bench.harness import BenchSettings, run_bench
+    from edgedit.runtime.backends import RunOptions
 
-    (record,), _ = run_bench([model], [backend], BenchSettings([1], warmup=5, duration_s=seconds), threads=1)
+    (record,), _ = run_bench([model], [backend], BenchSettings([1], warmup=5, duration_s=seconds),
+                             RunOptions(threads=1))
     return {"backend": f"{record['backend']} ({record['provider']}, 1 thread)", "p50_ms": record["latency_ms"]["p50"],
             "p90_ms": record["latency_ms"]["p90"], "machine": record["env"].get("cpu") or record["env"].get("platform")}
 
@@ -114,13 +122,31 @@ def architecture(result: dict[str, Any]) -> str:
     return json.dumps(result["config"], sort_keys=True)
 
 
-def run_candidate(candidate: Candidate, pairs: Path, out: Path, settings, ta: str | None, eval_data: str,
-                  eval_samples: int, latency_backend: str, latency_seconds: float, say=print) -> dict[str, Any]:
-    from edgedit.checkpoint import save_model
-    from edgedit.eval.evaluate import evaluate
-    from edgedit.models.dit import DiT
-    from edgedit.train.distill import run_distillation
+@dataclass(frozen=True, kw_only=True)
+class SweepOptions:
+    pairs: Path  # the teacher pairs every candidate learns
+    output: Path  # the sweep folder
+    budgets: tuple[int, ...]  # parameter budgets
+    settings: Any  # TrainSettings, the same for every candidate
+    methods: tuple[str, ...] = ("output",)
+    depths: tuple[int, ...] = DEFAULT_DEPTHS
+    heads: tuple[int, ...] = DEFAULT_HEADS
+    widths: tuple[int, ...] = WIDTHS
+    ta: str | None = None  # the TA shared by the sweep (a preset is distilled once)
+    shard: tuple[int, int] = (0, 1)  # (this worker, workers)
+    eval_data: str = "digits"
+    eval_samples: int = 500
+    latency_backend: str = "onnxruntime"
+    latency_seconds: float = 1.0
 
+
+def run_candidate(candidate: Candidate, o: SweepOptions, ta: str | None, say) -> dict[str, Any]:
+    from edgedit.eval.evaluate import evaluate
+    from edgedit.models.checkpoint import save_model
+    from edgedit.models.dit import DiT
+    from edgedit.train.distill import DistillOptions, distill
+
+    out, settings = Path(o.output), o.settings
     folder = out / candidate.name
     folder.mkdir(parents=True, exist_ok=True)
     cfg = candidate.config
@@ -131,19 +157,21 @@ def run_candidate(candidate: Candidate, pairs: Path, out: Path, settings, ta: st
         torch.manual_seed(settings.seed)
         save_model(DiT(cfg), start_ckpt, provenance={"role": "sweep initial weights"})
     student = folder / "student.safetensors"
-    student = run_distillation(pairs, str(start_ckpt), candidate.method, student, settings,
-                               ta=ta if candidate.method == "ta" else None, resume=state_path(student).exists(), say=say,
-                               on_sample=SampleGrids(student))  # a final grid per candidate, to look at
-    report = evaluate(student, eval_data, n=eval_samples)
+    student = distill(DistillOptions(pairs=o.pairs, output=student, settings=settings, student=str(start_ckpt),
+                                     method=candidate.method, ta=ta if candidate.method == "ta" else None,
+                                     resume=state_path(student).exists()),
+                      on_sample=SampleGrids(student), say=say)  # a final grid per candidate, to look at
+    report = evaluate(student, o.eval_data, n=o.eval_samples)
     fid = next(m for m in report["metrics"] if m["metric"] in ("FID (Inception)", "FID"))
     # Methods share an architecture's latency, measured once: they differ in quality only.
     same = [r["latency"] for r in collect(out) if architecture(r) == json.dumps(cfg.to_dict(), sort_keys=True)]
-    latency = same[0] if same else measure_latency(student, latency_backend, folder, latency_seconds)
+    latency = same[0] if same else measure_latency(student, o.latency_backend, folder, o.latency_seconds)
     result = {
         "name": candidate.name, "budget": candidate.budget, "method": candidate.method, "config": cfg.to_dict(),
         "depth": cfg.depth, "width": cfg.hidden_size, "heads": cfg.num_heads,
         "params": accounting.count_params(cfg), "macs": accounting.count_macs(cfg),
-        "fid": fid["value"], "fid_metric": f"{fid['metric']} [{fid['features']}; {fid['samples']} samples; vs {fid['reference']}]",
+        "fid": fid["value"], "fid_metric": f"{fid['metric']} [{fid['features']}; {fid['samples']} samples; vs "
+                                           f"{fid['reference']}]",
         "metrics": report["metrics"], "steps": settings.steps, "batch": settings.batch, "lr": settings.lr,
         "latency": latency,  # device estimates are added by write_reports, from the calibration in force
     }
@@ -161,50 +189,49 @@ def collect(out: Path) -> list[dict[str, Any]]:
     return results
 
 
-def sweep(pairs: str | os.PathLike, out: str | os.PathLike, budgets: list[int], settings, methods=("output",),
-          depths=DEFAULT_DEPTHS, heads=DEFAULT_HEADS, widths=WIDTHS, ta: str | None = None, shard=(0, 1),
-          eval_data: str = "digits", eval_samples: int = 500, latency_backend: str = "onnxruntime",
-          latency_seconds: float = 1.0, say=print) -> list[dict[str, Any]]:
+def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
     from edgedit.data.pairs import PairsStore
     from edgedit.design.report import write_reports
     from edgedit.train.distill import METHODS, student_config
 
-    for method in methods:
+    o = options
+    for method in o.methods:
         if method not in METHODS:
             raise EdgeditError(f"--methods: unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if "ta" in methods and ta is None:
+    if "ta" in o.methods and o.ta is None:
         raise EdgeditError("--methods ta needs --ta PRESET|CKPT, the teaching assistant shared by the sweep")
-    worker, workers = shard
+    worker, workers = o.shard
     if not 0 <= worker < workers:
         raise EdgeditError(f"--shard {worker}/{workers}: need 0 <= I < N")
-    pairs, out = Path(pairs), Path(out)
-    manifest = PairsStore(pairs).manifest
+    o.settings.check()
+    out = Path(o.output)
+    manifest = PairsStore(o.pairs).manifest
     base = student_config("DiT-Nano-S/2", manifest)
-    plan = [c for b in budgets for c in candidates_for(b, base, depths, heads, widths, methods)]
-    if ta is not None and "ta" in methods:
-        ta = prepare_ta(ta, pairs, out, settings, manifest, say)
+    plan = [c for b in o.budgets for c in candidates_for(b, base, o.depths, o.heads, o.widths, o.methods)]
+    ta = prepare_ta(o, manifest, say) if o.ta is not None and "ta" in o.methods else None
     out.mkdir(parents=True, exist_ok=True)
     for index, candidate in enumerate(plan):
         if index % workers != worker:
             continue
+        label = f"[{index + 1}/{len(plan)}] {candidate.name}"
         if finished(out, candidate):
-            say(f"[{index + 1}/{len(plan)}] {candidate.name}: done, skipped")
+            say(f"{label}: done, skipped")
             continue
         if candidate.method == "mi1" and candidate.config.depth < 2:
-            say(f"[{index + 1}/{len(plan)}] {candidate.name}: mi1 needs at least 2 blocks; skipped")
+            say(f"{label}: mi1 needs at least 2 blocks; skipped")
             continue
-        if candidate.method == "ta" and not ta_fits(candidate.config, ta):
-            say(f"[{index + 1}/{len(plan)}] {candidate.name}: the TA is shallower, narrower or on another grid; skipped")
+        misfit = ta_misfit(candidate.config, read_checkpoint(ta).config) if candidate.method == "ta" else None
+        if misfit:
+            say(f"{label}: {misfit}; skipped")
             continue
-        say(f"[{index + 1}/{len(plan)}] {candidate.name}: {accounting.count_params(candidate.config):,} params")
-        result = run_candidate(candidate, pairs, out, settings, ta, eval_data, eval_samples, latency_backend,
-                               latency_seconds, say)
+        say(f"{label}: {accounting.count_params(candidate.config):,} params")
+        result = run_candidate(candidate, o, ta, say)
         say(f"    FID {result['fid']:.1f}, {result['latency']['p50_ms']:.2f} ms on {result['latency']['backend']}")
     return write_reports(out, collect(out))
 
 
 def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency_seconds: float = 2.0,
-           rounds: int = 5, say=print) -> list[dict[str, Any]]:
+           rounds: int = 5, say=log.info) -> list[dict[str, Any]]:
     """Re-measure every finished candidate's latency on this machine, once per architecture.
 
     For a sweep trained on several machines (--shard) or on a busy one: one latency column, from one
@@ -240,21 +267,15 @@ def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency
     return write_reports(out, results)
 
 
-def prepare_ta(ta: str, pairs: Path, out: Path, settings, manifest: dict, say) -> str:
-    """A preset TA is distilled once for the whole sweep (out/ta.safetensors); a checkpoint is used as is."""
-    from edgedit.train.distill import run_distillation
+def prepare_ta(o: SweepOptions, manifest: dict, say) -> str:
+    """A preset TA is distilled once for the whole sweep (OUT/ta.safetensors); a checkpoint is used as is."""
+    from edgedit.train.distill import DistillOptions, distill
 
-    if Path(ta).suffix == ".safetensors" or Path(ta).exists():
-        return ta
-    path = out / "ta.safetensors"
+    if names_a_file(o.ta):
+        return o.ta
+    path = Path(o.output) / "ta.safetensors"
     if not path.exists():
-        say(f"distilling the sweep's teaching assistant {ta} -> {path}")
-        run_distillation(pairs, ta, "output", path, settings, resume=state_path(path).exists(), say=say)
+        say(f"distilling the sweep's teaching assistant {o.ta} -> {path}")
+        distill(DistillOptions(pairs=o.pairs, output=path, settings=o.settings, student=o.ta, method="output",
+                               resume=state_path(path).exists()), say=say)
     return str(path)
-
-
-def ta_fits(student: DiTConfig, ta: str) -> bool:
-    from edgedit.checkpoint import read_checkpoint
-
-    t = read_checkpoint(ta).config
-    return t.depth >= student.depth and t.hidden_size >= student.hidden_size and t.num_patches == student.num_patches

@@ -1,16 +1,17 @@
 """`edgedit build-engine`: an exported ONNX to a TensorRT 10.3 engine, on the device. Torch-free.
 
-Precision is decided by the ONNX file where possible (deploy-facts 3.1, 8.1): an FP16-typed or a
-Q/DQ INT8 file builds as a *strongly typed* network (no precision flags: the path TensorRT 11
-keeps). The weakly typed builder flags remain as the TensorRT 10 comparison: `fp16` on an FP32
-file sets the FP16 flag, and `best` sets FP16 + INT8 on a Q/DQ file (INT8 where the Q/DQ say,
-FP16 elsewhere). `int8` / `best` on an FP32 file quantize it first, as `edgedit quantize` does.
+Precision is decided by the ONNX file where possible: an FP16-typed or a Q/DQ INT8 file builds as
+a *strongly typed* network (no precision flags: the path TensorRT 11 keeps; TensorRT Developer
+Guide, "Strongly Typed Networks" and "Explicit Quantization"). The weakly typed builder flags
+remain as the TensorRT 10 comparison: `fp16` on an FP32 file sets the FP16 flag, and `best` sets
+FP16 + INT8 on a Q/DQ file (INT8 where the Q/DQ say, FP16 elsewhere). An FP32 file for `int8` /
+`best` is quantized first by `edgedit.pipeline.build`, one level up, as `edgedit quantize` does.
 
   precision | ONNX fp32                       | ONNX fp16      | ONNX int8 (Q/DQ)
   fp32      | strongly typed                  | refused        | refused
   fp16      | weakly typed, FP16 flag         | strongly typed | refused
-  int8      | quantize, then strongly typed   | refused        | strongly typed
-  best      | quantize, then FP16+INT8 flags  | refused        | weakly typed, FP16+INT8 flags
+  int8      | (quantized first by the pipeline)| refused       | strongly typed
+  best      | (quantized first by the pipeline)| refused       | weakly typed, FP16+INT8 flags
 
 Builds go through Polygraphy's Python API (or JetPack's trtexec with --trtexec), capped by a
 workspace limit because the Orin Nano's 8 GB are shared with the CPU and builds are where users
@@ -19,7 +20,7 @@ run out of memory. Engine and sidecar are written atomically.
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import os
 import resource
 import shutil
@@ -29,13 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedit.bench.tegrastats import TegrastatsSampler
-from edgedit.deps import require
-from edgedit.engines.sidecar import device_facts, sidecar_path, write_sidecar
-from edgedit.errors import CheckFailed, EdgeditError
-from edgedit.fileio import atomic_output, sha256_file
-from edgedit.runtime.onnx_metadata import read_onnx_header
-from edgedit.runtime.spec import ModelMeta
+from edgedit.contract import device
+from edgedit.contract.deps import require
+from edgedit.contract.errors import CheckFailed, EdgeditError
+from edgedit.contract.fileio import atomic_output, sha256_file
+from edgedit.contract.onnx_header import read_onnx_header
+from edgedit.contract.sidecar import device_facts, sidecar_path, write_sidecar
+from edgedit.contract.spec import ModelMeta
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 MAX_OPSET = 20  # TensorRT 10.3's ONNX parser
@@ -96,7 +97,8 @@ def trtexec_command(onnx: str | os.PathLike, plan: str | os.PathLike, settings: 
         command += ["--fp16"] + (["--int8", "--precisionConstraints=prefer"] if settings.int8_flag else [])
     if settings.dynamic:
         for key, flag in (("min", "--minShapes"), ("opt", "--optShapes"), ("max", "--maxShapes")):
-            command.append(f"{flag}=" + ",".join(f"{name}:{'x'.join(map(str, s[key]))}" for name, s in settings.shapes.items()))
+            command.append(f"{flag}=" + ",".join(f"{name}:{'x'.join(map(str, s[key]))}" for name,
+                                                 s in settings.shapes.items()))
     command += [f"--memPoolSize=workspace:{settings.workspace_mb}", f"--builderOptimizationLevel={settings.opt_level}",
                 "--profilingVerbosity=detailed"]
     if settings.timing_cache:
@@ -140,9 +142,18 @@ def find_trtexec() -> str:
                        "JetPack's TensorRT); drop --trtexec to build with the Python API")
 
 
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    precision: str = "fp16"
+    workspace_mb: int = 1024
+    opt_level: int = 3
+    timing_cache: Path | None = None
+    use_trtexec: bool = False
+
+
 @dataclass
 class BuildReport:
-    plan: Path | None
+    plan: Path | None  # None for a dry run
     onnx: Path
     settings: BuildSettings
     command: list[str]
@@ -150,57 +161,37 @@ class BuildReport:
     sidecar: dict[str, Any] | None = None
 
 
-def quantize_first(onnx: Path, meta: ModelMeta, output: Path, calib: Path | None, calib_samples: int) -> Path:
-    """INT8 from an FP32 export in one command: calibrate and quantize as `edgedit quantize` does."""
-    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise EdgeditError(f"{onnx}: int8 from an FP32 ONNX needs calibration and quantization, which need "
-                           f"{' and '.join(missing)} here; install them, or run `edgedit quantize` on the "
-                           "workstation and build its .int8.onnx")
-    from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, load_calibration, record_inputs
-    from edgedit.export.quantize import quantize_onnx
-    from edgedit.runtime.backends import OnnxRuntimeBackend
-
-    fp32 = OnnxRuntimeBackend(onnx, provider="cpu")
-    calibration = load_calibration(calib, meta) if calib else record_inputs(fp32, calib_samples, CALIBRATION_SEED)
-    heldout = record_inputs(fp32, max(4, calib_samples // 4), HELDOUT_SEED)
-    return quantize_onnx(onnx, output, calibration, heldout).path
-
-
-def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, precision: str = "fp16",
-                 calib: str | os.PathLike | None = None, workspace_mb: int = 1024, opt_level: int = 3,
-                 timing_cache: str | os.PathLike | None = None, use_trtexec: bool = False, dry_run: bool = False,
-                 calib_samples: int = 64) -> BuildReport:
+def plan_build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions,
+               meta: ModelMeta | None = None, source: Path | None = None) -> BuildReport:
+    """Check the ONNX and the options and work out the build, without TensorRT (a dry run).
+    `meta` / `source`: the model and file the build will use, when a pipeline makes it first."""
     onnx, output = Path(onnx), Path(output)
     metadata, opsets = read_onnx_header(onnx)
-    meta = ModelMeta.from_metadata(metadata, str(onnx))
+    meta = meta or ModelMeta.from_metadata(metadata, str(onnx))
     if opsets.get("ai.onnx", 0) > MAX_OPSET:
         raise EdgeditError(f"{onnx}: opset {opsets['ai.onnx']} is above {MAX_OPSET}, the newest TensorRT 10.3 parses; "
                            "re-export with --opset 17..20")
-    if calib is not None and (precision not in ("int8", "best") or meta.precision != "fp32"):
-        raise EdgeditError("--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already calibrated)")
-    quantized_from = None
-    if precision in ("int8", "best") and meta.precision == "fp32":
-        q_path = output.with_name(onnx.name.removesuffix(".onnx") + ".int8.onnx")  # next to the engine
-        if not dry_run:
-            quantized_from, onnx = onnx, quantize_first(onnx, meta, q_path, Path(calib) if calib else None, calib_samples)
-            meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
-        else:
-            quantized_from, onnx = onnx, q_path
-            meta.precision = "int8"
-    settings = settings_for(meta, precision, workspace_mb, opt_level, timing_cache)
-    command = trtexec_command(onnx, output, settings)
-    if dry_run:
-        return BuildReport(None, onnx, settings, command, quantized_from)
+    settings = settings_for(meta, options.precision, options.workspace_mb, options.opt_level, options.timing_cache)
+    source = source or onnx
+    return BuildReport(None, source, settings, trtexec_command(source, output, settings),
+                       onnx if source != onnx else None)
 
+
+def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions,
+                 monitor: contextlib.AbstractContextManager | None = None,
+                 quantized_from: Path | None = None) -> BuildReport:
+    """Build the engine and its sidecar (atomically, both or neither). `monitor` is entered around
+    the build and its `summary()` recorded (tegrastats: shared RAM and power, on a Jetson)."""
+    report = plan_build(onnx, output, options)
+    onnx, output, settings = report.onnx, Path(output), report.settings
     trt = require("tensorrt", hint=TENSORRT_HINT)
-    from edgedit.doctor import cuda_devices
-
-    if not cuda_devices()["devices"]:
+    if not device.cuda_devices()["devices"]:
         raise EdgeditError(f"no CUDA device here: {NOT_PORTABLE}")
-    start, sampler = time.perf_counter(), TegrastatsSampler(interval_ms=100)
-    with sampler, atomic_output(output, sidecar_path(output)) as tmp:
-        if use_trtexec:
+    metadata = read_onnx_header(onnx)[0]
+    meta = ModelMeta.from_metadata(metadata, str(onnx))
+    start, monitor = time.perf_counter(), monitor or contextlib.nullcontext()
+    with monitor, atomic_output(output, sidecar_path(output)) as tmp:
+        if options.use_trtexec:
             executable = find_trtexec()
             done = subprocess.run(trtexec_command(onnx, tmp, settings, executable), capture_output=True, text=True)
             if done.returncode != 0:
@@ -209,20 +200,21 @@ def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, precision: 
         else:
             tmp.write_bytes(engine_bytes_polygraphy(onnx, settings, trt))
         seconds = time.perf_counter() - start
-        rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
         record = {
-            "precision": precision,
+            "precision": options.precision,
             "strongly_typed": settings.strongly_typed,
-            "builder": {**settings.to_dict(), "tool": "trtexec" if use_trtexec else "polygraphy"},
-            "trtexec_equivalent": " ".join(command),
+            "builder": {**settings.to_dict(), "tool": "trtexec" if options.use_trtexec else "polygraphy"},
+            "trtexec_equivalent": " ".join(report.command),
             "device": device_facts(trt.__version__),
-            "onnx": {"file": onnx.name, "sha256": sha256_file(onnx), "metadata": metadata if quantized_from is None
-                     else read_onnx_header(onnx)[0], "quantized_from": quantized_from.name if quantized_from else None},
+            "onnx": {"file": onnx.name, "sha256": sha256_file(onnx), "metadata": metadata,
+                     "quantized_from": quantized_from.name if quantized_from else None},
             "io": {"inputs": [s.to_dict() for s in meta.inputs], "outputs": [s.to_dict() for s in meta.outputs]},
             "build_seconds": seconds,
             "peak_rss_mb": rss / 1024,  # ru_maxrss is in KiB on Linux
-            "tegrastats": sampler.summary(),  # shared RAM and power during the build, on a Jetson
+            "tegrastats": monitor.summary() if hasattr(monitor, "summary") else None,
             "plan_bytes": tmp.stat().st_size,
         }
         write_sidecar(tmp.with_name(sidecar_path(output).name), record)
-    return BuildReport(output, onnx, settings, command, quantized_from, record)
+    return BuildReport(output, onnx, settings, report.command, quantized_from, record)

@@ -92,13 +92,14 @@ def train_classifier(epochs: int = 40, seed: int = 0) -> tuple[DigitsClassifier,
 
 
 if __name__ == "__main__":
-    from edgedit.fileio import atomic_output
+    from edgedit.contract.fileio import atomic_output
 
     classifier, accuracy = train_classifier()
     from safetensors.torch import save_file
 
     with atomic_output(WEIGHTS) as tmp:
         save_file(classifier.state_dict(), str(tmp), metadata={
-            "test_accuracy": f"{accuracy:.4f}", "data": "digits (scikit-learn), train split; accuracy on the test split",
+            "test_accuracy": f"{accuracy:.4f}", "data": "digits (scikit-learn), train split; accuracy on the test "
+                                                        "split",
             "recipe": "python -m edgedit.eval.digits_classifier (40 epochs AdamW 2e-3, +-1 px shifts, seed 0)"})
     print(f"wrote {WEIGHTS}: test accuracy {accuracy:.4f}")

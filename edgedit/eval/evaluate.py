@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edgedit.data.datasets import ImageData, load_data
-from edgedit.errors import EdgeditError
-from edgedit.metrics import fid, kid, psnr_db
+from edgedit.contract.errors import EdgeditError
+from edgedit.data.datasets import ImageData, has_test_split, load_data
+from edgedit.eval.metrics import fid, kid, psnr_db
 from edgedit.runtime.backends import Backend, load_backend
 from edgedit.runtime.samplers import default_labels, generate
 
@@ -37,14 +37,11 @@ def check_matches(backend: Backend, data: ImageData, where: str) -> None:
 
 def reference_split(spec: str) -> tuple[ImageData, ImageData | None, str]:
     """(held-out reference images, training images for the real-vs-real floor, the reference's name)."""
-    try:
+    if has_test_split(spec):
         test = load_data(spec, "test")
         return test, load_data(spec, "train"), f"{test.name} test split ({len(test)} images)"
-    except EdgeditError as err:
-        if "no test split" not in str(err):
-            raise
-        train = load_data(spec, "train")
-        return train, None, f"{train.name} ({len(train)} images)"
+    train = load_data(spec, "train")
+    return train, None, f"{train.name} ({len(train)} images)"
 
 
 def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: ImageData, train: ImageData | None,
@@ -60,7 +57,8 @@ def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: Ima
     kid_features = f"{network}, scaled to the reference's RMS norm sqrt(d)"
 
     def kid_of(features: np.ndarray) -> tuple[float, float]:
-        return kid(features * scale, real * scale, subsets=50, subset_size=min(len(features), len(real), 1000), seed=seed)
+        return kid(features * scale, real * scale, subsets=50, subset_size=min(len(features), len(real), 1000),
+                   seed=seed)
 
     kid_mean, kid_std = kid_of(fake)
     metrics = [
@@ -76,7 +74,8 @@ def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: Ima
         metrics.append({"metric": "FID real-vs-real", "value": fid(floor, real), "features": network,
                         "samples": len(pick), "reference": ref_name, "note": note})
         floor_kid = kid_of(floor)
-        metrics.append({"metric": "KID real-vs-real", "value": floor_kid[0], "std": floor_kid[1], "features": kid_features,
+        metrics.append({"metric": "KID real-vs-real", "value": floor_kid[0], "std": floor_kid[1],
+                        "features": kid_features,
                         "samples": len(pick), "reference": ref_name, "note": note})
     predicted = probs.argmax(1)
     share = np.bincount(predicted, minlength=probs.shape[1]) / len(predicted)
@@ -91,7 +90,8 @@ def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: Ima
     return metrics
 
 
-def inception_metrics(images: np.ndarray, reference: ImageData, ref_name: str, weights, seed: int) -> list[dict[str, Any]]:
+def inception_metrics(images: np.ndarray, reference: ImageData, ref_name: str, weights,
+                      seed: int) -> list[dict[str, Any]]:
     from edgedit.eval.inception import inception_features, load_inception
 
     model = load_inception(weights)
@@ -100,14 +100,17 @@ def inception_metrics(images: np.ndarray, reference: ImageData, ref_name: str, w
     kid_mean, kid_std = kid(fake, real, subsets=50, subset_size=min(len(fake), len(real), 1000), seed=seed)
     return [{"metric": "FID (Inception)", "value": fid(fake, real), "features": network, "samples": len(images),
              "reference": ref_name},
-            {"metric": "KID (Inception)", "value": kid_mean, "std": kid_std, "features": network, "samples": len(images),
+            {"metric": "KID (Inception)", "value": kid_mean, "std": kid_std, "features": network,
+             "samples": len(images),
              "reference": ref_name}]
 
 
 def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | None = None, sampler: str | None = None,
              batch: int = 64, reference: str | os.PathLike | None = None, seed: int = 0,
              backend_kind: str = "auto", inception_weights: str | os.PathLike | None = None,
-             reference_count: int | None = None) -> dict[str, Any]:
+             reference_count: int | None = None, grid: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Sample `n` images from seeds and measure them (metrics under "metrics"); `grid` also writes
+    the first 64 as a PNG."""
     from edgedit.eval.inception import find_weights
 
     weights = find_weights(inception_weights)  # checked before any sampling
@@ -115,7 +118,8 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
     real, train, ref_name = reference_split(data)
     if reference_count is not None and reference_count < len(real):  # a seeded subset, for slow feature networks
         pick = np.sort(np.random.default_rng(seed).choice(len(real), reference_count, replace=False))
-        real = ImageData(real.name, real.images[pick], None if real.labels is None else real.labels[pick], real.num_classes)
+        real = ImageData(real.name, real.images[pick], None if real.labels is None else real.labels[pick],
+                         real.num_classes)
         ref_name = f"{reference_count} images of the {ref_name}"
     check_matches(backend, real, str(model))
     cfg = backend.meta.config
@@ -125,7 +129,7 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
     spec = backend.meta.sampler
     sampling = "one step" if spec["type"] == "one-step" else \
         f"EDM {sampler or spec['sampler']}, {steps or spec['steps']} steps"
-    report: dict[str, Any] = {"model": str(model), "backend": backend.describe(), "data": data, "samples": n,
+    report: dict[str, Any] = {"model": str(model), "backend": backend.title, "data": data, "samples": n,
                               "seeds": [seed, seed + n - 1], "sampling": sampling, "metrics": []}
     if real.shape == DIGITS_SHAPE and real.num_classes == 10:
         report["metrics"] += domain_metrics(images, labels, real, train, ref_name, seed)
@@ -139,7 +143,10 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
         check_matches(other, real, str(reference))
         ref_images = generate(other, seeds, labels, batch=batch, steps=steps, sampler=sampler)
         report["metrics"].append({"metric": "PSNR vs reference", "value": psnr_db(ref_images, images),
-                                  "features": "pixels", "samples": n, "reference": f"{reference} ({other.describe()}), "
+                                  "features": "pixels", "samples": n, "reference": f"{reference} ({other.title}), "
                                                                                   "same seeds and labels"})
-    report["images"] = images
+    if grid:
+        from edgedit.runtime.images import make_grid, save_png
+
+        save_png(grid, make_grid(images[:64], columns=8))
     return report

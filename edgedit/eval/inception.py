@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 from edgedit.runtime.images import to_uint8
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -185,12 +185,14 @@ def load_inception(path: Path) -> FIDInceptionV3:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise EdgeditError(f"{path}: not a readable tensors-only state dict ({str(err).splitlines()[0][:100]})") from err
+        reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        raise EdgeditError(f"{path}: not a readable tensors-only state dict ({reason})") from err
     model = FIDInceptionV3()
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise EdgeditError(f"{path}: not pytorch-fid's FID Inception weights ({str(err).splitlines()[0][:120]})") from err
+        reason = str(err).splitlines()[0][:120]
+        raise EdgeditError(f"{path}: not pytorch-fid's FID Inception weights ({reason})") from err
     return model.eval()
 
 

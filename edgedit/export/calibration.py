@@ -13,11 +13,11 @@ import os
 
 import numpy as np
 
-from edgedit.errors import EdgeditError
-from edgedit.fileio import load_npz
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import load_npz
+from edgedit.contract.spec import ModelMeta
 from edgedit.runtime.backends import Backend
 from edgedit.runtime.samplers import generate
-from edgedit.runtime.spec import ModelMeta
 
 CALIBRATION_SEED = 10_000_000
 HELDOUT_SEED = 20_000_000
@@ -39,8 +39,17 @@ def record_inputs(backend: Backend, samples: int, first_seed: int, steps: int | 
 
 
 def load_calibration(path: str | os.PathLike, meta: ModelMeta) -> dict[str, np.ndarray]:
-    """Read an .npz (never pickled objects) and check it against the model's inputs."""
+    """Read an .npz (never pickled objects) and check it against the model's inputs. Integer inputs
+    (class labels) of another integer type, numpy's int64 say, are cast when every value fits."""
     data = load_npz(path, "calibration file")
+    for spec in meta.inputs:
+        array = data.get(spec.name)
+        target = np.dtype(spec.dtype)
+        if array is not None and target.kind == "i" and array.dtype.kind in "iu" and array.dtype != target:
+            info = np.iinfo(target)
+            if array.size and (array.min() < info.min or array.max() > info.max):
+                raise EdgeditError(f"{path}: input '{spec.name}' has values outside {spec.dtype}")
+            data[spec.name] = array.astype(target)
     check_calibration(data, meta, str(path))
     return data
 
@@ -60,3 +69,19 @@ def check_calibration(data: dict[str, np.ndarray], meta: ModelMeta, where: str) 
         if array.dtype != np.dtype(spec.dtype) or array.shape != expected:
             raise EdgeditError(f"{where}: input '{spec.name}' must be {spec.dtype} of shape [rows, "
                                f"{', '.join(map(str, expected[1:]))}], got {array.dtype} {list(array.shape)}")
+
+
+def write_calibration_data(model: str, output: str | os.PathLike, samples: int, seed: int | None = None,
+                           steps: int | None = None, sampler: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """`edgedit calib-data`: (the arrays written to `output`, the backend that made them)."""
+    from pathlib import Path
+
+    from edgedit.contract.fileio import save_npz
+    from edgedit.runtime.backends import load_backend
+
+    if Path(model).resolve() == Path(output).resolve():
+        raise EdgeditError(f"{output}: is the input model; write the calibration data elsewhere (-o calib.npz)")
+    backend = load_backend(model)
+    data = record_inputs(backend, samples, CALIBRATION_SEED if seed is None else seed, steps, sampler)
+    save_npz(output, data)
+    return data, backend.title

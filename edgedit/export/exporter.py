@@ -15,18 +15,19 @@ import io
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgedit import __version__
-from edgedit.deps import require
-from edgedit.errors import CheckFailed, EdgeditError
+from edgedit.contract.deps import require
+from edgedit.contract.errors import CheckFailed, EdgeditError
+from edgedit.contract.fileio import atomic_output
+from edgedit.contract.schedules import sampler_spec
+from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
 from edgedit.export import graph
-from edgedit.fileio import atomic_output
-from edgedit.runtime.spec import PREFIX, ModelMeta, io_spec, sampler_spec
 
 DEFAULT_OPSET = 18  # the dynamo exporter's native opset: no version conversion needed
 PRECISIONS = ("fp32", "fp16")
@@ -111,7 +112,8 @@ def to_fp16(model):
 
     outside = [n.name for n in model.graph.node if n.name.startswith("/")]
     with _quiet_exporter():
-        return convert_float_to_float16(model, keep_io_types=True, op_block_list=DEFAULT_OP_BLOCK_LIST + FP32_OPS_IN_FP16_GRAPHS,
+        return convert_float_to_float16(model, keep_io_types=True,
+                                        op_block_list=DEFAULT_OP_BLOCK_LIST + FP32_OPS_IN_FP16_GRAPHS,
                                         node_block_list=outside)
 
 
@@ -119,7 +121,7 @@ def check_parity(path: Path, module, net, batches: list[int], precision: str) ->
     """ONNX Runtime (CPU) vs the torch module on fresh inputs; raise CheckFailed beyond tolerance."""
     torch = require("torch", extra="train")
     from edgedit.models.deployable import example_inputs
-    from edgedit.runtime.backends import OnnxRuntimeBackend
+    from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(path, provider="cpu")
     tolerance = PARITY_TOLERANCE[precision]
@@ -133,7 +135,8 @@ def check_parity(path: Path, module, net, batches: list[int], precision: str) ->
         rel = max_abs / max(float(np.abs(ref).max()), 1e-12)
         results.append({"batch": batch, "max_abs_error": max_abs, "max_rel_error": rel, "tolerance": tolerance})
         if not np.isfinite(got).all() or rel > tolerance:
-            raise CheckFailed(f"export parity failed at batch {batch}: ONNX Runtime differs from torch by {max_abs:.3g} "
+            raise CheckFailed(f"export parity failed at batch {batch}: ONNX Runtime differs from torch by "
+                              f"{max_abs:.3g} "
                               f"(relative {rel:.3g} > tolerance {tolerance:g}, {precision}); nothing was written")
     return results
 
@@ -176,4 +179,39 @@ def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: B
         meta.extra["parity"] = parity
         graph.set_metadata(header, meta.to_metadata(), replace_prefix=PREFIX)
         onnx.save_model(header, str(tmp))
-    return ExportReport(output, output.with_name(data.name) if data else None, meta, graph.op_histogram(proto), parity, opset)
+    return ExportReport(output, output.with_name(data.name) if data else None, meta, graph.op_histogram(proto), parity,
+                        opset)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    batch: int | None = None  # static batch (default 1)
+    dynamic_batch: str | None = None  # "MIN:OPT:MAX"
+    precision: str = "fp32"
+    opset: int = DEFAULT_OPSET
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset overrides
+
+    def batch_spec(self) -> BatchSpec:
+        if self.batch is not None and self.dynamic_batch is not None:
+            raise EdgeditError("--batch and --dynamic-batch exclude each other: choose a static or a dynamic batch")
+        return BatchSpec.parse(self.dynamic_batch) if self.dynamic_batch else BatchSpec.static(self.batch or 1)
+
+
+def default_export_path(model: str, precision: str) -> Path:
+    """export/NAME[.fp16].onnx for a checkpoint path or a preset name."""
+    path = Path(model)
+    name = path.stem if path.suffix else model.replace("/", "-")
+    return Path("export") / f"{name}{'.fp16' if precision == 'fp16' else ''}.onnx"
+
+
+def export_model(model: str, output: str | os.PathLike | None, options: ExportOptions) -> ExportReport:
+    """`edgedit export`: a checkpoint or preset to a validated ONNX file."""
+    from edgedit.models.loading import load_model_or_preset
+
+    spec = options.batch_spec()
+    graph.check_opset(options.opset)
+    output = Path(output) if output else default_export_path(model, options.precision)
+    if Path(model).resolve() == output.resolve():
+        raise EdgeditError(f"{output}: is the input model; write the ONNX file elsewhere (-o NAME.onnx)")
+    net, source = load_model_or_preset(model, **options.overrides)
+    return export_onnx(net, output, source, spec, options.precision, options.opset)

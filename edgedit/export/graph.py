@@ -7,8 +7,8 @@ import collections
 import os
 from pathlib import Path
 
-from edgedit.deps import require
-from edgedit.errors import EdgeditError
+from edgedit.contract.deps import require
+from edgedit.contract.errors import EdgeditError
 
 # TensorRT 10.3 (JetPack 6.1/6.2) parses ONNX opsets up to 20; LayerNormalization needs 17.
 SUPPORTED_OPSETS = range(17, 21)
@@ -79,7 +79,10 @@ def name_nodes_by_module(model, strip_prefix: str = "net.") -> None:
         if scopes:
             path = ast.literal_eval(scopes)[:-1]  # the last entry names the op itself
             module = path[-1] if path else ""
-            module = module[len(strip_prefix):] if module.startswith(strip_prefix) else ("" if module == "net" else module)
+            if module.startswith(strip_prefix):
+                module = module[len(strip_prefix):]
+            elif module == "net":
+                module = ""
         base = f"{module}/{node.op_type}"
         node.name = base if not seen[base] else f"{base}_{seen[base]}"
         seen[base] += 1

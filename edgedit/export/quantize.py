@@ -1,10 +1,10 @@
 """`edgedit quantize`: an FP32 export to an explicit-quantization (Q/DQ) INT8 ONNX for TensorRT.
 
-The recipe TensorRT's explicit quantization wants (deploy-facts section 3): symmetric INT8 (every
-zero point 0), per-output-channel weights, per-tensor activations, Q/DQ on the inputs of the
-quantized layers only. By default the block Linear layers (qkv, proj, fc1, fc2) are quantized and
-the sensitive parts stay in high precision: patch / timestep / label embedders, adaLN modulation,
-the final layer, the attention products and softmax, and the EDM preconditioning.
+The recipe TensorRT's explicit quantization wants (TensorRT Developer Guide, "Explicit
+Quantization"; the ONNX parser's Q/DQ rules in onnx/onnx-tensorrt docs/operators.md): symmetric
+INT8 (every zero point 0), per-output-channel weights, per-tensor activations, Q/DQ on the inputs
+of the quantized layers only. By default the layers of `edgedit.contract.quantization` (the block
+Linear layers) are quantized and everything else stays in high precision.
 
 NVIDIA ModelOpt's ONNX PTQ is used when `nvidia-modelopt` is importable, ONNX Runtime's
 `quantize_static` otherwise. Either way the result is measured against the FP32 model on
@@ -26,26 +26,36 @@ from typing import Any
 
 import numpy as np
 
-from edgedit.deps import require
-from edgedit.errors import CheckFailed, EdgeditError
+from edgedit.contract.deps import require
+from edgedit.contract.errors import CheckFailed, EdgeditError
+from edgedit.contract.fileio import atomic_output, sha256_file
+from edgedit.contract.quantization import is_int8_node
+from edgedit.contract.spec import PREFIX, ModelMeta
+from edgedit.eval.metrics import psnr_db
 from edgedit.export import graph
 from edgedit.export.calibration import check_calibration
-from edgedit.fileio import atomic_output, sha256_file
-from edgedit.metrics import psnr_db
-from edgedit.runtime.spec import PREFIX, ModelMeta
 
 METHODS = ("max", "entropy", "percentile")
 TOOLS = ("auto", "modelopt", "onnxruntime")
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
-# fnmatch patterns over node names '{module path}/{OpType}' (see graph.name_nodes_by_module).
-DEFAULT_EXCLUDES = (
-    "x_embedder*", "t_embedder*", "y_embedder*",  # embedders
-    "*adaLN_modulation*",  # conditioning: scale/shift/gate of every block
-    "final_layer*",  # the output projection
-    "blocks.*.attn/MatMul*",  # Q·Kᵀ and softmax·V (activation x activation)
-    "/*",  # outside the DiT: EDM preconditioning, label cast
-)
-DEFAULT_MIN_PSNR = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizeOptions:
+    method: str = "max"  # activation ranges: max, entropy or percentile
+    excludes: tuple[str, ...] = ()  # fnmatch patterns over node names, kept in high precision
+    recipe_layers: bool = True  # only edgedit's INT8 layers; False: every MatMul/Gemm/Conv with a weight
+    min_psnr: float = 30.0  # refuse below this output PSNR (dB) against FP32
+    force: bool = False  # write even below min_psnr
+    tool: str = "auto"  # modelopt when installed, else onnxruntime
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise EdgeditError(f"--method must be one of {', '.join(METHODS)} (got {self.method!r})")
+        if self.tool not in TOOLS:
+            raise EdgeditError(f"--tool must be one of {', '.join(TOOLS)} (got {self.tool!r})")
+        if not self.min_psnr == self.min_psnr or self.min_psnr in (float("inf"), float("-inf")):
+            raise EdgeditError(f"--min-psnr must be a finite number of dB (got {self.min_psnr})")
 
 
 @dataclass
@@ -63,14 +73,15 @@ class QuantizeReport:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def select_nodes(model, excludes: list[str]) -> tuple[list[str], list[str]]:
-    """(nodes to quantize, excluded candidates): MatMul/Gemm/Conv with a constant weight,
-    minus those matching an exclude pattern."""
+def select_nodes(model, excludes: list[str], recipe_layers: bool = True) -> tuple[list[str], list[str]]:
+    """(nodes to quantize, candidates kept in high precision): MatMul/Gemm/Conv with a constant
+    weight, of edgedit's INT8 layers (unless `recipe_layers` is False), minus `excludes`."""
     constants = {t.name for t in model.graph.initializer}
     candidates = [n.name for n in model.graph.node
                   if n.op_type in QUANTIZABLE_OPS and any(i in constants for i in n.input[1:2])]
-    excluded = [n for n in candidates if any(fnmatch.fnmatchcase(n, p) for p in excludes)]
-    return [n for n in candidates if n not in excluded], excluded
+    chosen = [n for n in candidates if (is_int8_node(n) or not recipe_layers)
+              and not any(fnmatch.fnmatchcase(n, p) for p in excludes)]
+    return chosen, [n for n in candidates if n not in chosen]
 
 
 def check_patterns(model, patterns: list[str]) -> None:
@@ -193,13 +204,11 @@ def check_zero_points(model) -> int:
 
 
 def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibration: dict[str, np.ndarray],
-                  heldout: dict[str, np.ndarray], method: str = "max", excludes: list[str] | None = None,
-                  default_excludes: bool = True, min_psnr: float = DEFAULT_MIN_PSNR, force: bool = False,
-                  tool: str = "auto") -> QuantizeReport:
-    if method not in METHODS:
-        raise EdgeditError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
-    if tool not in TOOLS:
-        raise EdgeditError(f"--tool must be one of {', '.join(TOOLS)} (got {tool!r})")
+                  heldout: dict[str, np.ndarray], options: QuantizeOptions = QuantizeOptions()) -> QuantizeReport:
+    """Quantize with `calibration` inputs and measure against FP32 on `heldout` inputs (both keyed by
+    input name); atomic: nothing is written below the PSNR floor."""
+    options.check()
+    method, tool = options.method, options.tool
     has_modelopt = importlib.util.find_spec("modelopt") is not None
     if tool == "modelopt" and not has_modelopt:
         raise EdgeditError("--tool modelopt: nvidia-modelopt is not installed; pip install 'nvidia-modelopt[onnx]' "
@@ -210,13 +219,14 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
     model = graph.load_onnx(source)
     meta = ModelMeta.from_metadata(graph.metadata(model), str(source))
     if meta.precision != "fp32" or graph.is_qdq(model):
-        raise EdgeditError(f"{source}: is a {meta.precision} model; quantize an FP32 export (edgedit export --precision fp32)")
+        raise EdgeditError(f"{source}: is a {meta.precision} model; quantize an FP32 export (edgedit export "
+                           "--precision fp32)")
     graph.check_opset(graph.default_opset(model), where=str(source))
     check_calibration(calibration, meta, "calibration data")
     check_calibration(heldout, meta, "held-out data")
-    user = list(excludes or [])
+    user = list(options.excludes)
     check_patterns(model, user)
-    nodes, excluded = select_nodes(model, user + (list(DEFAULT_EXCLUDES) if default_excludes else []))
+    nodes, excluded = select_nodes(model, user, options.recipe_layers)
     if not nodes:
         raise EdgeditError("the exclude patterns leave no MatMul/Gemm/Conv layer to quantize")
 
@@ -237,15 +247,17 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         report = QuantizeReport(output, tool, method, nodes, excluded, psnr, max_abs,
                                 next(iter(calibration.values())).shape[0], next(iter(heldout.values())).shape[0],
                                 zero_points)
-        if not psnr >= min_psnr and not force:
-            raise CheckFailed(f"INT8 output PSNR {psnr:.1f} dB against FP32 on {report.heldout_rows} held-out inputs is "
-                              f"below {min_psnr:g} dB (max abs error {max_abs:.3g}); nothing was written. Exclude more "
+        if not psnr >= options.min_psnr and not options.force:
+            raise CheckFailed(f"INT8 output PSNR {psnr:.1f} dB against FP32 on {report.heldout_rows} held-out inputs "
+                              "is "
+                              f"below {options.min_psnr:g} dB (max abs error {max_abs:.3g}); nothing was written. "
+                              "Exclude more "
                               "layers (--exclude), try --method entropy|percentile, or pass --force")
         meta.precision = "int8"
         meta.extra.pop("parity", None)  # that was the FP32 export's check; this file's is below
         meta.extra["quantization"] = {
             "tool": tool, "method": method, "quantized_nodes": len(nodes), "excluded_nodes": len(excluded),
-            "exclude_patterns": user + (list(DEFAULT_EXCLUDES) if default_excludes else []),
+            "exclude_patterns": user, "recipe_layers": options.recipe_layers,
             "calibration_rows": report.calibration_rows, "heldout_rows": report.heldout_rows,
             "psnr_db": psnr, "max_abs_error": max_abs, "source_sha256": sha256_file(source),
         }

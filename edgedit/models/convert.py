@@ -14,12 +14,12 @@ import pickle
 import re
 from pathlib import Path
 
-from edgedit.checkpoint import CheckpointInfo, check_tensor_shapes, read_checkpoint, save_model
-from edgedit.config import DiTConfig
-from edgedit.deps import require
-from edgedit.errors import EdgeditError
-from edgedit.fileio import sha256_file
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.deps import require
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import sha256_file
 from edgedit.cost.accounting import parameter_shapes
+from edgedit.models.checkpoint import CheckpointInfo, check_tensor_shapes, read_checkpoint, save_model
 
 VAE_DOWNSAMPLE = 8  # DiT works on SD-VAE latents: a 256x256 image is a 32x32 latent
 
@@ -43,12 +43,14 @@ def load_official_state_dict(path: str | os.PathLike) -> dict:
         if found:
             raise EdgeditError(
                 f"{path}: refused: the file holds Python objects besides tensors ({found.group(1)}), and edgedit never "
-                "unpickles them. If you trust it, re-save its weights alone: torch.save(torch.load(f)['ema'], 'weights.pt')"
+                "unpickles them. If you trust it, re-save its weights alone: torch.save(torch.load(f)['ema'], "
+                "'weights.pt')"
             ) from err
         raise EdgeditError(f"{path}: not a PyTorch checkpoint (unreadable pickle stream)") from err
     except (EOFError, RuntimeError, OSError, ValueError) as err:
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise EdgeditError(f"{path}: not a readable PyTorch checkpoint, truncated or of another format ({reason})") from err
+        raise EdgeditError(
+            f"{path}: not a readable PyTorch checkpoint, truncated or of another format ({reason})") from err
     if isinstance(obj, dict) and isinstance(obj.get("ema"), dict):
         obj = obj["ema"]  # train.py layout {model, ema, opt, args}: DiT samples with the EMA weights
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -1,5 +1,5 @@
 """The function a deployed model computes, as a torch module: named inputs in the order of
-`edgedit.runtime.spec.io_spec`, one output. `edgedit export` traces it and the torch backend
+`edgedit.contract.spec.io_spec`, one output. `edgedit export` traces it and the torch backend
 runs it, so torch and ONNX compute exactly the same thing (EDM preconditioning included)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgedit.diffusion.edm import edm_denoise
+from edgedit.contract.spec import io_spec
 from edgedit.models.dit import DiT
-from edgedit.runtime.spec import io_spec
+from edgedit.models.edm import edm_denoise
 
 
 class DeployableDiT(nn.Module):

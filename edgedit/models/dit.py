@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgedit.config import DiTConfig
+from edgedit.contract.config import DiTConfig
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -2,33 +2,53 @@
 
 A backend knows its model's metadata (`ModelMeta`: I/O specs, sampler, batch range, precision)
 and maps named numpy inputs to named numpy outputs. Samplers and the benchmark harness only talk
-to this interface, so the ONNX Runtime, torch and TensorRT backends are interchangeable.
+to this interface, so ONNX Runtime, TensorRT and torch are interchangeable.
+
+Backends register themselves through package metadata (the entry-point group "edgedit.backends"
+in pyproject.toml): the runtime names none of them, and one that lives in a workstation package
+(torch, with the models) is found without the runtime importing that package. A new backend is a
+`Backend` subclass plus one entry point (docs/architecture.md).
 """
 
 from __future__ import annotations
 
-import os
+import importlib.metadata
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
-from edgedit import __version__
-from edgedit.deps import require
-from edgedit.errors import EdgeditError
-from edgedit.runtime.spec import ModelMeta, TensorSpec
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.spec import ModelMeta, TensorSpec
 
-ORT_PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
+ENTRY_POINTS = "edgedit.backends"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """What a backend may be asked besides the model; each backend uses its own."""
+
+    provider: str = "auto"  # ONNX Runtime execution provider: auto, cpu, cuda, tensorrt
+    threads: int = 0  # ONNX Runtime intra-op threads (0: its default)
+    cuda_graph: bool = False  # TensorRT: replay each batch size's call as a CUDA graph
+    device: str = "cpu"  # torch device
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset model overrides (torch)
+    quiet: bool = False  # no warning for a preset's random weights
 
 
 class Backend(ABC):
-    name: str  # onnxruntime | torch | tensorrt
+    name: ClassVar[str]  # onnxruntime | tensorrt | torch ...
+    suffixes: ClassVar[tuple[str, ...]]  # model files it runs; "" stands for a preset name
+    auto: ClassVar[bool] = True  # chosen by `auto` for those suffixes
     device: str  # where it runs, e.g. "cpu", "CUDAExecutionProvider"
     meta: ModelMeta
+
+    @classmethod
+    def open(cls, model: str, options: RunOptions) -> Backend:
+        """The backend for a model file or preset name (registered backends implement this)."""
+        raise EdgeditError(f"the {cls.name} backend opens no model files")
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -42,12 +62,18 @@ class Backend(ABC):
     def precision(self) -> str:
         return self.meta.precision
 
+    @property
+    def title(self) -> str:
+        """e.g. 'onnxruntime (CPUExecutionProvider, fp32)'."""
+        return f"{self.name} ({self.device}, {self.precision})"
+
     def check_feeds(self, feeds: dict[str, np.ndarray]) -> int:
         """Validate names, dtypes and shapes against the spec; returns the batch size."""
         missing = [s.name for s in self.inputs if s.name not in feeds]
         unexpected = sorted(set(feeds) - {s.name for s in self.inputs})
         if missing or unexpected:
-            raise EdgeditError(f"model inputs are {[s.name for s in self.inputs]}: missing {missing}, unexpected {unexpected}")
+            raise EdgeditError(f"model inputs are {[s.name for s in self.inputs]}: missing {missing}, unexpected "
+                               f"{unexpected}")
         batch = feeds[self.inputs[0].name].shape[0]
         for spec in self.inputs:
             array = feeds[spec.name]
@@ -67,112 +93,40 @@ class Backend(ABC):
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def describe(self) -> str:
-        return f"{self.name} ({self.device}, {self.precision})"
+
+_REGISTRY: dict[str, type[Backend]] = {}
 
 
-def ort_providers(choice: str, available: list[str]) -> list[str]:
-    """'auto': CUDA when present, else CPU (TensorRT's EP is left to an explicit choice: a Jetson
-    runs TensorRT natively through `edgedit build-engine`)."""
-    if choice == "auto":
-        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    if choice not in ORT_PROVIDERS:
-        raise EdgeditError(f"unknown provider '{choice}'; choose auto, {', '.join(ORT_PROVIDERS)}")
-    provider = ORT_PROVIDERS[choice]
-    if provider not in available:
-        raise EdgeditError(f"ONNX Runtime here has no {provider} (available: {', '.join(available)}); "
-                           "on a Jetson install onnxruntime-gpu from the Jetson AI Lab index (see README)")
-    return [provider, "CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [provider]
+def registered() -> dict[str, type[Backend]]:
+    """Every installed backend class by name, from the "edgedit.backends" entry points."""
+    if not _REGISTRY:
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
+            _REGISTRY[entry.name] = entry.load()
+        if not _REGISTRY:
+            raise EdgeditError("no edgedit backends are registered: edgedit is not installed as a package "
+                               "(pip install -e . registers them)")
+    return _REGISTRY
 
 
-class OnnxRuntimeBackend(Backend):
-    name = "onnxruntime"
-
-    def __init__(self, path: str | os.PathLike, provider: str = "auto", threads: int = 0):
-        ort = require("onnxruntime", hint="pip install onnxruntime (on a Jetson: onnxruntime-gpu from the Jetson AI Lab index)")
-        path = Path(path)
-        if not path.is_file():
-            raise EdgeditError(f"{path}: no such file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # errors only
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=ort_providers(provider, ort.get_available_providers()))
-        except EdgeditError:
-            raise
-        except Exception as err:
-            raise EdgeditError(f"{path}: ONNX Runtime cannot load it ({str(err).splitlines()[0][:160]})") from err
-        self.meta = ModelMeta.from_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
-        self.device = self.session.get_providers()[0]
-        names = [i.name for i in self.session.get_inputs()]
-        if names != [s.name for s in self.meta.inputs]:
-            raise EdgeditError(f"{path}: graph inputs {names} disagree with its edgedit metadata; re-export it")
-
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self.session.run([s.name for s in self.outputs], feeds)
-        return dict(zip((s.name for s in self.outputs), values))
-
-
-class TorchBackend(Backend):
-    """A checkpoint or a preset run by torch eager, through the same function export traces."""
-
-    name = "torch"
-
-    def __init__(self, model: str, device: str = "cpu", quiet: bool = False, **overrides):
-        from edgedit.models.loading import load_model_or_preset
-
-        net, source = load_model_or_preset(model, quiet=quiet, **overrides)
-        self._setup(net, source, device)
-
-    @classmethod
-    def from_net(cls, net, source: dict, device: str = "cpu") -> TorchBackend:
-        """A backend over a DiT already in memory (e.g. the EMA weights during training)."""
-        backend = cls.__new__(cls)
-        backend._setup(net, source, device)
-        return backend
-
-    def _setup(self, net, source: dict, device: str) -> None:
-        torch = require("torch", extra="train")
-        from edgedit.models.deployable import DeployableDiT
-        from edgedit.runtime.spec import io_spec, sampler_spec
-
-        self.torch = torch
-        self.device = device
-        self.module = DeployableDiT(net).to(device).eval()
-        inputs, outputs = io_spec(net.config)
-        self.meta = ModelMeta(net.config, inputs, outputs, sampler_spec(net.config), "fp32",
-                              {"min": 1, "opt": 1, "max": 2**31 - 1}, source, __version__)
-
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [self.torch.from_numpy(feeds[s.name]).to(self.device) for s in self.inputs]
-        with self.torch.inference_mode():
-            out = self.module(*args)
-        return {self.outputs[0].name: out.float().cpu().numpy()}
-
-
-def load_backend(model: str | os.PathLike, backend: str = "auto", provider: str = "auto", cuda_graph: bool = False,
-                 threads: int = 0, **overrides) -> Backend:
-    """The backend for MODEL: a .plan engine (TensorRT), an .onnx file (ONNX Runtime), a
-    .safetensors checkpoint or a preset name (torch)."""
-    path = Path(model)
-    kind = backend
+def load_backend(model: str | Path, backend: str = "auto", options: RunOptions | None = None) -> Backend:
+    """The backend for MODEL: `auto` picks by file type (.plan TensorRT, .onnx ONNX Runtime, a
+    checkpoint or preset name torch)."""
+    options = options or RunOptions()
+    backends = registered()
+    suffix = Path(str(model)).suffix
     if backend == "auto":
-        kind = {".plan": "tensorrt", ".onnx": "onnxruntime"}.get(path.suffix, "torch")
-    if kind == "tensorrt":
-        if path.suffix != ".plan":
-            raise EdgeditError(f"{model}: the tensorrt backend runs .plan engines; build one with `edgedit build-engine`")
-        from edgedit.runtime.tensorrt import TensorRTBackend
-
-        return TensorRTBackend(path, cuda_graph=cuda_graph)
-    if kind == "onnxruntime":
-        if path.suffix != ".onnx":
-            raise EdgeditError(f"{model}: the onnxruntime backend runs .onnx files; export it with `edgedit export`")
-        return OnnxRuntimeBackend(path, provider, threads)
-    if kind == "torch":
-        if path.suffix in (".onnx", ".plan"):
-            raise EdgeditError(f"{model}: the torch backend runs checkpoints and presets, not ONNX files")
-        return TorchBackend(str(model), **overrides)
-    raise EdgeditError(f"unknown backend '{backend}'; choose auto, tensorrt, onnxruntime or torch")
+        found = [cls for cls in backends.values() if cls.auto and suffix in cls.suffixes]
+        if not found:
+            raise EdgeditError(f"{model}: no backend runs {suffix or 'preset'} models; known: {', '.join(backends)}")
+        return found[0].open(str(model), options)
+    if backend not in backends:
+        raise EdgeditError(f"unknown backend '{backend}'; choose auto, {', '.join(backends)}")
+    cls = backends[backend]
+    if suffix not in cls.suffixes:
+        runs = ", ".join(s or "preset names" for s in cls.suffixes)
+        raise EdgeditError(f"{model}: the {backend} backend runs {runs}; see `edgedit export` and `edgedit "
+                           "build-engine`")
+    return cls.open(str(model), options)
 
 
 def pad_batch(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
@@ -181,4 +135,3 @@ def pad_batch(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]
     if n == batch:
         return feeds
     return {k: np.concatenate([v, np.repeat(v[-1:], batch - n, axis=0)]) for k, v in feeds.items()}
-

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 
 CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1  # only this thread's CUDA calls are restricted while capturing
 _DRIVER = None

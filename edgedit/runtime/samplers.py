@@ -8,19 +8,22 @@ as NVlabs/edm `generate.py` does.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 from edgedit.runtime.backends import Backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
 
 SAMPLERS = ("heun", "euler")  # EDM; DDPM models sample with "ddim"
 # Called with the inputs of every network evaluation (e.g. to collect calibration data).
 EvalHook = Callable[[dict[str, np.ndarray]], None]
-# Called with (step index i, sigma_i, state x_i) before each ODE step and (N, 0, final image) after.
+# edm_sample calls it with (step index i, sigma_i, state x_i) before each ODE step and (N, 0, final image) after.
 StateHook = Callable[[int, float, np.ndarray], None]
+# generate calls it with (first row of the chunk, i, sigma_i, x_i): a StateHook per chunk of rows.
+ChunkStateHook = Callable[[int, int, float, np.ndarray], None]
 
 
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> np.ndarray:
@@ -52,7 +55,7 @@ def edm_sample(denoise: Callable[[np.ndarray, np.ndarray], np.ndarray], z: np.nd
         return denoise(x.astype(np.float32), np.full(n, sigma, np.float32)).astype(np.float64)
 
     x = z.astype(np.float64) * sigmas[0]
-    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+    for i, (sigma, sigma_next) in enumerate(itertools.pairwise(sigmas)):
         if on_state is not None:
             on_state(i, float(sigma), x)
         d = (x - D(x, sigma)) / sigma  # Euler step
@@ -103,12 +106,12 @@ def default_labels(seeds: Sequence[int], num_classes: int) -> np.ndarray:
 
 def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | None = None, *, batch: int = 8,
              steps: int | None = None, sampler: str | None = None, on_eval: EvalHook | None = None,
-             on_state: Callable[[int, int, float, np.ndarray], None] | None = None) -> np.ndarray:
+             on_state: ChunkStateHook | None = None) -> np.ndarray:
     """Images (len(seeds), C, H, W) float32 for the given per-sample seeds.
 
     One-step models take one evaluation; EDM denoisers sample `steps` steps (default: the model's
     sampler spec, 18 Heun steps). A static-batch model gets its exact batch (the last one padded).
-    `on_state(first row, i, sigma_i, x_i)` sees the EDM trajectory of each chunk (see StateHook).
+    `on_state(first row, i, sigma_i, x_i)` sees the EDM trajectory of each chunk (ChunkStateHook).
     """
     meta = backend.meta
     cfg, spec = meta.config, meta.sampler
@@ -148,7 +151,7 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
         elif spec["type"] == "edm":
             images.append(edm_sample(evaluate, z, sigmas, sampler, hook))
         else:
-            images.append(ddim_sample(lambda x, t: evaluate(x, t), z, spec, steps, hook))
+            images.append(ddim_sample(evaluate, z, spec, steps, hook))
     return np.concatenate(images)
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedit.deps import require
-from edgedit.engines.sidecar import check_compatible, read_sidecar, sidecar_meta
-from edgedit.errors import EdgeditError
-from edgedit.runtime.backends import Backend
+from edgedit.contract.deps import require
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.sidecar import check_compatible, read_sidecar, sidecar_meta
+from edgedit.runtime.backends import Backend, RunOptions
 
 PYCUDA_HINT = ("pip install pycuda inside the edgedit L4T container (it compiles against JetPack's CUDA), "
                "or pip install 'edgedit[tensorrt]'")
@@ -31,6 +31,7 @@ PYCUDA_HINT = ("pip install pycuda inside the edgedit L4T container (it compiles
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    suffixes = (".plan",)
 
     def __init__(self, plan: str | os.PathLike, cuda_graph: bool = False):
         plan = Path(plan)
@@ -62,6 +63,10 @@ class TensorRTBackend(Backend):
         self._allocate(self.meta.batch["max"])
         self.use_cuda_graph = cuda_graph
         self._graphs: dict[int, object] = {}  # batch size -> its captured CUDA graph
+
+    @classmethod
+    def open(cls, model: str, options: RunOptions) -> TensorRTBackend:
+        return cls(model, options.cuda_graph)
 
     def _allocate(self, batch: int) -> None:
         """Page-locked host and device buffers for every I/O tensor at the largest batch."""

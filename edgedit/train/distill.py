@@ -14,14 +14,23 @@ student, which exports exactly like an output-distilled one. Definitions: docs/d
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.config import names_a_file
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schedules import EDM_SIGMA_DATA
 from edgedit.models.dit import DiT, FinalLayer
+from edgedit.train.trainer import TrainSettings
+
+log = logging.getLogger("edgedit")
 
 IMAGE_LOSSES = ("pseudo-huber", "l1", "l2", "lpips")
 FEATURE_LOSSES = ("l2", "l1", "cosine")
@@ -131,15 +140,23 @@ def ta_block_map(student_depth: int, ta_depth: int) -> list[int]:
     return [math.ceil((i + 1) * ta_depth / student_depth) - 1 for i in range(student_depth)]
 
 
-def check_ta(s, t) -> None:
-    """A TA must fit its student: same geometry and token grid, at least as deep and as wide."""
+def ta_misfit(s, t) -> str | None:
+    """Why TA config `t` cannot teach student config `s` (None when it can): same geometry and token
+    grid, at least as deep and as wide. The one rule `distill` and the design sweep apply."""
     if not t.one_step or (t.input_size, t.in_channels, t.num_classes) != (s.input_size, s.in_channels, s.num_classes):
-        raise EdgeditError("the TA must be a one-step generator of the student's geometry and classes")
+        return "the TA must be a one-step generator of the student's geometry and classes"
     if t.depth < s.depth or t.hidden_size < s.hidden_size:
-        raise EdgeditError(f"the TA ({t.depth} blocks x {t.hidden_size}) must be at least as deep and as wide as the "
-                           f"student ({s.depth} x {s.hidden_size}): it teaches features, it does not learn them")
+        return (f"the TA ({t.depth} blocks x {t.hidden_size}) must be at least as deep and as wide as the student "
+                f"({s.depth} x {s.hidden_size}): it teaches features, it does not learn them")
     if t.num_patches != s.num_patches:
-        raise EdgeditError(f"TA and student need the same token grid (patch sizes {t.patch_size} vs {s.patch_size})")
+        return f"TA and student need the same token grid (patch sizes {t.patch_size} vs {s.patch_size})"
+    return None
+
+
+def check_ta(s, t) -> None:
+    why = ta_misfit(s, t)
+    if why:
+        raise EdgeditError(why)
 
 
 class TADistillation(OutputDistillation):
@@ -223,7 +240,7 @@ METHODS = ("output", "ta", "mi1")
 
 def student_config(spec: str, manifest: dict, **overrides):
     """A preset's architecture at the pairs' geometry, as a one-step generator."""
-    from edgedit.config import resolve_config
+    from edgedit.contract.config import resolve_config
 
     c, h, _ = manifest["shape"]
     return resolve_config(spec, **overrides).replace(
@@ -232,17 +249,16 @@ def student_config(spec: str, manifest: dict, **overrides):
 
 def model_from(spec: str, manifest: dict, role: str, **overrides) -> tuple[DiT, str]:
     """(a DiT, "checkpoint" or "preset") for --student / --ta: a checkpoint must fit the pairs."""
-    from pathlib import Path
+    from edgedit.models.checkpoint import load_model
 
-    from edgedit.checkpoint import load_model
-
-    if Path(spec).suffix == ".safetensors" or Path(spec).exists():
+    if names_a_file(spec):
         if any(v is not None for v in overrides.values()):
             raise EdgeditError(f"--{role} {spec}: overrides apply to presets, not to a checkpoint")
         model, info = load_model(spec)
         cfg, (c, h, _) = info.config, manifest["shape"]
         if (cfg.in_channels, cfg.input_size) != (c, h) or cfg.num_classes != manifest["num_classes"]:
-            raise EdgeditError(f"--{role} {spec}: makes {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} images with "
+            raise EdgeditError(f"--{role} {spec}: makes {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} images "
+                               "with "
                                f"{cfg.num_classes} classes, the pairs are {'x'.join(map(str, manifest['shape']))} with "
                                f"{manifest['num_classes']}")
         if not cfg.one_step:
@@ -255,71 +271,96 @@ def trajectory_scales(manifest: dict) -> list[float]:
     """Preconditioning of the stored states: EDM's c_in(sigma); DDPM states are unit-variance."""
     trajectory = manifest["trajectory"]
     if manifest["sampler"]["type"] == "edm":
-        sigma_data = 0.5
-        return [1 / math.sqrt(s * s + sigma_data**2) for s in trajectory.get("sigmas", [])]
+        return [1 / math.sqrt(s * s + EDM_SIGMA_DATA**2) for s in trajectory.get("sigmas", [])]
     return [1.0] * trajectory["k"]
 
 
-def run_distillation(pairs, student: str, method: str, output, settings, ta: str | None = None,
-                     ta_steps: int | None = None, loss: str = "pseudo-huber", feature_loss_kind: str = "l2",
-                     feature_weight: float = 1.0, taps: list[int] | None = None, resume: bool = False,
-                     on_step=None, say=print, on_sample=None, **overrides):
-    """Distil a one-step student from a pairs store with `method`; returns the student's path.
-    `on_sample(step, ema)` sees the student (not a TA being distilled first)."""
-    from pathlib import Path
+@dataclass(frozen=True, kw_only=True)
+class DistillOptions:
+    pairs: Path  # a pairs store (edgedit pairs generate)
+    output: Path  # the student checkpoint (EMA weights)
+    settings: TrainSettings
+    student: str = "DiT-Nano-S/2"  # a preset (at the pairs' geometry) or a checkpoint
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset overrides: depth, hidden_size, ...
+    method: str = "output"
+    ta: str | None = None  # ta: the assistant, a preset (distilled first) or a checkpoint
+    ta_steps: int | None = None  # steps for a preset TA (default: settings.steps)
+    loss: str = "pseudo-huber"
+    feature_loss: str = "l2"
+    feature_weight: float = 1.0
+    taps: tuple[int, ...] | None = None
+    resume: bool = False
 
-    from edgedit.checkpoint import load_model
+    def check(self) -> None:
+        """Everything that can be refused before any data is read or any step is spent."""
+        if self.method not in METHODS:
+            raise EdgeditError(f"--method must be one of {', '.join(METHODS)} (got {self.method!r})")
+        if self.method == "ta" and self.ta is None:
+            raise EdgeditError("--method ta needs --ta PRESET|CKPT (the teaching assistant)")
+        if self.method != "ta" and self.ta is not None:
+            raise EdgeditError("--ta is only for --method ta")
+        if self.loss not in IMAGE_LOSSES:
+            raise EdgeditError(f"--loss must be one of {', '.join(IMAGE_LOSSES)} (got {self.loss!r})")
+        check_feature_loss(self.feature_loss)
+        if not (math.isfinite(self.feature_weight) and self.feature_weight >= 0):
+            raise EdgeditError(f"--feature-weight must be a finite number >= 0 (got {self.feature_weight})")
+        self.settings.check()
+
+
+def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.info) -> Path:
+    """Distil a one-step student from a pairs store; returns the student's path. `on_sample(step,
+    ema)` sees the student (not a TA being distilled first)."""
     from edgedit.data.pairs import PairsStore
+    from edgedit.models.checkpoint import load_model
     from edgedit.train.trainer import Run, init_world, train
 
-    if method not in METHODS:
-        raise EdgeditError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
-    if method == "ta" and ta is None:
-        raise EdgeditError("--method ta needs --ta PRESET|CKPT (the teaching assistant)")
-    if method != "ta" and ta is not None:
-        raise EdgeditError("--ta is only for --method ta")
-    store = PairsStore(pairs)
+    o = options
+    o.check()
+    store = PairsStore(o.pairs)
     manifest = store.manifest
-    if method == "mi1" and manifest["trajectory"]["k"] == 0:
-        raise EdgeditError(f"{pairs}: the pairs hold no trajectory states, which mi1 regresses onto; regenerate them "
-                           "with `edgedit pairs generate ... --trajectory K`")
+    if o.method == "mi1" and manifest["trajectory"]["k"] == 0:
+        raise EdgeditError(f"{o.pairs}: the pairs hold no trajectory states, which mi1 regresses onto; regenerate "
+                           "them with `edgedit pairs generate ... --trajectory K`")
     world = init_world()
-    columns = ["z", "image"] + (["label"] if manifest["num_classes"] else []) + (["trajectory"] if method == "mi1" else [])
-    data = {name: store.column(name) for name in columns}
-    provenance = {"pairs": str(pairs), "teacher": manifest["teacher"], "loss": loss, "student": student}
-    output = Path(output)
-
-    def distil(model: DiT, objective, out: Path, label: str, extra: dict):
-        run = Run(model.config, str(pairs), label, settings, extra)
-        return train(run, data, objective, out, resume, {**provenance, **extra}, on_step=on_step, on_sample=on_sample,
-                     world=world)
+    columns = ["z",
+               "image"] + (["label"] if manifest["num_classes"] else []) + (["trajectory"] if o.method == "mi1" else [])
+    provenance = {"pairs": str(o.pairs), "teacher": manifest["teacher"], "loss": o.loss, "student": o.student}
+    output, settings = Path(o.output), o.settings
 
     torch.manual_seed(settings.seed)
-    model, origin = model_from(student, manifest, "student", **overrides)
-    extra = {"method": method, "student_from": origin, "loss": loss}
-    if method == "output":
-        objective = OutputDistillation(model, loss)
-    elif method == "ta":
-        ta_model, ta_origin = model_from(ta, manifest, "ta")
+    model, origin = model_from(o.student, manifest, "student", **o.overrides)
+    extra = {"method": o.method, "student_from": origin, "loss": o.loss}
+    if o.method == "ta":
+        ta_model, ta_origin = model_from(o.ta, manifest, "ta")
         check_ta(model.config, ta_model.config)  # before spending any steps on it
+    data = {name: store.column(name) for name in columns}
+
+    def distil(net: DiT, objective, out: Path, label: str, run_extra: dict, run_settings=settings, sample=on_sample):
+        run = Run(net.config, str(o.pairs), label, run_settings, run_extra)
+        return train(run, data, objective, out, o.resume, {**provenance, **run_extra}, on_step=on_step,
+                     on_sample=sample, world=world, say=say)
+
+    if o.method == "output":
+        objective = OutputDistillation(model, o.loss)
+    elif o.method == "ta":
         if ta_origin == "preset":  # distil the TA first, from the same pairs, with the output loss
             ta_path = output.with_name(output.name.removesuffix(".safetensors") + ".ta.safetensors")
-            ta_settings = type(settings)(**{**settings.__dict__, "steps": ta_steps or settings.steps})
-            if not (resume and ta_path.exists()):
-                say(f"distilling the teaching assistant {ta} first -> {ta_path}")
+            if not (o.resume and ta_path.exists()):
+                say(f"distilling the teaching assistant {o.ta} first -> {ta_path}")
                 torch.manual_seed(settings.seed + 1)
-                run = Run(ta_model.config, str(pairs), "distill-output (TA)", ta_settings, {"role": "ta"})
-                train(run, data, OutputDistillation(ta_model, loss), ta_path, resume, {**provenance, "role": "ta"},
-                      on_step=on_step, world=world)
+                ta_settings = replace(settings, steps=o.ta_steps or settings.steps)
+                distil(ta_model, OutputDistillation(ta_model, o.loss), ta_path, "distill-output (TA)", {"role": "ta"},
+                       ta_settings, None)
             ta_model, _ = load_model(ta_path)
-            extra["ta"] = {"file": ta_path.name, "preset": ta}
+            extra["ta"] = {"file": ta_path.name, "preset": o.ta}
         else:
-            extra["ta"] = {"file": Path(ta).name}
-        objective = TADistillation(model, ta_model, loss, feature_loss_kind, feature_weight, taps)
-        extra.update(feature_loss=feature_loss_kind, feature_weight=feature_weight, taps=objective.taps,
+            extra["ta"] = {"file": Path(o.ta).name}
+        objective = TADistillation(model, ta_model, o.loss, o.feature_loss, o.feature_weight, o.taps and list(o.taps))
+        extra.update(feature_loss=o.feature_loss, feature_weight=o.feature_weight, taps=objective.taps,
                      block_map=objective.block_map)
     else:
-        objective = MI1Distillation(model, trajectory_scales(manifest), loss, feature_loss_kind, feature_weight, taps)
-        extra.update(feature_loss=feature_loss_kind, feature_weight=feature_weight, taps=objective.taps,
+        objective = MI1Distillation(model, trajectory_scales(manifest), o.loss, o.feature_loss, o.feature_weight,
+                                    o.taps and list(o.taps))
+        extra.update(feature_loss=o.feature_loss, feature_weight=o.feature_weight, taps=objective.taps,
                      trajectory=manifest["trajectory"])
-    return distil(model, objective, output, f"distill-{method}", extra)
+    return distil(model, objective, output, f"distill-{o.method}", extra)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgedit.diffusion.edm import edm_denoise
-from edgedit.runtime.spec import EDM_SIGMA_DATA
+from edgedit.contract.schedules import EDM_SIGMA_DATA
+from edgedit.models.edm import edm_denoise
 
 
 class EDMObjective(nn.Module):

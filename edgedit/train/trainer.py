@@ -18,6 +18,7 @@ moment resumes with `resume=True` and loses at most one checkpoint interval.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -31,16 +32,17 @@ import torch
 import torch.distributed as dist
 
 from edgedit import __version__
-from edgedit.checkpoint import save_model
-from edgedit.config import DiTConfig
-from edgedit.errors import EdgeditError
-from edgedit.fileio import atomic_output
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import atomic_output
+from edgedit.models.checkpoint import save_model
 from edgedit.models.dit import DiT
 
+log = logging.getLogger("edgedit")
 STATE_FORMAT = "edgedit.train-state/1"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainSettings:
     steps: int
     batch: int  # global batch, split over ranks
@@ -150,7 +152,7 @@ def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optim
         raise EdgeditError(f"--resume: no training state at {path} (it is written every --checkpoint-every steps)")
     try:
         with safe_open(str(path), "pt") as f:
-            meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+            meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except Exception as err:
         raise EdgeditError(f"{path}: unreadable training state ({err}); delete it to start over") from err
     if meta.get("format") != STATE_FORMAT:
@@ -216,13 +218,13 @@ class SampleGrids:
         self.device, self.seeds = str(device), seeds
 
     def __call__(self, step: int, net: DiT) -> None:
-        from edgedit.runtime.backends import TorchBackend
+        from edgedit.models.torch_backend import TorchBackend
         from edgedit.runtime.images import make_grid, save_png
         from edgedit.runtime.samplers import generate
 
         was_training = net.training
         net.eval()
-        backend = TorchBackend.from_net(net, {"training_step": step}, self.device)
+        backend = TorchBackend(net, {"training_step": step}, self.device)
         images = generate(backend, range(self.seeds), batch=self.seeds)
         net.train(was_training)
         save_png(self.folder / f"step-{step:07d}.png", make_grid(images, columns=8))
@@ -230,7 +232,8 @@ class SampleGrids:
 
 def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: str | os.PathLike, resume: bool = False,
           provenance: dict[str, Any] | None = None, on_step: Callable[[int, float], None] | None = None,
-          on_sample: Callable[[int, DiT], None] | None = None, world: World | None = None) -> Path:
+          on_sample: Callable[[int, DiT], None] | None = None, world: World | None = None,
+          say: Callable[[str], None] = log.info) -> Path:
     """Train `objective.model` on `data` (a dict of equally long arrays, e.g. image + label, or
     the pairs store's z + image + label + trajectory) and write the EMA of the model to `output`.
     Build the objective after `torch.manual_seed(run.settings.seed)`: DDP also broadcasts rank 0's
@@ -254,8 +257,12 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
     output = Path(output)
     state_file = state_path(output)
     step = load_state(state_file, run, objective, ema, optimizer) if resume else 0
-    if step >= settings.steps and resume and world.main:
-        print(f"edgedit: the saved state is already at step {step} >= --steps {settings.steps}")
+    if step > settings.steps:
+        raise EdgeditError(f"--resume: {state_file} is at step {step}, past --steps {settings.steps}; give --steps "
+                           f"{step} or more (or start a new output)")
+    if resume and world.main:
+        say(f"resumed {output.name} from step {step} of {settings.steps}" if step < settings.steps else
+            f"{output.name}: the saved state is at step {step} = --steps; writing the model from it")
     net = torch.nn.parallel.DistributedDataParallel(objective) if world.size > 1 else objective
     per_rank = settings.batch // world.size
     rows = slice(world.rank * per_rank, (world.rank + 1) * per_rank)

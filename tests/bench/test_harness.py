@@ -7,7 +7,7 @@ from edgedit.bench import harness
 from edgedit.bench.harness import BenchSettings, comparison_rows, run_bench
 from edgedit.bench.latency import MeasurementInterrupted
 from edgedit.bench.report import load_records, markdown, save_csv, save_plot
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 
 KEYS = {"min", "mean", "p50", "p90", "p99", "max", "std", "n"}
 
@@ -17,7 +17,8 @@ def test_records_per_model_backend_and_batch(exported):
     records, interrupted = run_bench([str(onnx), str(checkpoint)], ["auto"], BenchSettings([1, 4], warmup=1, iters=3,
                                                                                             duration_s=None))
     assert not interrupted and len(records) == 4
-    assert [(r["backend"], r["batch"]) for r in records] == [("onnxruntime", 1), ("onnxruntime", 4), ("torch", 1), ("torch", 4)]
+    assert [(r["backend"], r["batch"]) for r in records] == [("onnxruntime", 1), ("onnxruntime", 4),
+                                                              ("torch", 1), ("torch", 4)]
     for r in records:
         assert set(r["latency_ms"]) == KEYS and r["latency_ms"]["n"] == 3
         assert r["throughput_img_s"] == pytest.approx(r["batch"] * 1000 / r["latency_ms"]["mean"])

@@ -1,6 +1,6 @@
 """tegrastats logs in the formats of real releases. The first Orin Nano line is quoted from a public
-L4T r36.4.3 log (deploy-facts 5.3); the others follow the published r35 AGX Orin and legacy Nano
-(POM_ rails, no units) formats, with values made up."""
+L4T r36.4.3 log (a Jetson AI course log of an Orin Nano Super, MAXN_SUPER); the others follow the published r35
+AGX Orin and legacy Nano (POM_ rails, no units) formats, with values made up."""
 
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import pytest
 
 from edgedit.bench.tegrastats import TegrastatsSampler, parse_line, summarize
 
-DATA = Path(__file__).parent.parent / "data"
+DATA = Path(__file__).parent.parent / "fixtures"
 
 
 def test_orin_nano_r36_log():
@@ -51,7 +51,8 @@ def test_fields_of_one_line():
     assert "RAM" not in sample.power_mw and "SWAP" not in sample.power_mw
 
 
-@pytest.mark.parametrize("line", ["", "RAM", "RAM x/yMB", "GR3D_FREQ 50%", "\x00\xff garbage", "RAM 10/20MB VDD_IN abcmW/1mW"])
+@pytest.mark.parametrize("line", ["", "RAM", "RAM x/yMB", "GR3D_FREQ 50%", "\x00\xff garbage",
+                                  "RAM 10/20MB VDD_IN abcmW/1mW"])
 def test_malformed_input_never_crashes(line):
     summary = summarize([line, "RAM 100/200MB VDD_IN 1000mW/1000mW"], interval_ms=50)
     assert summary["samples"] >= 1 and summary["power_mw"]["VDD_IN"]["peak"] == 1000

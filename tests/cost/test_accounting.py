@@ -1,13 +1,13 @@
-import dataclasses
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgedit.config import PRESETS, get_preset
+from edgedit.contract.config import PRESETS, get_preset
+from edgedit.contract.quantization import is_int8_weight
 from edgedit.cost import accounting
 from edgedit.models.dit import DiT
-from tests.conftest import TINY_CONFIGS, example_inputs
+from tests.helpers import TINY_CONFIGS, example_inputs
 
 ALL_CONFIGS = {**{n: p.config for n, p in PRESETS.items()}, **TINY_CONFIGS}
 
@@ -63,7 +63,7 @@ def test_weight_bytes_per_precision():
     params = accounting.count_params(cfg)
     weights = accounting.weight_bytes(cfg)
     shapes = accounting.parameter_shapes(cfg)
-    quantized = sum(torch.Size(s).numel() for n, s in shapes.items() if accounting.is_quantized_weight(n))
+    quantized = sum(torch.Size(s).numel() for n, s in shapes.items() if is_int8_weight(n))
     assert weights["fp32"] == 4 * params and weights["fp16"] == 2 * params
     assert weights["int8"] == 2 * params - quantized
     assert quantized == cfg.depth * (3 + 1 + 2 * cfg.mlp_ratio) * cfg.hidden_size**2

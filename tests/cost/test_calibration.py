@@ -7,12 +7,12 @@ import pytest
 from typer.testing import CliRunner
 
 from edgedit.cli import app
-from edgedit.config import get_preset
+from edgedit.contract.config import get_preset
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.hardware import POWER_MODES
 from edgedit.cost import calibration as cal
 from edgedit.cost.kernels import dit_kernels
 from edgedit.cost.latency import Constants, network_ms
-from edgedit.errors import EdgeditError
-from edgedit.hardware import POWER_MODES
 
 runner = CliRunner()
 TRUE = Constants(tensor_efficiency=0.4, conv_efficiency=0.2, int8_efficiency=0.7, bandwidth_efficiency=0.6,
@@ -31,7 +31,8 @@ def test_the_shipped_points_are_sourced_and_the_shipped_fit_is_their_fit():
     assert all(p.source.startswith("https://") and p.measured_ms > 0 for p in points)
     fit = cal.calibrate(points)
     shipped = cal.load_fit()
-    assert shipped.label == fit.label == f"estimate (calibrated on {sum(p.use == 'fit' for p in points)} public measurements)"
+    assert shipped.label == fit.label == (f"estimate (calibrated on {sum(p.use == 'fit' for p in points)} "
+                                          "public measurements)")
     for key, value in fit.constants.to_dict().items():
         assert getattr(shipped.constants, key) == pytest.approx(value, rel=1e-6), key  # re-run the fit script
     assert shipped.range_ratios == pytest.approx(fit.range_ratios, rel=1e-6)
@@ -50,7 +51,8 @@ def test_the_fit_recovers_known_constants_from_exact_measurements():
                     family="dit", config=cfg.to_dict()), device=device, precision=precision, batch=1,
                     cuda_graph=False, timing="gpu", measured_ms=ms, source="synthetic"))
     fitted = cal.fit_constants(points, launch_us=TRUE.launch_us,
-                               fitted=("tensor_efficiency", "int8_efficiency", "bandwidth_efficiency", "kernel_floor_us"))
+                               fitted=("tensor_efficiency", "int8_efficiency", "bandwidth_efficiency",
+                                       "kernel_floor_us"))
     for key in ("tensor_efficiency", "int8_efficiency", "kernel_floor_us"):
         assert getattr(fitted, key) == pytest.approx(getattr(TRUE, key), rel=0.02), key
 
@@ -69,7 +71,7 @@ def test_calibrate_refits_from_a_jetsons_bench_json_and_every_estimate_follows(t
     learns the launch cost the public points cannot, and the estimates move to the device's numbers."""
     device = POWER_MODES["orin-nano-super"]
     records = [bench_record(cfg, p, g, network_ms(dit_kernels(cfg), device, p, TRUE, cuda_graph=g))
-               for cfg in map(lambda s: student(*s), SHAPES) for p in ("fp16", "int8") for g in (False, True)]
+               for cfg in (student(*s) for s in SHAPES) for p in ("fp16", "int8") for g in (False, True)]
     records.append(bench_record(student(2, 64, 4), "fp16", False, 1.0, backend="onnxruntime"))
     records.append(bench_record(student(2, 64, 4), "fp16", False, 1.0, clocks=False))
     bench = tmp_path / "bench.json"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgedit.config import PRESETS, get_preset
+from edgedit.contract.config import PRESETS, get_preset
 from edgedit.cost import accounting
 from edgedit.cost.kernels import dit_kernels, resnet_kernels, total_kernels, yolov8_kernels
 

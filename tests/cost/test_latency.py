@@ -2,10 +2,10 @@
 
 import pytest
 
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.hardware import DEVICES, POWER_MODES
 from edgedit.cost.kernels import Kernel, gemm, memory
 from edgedit.cost.latency import REFERENCE_CPU_GHZ, REFERENCE_GPU_MHZ, Constants, kernel_precision, network_ms
-from edgedit.errors import EdgeditError
-from edgedit.hardware import DEVICES, POWER_MODES
 
 C = Constants(tensor_efficiency=0.5, conv_efficiency=0.25, int8_efficiency=0.8, bandwidth_efficiency=0.5,
               kernel_floor_us=10.0, launch_us=6.0)

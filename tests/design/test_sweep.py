@@ -2,21 +2,20 @@ import json
 
 import numpy as np
 import pytest
-
-from edgedit.config import get_preset
 from safetensors.numpy import load_file
 
-from edgedit.checkpoint import read_checkpoint, save_model
+from edgedit.contract.config import get_preset
+from edgedit.contract.errors import EdgeditError
+from edgedit.cost import accounting
 from edgedit.data.pairs import generate_pairs
 from edgedit.design.report import pareto_front, pick, save_pick
-from edgedit.design.sweep import candidates_for, parse_budget, retime, sweep
-from edgedit.errors import EdgeditError
-from edgedit.cost import accounting
+from edgedit.design.sweep import SweepOptions, candidates_for, parse_budget, retime, sweep
+from edgedit.models.checkpoint import read_checkpoint, save_model
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
 from edgedit.train.distill import student_config
 from edgedit.train.trainer import TrainSettings
-from tests.conftest import TINY_CONFIGS
+from tests.helpers import TINY_CONFIGS
 
 GRID = dict(depths=(1, 2), heads=(2,), widths=tuple(range(16, 97, 8)))
 
@@ -46,9 +45,10 @@ def test_budgets_and_candidates(pairs):
 
 
 def run(pairs, out, **kwargs):
-    settings = TrainSettings(3, batch=16, lr=2e-3, checkpoint_every=3)
-    return sweep(pairs, out, [parse_budget("40k")], settings, methods=("output", "mi1"), eval_samples=16,
-                 latency_seconds=0.1, say=lambda text: None, **GRID, **kwargs)
+    settings = TrainSettings(steps=3, batch=16, lr=2e-3, checkpoint_every=3)
+    return sweep(SweepOptions(pairs=pairs, output=out, budgets=(parse_budget("40k"),), settings=settings,
+                              methods=("output", "mi1"), eval_samples=16, latency_seconds=0.1, **GRID, **kwargs),
+                 say=lambda text: None)
 
 
 def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
@@ -63,7 +63,8 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
         assert r["fid"] > 0 and r["latency"]["p50_ms"] > 0
         e = r["device_estimates"]["orin_nano_int8"]
         assert 0 < e["low_ms"] < e["ms"] < e["high_ms"] and "calibrated on" in e["label"]
-        assert r["params"] == accounting.count_params(type(student_config("DiT-Nano-S/2", manifest(pairs))).from_dict(r["config"]))
+        assert r["params"] == accounting.count_params(
+            type(student_config("DiT-Nano-S/2", manifest(pairs))).from_dict(r["config"]))
     assert all((out / r["name"] / "student.samples" / "step-0000003.png").is_file() for r in results)  # a grid each
     for name in ("results.json", "results.csv", "pareto.png", "principles.md"):
         assert (out / name).exists()
@@ -72,8 +73,9 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
     assert "Depth at this size" in text
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/student.safetensors")}
     said = []
-    sweep(pairs, out, [40_000], TrainSettings(3, batch=16, lr=2e-3, checkpoint_every=3), methods=("output", "mi1"),
-          eval_samples=16, latency_seconds=0.1, say=said.append, **GRID)
+    sweep(SweepOptions(pairs=pairs, output=out, budgets=(40_000,), settings=TrainSettings(
+        steps=3, batch=16, lr=2e-3, checkpoint_every=3), methods=("output", "mi1"), eval_samples=16,
+        latency_seconds=0.1, **GRID), say=said.append)
     assert all("skipped" in line for line in said if line.startswith("["))
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/student.safetensors")} == stamps
 
@@ -124,4 +126,5 @@ def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
 
 def test_ta_in_a_sweep_needs_a_ta(pairs, tmp_path):
     with pytest.raises(EdgeditError, match="--methods ta needs --ta"):
-        sweep(pairs, tmp_path, [40_000], TrainSettings(1, batch=16), methods=("ta",), say=lambda t: None, **GRID)
+        sweep(SweepOptions(pairs=pairs, output=tmp_path, budgets=(40_000,), settings=TrainSettings(steps=1, batch=16),
+                           methods=("ta",), **GRID), say=lambda t: None)

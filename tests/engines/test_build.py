@@ -3,10 +3,11 @@ import os
 
 import pytest
 
-from edgedit.engines.build import build_engine, settings_for, trtexec_command
-from edgedit.errors import EdgeditError
-from edgedit.runtime.onnx_metadata import read_onnx_header
-from edgedit.runtime.spec import ModelMeta
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.onnx_header import read_onnx_header
+from edgedit.contract.spec import ModelMeta
+from edgedit.engines.build import BuildOptions, build_engine, settings_for, trtexec_command
+from tests.helpers import built
 
 
 def meta_of(path, precision=None):
@@ -49,43 +50,32 @@ def test_trtexec_commands(exported):
                     "--minShapes=z:1x1x16x16,y:1", "--optShapes=z:2x1x16x16,y:2", "--maxShapes=z:4x1x16x16,y:4",
                     "--memPoolSize=workspace:512", "--builderOptimizationLevel=4", "--profilingVerbosity=detailed",
                     "--timingCacheFile=orin.tcache"]
-    best = trtexec_command("m.int8.onnx", "m.plan", settings_for(meta_of(exported["onestep-uncond"][0], "int8"), "best"))
+    best = trtexec_command("m.int8.onnx", "m.plan",
+                           settings_for(meta_of(exported["onestep-uncond"][0], "int8"), "best"))
     assert best[3:6] == ["--fp16", "--int8", "--precisionConstraints=prefer"] and "--stronglyTyped" not in best
     assert not any(a.startswith("--minShapes") for a in best)  # a static ONNX needs no shapes
 
 
-def test_dry_run_needs_no_tensorrt(exported, tmp_path):
-    report = build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "int8", dry_run=True)
-    assert report.plan is None and report.command[0] == "trtexec"
-    assert report.command[1] == f"--onnx={tmp_path / 'onestep-cond.int8.onnx'}" and "--stronglyTyped" in report.command
-    assert report.quantized_from == exported["onestep-cond"][0]
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_without_tensorrt_the_build_is_refused_and_says_why(exported, tmp_path):
     with pytest.raises(EdgeditError, match="engines are built on the target device .* not portable"):
-        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_without_a_cuda_device_the_build_is_refused(exported, tmp_path, fake_tensorrt, monkeypatch):
-    import edgedit.doctor
+    import edgedit.contract.device
 
-    monkeypatch.setattr(edgedit.doctor, "cuda_devices", lambda: {"driver": None, "devices": [], "error": "none"})
+    monkeypatch.setattr(edgedit.contract.device, "cuda_devices",
+                        lambda: {"driver": None, "devices": [], "error": "none"})
     with pytest.raises(EdgeditError, match="no CUDA device here"):
-        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
-
-
-def built(fake_tensorrt) -> dict:
-    """What the (fake) TensorRT builder was asked to build, through the real Polygraphy."""
-    (record,) = [details for what, details in fake_tensorrt.CALLS if what == "build_serialized_network"]
-    return record
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"))
 
 
 def test_build_through_polygraphy_writes_engine_and_sidecar(exported, tmp_path, fake_tensorrt):
     onnx = exported["onestep-cond"][0]
     cache = tmp_path / "orin.tcache"
-    report = build_engine(onnx, tmp_path / "m.plan", "fp16", workspace_mb=768, opt_level=5, timing_cache=cache)
+    report = build_engine(onnx, tmp_path / "m.plan",
+                          BuildOptions(precision="fp16", workspace_mb=768, opt_level=5, timing_cache=cache))
     call = built(fake_tensorrt)
     assert call["onnx"] == str(onnx) and call["strongly_typed"] is False  # FP32 ONNX + FP16 flag
     assert call["flags"] == ["FP16", "TF32"]  # TF32 kept on, as trtexec does
@@ -108,38 +98,17 @@ def test_build_through_polygraphy_writes_engine_and_sidecar(exported, tmp_path, 
     assert report.settings.fp16_flag and not report.settings.strongly_typed
 
 
-def test_int8_from_an_fp32_onnx_quantizes_first_then_builds_strongly_typed(exported, tmp_path, fake_tensorrt):
-    report = build_engine(exported["onestep-uncond"][0], tmp_path / "m.plan", "int8", calib_samples=16)
-    call = built(fake_tensorrt)
-    assert call["strongly_typed"] is True and call["flags"] == ["TF32"] and call["qdq"]
-    assert call["onnx"] == str(tmp_path / "onestep-uncond.int8.onnx") and report.quantized_from == exported["onestep-uncond"][0]
-    sidecar = json.loads((tmp_path / "m.plan.json").read_text())
-    assert sidecar["onnx"]["quantized_from"] == "onestep-uncond.onnx" and sidecar["strongly_typed"]
-    assert sidecar["onnx"]["metadata"]["edgedit.precision"] == "int8"
-
-
-def test_best_sets_fp16_int8_and_prefers_the_qdq_precisions(exported, tmp_path, fake_tensorrt):
-    build_engine(exported["onestep-uncond"][0], tmp_path / "m.plan", "best", calib_samples=16)
-    call = built(fake_tensorrt)
-    assert not call["strongly_typed"] and call["flags"] == ["FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS", "TF32"]
-
-
-def test_calib_is_only_for_quantizing_builds(exported, tmp_path):
-    with pytest.raises(EdgeditError, match="--calib is for int8/best engines"):
-        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16", calib=tmp_path / "c.npz")
-
-
 def test_a_failed_build_leaves_nothing(exported, tmp_path, fake_tensorrt, monkeypatch):
     monkeypatch.setattr(fake_tensorrt.Builder, "build_serialized_network", lambda *a: None)  # TensorRT's failure
     with pytest.raises(EdgeditError, match="TensorRT could not build onestep-cond.onnx: Invalid Engine"):
-        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unparsable_onnx_fails_in_the_parser_and_leaves_nothing(tmp_path, exported, fake_tensorrt, monkeypatch):
     monkeypatch.setattr(fake_tensorrt.OnnxParser, "parse_from_file", lambda self, path: False)
     with pytest.raises(EdgeditError, match="TensorRT could not build .*Failed to parse ONNX"):
-        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16")
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -151,8 +120,10 @@ def test_trtexec_route_runs_the_binary_with_the_printed_flags(exported, tmp_path
                     f"echo plan > \"${{a#--saveEngine=}}\";; esac; done\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    report = build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", "fp16", use_trtexec=True)
+    report = build_engine(exported["onestep-cond"][0], tmp_path / "m.plan",
+                          BuildOptions(precision="fp16", use_trtexec=True))
     args = log.read_text().split()
-    assert args[0] == f"--onnx={exported['onestep-cond'][0]}" and "--fp16" in args and "--minShapes=z:1x1x16x16,y:1" in args
+    assert (args[0] == f"--onnx={exported['onestep-cond'][0]}" and "--fp16" in args
+            and "--minShapes=z:1x1x16x16,y:1" in args)
     assert (tmp_path / "m.plan").read_text() == "plan\n"
     assert report.sidecar["builder"]["tool"] == "trtexec"

@@ -1,13 +1,13 @@
 import pytest
 
-from edgedit.checkpoint import save_model
-from edgedit.config import DiTConfig
-from edgedit.errors import EdgeditError
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.errors import EdgeditError
 from edgedit.eval.digits_classifier import embed, recorded_test_accuracy
 from edgedit.eval.evaluate import evaluate
+from edgedit.models.checkpoint import save_model
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
-from tests.conftest import TINY_CONFIGS
+from tests.helpers import TINY_CONFIGS
 
 STUDENT = DiTConfig(input_size=16, in_channels=1, patch_size=4, hidden_size=32, depth=1, num_heads=2, num_classes=10,
                     class_dropout_prob=0.0, learn_sigma=False, diffusion="one-step")
@@ -18,12 +18,13 @@ def test_the_shipped_classifier_knows_held_out_digits():
 
     test = load_data("digits", "test")
     _, probs = embed(test.images)
-    assert (probs.argmax(1) == test.labels).mean() == pytest.approx(recorded_test_accuracy(), abs=1e-4) and recorded_test_accuracy() > 0.97
+    assert ((probs.argmax(1) == test.labels).mean() == pytest.approx(recorded_test_accuracy(), abs=1e-4)
+            and recorded_test_accuracy() > 0.97)
 
 
 def test_evaluation_reports_carry_metric_features_count_and_reference(tmp_path):
     student = save_model(random_weights(DiT(STUDENT)), tmp_path / "s.safetensors")
-    report = evaluate(student, "digits", n=200, reference=student)
+    report = evaluate(student, "digits", n=200, reference=student, grid=tmp_path / "grid.png")
     names = {m["metric"]: m for m in report["metrics"]}
     assert set(names) == {"FID", "KID", "FID real-vs-real", "KID real-vs-real", "classifier confidence",
                           "class coverage", "label agreement", "PSNR vs reference"}
@@ -33,7 +34,9 @@ def test_evaluation_reports_carry_metric_features_count_and_reference(tmp_path):
     assert names["FID"]["value"] > names["FID real-vs-real"]["value"] > 0  # noise is worse than real digits
     assert names["PSNR vs reference"]["value"] == float("inf")  # same model, same seeds
     assert names["FID"]["reference"] == "digits test split (359 images)" and names["FID"]["samples"] == 200
-    assert report["images"].shape == (200, 1, 16, 16)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size == (8 * 16 + 9 * 2, 8 * 16 + 9 * 2)  # 64 images, 8 per row
     assert len(names["class coverage"]["share"]) == 10 and sum(names["class coverage"]["share"]) == pytest.approx(1)
 
 

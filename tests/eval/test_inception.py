@@ -5,7 +5,7 @@ closing note); here: its layout, its loading rules and its use in `edgedit eval`
 import pytest
 import torch
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 from edgedit.eval.evaluate import evaluate
 from edgedit.eval.inception import FIDInceptionV3, find_weights, inception_features, load_inception
 
@@ -22,7 +22,8 @@ def weights(tmp_path_factory):
 def test_layout_of_the_fid_inception():
     state = FIDInceptionV3().state_dict()
     assert len(state) == 566  # torchvision's Inception3 without aux logits, num_classes 1008
-    assert state["fc.weight"].shape == (1008, 2048) and state["Mixed_7c.branch_pool.conv.weight"].shape == (192, 2048, 1, 1)
+    assert (state["fc.weight"].shape == (1008, 2048)
+            and state["Mixed_7c.branch_pool.conv.weight"].shape == (192, 2048, 1, 1))
     assert state["Conv2d_1a_3x3.bn.running_var"].shape == (32,)
 
 
@@ -43,7 +44,7 @@ def test_weights_are_found_never_downloaded(tmp_path, monkeypatch):
 
 
 def test_eval_reports_inception_fid_and_kid(weights, tmp_path):
-    from edgedit.checkpoint import save_model
+    from edgedit.models.checkpoint import save_model
     from edgedit.models.dit import DiT
     from edgedit.models.loading import random_weights
     from tests.eval.test_evaluate import STUDENT

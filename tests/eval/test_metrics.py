@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgedit.metrics import fid, kid, psnr_db
+from edgedit.eval.metrics import fid, kid, psnr_db
 
 
 def test_fid_of_gaussians_matches_the_closed_form():

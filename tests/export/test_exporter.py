@@ -4,15 +4,15 @@ import pytest
 import torch
 from onnx import TensorProto
 
-from edgedit.errors import CheckFailed, EdgeditError
+from edgedit.contract.errors import CheckFailed, EdgeditError
+from edgedit.contract.spec import ModelMeta
 from edgedit.export import exporter, graph
 from edgedit.export.exporter import BatchSpec, export_onnx
 from edgedit.models.deployable import DeployableDiT, example_inputs
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
-from edgedit.runtime.backends import OnnxRuntimeBackend
-from edgedit.runtime.spec import ModelMeta
-from tests.conftest import TINY_CONFIGS
+from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
+from tests.helpers import TINY_CONFIGS
 
 SOURCE = {"preset": "tiny", "weights": "random"}
 
@@ -59,8 +59,8 @@ def test_nodes_are_named_after_modules(exported):
 def test_edm_preconditioning_is_inside_the_graph(exported):
     """The ONNX denoiser computes D(x; sigma) = c_skip x + c_out F(c_in x; ln(sigma)/4), as torch does."""
     onnx_path, checkpoint = exported["edm-cond"]
-    from edgedit.checkpoint import load_model
-    from edgedit.diffusion.edm import edm_denoise
+    from edgedit.models.checkpoint import load_model
+    from edgedit.models.edm import edm_denoise
 
     net, _ = load_model(checkpoint)
     backend = OnnxRuntimeBackend(onnx_path, "cpu")
@@ -68,7 +68,8 @@ def test_edm_preconditioning_is_inside_the_graph(exported):
     sd = 0.5
     s = sigma.reshape(-1, 1, 1, 1)
     with torch.no_grad():
-        by_hand = sd**2 / (s**2 + sd**2) * x + s * sd / (s**2 + sd**2).sqrt() * net(x / (s**2 + sd**2).sqrt(), sigma.log() / 4, y.long())
+        by_hand = sd**2 / (s**2 + sd**2) * x + s * sd / (s**2 + sd**2).sqrt() * net(x / (s**2 + sd**2).sqrt(),
+                                                                                     sigma.log() / 4, y.long())
         wrapped = edm_denoise(net, x, sigma, y.long())
     got = backend.run({"x": x.numpy(), "sigma": sigma.numpy(), "y": y.numpy()})["denoised"]
     torch.testing.assert_close(wrapped, by_hand)
@@ -87,7 +88,8 @@ def test_dynamic_batch_runs_at_min_and_max_and_refuses_outside(exported):
 
 
 def _elem_types(model):
-    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
     types.update({t.name: t.data_type for t in model.graph.initializer})
     return types
 
@@ -134,7 +136,8 @@ def test_opset_20_exports(tmp_path):
     assert graph.default_opset(onnx.load(report.path)) == 20
 
 
-@pytest.mark.parametrize("text, message", [("1:4", "MIN:OPT:MAX"), ("4:2:8", "MIN <= OPT <= MAX"), ("2:2:2", "MIN < MAX")])
+@pytest.mark.parametrize("text, message", [("1:4", "MIN:OPT:MAX"), ("4:2:8", "MIN <= OPT <= MAX"),
+                                           ("2:2:2", "MIN < MAX")])
 def test_bad_dynamic_batch_specs(text, message):
     with pytest.raises(EdgeditError, match=message):
         BatchSpec.parse(text)

@@ -7,14 +7,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgedit.errors import CheckFailed, EdgeditError
+from edgedit.contract.errors import CheckFailed, EdgeditError
+from edgedit.contract.spec import ModelMeta
+from edgedit.eval.metrics import psnr_db
 from edgedit.export import graph
 from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, check_calibration, record_inputs
-from edgedit.export.quantize import quantize_onnx
-from edgedit.metrics import psnr_db
-from edgedit.runtime.backends import OnnxRuntimeBackend
+from edgedit.export.quantize import QuantizeOptions, quantize_onnx
+from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 from edgedit.runtime.samplers import karras_sigmas, network_evaluations
-from edgedit.runtime.spec import ModelMeta
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def quantized(exported, tmp_path_factory):
     backend = OnnxRuntimeBackend(source, "cpu")
     calib, heldout = record_inputs(backend, 32, CALIBRATION_SEED), record_inputs(backend, 8, HELDOUT_SEED)
     out = tmp_path_factory.mktemp("q") / "m.int8.onnx"
-    report = quantize_onnx(source, out, calib, heldout, min_psnr=20)
+    report = quantize_onnx(source, out, calib, heldout, QuantizeOptions(min_psnr=20))
     return report, onnx.load(out), calib, heldout, source
 
 
@@ -57,12 +57,25 @@ def test_sensitive_layers_stay_in_high_precision(quantized):
     report, model, *_ = quantized
     produced_by = {o: n for n in model.graph.node for o in n.output}
     int8_inputs = {n.name for n in model.graph.node if n.op_type in ("MatMul", "Conv")
-                   and any(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear" for i in n.input)}
+                   and any(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear"
+                           for i in n.input)}
     assert int8_inputs == set(report.quantized)
     assert all(n.startswith("blocks.") and n.split("/")[0].rsplit(".", 1)[1] in ("qkv", "proj", "fc1", "fc2")
                for n in report.quantized)
     assert {"x_embedder.proj/Conv", "final_layer.linear/MatMul"} <= set(report.excluded)
     assert not any(n.startswith("blocks.0.attn/MatMul") for n in int8_inputs)  # Q·Kᵀ and softmax·V
+
+
+def test_the_recipe_quantizes_exactly_edgedits_int8_layers(quantized):
+    """Node names come from the torch exporter's name scopes (graph.name_nodes_by_module reads a private
+    metadata key of the dynamo exporter): if that key changes, this selection is the first to break."""
+    from edgedit.contract.quantization import INT8_LAYERS
+    from tests.helpers import TINY_CONFIGS
+
+    report, *_ = quantized
+    depth = TINY_CONFIGS["onestep-uncond"].depth
+    assert sorted(report.quantized) == sorted(f"blocks.{i}.{layer}/MatMul"
+                                              for i in range(depth) for layer in INT8_LAYERS)
 
 
 def test_reported_psnr_is_measured_on_held_out_inputs(quantized):
@@ -80,24 +93,25 @@ def test_reported_psnr_is_measured_on_held_out_inputs(quantized):
 def test_psnr_below_threshold_is_refused_unless_forced(quantized, tmp_path):
     _, _, calib, heldout, source = quantized
     with pytest.raises(CheckFailed, match="below 200 dB"):
-        quantize_onnx(source, tmp_path / "q.onnx", calib, heldout, min_psnr=200)
+        quantize_onnx(source, tmp_path / "q.onnx", calib, heldout, QuantizeOptions(min_psnr=200))
     assert list(tmp_path.iterdir()) == []
-    forced = quantize_onnx(source, tmp_path / "q.onnx", calib, heldout, min_psnr=200, force=True)
+    forced = quantize_onnx(source, tmp_path / "q.onnx", calib, heldout, QuantizeOptions(min_psnr=200, force=True))
     assert forced.path.exists() and forced.psnr_db < 200
 
 
 def test_user_excludes_keep_more_in_high_precision(quantized, tmp_path):
     report, _, calib, heldout, source = quantized
-    more = quantize_onnx(source, tmp_path / "q.onnx", calib, heldout, excludes=["blocks.0.*"], min_psnr=20)
+    more = quantize_onnx(source, tmp_path / "q.onnx", calib, heldout,
+                         QuantizeOptions(excludes=("blocks.0.*",), min_psnr=20))
     assert not any(n.startswith("blocks.0.") for n in more.quantized)
     assert len(more.quantized) == len(report.quantized) - 4
     with pytest.raises(EdgeditError, match="matches no node"):
-        quantize_onnx(source, tmp_path / "r.onnx", calib, heldout, excludes=["blocks.99.*"])
+        quantize_onnx(source, tmp_path / "r.onnx", calib, heldout, QuantizeOptions(excludes=("blocks.99.*",)))
 
 
 def test_calibration_methods_give_different_ranges(quantized, tmp_path):
     _, model, calib, heldout, source = quantized
-    pct = quantize_onnx(source, tmp_path / "p.onnx", calib, heldout, method="percentile", min_psnr=20)
+    pct = quantize_onnx(source, tmp_path / "p.onnx", calib, heldout, QuantizeOptions(method="percentile", min_psnr=20))
     scales = lambda m: sorted(float(s) for n, s, _ in _q_params(m) if n.op_type == "QuantizeLinear")  # noqa: E731
     assert scales(onnx.load(pct.path)) != scales(model)
 
@@ -154,14 +168,15 @@ def test_modelopt_is_used_when_installed(quantized, tmp_path, monkeypatch):
     onnx_pkg.__path__ = []
     quantization = types.ModuleType("modelopt.onnx.quantization")
     quantization.quantize = fake_quantize
-    for name, module in (("modelopt", package), ("modelopt.onnx", onnx_pkg), ("modelopt.onnx.quantization", quantization)):
+    for name, module in (("modelopt", package), ("modelopt.onnx", onnx_pkg),
+                         ("modelopt.onnx.quantization", quantization)):
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object() if name == "modelopt" else None)
 
-    result = quantize_onnx(source, tmp_path / "mo.onnx", calib, heldout, method="entropy", min_psnr=20)
+    result = quantize_onnx(source, tmp_path / "mo.onnx", calib, heldout, QuantizeOptions(method="entropy", min_psnr=20))
     assert result.tool == "modelopt"
     assert calls["quantize_mode"] == "int8" and calls["calibration_method"] == "entropy"
     assert calls["calibration_data"]["z"].shape == calib["z"].shape
     assert calls["nodes_to_quantize"] == [f"^{n.replace('.', '[.]')}$".replace("[.]", "\\.") for n in result.quantized]
     with pytest.raises(EdgeditError, match="not percentile"):
-        quantize_onnx(source, tmp_path / "mo2.onnx", calib, heldout, method="percentile")
+        quantize_onnx(source, tmp_path / "mo2.onnx", calib, heldout, QuantizeOptions(method="percentile"))

@@ -4,12 +4,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from edgedit.checkpoint import load_model
 from edgedit.cli import app
-from edgedit.config import resolve_config
+from edgedit.contract.config import resolve_config
+from edgedit.models.checkpoint import load_model
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
-from tests.conftest import example_inputs
+from tests.helpers import example_inputs
 
 # An official-layout DiT small enough for a test: DiT-S/4's layout at 2 blocks, width 64.
 TINY_ARGS = ["--model", "DiT-S/4", "--image-size", "128", "--depth", "2", "--width", "64", "--heads", "2"]
@@ -48,7 +48,7 @@ def test_train_py_checkpoint_with_pickled_args_is_refused(tmp_path):
 
 
 def test_tensor_only_training_checkpoint_uses_the_ema_weights(tmp_path):
-    cfg, model, state = official_like_state_dict()
+    _cfg, model, state = official_like_state_dict()
     raw = {k: torch.zeros_like(v) for k, v in state.items()}
     torch.save({"model": raw, "ema": state}, tmp_path / "ckpt.pt")
     out = tmp_path / "out.safetensors"
@@ -70,7 +70,8 @@ def test_wrong_image_size_gets_a_hint(tmp_path):
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint" * 10])
 def test_unreadable_files_are_refused(tmp_path, content):
     (tmp_path / "bad.pt").write_bytes(content)
-    result = runner.invoke(app, ["convert-dit", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "o.safetensors"), *TINY_ARGS])
+    result = runner.invoke(app, ["convert-dit", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "o.safetensors"),
+                                 *TINY_ARGS])
     assert result.exit_code == 2
     assert "bad.pt: not a" in result.stderr
     assert not (tmp_path / "o.safetensors").exists()

@@ -4,13 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgedit.config import DiTConfig, get_preset
+from edgedit.contract.config import DiTConfig, get_preset
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
-from tests.conftest import TINY_CONFIGS, example_inputs
+from tests.helpers import TINY_CONFIGS, example_inputs
 
 
-def official_checkpoint_layout(D, depth, C=4, O=8, p=2, T=256, classes=1000):
+def official_checkpoint_layout(D, depth, C=4, Co=8, p=2, T=256, classes=1000):
     """Key names and shapes of an official DiT checkpoint (facebookresearch/DiT, DiT-XL-2-256x256.pt),
     written out from the published layout rather than derived from edgedit's code."""
     layout = {
@@ -22,8 +22,8 @@ def official_checkpoint_layout(D, depth, C=4, O=8, p=2, T=256, classes=1000):
         "t_embedder.mlp.2.weight": (D, D),
         "t_embedder.mlp.2.bias": (D,),
         "y_embedder.embedding_table.weight": (classes + 1, D),
-        "final_layer.linear.weight": (p * p * O, D),
-        "final_layer.linear.bias": (p * p * O,),
+        "final_layer.linear.weight": (p * p * Co, D),
+        "final_layer.linear.bias": (p * p * Co,),
         "final_layer.adaLN_modulation.1.weight": (2 * D, D),
         "final_layer.adaLN_modulation.1.bias": (2 * D,),
     }
@@ -89,7 +89,7 @@ def reference_pos_embed(D, g):
 
 
 def reference_forward(sd, cfg, x, t, y):
-    N, C, S, _ = x.shape
+    N, _, S, _ = x.shape
     p, g, D, H = cfg.patch_size, cfg.grid_size, cfg.hidden_size, cfg.num_heads
     lin = lambda h, name: h @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]  # noqa: E731
     # Patchify: token (r, c) holds the p x p x C pixels below it, flattened channel-major like the conv weight.
@@ -125,13 +125,13 @@ def reference_forward(sd, cfg, x, t, y):
         m = norm(h) * (1 + sc2[:, None]) + s2[:, None]
         h = h + g2[:, None] * lin(F.gelu(lin(m, f"{b}.mlp.fc1"), approximate="tanh"), f"{b}.mlp.fc2")
     shift, scale = modulation("final_layer", 2)
-    out = lin(norm(h) * (1 + scale[:, None]) + shift[:, None], "final_layer.linear")  # (N, T, p*p*O)
-    O = cfg.out_channels
-    img = torch.zeros(N, O, S, S)
+    out = lin(norm(h) * (1 + scale[:, None]) + shift[:, None], "final_layer.linear")  # (N, T, p*p*Co)
+    Co = cfg.out_channels
+    img = torch.zeros(N, Co, S, S)
     for r in range(g):
         for c in range(g):
             # within a token: channel fastest, then patch column, then patch row
-            img[:, :, r * p:(r + 1) * p, c * p:(c + 1) * p] = out[:, r * g + c].reshape(N, p, p, O).permute(0, 3, 1, 2)
+            img[:, :, r * p:(r + 1) * p, c * p:(c + 1) * p] = out[:, r * g + c].reshape(N, p, p, Co).permute(0, 3, 1, 2)
     return img
 
 
@@ -212,7 +212,7 @@ def test_denoiser_requires_timesteps_and_labels():
 def test_null_label_row_is_what_label_dropout_uses():
     cfg = TINY_CONFIGS["ddpm-cfg"]
     model = random_weights(DiT(cfg)).eval()
-    x, t, y = example_inputs(cfg)
+    _x, _t, y = example_inputs(cfg)
     with torch.no_grad():
         dropped = model.y_embedder(y, train=False, force_drop_ids=torch.ones_like(y))
     torch.testing.assert_close(dropped, model.y_embedder.embedding_table.weight[[cfg.num_classes] * 3])

@@ -2,21 +2,23 @@ import numpy as np
 import onnx
 import pytest
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.spec import ModelMeta
+from edgedit.eval.metrics import psnr_db
 from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
 from edgedit.export.exporter import BatchSpec, export_onnx
-from edgedit.export.quantize import quantize_onnx
-from edgedit.metrics import psnr_db
-from edgedit.runtime.backends import OnnxRuntimeBackend, TorchBackend, load_backend, ort_providers
+from edgedit.export.quantize import QuantizeOptions, quantize_onnx
+from edgedit.models.torch_backend import TorchBackend
+from edgedit.runtime.backends import load_backend
+from edgedit.runtime.onnxruntime import OnnxRuntimeBackend, ort_providers
 from edgedit.runtime.samplers import generate
-from edgedit.runtime.spec import ModelMeta
 
 
 def test_backends_dispatch_on_the_model_argument(exported):
     onnx_path, checkpoint = exported["onestep-cond"]
     assert isinstance(load_backend(onnx_path), OnnxRuntimeBackend)
     assert isinstance(load_backend(checkpoint), TorchBackend)
-    with pytest.raises(EdgeditError, match="the torch backend runs checkpoints"):
+    with pytest.raises(EdgeditError, match="the torch backend runs .safetensors, preset names"):
         load_backend(onnx_path, backend="torch")
 
 
@@ -60,14 +62,14 @@ def test_provider_choice():
 @pytest.mark.parametrize("name, steps", [("onestep-cond", None), ("edm-cond", 8)])
 def test_same_seed_same_image_through_torch_onnx_fp32_fp16_and_int8(exported, tmp_path, name, steps):
     onnx_path, checkpoint = exported[name]
-    from edgedit.checkpoint import load_model
+    from edgedit.models.checkpoint import load_model
 
     net, _ = load_model(checkpoint)
     fp16 = export_onnx(net, tmp_path / "fp16.onnx", {"checkpoint": checkpoint.name}, BatchSpec.parse("1:2:4"),
                        precision="fp16").path
     fp32 = OnnxRuntimeBackend(onnx_path, "cpu")
     calib, heldout = record_inputs(fp32, 16, CALIBRATION_SEED, steps), record_inputs(fp32, 4, HELDOUT_SEED, steps)
-    int8 = quantize_onnx(onnx_path, tmp_path / "int8.onnx", calib, heldout, min_psnr=20).path
+    int8 = quantize_onnx(onnx_path, tmp_path / "int8.onnx", calib, heldout, QuantizeOptions(min_psnr=20)).path
 
     seeds = [3, 1, 4, 1, 5]
     images = {label: generate(load_backend(path), seeds, batch=4, steps=steps)

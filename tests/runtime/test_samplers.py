@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 
-from edgedit.config import DiTConfig
-from edgedit.errors import EdgeditError
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schedules import sampler_spec
+from edgedit.contract.spec import ModelMeta, io_spec
 from edgedit.runtime.backends import Backend
 from edgedit.runtime.noise import noise_from_seeds
 from edgedit.runtime.samplers import edm_sample, generate, karras_sigmas, network_evaluations
-from edgedit.runtime.spec import ModelMeta, io_spec, sampler_spec
 
 
 def test_karras_schedule_endpoints_and_spacing():
@@ -103,8 +104,8 @@ def test_labels_are_checked():
 
 def test_ddim_on_dit_schedule_is_exact_for_an_oracle_epsilon():
     """If the network returns the true noise of x_t = sqrt(a) x0 + sqrt(1-a) eps, DDIM recovers x0 exactly."""
+    from edgedit.contract.schedules import sampler_spec
     from edgedit.runtime.samplers import ddim_sample, ddim_timesteps
-    from edgedit.runtime.spec import sampler_spec
 
     spec = sampler_spec(DiTConfig())  # DiT-XL/2 defaults: a DDPM model
     betas = np.linspace(spec["beta_start"], spec["beta_end"], spec["train_steps"])

@@ -3,16 +3,18 @@ import json
 import numpy as np
 import pytest
 
-from edgedit.engines.build import build_engine
-from edgedit.errors import EdgeditError
-from edgedit.runtime.backends import OnnxRuntimeBackend, load_backend
+from edgedit.contract.errors import EdgeditError
+from edgedit.engines.build import BuildOptions
+from edgedit.pipeline import build
+from edgedit.runtime.backends import RunOptions, load_backend
+from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 from edgedit.runtime.samplers import generate
-from tests.conftest import has_real_tensorrt
+from tests.helpers import has_real_tensorrt
 
 
 @pytest.fixture
 def engine(exported, tmp_path, fake_tensorrt):
-    return build_engine(exported["edm-cond"][0], tmp_path / "edm.plan", "fp16").plan
+    return build(exported["edm-cond"][0], tmp_path / "edm.plan", BuildOptions(precision="fp16")).plan
 
 
 def test_tensorrt_backend_samples_like_onnxruntime(exported, engine, fake_tensorrt):
@@ -30,7 +32,8 @@ def test_every_io_tensor_is_bound_and_shapes_follow_the_batch(engine, fake_tenso
     bound = {name for what, (name, _) in ((w, d) for w, d in fake_tensorrt.CALLS if w == "set_tensor_address")}
     assert bound == {"x", "sigma", "y", "denoised"}
     fake_tensorrt.CALLS.clear()
-    backend.run({"x": np.zeros((3, 1, 16, 16), np.float32), "sigma": np.ones(3, np.float32), "y": np.zeros(3, np.int32)})
+    backend.run({"x": np.zeros((3, 1, 16, 16), np.float32), "sigma": np.ones(3, np.float32),
+                 "y": np.zeros(3, np.int32)})
     shapes = [d for w, d in fake_tensorrt.CALLS if w == "set_input_shape"]
     assert shapes == [("x", (3, 1, 16, 16)), ("sigma", (3,)), ("y", (3,))]
     assert [w for w, _ in fake_tensorrt.CALLS].count("execute_async_v3") == 1
@@ -40,8 +43,9 @@ def test_every_io_tensor_is_bound_and_shapes_follow_the_batch(engine, fake_tenso
 def test_cuda_graph_is_captured_once_for_a_static_engine(exported, tmp_path, fake_tensorrt):
     import libcuda
 
-    plan = build_engine(exported["onestep-uncond"][0], tmp_path / "s.plan", "fp32").plan  # static batch 4
-    backend = load_backend(plan, cuda_graph=True)
+    plan = build(exported["onestep-uncond"][0], tmp_path / "s.plan",
+                 BuildOptions(precision="fp32")).plan  # static batch 4
+    backend = load_backend(plan, options=RunOptions(cuda_graph=True))
     feeds = {"z": np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)}
     reference = OnnxRuntimeBackend(exported["onestep-uncond"][0], "cpu").run(feeds)["image"]
     outs = [backend.run(feeds)["image"] for _ in range(3)]
@@ -57,11 +61,12 @@ def test_cuda_graph_is_captured_once_for_a_static_engine(exported, tmp_path, fak
 def test_a_failed_capture_is_ended_and_reported(exported, tmp_path, fake_tensorrt, monkeypatch):
     import libcuda
 
-    plan = build_engine(exported["onestep-uncond"][0], tmp_path / "s.plan", "fp32").plan
-    backend = load_backend(plan, cuda_graph=True)
+    plan = build(exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32")).plan
+    backend = load_backend(plan, options=RunOptions(cuda_graph=True))
     monkeypatch.setattr(libcuda, "cuGraphInstantiateWithFlags", lambda *a: 999)
     feeds = {"z": np.zeros((4, 3, 8, 8), np.float32)}
-    with pytest.raises(EdgeditError, match="CUDA graph: instantiate failed with CUresult 999; run without --cuda-graph"):
+    with pytest.raises(EdgeditError,
+                       match="CUDA graph: instantiate failed with CUresult 999; run without --cuda-graph"):
         backend.run(feeds)
     from pycuda import driver
 
@@ -71,7 +76,7 @@ def test_a_failed_capture_is_ended_and_reported(exported, tmp_path, fake_tensorr
 def test_a_dynamic_engine_gets_one_graph_per_batch_size(engine, fake_tensorrt):
     import libcuda
 
-    backend = load_backend(engine, cuda_graph=True)  # batch 1..4
+    backend = load_backend(engine, options=RunOptions(cuda_graph=True))  # batch 1..4
     for batch in (2, 3, 2, 3):
         backend.run({"x": np.zeros((batch, 1, 16, 16), np.float32), "sigma": np.ones(batch, np.float32),
                      "y": np.zeros(batch, np.int32)})
@@ -105,7 +110,7 @@ def test_missing_sidecar_or_tensorrt(engine, fake_tensorrt, tmp_path):
 
 
 def test_without_tensorrt_an_engine_cannot_run(exported, tmp_path, fake_tensorrt, monkeypatch):
-    plan = build_engine(exported["onestep-uncond"][0], tmp_path / "s.plan", "fp32").plan
+    plan = build(exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32")).plan
     import sys
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
@@ -114,20 +119,21 @@ def test_without_tensorrt_an_engine_cannot_run(exported, tmp_path, fake_tensorrt
 
 
 @pytest.mark.device
-@pytest.mark.skipif(not has_real_tensorrt(), reason="needs TensorRT and a CUDA GPU (run jetson/selftest.sh on a Jetson)")
+@pytest.mark.skipif(not has_real_tensorrt(),
+                    reason="needs TensorRT and a CUDA GPU (run jetson/selftest.sh on a Jetson)")
 @pytest.mark.parametrize("precision, min_psnr", [("fp32", 60), ("fp16", 40), ("int8", 25)])
 def test_real_engines_match_onnxruntime(exported, tmp_path, precision, min_psnr):
     """On real hardware: build each precision from the tiny exports and compare with ONNX Runtime (CPU)."""
-    from edgedit.metrics import psnr_db
+    from edgedit.eval.metrics import psnr_db
 
     onnx = exported["onestep-cond"][0]
     if precision == "fp16":
-        from edgedit.checkpoint import load_model
         from edgedit.export.exporter import BatchSpec, export_onnx
+        from edgedit.models.checkpoint import load_model
 
         net, _ = load_model(exported["onestep-cond"][1])
         onnx = export_onnx(net, tmp_path / "fp16.onnx", {"checkpoint": "tiny"}, BatchSpec.parse("1:2:4"), "fp16").path
-    plan = build_engine(onnx, tmp_path / f"{precision}.plan", precision, calib_samples=32).plan
+    plan = build(onnx, tmp_path / f"{precision}.plan", BuildOptions(precision=precision), calib_samples=32).plan
     seeds = list(range(8))
     got = generate(load_backend(plan), seeds, batch=4)
     want = generate(OnnxRuntimeBackend(exported["onestep-cond"][0], "cpu"), seeds, batch=4)

@@ -6,15 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from edgedit.checkpoint import load_model, save_model
-from edgedit.data.pairs import generate_pairs
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 from edgedit.cost import accounting
+from edgedit.data.pairs import generate_pairs
+from edgedit.models.checkpoint import load_model, save_model
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
-from edgedit.train.distill import ImageLoss, feature_loss, mi1_taps, run_distillation, ta_block_map
+from edgedit.train.distill import (
+    DistillOptions,
+    ImageLoss,
+    distill,
+    feature_loss,
+    mi1_taps,
+    student_config,
+    ta_block_map,
+)
 from edgedit.train.trainer import TrainSettings
-from tests.conftest import TINY_CONFIGS
+from tests.helpers import TINY_CONFIGS
 
 STUDENT = dict(student="DiT-Nano-XS/2", depth=2, hidden_size=32, num_heads=2, patch_size=4)
 
@@ -29,12 +37,23 @@ def pairs(tmp_path_factory):
 
 
 def settings(steps=12, **changes):
-    return TrainSettings(steps, batch=16, lr=2e-3, checkpoint_every=4, **changes)
+    return TrainSettings(steps=steps, batch=16, lr=2e-3, checkpoint_every=4, **changes)
 
 
-def distil(pairs, out, method, steps=12, **kwargs):
-    args = {**STUDENT, **kwargs}  # kwargs may override the student's knobs
-    return run_distillation(pairs / "with-trajectory", args.pop("student"), method, out, settings(steps), **args)
+OPTION_NAMES = ("ta", "ta_steps", "loss", "feature_loss", "feature_weight", "taps", "resume")
+
+
+def options(folder, out, method, steps=12, **kwargs) -> DistillOptions:
+    """DistillOptions; kwargs that are not options are the student's preset overrides."""
+    checkpoint = str(kwargs.get("student", "")).endswith(".safetensors")  # a checkpoint takes no overrides
+    args = {**({} if checkpoint else STUDENT), **kwargs}  # kwargs may override the student's knobs
+    chosen = {k: args.pop(k) for k in OPTION_NAMES if k in args}
+    return DistillOptions(pairs=folder, output=out, settings=settings(steps), student=args.pop("student"),
+                          method=method, overrides=args, **chosen)
+
+
+def distil(pairs, out, method, steps=12, on_step=None, **kwargs):
+    return distill(options(pairs / "with-trajectory", out, method, steps, **kwargs), on_step=on_step)
 
 
 def test_layer_maps():
@@ -54,21 +73,21 @@ def test_pseudo_huber_is_l2_near_zero_and_l1_far_out():
         ImageLoss("lpips")
 
 
-@pytest.mark.parametrize("method, kwargs", [("output", {}), ("mi1", {}), ("ta", {"ta": "DiT-Nano-XS/2", "ta_steps": 6})])
+@pytest.mark.parametrize("method, kwargs", [("output", {}), ("mi1", {}),
+                                            ("ta", {"ta": "DiT-Nano-XS/2", "ta_steps": 6})])
 def test_every_method_trains_and_saves_only_the_student(pairs, tmp_path, method, kwargs):
     losses = []
     if method == "ta":
         kwargs = {**kwargs}
         # a TA of the student's grid, deeper and wider than it
-        from edgedit.train import distill
-
-        ta = save_model(random_weights(DiT(distill.student_config("DiT-Nano-XS/2", _manifest(pairs), depth=4, hidden_size=48,
-                                                                  num_heads=2, patch_size=4))),
+        ta = save_model(random_weights(DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=4,
+                                                                  hidden_size=48, num_heads=2, patch_size=4))),
                         tmp_path / "ta.safetensors")
         kwargs = {"ta": str(ta)}
-    out = distil(pairs, tmp_path / f"{method}.safetensors", method, steps=24, on_step=lambda s, v: losses.append(v), **kwargs)
+    out = distil(pairs, tmp_path / f"{method}.safetensors", method, steps=24,
+                 on_step=lambda s, v, *total: losses.append(v), **kwargs)
     model, info = load_model(out)
-    assert [k for k in model.state_dict()] == list(accounting.parameter_shapes(model.config))  # no auxiliaries
+    assert list(model.state_dict()) == list(accounting.parameter_shapes(model.config))  # no auxiliaries
     assert info.provenance["method"] == method and info.config.one_step
     assert np.mean(losses[-6:]) < np.mean(losses[:6])
 
@@ -86,8 +105,8 @@ def test_a_preset_ta_is_distilled_first(pairs, tmp_path):
 
 
 def test_distilled_students_export_and_match_torch(pairs, tmp_path):
+    from edgedit.eval.metrics import psnr_db
     from edgedit.export.exporter import BatchSpec, export_onnx
-    from edgedit.metrics import psnr_db
     from edgedit.runtime.backends import load_backend
     from edgedit.runtime.samplers import generate
 
@@ -106,19 +125,26 @@ def test_distilled_students_export_and_match_torch(pairs, tmp_path):
 ])
 def test_bad_input(pairs, tmp_path, method, kwargs, message):
     folder = pairs / kwargs.pop("pairs_folder", "with-trajectory")
-    student = kwargs.pop("student", STUDENT["student"])
-    if student == "ckpt-8x8":
-        student = str(save_model(DiT(TINY_CONFIGS["onestep-uncond"]), tmp_path / "other.safetensors"))
-        overrides = {}
-    else:
-        overrides = {k: v for k, v in STUDENT.items() if k != "student"}
+    if kwargs.get("student") == "ckpt-8x8":
+        kwargs["student"] = str(save_model(DiT(TINY_CONFIGS["onestep-uncond"]), tmp_path / "other.safetensors"))
     if kwargs.pop("ta_depth", None):
-        from edgedit.train import distill
-
-        kwargs["ta"] = str(save_model(DiT(distill.student_config("DiT-Nano-XS/2", _manifest(pairs), depth=1, hidden_size=32,
-                                                                     num_heads=2, patch_size=4)), tmp_path / "ta.safetensors"))
+        kwargs["ta"] = str(save_model(DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=1,
+                                                                 hidden_size=32, num_heads=2, patch_size=4)),
+                                      tmp_path / "ta.safetensors"))
     with pytest.raises(EdgeditError, match=message):
-        run_distillation(folder, student, method, tmp_path / "s.safetensors", settings(2), **kwargs, **overrides)
+        distill(options(folder, tmp_path / "s.safetensors", method, 2, **kwargs))
+
+
+def test_a_refused_distillation_is_one_line_before_any_progress(pairs, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgedit.cli import app
+
+    result = CliRunner().invoke(app, ["distill", "--pairs", str(pairs / "with-trajectory"), "--method", "ta",
+                                      "--steps", "2", "-o", str(tmp_path / "s.safetensors")])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["edgedit: error: --method ta needs --ta PRESET|CKPT (the teaching assistant)"]
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
@@ -128,7 +154,7 @@ def test_two_process_torchrun_distillation_matches_one_process(pairs, tmp_path):
            "--steps", "4", "--batch", "16", "--lr", "2e-3", "--checkpoint-every", "2", "--sample-every", "2"]
     one = subprocess.run([*cli, "-o", str(tmp_path / "one.safetensors")], capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29519",
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                           "-m", "edgedit", *cli[3:], "-o", str(tmp_path / "two.safetensors")],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert two.returncode == 0, two.stderr[-2000:]
@@ -136,6 +162,7 @@ def test_two_process_torchrun_distillation_matches_one_process(pairs, tmp_path):
     assert load_model(tmp_path / "two.safetensors")[1].provenance["processes"] == 2
     assert two.stdout.count("wrote") == 1  # rank 0 reports, rank 1 is silent
     for run in ("one", "two"):  # the student's grids, from rank 0 only
-        assert sorted(p.name for p in (tmp_path / f"{run}.samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
+        assert (sorted(p.name for p in (tmp_path / f"{run}.samples").iterdir())
+                == ["step-0000002.png", "step-0000004.png"])
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgedit.checkpoint import load_model
-from edgedit.config import DiTConfig
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.errors import EdgeditError
 from edgedit.data.datasets import load_data
-from edgedit.errors import EdgeditError
+from edgedit.models.checkpoint import load_model
 from edgedit.models.dit import DiT
 from edgedit.train.objectives import EDMObjective
 from edgedit.train.trainer import Run, TrainSettings, batch_indices, state_path, train
@@ -32,7 +32,8 @@ def edm(seed=0):
 
 
 def run_for(steps, **changes):
-    return Run(TINY, "digits", "edm-teacher", TrainSettings(steps, batch=16, lr=1e-3, checkpoint_every=3, **changes))
+    return Run(TINY, "digits", "edm-teacher",
+               TrainSettings(steps=steps, batch=16, lr=1e-3, checkpoint_every=3, **changes))
 
 
 def weights(path):
@@ -44,7 +45,7 @@ def test_training_lowers_the_loss_and_saves_the_ema(digits, tmp_path):
     losses = []
     out = train(run_for(30), digits, edm(), tmp_path / "t.safetensors", on_step=lambda s, loss: losses.append(loss))
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
-    model, info = load_model(out)
+    _model, info = load_model(out)
     assert info.provenance["weights"] == "EMA" and info.provenance["steps"] == 30 and info.config == TINY
     assert state_path(out).exists()
 
@@ -72,6 +73,38 @@ def test_resume_refuses_a_different_run(digits, tmp_path):
         train(changed, digits, edm(), tmp_path / "a.safetensors", resume=True)
     with pytest.raises(EdgeditError, match="no training state"):
         train(run_for(3), digits, edm(), tmp_path / "none.safetensors", resume=True)
+
+
+def test_resume_says_where_it_resumed_and_refuses_a_state_past_the_steps(digits, tmp_path):
+    out = tmp_path / "s.safetensors"
+    train(run_for(6), digits, edm(), out)
+    said = []
+    train(run_for(9), digits, edm(), out, resume=True, say=said.append)
+    assert said == ["resumed s.safetensors from step 6 of 9"]
+    said.clear()
+    train(run_for(9), digits, edm(), out, resume=True, say=said.append)  # done: the model is written again
+    assert said == ["s.safetensors: the saved state is at step 9 = --steps; writing the model from it"]
+    stamp = out.stat().st_mtime_ns
+    with pytest.raises(EdgeditError, match="is at step 9, past --steps 4; give --steps 9 or more"):
+        train(run_for(4), digits, edm(), out, resume=True)
+    assert out.stat().st_mtime_ns == stamp  # nothing written
+
+
+def test_teacher_train_reports_in_one_line_and_errors_before_any_progress(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgedit.cli import app
+
+    runner = CliRunner()
+    args = ["teacher", "train", "--data", "digits", "--depth", "1", "--width", "16", "--heads", "2", "--patch", "4",
+            "--batch", "8", "-o", str(tmp_path / "t.safetensors")]
+    done = runner.invoke(app, [*args, "--steps", "2"])
+    assert done.exit_code == 0, done.output
+    assert "1438 training images of digits" in done.stdout and "[[" not in done.stdout and "array" not in done.stdout
+    bad = runner.invoke(app, [*args, "--steps", "1", "--resume"])  # the saved state is at step 2
+    assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
+        f"edgedit: error: --resume: {tmp_path / 't.train-state.safetensors'} is at step 2, past --steps 1; give "
+        "--steps 2 or more (or start a new output)"]
 
 
 def test_data_order_covers_every_row_once_per_epoch():
@@ -113,8 +146,8 @@ def test_two_process_torchrun_matches_one_process(tmp_path):
     one = subprocess.run([*CLI, *args, "-o", str(tmp_path / "one.safetensors")], capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                          "29517", "-m", "edgedit", *CLI[3:], *args, "-o", str(tmp_path / "two.safetensors")],
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "edgedit", *CLI[3:], *args, "-o", str(tmp_path / "two.safetensors")],
                          capture_output=True, text=True, env=env)
     assert two.returncode == 0, two.stderr[-2000:]
     assert load_model(tmp_path / "two.safetensors")[1].provenance["processes"] == 2

@@ -9,6 +9,7 @@ Device memory is pycuda's fake (tests/fakes/pycuda). See tests/fakes/README.md.
 
 import enum
 import json
+from typing import ClassVar
 
 import numpy as np
 
@@ -159,9 +160,10 @@ class INetworkDefinition:
 class OnnxParser:
     """Reads the ONNX file's inputs and nodes (with the onnx package) into the fake network."""
 
-    _ONNX_TYPES = {1: DataType.FLOAT, 10: DataType.HALF, 6: DataType.INT32}
-    _LAYERS = {"QuantizeLinear": LayerType.QUANTIZE, "DequantizeLinear": LayerType.DEQUANTIZE,
-              "MatMul": LayerType.MATRIX_MULTIPLY, "Conv": LayerType.CONVOLUTION}
+    _ONNX_TYPES: ClassVar[dict[int, DataType]] = {1: DataType.FLOAT, 10: DataType.HALF, 6: DataType.INT32}
+    _LAYERS: ClassVar[dict[str, LayerType]] = {"QuantizeLinear": LayerType.QUANTIZE,
+                                               "DequantizeLinear": LayerType.DEQUANTIZE,
+                                               "MatMul": LayerType.MATRIX_MULTIPLY, "Conv": LayerType.CONVOLUTION}
 
     def __init__(self, network, logger):
         self._network, self._errors = network, []
@@ -185,7 +187,8 @@ class OnnxParser:
             t = value.type.tensor_type
             shape = [d.dim_value if d.dim_value else -1 for d in t.shape.dim]
             self._network._inputs.append(ITensor(value.name, shape, self._ONNX_TYPES[t.elem_type]))
-        self._network._layers = [ILayer(n.name, self._LAYERS.get(n.op_type, LayerType.ELEMENTWISE)) for n in proto.graph.node]
+        self._network._layers = [ILayer(n.name, self._LAYERS.get(n.op_type, LayerType.ELEMENTWISE))
+                                 for n in proto.graph.node]
         self._network._onnx = str(model)
         CALLS.append(("parse_from_file", str(model)))
         return True

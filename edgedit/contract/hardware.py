@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 
 SMS = 8
 TENSOR_CORES_PER_SM = 4

@@ -6,13 +6,13 @@ import pytest
 import torch
 from safetensors.numpy import save_file as save_numpy
 
-from edgedit import checkpoint
-from edgedit.checkpoint import load_model, read_checkpoint, save_model
-from edgedit.config import DiTConfig
-from edgedit.errors import EdgeditError
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.errors import EdgeditError
+from edgedit.models import checkpoint
+from edgedit.models.checkpoint import load_model, read_checkpoint, save_model
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
-from tests.conftest import TINY_CONFIGS, example_inputs
+from tests.helpers import TINY_CONFIGS, example_inputs
 
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, tiny_config):
@@ -67,7 +67,7 @@ def _rewrite(path, mutate):
     from safetensors.torch import save_file
 
     with safe_open(str(path), "pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     mutate(tensors)
     save_file(tensors, str(path), metadata=meta)
 
@@ -94,7 +94,7 @@ def test_bad_config_in_metadata_names_the_file(tmp_path):
     from safetensors.torch import save_file
 
     with safe_open(str(path), "pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     meta["edgedit.config"] = json.dumps({**json.loads(meta["edgedit.config"]), "depth": -1})
     save_file(tensors, str(path), metadata=meta)
     with pytest.raises(EdgeditError, match=r"m.safetensors: invalid model config: depth must be a positive"):
@@ -106,7 +106,8 @@ def test_a_failed_save_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatc
     before = path.read_bytes()
 
     def half_write_then_fail(tensors, filename, metadata=None):
-        open(filename, "wb").write(b"partial")
+        with open(filename, "wb") as f:
+            f.write(b"partial")
         raise KeyboardInterrupt
 
     import safetensors.torch

@@ -1,8 +1,8 @@
 import onnx
 import pytest
 
-from edgedit.errors import EdgeditError
-from edgedit.runtime.onnx_metadata import read_onnx_header
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.onnx_header import read_onnx_header
 
 
 @pytest.mark.parametrize("name", ["onestep-uncond", "onestep-cond", "edm-cond"])
@@ -16,7 +16,8 @@ def test_reads_what_onnx_reads(exported, name):
 
 def test_external_data_models_and_garbage(tmp_path, exported):
     model = onnx.load(exported["onestep-cond"][0])
-    onnx.save_model(model, tmp_path / "big.onnx", save_as_external_data=True, location="big.onnx.data", size_threshold=0)
+    onnx.save_model(model, tmp_path / "big.onnx", save_as_external_data=True, location="big.onnx.data",
+                    size_threshold=0)
     metadata, _ = read_onnx_header(tmp_path / "big.onnx")
     assert metadata["edgedit.format"] == "edgedit.onnx/1"
     (tmp_path / "junk.onnx").write_bytes(b"\xff" * 64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 
 OPSET_IMPORT, METADATA_PROPS = 8, 14
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5

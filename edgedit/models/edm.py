@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from edgedit.runtime.spec import EDM_SIGMA_DATA
+from edgedit.contract.schedules import EDM_SIGMA_DATA
 
 
 def edm_denoise(net, x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None = None,

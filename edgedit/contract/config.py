@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from edgedit.errors import EdgeditError
+from edgedit.contract.errors import EdgeditError
 
 DIFFUSIONS = ("ddpm", "edm", "one-step")
 FREQUENCY_EMBEDDING_SIZE = 256  # DiT's sinusoidal timestep features
@@ -227,6 +229,16 @@ def get_preset(name: str) -> Preset:
         hint = f"did you mean {', '.join(_BY_KEY[k].name for k in close)}? " if close else ""
         raise EdgeditError(f"unknown model preset '{name}'; {hint}`edgedit models` lists them all")
     return preset
+
+
+MODEL_FILES = (".safetensors", ".onnx", ".plan")  # checkpoint, export, engine
+
+
+def names_a_file(model: str | os.PathLike) -> bool:
+    """Whether a MODEL argument names a file (by its suffix, or because it exists) rather than a
+    preset: the one rule every command applies."""
+    path = Path(model)
+    return path.suffix in MODEL_FILES or path.exists()
 
 
 def resolve_config(preset: str, **overrides: Any) -> DiTConfig:

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from edgedit.checkpoint import save_model
+from edgedit.contract.errors import EdgeditError
 from edgedit.data.pairs import PairsStore, generate_pairs, import_get, torch_dataset, verify_pairs
-from edgedit.errors import EdgeditError
+from edgedit.models.checkpoint import save_model
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
 from edgedit.runtime.noise import noise_from_seeds
-from tests.conftest import TINY_CONFIGS
+from tests.helpers import TINY_CONFIGS
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from edgedit.config import PRESETS, DiTConfig, get_preset, resolve_config
-from edgedit.errors import EdgeditError
+from edgedit.contract.config import PRESETS, DiTConfig, get_preset, resolve_config
+from edgedit.contract.errors import EdgeditError
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

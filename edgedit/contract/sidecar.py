@@ -13,10 +13,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from edgedit import __version__, jetson
-from edgedit.errors import EdgeditError
-from edgedit.fileio import write_text_atomic
-from edgedit.runtime.spec import ModelMeta
+from edgedit import __version__
+from edgedit.contract import device, jetson
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import write_text_atomic
+from edgedit.contract.spec import ModelMeta
 
 FORMAT = "edgedit.engine/1"
 
@@ -28,9 +29,7 @@ def sidecar_path(plan: str | os.PathLike) -> Path:
 
 def device_facts(tensorrt_version: str) -> dict[str, Any]:
     """TensorRT version, GPU name and compute capability, and the Jetson's module, L4T and power mode."""
-    from edgedit.doctor import cuda_devices
-
-    cuda = cuda_devices()
+    cuda = device.cuda_devices()
     gpu = cuda["devices"][0] if cuda["devices"] else None
     return {
         "tensorrt": tensorrt_version,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from edgedit.errors import MissingDependency
+from edgedit.contract.errors import MissingDependency
 
 
 def require(module: str, extra: str | None = None, hint: str | None = None) -> ModuleType:
@@ -19,4 +19,5 @@ def require(module: str, extra: str | None = None, hint: str | None = None) -> M
     except ImportError as err:
         top = module.split(".")[0]
         how = hint or f"pip install 'edgedit[{extra}]'"
-        raise MissingDependency(f"this needs the Python package '{top}', which is not importable ({err}); {how}") from err
+        raise MissingDependency(
+            f"this needs the Python package '{top}', which is not importable ({err}); {how}") from err

@@ -19,17 +19,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgedit.config import DiTConfig
-from edgedit.errors import EdgeditError
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.errors import EdgeditError
 
 BATCH = "N"  # the symbolic batch dimension
-
-# EDM (Karras et al. 2022) defaults, as used by GET's CIFAR-10 teacher pairs.
-EDM_SIGMA_MIN = 0.002
-EDM_SIGMA_MAX = 80.0
-EDM_RHO = 7.0
-EDM_SIGMA_DATA = 0.5
-
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -61,17 +54,6 @@ def io_spec(cfg: DiTConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
     if cfg.class_conditional:
         inputs.append(TensorSpec("y", "int32", (BATCH,)))
     return inputs, [output]
-
-
-def sampler_spec(cfg: DiTConfig) -> dict[str, Any]:
-    if cfg.diffusion == "one-step":
-        return {"type": "one-step"}
-    if cfg.diffusion == "edm":
-        return {"type": "edm", "preconditioning": "in-graph", "sigma_min": EDM_SIGMA_MIN, "sigma_max": EDM_SIGMA_MAX,
-                "rho": EDM_RHO, "sigma_data": EDM_SIGMA_DATA, "steps": 18, "sampler": "heun"}
-    # facebookresearch/DiT: 1000 steps of linear betas 1e-4..0.02, epsilon prediction (+ variance channels);
-    # sampled here with deterministic DDIM. Outputs are SD-VAE latents for official DiTs (no VAE here).
-    return {"type": "ddpm", "train_steps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "steps": 50, "sampler": "ddim"}
 
 
 #################################################################################

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgedit.contract.errors import EdgeditError
 from edgedit.data.datasets import load_data
-from edgedit.errors import EdgeditError
 
 
 def test_digits_are_16x16_in_range_with_a_fixed_split():

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgedit import __version__
-from edgedit.config import DiTConfig
-from edgedit.deps import require
-from edgedit.errors import EdgeditError
-from edgedit.fileio import atomic_output
+from edgedit.contract.config import DiTConfig
+from edgedit.contract.deps import require
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import atomic_output
 from edgedit.cost.accounting import parameter_shapes
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def check_tensor_shapes(
     missing = [n for n in expected if n not in actual]
     unexpected = [n for n in actual if n not in expected]
     misshaped = [
-        f"{n} {list(actual[n])} != {list(expected[n])}" for n in expected if n in actual and tuple(actual[n]) != expected[n]
+        f"{n} {list(actual[n])} != {list(expected[n])}"
+        for n in expected if n in actual and tuple(actual[n]) != expected[n]
     ]
     problems = []
     if missing:
@@ -84,7 +85,8 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     try:
         with safetensors.safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-            tensors = {name: (f.get_slice(name).get_dtype(), tuple(f.get_slice(name).get_shape())) for name in f.keys()}
+            tensors = {name: (f.get_slice(name).get_dtype(), tuple(f.get_slice(name).get_shape()))
+                       for name in f.keys()}  # noqa: SIM118  (a safetensors handle, not a dict)
     except Exception as err:  # SafetensorError on bad or truncated files
         raise EdgeditError(
             f"{path}: not a readable safetensors file ({err}); it may be truncated or of another format. "
@@ -129,7 +131,7 @@ def copy_with_provenance(source: str | os.PathLike, dest: str | os.PathLike, **p
     safetensors_numpy = require("safetensors.numpy", extra="train")
     info = read_checkpoint(source)
     with require("safetensors", extra="train").safe_open(str(info.path), framework="numpy") as f:
-        tensors = {name: f.get_tensor(name) for name in f.keys()}
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118  (a safetensors handle)
     metadata = {**info.metadata, META_PROVENANCE: json.dumps({**info.provenance, **provenance}, sort_keys=True)}
     dest = Path(dest)
     with atomic_output(dest) as tmp:

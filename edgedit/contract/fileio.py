@@ -72,7 +72,7 @@ def load_npz(path: str | os.PathLike, what: str = "file") -> dict:
     """All arrays of an .npz, never unpickling objects; one-line errors for missing or bad files."""
     import numpy as np
 
-    from edgedit.errors import EdgeditError
+    from edgedit.contract.errors import EdgeditError
 
     path = Path(path)
     if not path.is_file():

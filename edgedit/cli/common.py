@@ -1,0 +1,186 @@
+"""What every command shares: the app, error handling, consoles, options used by several commands,
+progress bars and formatting. Commands parse options, make one library call and render."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from edgedit.contract.errors import EdgeditError
+
+app = typer.Typer(
+    name="edgedit",
+    help="Design, distil and deploy small diffusion transformers (DiT-Nano) to NVIDIA Jetson Orin Nano.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+stdout = Console(width=max(Console().width, 100), soft_wrap=True)  # tables fit 100 columns; lines never break
+stderr = Console(stderr=True)
+state = {"debug": False}
+
+
+class _StderrHandler(logging.Handler):
+    """Library warnings and notes as 'edgedit: ...' lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "edgedit: warning: " if record.levelno >= logging.WARNING else ""
+        stderr.print(prefix + record.getMessage(), markup=False, highlight=False)
+
+
+def setup_logging() -> None:
+    log = logging.getLogger("edgedit")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def command(name: str | None = None, parent: typer.Typer | None = None) -> Callable:
+    """Register a command whose EdgeditErrors become one stderr line and their exit code."""
+
+    def register(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
+            except EdgeditError as err:
+                if state["debug"]:
+                    raise
+                typer.echo(f"edgedit: error: {err}", err=True)
+                raise typer.Exit(err.exit_code) from None
+            except KeyboardInterrupt:
+                typer.echo("edgedit: interrupted", err=True)
+                raise typer.Exit(130) from None
+            except Exception as err:
+                if state["debug"]:
+                    raise
+                typer.echo(f"edgedit: internal error: {type(err).__name__}: {err} (rerun as `edgedit --debug ...` "
+                           "for the traceback)", err=True)
+                raise typer.Exit(1) from None
+
+        (parent or app).command(name)(wrapper)
+        return fn
+
+    return register
+
+
+class DefaultGroup(TyperGroup):
+    """A group whose first argument, when it names no subcommand, goes to its default one:
+    `edgedit bench MODEL...` runs `bench run`, `edgedit bench report A.json` the report."""
+
+    default = "run"
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:  # works with click (typer < 0.23) and typer's own
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+def print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2))
+
+
+def si(value: float, unit: str = "") -> str:
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.{1 if unit == 'B' else 2}f}{prefix}{unit}"
+    return f"{value:.0f}{unit}"
+
+
+def int_list(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise EdgeditError(f"{flag} '{text}' is not a comma list of integers, e.g. 1,4,8") from None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        worker, workers = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise EdgeditError(f"--shard '{text}' is not I/N, e.g. 0/4") from None
+    return worker, workers
+
+
+class StepProgress:
+    """A progress bar that appears at the first step: argument and file errors found before any
+    work never show one. Only torchrun's rank 0 draws it."""
+
+    def __init__(self, label: str, total: int, enabled: bool = True):
+        self.label, self.total, self.enabled = label, total, enabled
+        self._bar = self._task = None
+
+    def __call__(self, step: int, loss: float, total: int | None = None) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._bar = Progress(TextColumn(self.label), BarColumn(), TextColumn(
+                "step {task.completed}/{task.total} loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+                console=stderr, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total, loss=float("nan"))
+        self._bar.update(self._task, completed=step, total=max(self.total, total or 0), loss=loss)
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            (self._bar.console if self._bar else stderr).print(text, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+#################################################################################
+#                        Options shared by several commands                     #
+#################################################################################
+
+MODEL_PANEL = "Model overrides (applied on top of the preset)"
+Batch = Annotated[int, typer.Option("--batch", min=1, help="Global batch (split over torchrun processes).")]
+LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate.")]
+Ema = Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")]
+LrWarmup = Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")]
+CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")]
+SampleEvery = Annotated[int, typer.Option("--sample-every", min=0, help="Also write a sample grid every K steps "
+                                         "(one is always written at the end).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")]
+Depth = Annotated[int | None, typer.Option("--depth", min=1, help="Number of transformer blocks.",
+                                              rich_help_panel=MODEL_PANEL)]
+Width = Annotated[int | None, typer.Option("--width", min=4, help="Hidden size D (a multiple of 4 and of --heads).",
+                                              rich_help_panel=MODEL_PANEL)]
+Heads = Annotated[int | None, typer.Option("--heads", min=1, help="Attention heads.", rich_help_panel=MODEL_PANEL)]
+Patch = Annotated[int | None, typer.Option("--patch", min=1, help="Patch size p (tokens = (size/p)^2).",
+                                              rich_help_panel=MODEL_PANEL)]
+MlpRatio = Annotated[float | None, typer.Option("--mlp-ratio", min=0.0, help="MLP hidden size / width.",
+                                                   rich_help_panel=MODEL_PANEL)]
+InputSize = Annotated[int | None, typer.Option("--input-size", min=1, help="Side of the square model input "
+                                                  "(pixels or latents).", rich_help_panel=MODEL_PANEL)]
+InChannels = Annotated[int | None, typer.Option("--in-channels", min=1, help="Input channels.",
+                                                   rich_help_panel=MODEL_PANEL)]
+NumClasses = Annotated[int | None, typer.Option("--num-classes", min=0, help="Classes (0 = unconditional).",
+                                                   rich_help_panel=MODEL_PANEL)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
+ModelArg = Annotated[str, typer.Argument(
+    help="A checkpoint (.safetensors) or a preset name (random weights: latency work only).")]
+
+
+def overrides(depth=None, width=None, heads=None, patch=None, mlp_ratio=None, input_size=None, in_channels=None,
+              num_classes=None) -> dict[str, Any]:
+    """Model override options as DiTConfig fields (None: keep the preset's)."""
+    given = dict(depth=depth, hidden_size=width, num_heads=heads, patch_size=patch, mlp_ratio=mlp_ratio,
+                 input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    return {k: v for k, v in given.items() if v is not None}

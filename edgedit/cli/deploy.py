@@ -1,0 +1,404 @@
+"""Commands of the deploy path: `export`, `calib-data`, `quantize`, `sample`, `build-engine`,
+`bench` (run, report), `tegrastats`, `demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from edgedit.cli.common import (
+    DefaultGroup,
+    Depth,
+    Heads,
+    InChannels,
+    InputSize,
+    JsonFlag,
+    MlpRatio,
+    ModelArg,
+    NumClasses,
+    Patch,
+    Width,
+    app,
+    command,
+    int_list,
+    overrides,
+    print_json,
+    si,
+    stderr,
+    stdout,
+)
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import write_text_atomic
+
+
+@command("export")
+def export_command(
+    model: ModelArg,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: export/NAME[.fp16].onnx")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Static batch size (default 1).")] = None,
+    dynamic_batch: Annotated[str | None, typer.Option("--dynamic-batch", metavar="MIN:OPT:MAX",
+                                                         help="Dynamic batch range, e.g. 1:4:8.")] = None,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="fp32, or fp16 (LayerNorm/Softmax kept FP32).")] = "fp32",
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 17-20 (TensorRT 10.3 parses up to 20).")] = 18,
+    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    input_size: InputSize = None, in_channels: InChannels = None, num_classes: NumClasses = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Export a model to ONNX for TensorRT, validated against torch (parity at the smallest and largest batch).
+
+    The file carries its model config, I/O and sampler spec, and source checksum as metadata.
+    A parity failure exits with 1 and writes nothing.
+    """
+    from edgedit.export.exporter import ExportOptions, export_model
+
+    options = ExportOptions(batch=batch, dynamic_batch=dynamic_batch, precision=precision, opset=opset,
+                            overrides=overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels,
+                                                num_classes))
+    report = export_model(model, output, options)
+    if json_out:
+        return print_json({"path": str(report.path), "external_data": str(report.data_path) if report.data_path
+                           else None, "opset": report.opset, "precision": precision, "batch": report.meta.batch,
+                           "parity": report.parity, "ops": report.ops})
+    stdout.print(f"wrote {report.path} (opset {report.opset}, {precision}, batch {report.meta.batch['min']}.."
+                 f"{report.meta.batch['max']}"
+                 f"{', weights in ' + report.data_path.name if report.data_path else ''})")
+    for check in report.parity:
+        stdout.print(f"  parity vs torch at batch {check['batch']}: max abs {check['max_abs_error']:.3g}, "
+                     f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})")
+    stdout.print("  ops: " + ", ".join(f"{op} {n}" for op, n in report.ops.items()))
+
+
+@command("calib-data")
+def calib_data_command(
+    model: Annotated[str, typer.Argument(help="An exported FP32 .onnx, a checkpoint, or a preset name.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .npz (keyed by input name).")],
+    samples: Annotated[int, typer.Option("-n", "--samples", min=1, help="Samples (noise seeds) to draw.")] = 64,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", min=0, help="First seed (default: the calibration range).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", min=1, help="EDM sampler steps (default: the model's).")] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
+) -> None:
+    """Record INT8 calibration inputs (.npz keyed by input name) from real sampling.
+
+    A one-step model gets the noise it receives; a multi-step denoiser every input met along
+    real sampling trajectories, at every step of the schedule.
+    """
+    from edgedit.export.calibration import write_calibration_data
+
+    data, title = write_calibration_data(model, output, samples, seed, steps, sampler)
+    rows = next(iter(data.values())).shape[0]
+    stdout.print(f"wrote {output}: {rows} rows of {', '.join(f'{k} {list(v.shape[1:])}' for k, v in data.items())} "
+                 f"from {samples} samples on {title}")
+
+
+@command("quantize")
+def quantize_command(
+    onnx: Annotated[Path, typer.Argument(help="An FP32 model from `edgedit export`.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: NAME.int8.onnx next to it.")] = None,
+    calib: Annotated[Path | None, typer.Option("--calib", help="Calibration .npz from `edgedit calib-data`.")] = None,
+    calib_samples: Annotated[int, typer.Option("--calib-samples", min=1, help="Samples to calibrate on when no "
+                                                                              "--calib.")] = 64,
+    heldout_samples: Annotated[int, typer.Option("--heldout-samples", min=1, help="Held-out samples for the accuracy "
+                                                                                  "check.")] = 16,
+    method: Annotated[str, typer.Option("--method", help="Activation ranges: max, entropy or percentile.")] = "max",
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Keep nodes matching this pattern in high "
+                       "precision (repeatable), e.g. 'blocks.0.*'.")] = None,
+    no_default_excludes: Annotated[bool, typer.Option("--no-default-excludes", help="Quantize every MatMul/Gemm/Conv "
+                                   "with a weight, not only the block Linear layers (the default INT8 set).")] = False,
+    min_psnr: Annotated[float, typer.Option("--min-psnr", help="Refuse below this output PSNR (dB) vs FP32.")] = 30.0,
+    force: Annotated[bool, typer.Option("--force", help="Write even below --min-psnr.")] = False,
+    tool: Annotated[str, typer.Option(
+        "--tool", help="auto (ModelOpt if installed), modelopt or onnxruntime.")] = "auto",
+    steps: Annotated[int | None, typer.Option(
+        "--steps", min=1, help="EDM steps for generated calibration data.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Quantize to explicit INT8 (Q/DQ: symmetric, per-channel weights) that TensorRT builds strongly typed.
+
+    The block Linear layers become INT8; embedders, adaLN, the final layer and the attention products
+    stay in high precision. The INT8 model is measured against FP32 on held-out inputs and refused
+    (exit 1) below --min-psnr unless --force.
+    """
+    from edgedit.export.quantize import QuantizeOptions
+    from edgedit.pipeline import quantize_with_calibration
+
+    options = QuantizeOptions(method=method, excludes=tuple(exclude or ()), recipe_layers=not no_default_excludes,
+                              min_psnr=min_psnr, force=force, tool=tool)
+    r = quantize_with_calibration(onnx, output, options, calib=calib, calib_samples=calib_samples,
+                                  heldout_samples=heldout_samples, steps=steps)
+    if json_out:
+        return print_json({"path": str(r.path), "tool": r.tool, "method": r.method, "quantized": r.quantized,
+                           "excluded": r.excluded, "psnr_db": r.psnr_db, "max_abs_error": r.max_abs_error,
+                           "calibration_rows": r.calibration_rows, "heldout_rows": r.heldout_rows,
+                           "zero_points_checked": r.zero_points})
+    stdout.print(f"wrote {r.path} with {r.tool} ({r.method} calibration on {r.calibration_rows} rows)")
+    stdout.print(f"  quantized {len(r.quantized)} layers to INT8, kept {len(r.excluded)} in high precision; "
+                 f"all {r.zero_points} zero points are 0")
+    stdout.print(f"  vs FP32 on {r.heldout_rows} held-out inputs: PSNR {r.psnr_db:.1f} dB, "
+                 f"max abs error {r.max_abs_error:.3g}")
+
+
+@command("sample")
+def sample_command(
+    model: Annotated[str, typer.Argument(help="An .onnx file, a .plan engine, a checkpoint, or a preset name.")],
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Number of images.")] = 16,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per network call.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first image (image k uses seed + k).")] = 0,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps (default: the model's, 18).")] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
+    class_label: Annotated[int | None, typer.Option("--class-label", min=0, help="Class of every image "
+                           "(default: seed % classes).")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG grid to write.")] = Path("grid.png"),
+    npz: Annotated[Path | None, typer.Option("--npz", help="Also save the raw images, seeds and labels.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, tensorrt or torch.")] = "auto",
+    provider: Annotated[str, typer.Option(
+        "--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
+) -> None:
+    """Generate images: one step for a student, EDM Euler/Heun or DDIM for a denoiser.
+
+    The same seed gives the same image on every backend.
+    """
+    from edgedit.pipeline import SampleOptions, sample
+
+    options = SampleOptions(n=n, batch=batch, seed=seed, steps=steps, sampler=sampler, class_label=class_label,
+                            backend=backend, provider=provider)
+    title, seconds = sample(model, output, options, npz)
+    stdout.print(f"wrote {output}: {n} images from {title} in {seconds:.2f} s "
+                 f"({seconds / n * 1e3:.1f} ms/image, including sampling overhead)")
+
+
+@command("build-engine")
+def build_engine_command(
+    onnx: Annotated[Path, typer.Argument(help="An .onnx from `edgedit export` (FP32, FP16) or `edgedit quantize` "
+                                              "(INT8).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: engines/NAME.PRECISION.plan")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16, int8 or best (FP16+INT8 flags).")] = "fp16",
+    calib: Annotated[Path | None, typer.Option(
+        "--calib", help="Calibration .npz for int8/best from an FP32 ONNX.")] = None,
+    workspace_mb: Annotated[int, typer.Option("--workspace-mb", help="Builder workspace cap (MiB): the Orin Nano's "
+                                              "8 GB are shared with the CPU.")] = 1024,
+    opt_level: Annotated[int, typer.Option("--opt-level", help="Builder optimization level 0-5.")] = 3,
+    timing_cache: Annotated[Path | None, typer.Option(
+        "--timing-cache", help="Load and save this timing cache.")] = None,
+    trtexec: Annotated[bool, typer.Option(
+        "--trtexec", help="Build with JetPack's trtexec instead of the Python API.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the equivalent trtexec command.")] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Build a TensorRT engine (+ NAME.plan.json sidecar) on the device, through Polygraphy or trtexec.
+
+    FP16-typed and Q/DQ INT8 files build strongly typed; int8/best on an FP32 file quantize it first.
+    Engines are specific to their GPU and TensorRT version: build them where they run.
+    """
+    from edgedit.engines.build import BuildOptions
+    from edgedit.pipeline import build
+
+    output = output or Path("engines") / f"{onnx.name.removesuffix('.onnx')}.{precision}.plan"
+    options = BuildOptions(precision=precision, workspace_mb=workspace_mb, opt_level=opt_level,
+                           timing_cache=timing_cache, use_trtexec=trtexec)
+    report = build(onnx, output, options, calib=calib, dry_run=dry_run)
+    if json_out:
+        return print_json({"plan": str(report.plan) if report.plan else None, "onnx": str(report.onnx),
+                           "quantized_from": str(report.quantized_from) if report.quantized_from else None,
+                           "settings": report.settings.to_dict(), "trtexec": report.command, "sidecar": report.sidecar})
+    _print_build(report, precision, dry_run)
+
+
+def _print_build(report, precision: str, dry_run: bool) -> None:
+    if report.quantized_from is not None:
+        stdout.print(f"{'would quantize' if dry_run else 'quantized'} {report.quantized_from} -> {report.onnx}")
+    stdout.print(("equivalent: " if not dry_run else "") + " ".join(report.command), soft_wrap=True)
+    if report.plan is not None:
+        side = report.sidecar
+        stdout.print(f"wrote {report.plan} ({si(side['plan_bytes'], 'B')}, {precision}, "
+                     f"{'strongly' if side['strongly_typed'] else 'weakly'} typed) in {side['build_seconds']:.1f} s, "
+                     f"peak RSS {side['peak_rss_mb']:.0f} MB, on {side['device']['gpu']} with TensorRT "
+                     f"{side['device']['tensorrt']}")
+
+
+bench_app = typer.Typer(cls=DefaultGroup, help="Measure latency, memory and power (`bench MODEL...`), or merge "
+                        "results (`bench report`).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@command("run", parent=bench_app)
+def bench_command(
+    models: Annotated[list[str], typer.Argument(help="Models: .plan, .onnx, .safetensors or presets.")],
+    backend: Annotated[str, typer.Option("--backend", help="auto, torch, onnxruntime, tensorrt; several as a comma "
+                                                           "list.")] = "auto",
+    provider: Annotated[str, typer.Option(
+        "--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8.")] = "1",
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls first.")] = 5,
+    iters: Annotated[int | None, typer.Option("--iters", min=1, help="Timed calls (instead of --duration).")] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="Seconds of timed calls (default 3).")] = None,
+    what: Annotated[str, typer.Option("--what", help="model (one network call) or sampler (whole images).")] = "model",
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps for --what sampler.")] = None,
+    tegrastats: Annotated[bool, typer.Option(
+        "--tegrastats", help="Sample tegrastats (Jetson): RAM, power, energy.")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay each batch size's call as a CUDA "
+                                                                  "graph.")] = False,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="ONNX Runtime intra-op threads (0 = its default); "
+                                         "1 gives steadier timings on small shared machines.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the records as JSON.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the records as CSV.")] = None,
+    report: Annotated[Path | None, typer.Option("-o", "--report", help="Write a Markdown comparison.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a latency plot (PNG; needs matplotlib).")] = None,
+) -> None:
+    """Measure latency, memory and, on a Jetson, power and energy per image; compare backends.
+
+    Latency: min/mean/p50/p90/p99/max/std and images/s. Ctrl-C keeps what was measured.
+    `edgedit bench report A.json B.json -o report.md --plot p.png` merges runs from several machines.
+    """
+    from edgedit.bench.harness import BenchSettings, run_bench
+    from edgedit.runtime.backends import RunOptions
+
+    settings = BenchSettings.from_options(batches=int_list(batch, "--batch"), warmup=warmup, iters=iters,
+                                          duration_s=duration, what=what, steps=steps, tegrastats=tegrastats)
+    run = RunOptions(provider=provider, threads=threads, cuda_graph=cuda_graph)
+    with _BenchProgress() as progress:
+        records, interrupted = run_bench(models, backend.split(","), settings, run, progress)
+    if not records:
+        raise EdgeditError("interrupted before anything was measured")
+    _write_bench(records, json_path, csv_path, report, plot)
+    if interrupted:
+        typer.echo("edgedit: interrupted: the table shows what was measured so far", err=True)
+        raise typer.Exit(130)
+
+
+@command("report", parent=bench_app)
+def bench_report_command(
+    results: Annotated[list[Path], typer.Argument(help="Bench JSON files, or folders of *.bench.json.")],
+    report: Annotated[Path | None, typer.Option("-o", "--report", help="Write a Markdown comparison.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a latency plot (PNG; needs matplotlib).")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the merged records as CSV.")] = None,
+) -> None:
+    """Merge bench runs (from several machines) into one table, a Markdown report and a plot."""
+    from edgedit.bench.report import load_records
+
+    _write_bench(load_records(results), None, csv_path, report, plot)
+
+
+class _BenchProgress:
+    """One transient bar per measured record, on stderr."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+            "{task.completed} calls, last {task.fields[ms]:.2f} ms"), console=stderr, transient=True)
+        self.bar.start()
+        return self
+
+    def __call__(self, label: str, _batch: int):
+        task = self.bar.add_task(label, total=None, ms=0.0)
+        return lambda ms: self.bar.update(task, advance=1, ms=ms)
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+
+def _write_bench(records: list[dict], json_path, csv_path, report, plot) -> None:
+    from edgedit.bench import report as reports
+
+    for path, writer in ((json_path, reports.save_json), (csv_path, reports.save_csv)):
+        if path:
+            writer(path, records)
+    if report:
+        write_text_atomic(report, reports.markdown(records))
+    if plot and not reports.save_plot(plot, records):
+        typer.echo("edgedit: warning: matplotlib is not installed: no plot (pip install matplotlib)", err=True)
+    print_bench_table(records)
+
+
+def _short(value: float) -> str:
+    """At most 7 columns, three or four significant digits: 0.0123, 1.38, 25.2, 554, 44508."""
+    return f"{value:.3g}" if value < 1 else f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 \
+        else f"{value:.0f}"
+
+
+def print_bench_table(records: list[dict]) -> None:
+    """The comparison table, narrow enough for a 100-column terminal: nothing is cut off (the model
+    name folds when it must; the JSON, CSV and Markdown reports carry every statistic)."""
+    from edgedit.bench.harness import comparison_rows, csv_row
+
+    modes = {r["what"] for r in records}
+    mixed = len(modes) > 1  # network calls and samplers: say how many evaluations a row times
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    table.add_column("model", overflow="fold", min_width=12)
+    for header in ("backend", "prec", "N", *(("evals",) if mixed else ()), "p50 ms", "p90 ms", "img/s", "vs 1st",
+                   "RSS MB", "J/img"):
+        table.add_column(header, justify="left" if header in ("backend", "prec") else "right", no_wrap=True)
+    for r in comparison_rows(records):
+        c = csv_row(r)
+        energy = "-" if c["energy_per_image_j"] is None else f"{c['energy_per_image_j']:.3g}"
+        provider = r["provider"].removesuffix("ExecutionProvider")
+        evals = (str(r["network_evaluations_per_call"]),) if mixed else ()
+        model = r["model"].removesuffix(".safetensors")  # a checkpoint: its backend says torch
+        table.add_row(model, f"{r['backend']}/{provider}", r["precision"], str(r["batch"]), *evals,
+                      _short(c["p50_ms"]), _short(c["p90_ms"]), _short(c["throughput_img_s"]),
+                      _short(r["speedup_vs_first"]) + "x", f"{c['peak_rss_mb']:.0f}", energy)
+    unit = {"model": "ms per network call", "sampler": "ms per sampled batch"}
+    table.caption = "; ".join(unit[m] for m in sorted(modes)) + \
+        "; N = batch; vs 1st = p50 of the first row of the same N and kind / this p50"
+    stdout.print(table, soft_wrap=False)  # fit the terminal (tables are at most 100 columns wide)
+
+
+@command("tegrastats")
+def tegrastats_command(
+    log: Annotated[Path, typer.Argument(help="A tegrastats log (tegrastats --logfile, or its captured output).")],
+    interval_ms: Annotated[float | None, typer.Option("--interval-ms", help="Sampling interval, when the lines "
+                                                        "carry no usable timestamps.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Summarise a tegrastats log: RAM, GPU load, EMC, power per rail (mean/peak) and VDD_IN energy."""
+    from edgedit.bench.tegrastats import summarize_log
+
+    summary = summarize_log(log, interval_ms)
+    if json_out:
+        return print_json(summary)
+    _print_tegrastats(log, summary)
+
+
+def _print_tegrastats(log: Path, summary: dict) -> None:
+    def stat(d, unit):
+        return "unavailable" if d is None else f"mean {d['mean']:.1f}{unit}, peak {d['peak']:.0f}{unit}"
+
+    stdout.print(f"{log}: {summary['samples']} samples"
+                 + (f" every {summary['period_s']:.3g} s" if summary["period_s"] else "")
+                 + (f", {summary['bad_lines']} malformed lines skipped" if summary["bad_lines"] else ""))
+    stdout.print(f"  RAM used   {stat(summary['ram_used_mb'], ' MB')} of {summary['ram_total_mb']} MB")
+    stdout.print(f"  GPU (GR3D) {stat(summary['gr3d_pct'], '%')};  EMC {stat(summary['emc_pct'], '%')}")
+    for rail, p in summary["power_mw"].items():
+        stdout.print(f"  {rail:<16} {stat(p, ' mW')}")
+    energy = summary["energy_j"]
+    stdout.print("  energy     "
+                 f"{'unknown (no timestamps: pass --interval-ms)' if energy is None else f'{energy:.2f} J'}"
+                 f" on {summary['energy_rail'] or 'no total rail'}")
+
+
+@command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", help="Folder for models, grids, bench.json, report.md.")] = Path("demo-out"),
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of timed calls per benchmark.")] = 1.5,
+) -> None:
+    """The main job: the whole deploy path on the embedded default, on whatever this machine has.
+
+    Export, quantize, build engines (where TensorRT is), sample, and bench every available
+    backend and precision at batch 1 and 8.
+    """
+    import time
+
+    from edgedit.demo import run_demo
+
+    start = time.perf_counter()
+    result = run_demo(output, duration, say=lambda text: stdout.print(f"[dim]demo:[/dim] {text}"))
+    print_bench_table(result["records"])
+    stdout.print(f"wrote {output}/ (models, grid-*.png, bench.json, report.md) in {time.perf_counter() - start:.0f} s")

@@ -1,0 +1,250 @@
+"""Commands of the workstation side: `teacher train`, `pairs generate|import-get|verify`, `distill`, `eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgedit.cli.common import (
+    Batch,
+    CheckpointEvery,
+    Depth,
+    Ema,
+    Heads,
+    JsonFlag,
+    LearningRate,
+    LrWarmup,
+    MlpRatio,
+    Patch,
+    Resume,
+    SampleEvery,
+    StepProgress,
+    Width,
+    app,
+    command,
+    int_list,
+    overrides,
+    parse_shard,
+    print_json,
+    stderr,
+    stdout,
+)
+
+teacher_app = typer.Typer(help="The multi-step EDM teacher that produces the offline pairs.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+pairs_app = typer.Typer(help="Offline teacher pairs: noise -> image (+ labels, trajectory states).",
+                        no_args_is_help=True)
+app.add_typer(pairs_app, name="pairs")
+
+
+def _settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed):
+    from edgedit.train.trainer import TrainSettings
+
+    return TrainSettings(steps=steps, batch=batch, lr=lr, ema=ema, lr_warmup=lr_warmup,
+                         checkpoint_every=checkpoint_every, sample_every=sample_every, seed=seed)
+
+
+@command("train", parent=teacher_app)
+def teacher_train_command(
+    output: Annotated[Path, typer.Option("-o", "--output", help="The teacher checkpoint (.safetensors, EMA weights).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")],
+    data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, folder:PATH or npz:PATH.")] = "digits",
+    preset: Annotated[str, typer.Option(
+        "--preset", help="Architecture; the input geometry comes from the data.")] = "DiT-Teacher-Digits/2",
+    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    batch: Batch = 64,
+    lr: LearningRate = 2e-4,
+    ema: Ema = 0.9999,
+    lr_warmup: LrWarmup = 0,
+    checkpoint_every: CheckpointEvery = 200,
+    sample_every: SampleEvery = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights, data order and noise.")] = 0,
+    resume: Resume = False,
+) -> None:
+    """Train an EDM denoiser (class-conditional when the data has labels).
+
+    Resumable (`--resume` loses at most one checkpoint interval) and distributed with
+    `torchrun --nproc-per-node N $(which edgedit) teacher train ...` (DDP: gloo on CPU, nccl on GPU).
+    """
+    import time
+
+    from edgedit.train.teacher import TeacherOptions, train_teacher
+    from edgedit.train.trainer import init_world
+
+    options = TeacherOptions(output=output, data=data, preset=preset, resume=resume,
+                             overrides=overrides(depth, width, heads, patch, mlp_ratio),
+                             settings=_settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed))
+    start, progress = time.perf_counter(), StepProgress("teacher", steps, init_world().main)
+    try:
+        result = train_teacher(options, on_step=progress, say=progress.say)
+    finally:
+        progress.close()
+    if progress.enabled:
+        stdout.print(f"wrote {result.path} ({result.kind}, {result.images} training images of {data}, {steps} steps, "
+                     f"{result.processes} process(es), {time.perf_counter() - start:.0f} s this session); "
+                     f"sample grids in {result.samples_folder}/")
+
+
+def _print_manifest(manifest: dict, folder: Path) -> None:
+    count = sum(s["count"] for s in manifest["shards"])
+    shards = len(manifest["shards"])
+    state = "complete" if manifest["complete"] else f"incomplete: {shards} of {manifest['expected_shards']} shards"
+    stdout.print(f"{folder}: {count} pairs in {len(manifest['shards'])} shards ({state}), images "
+                 f"{'x'.join(map(str, manifest['shape']))} {manifest['image_dtype']}, {manifest['sampler']['steps']} "
+                 f"{manifest['sampler']['sampler']} steps, trajectory K={manifest['trajectory']['k']}")
+
+
+@command("generate", parent=pairs_app)
+def pairs_generate_command(
+    teacher: Annotated[Path, typer.Argument(help="An EDM teacher: checkpoint (.safetensors) or ONNX.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The pairs folder.")],
+    n: Annotated[int, typer.Option("-n", "--num", min=1, help="Number of pairs (seeds first-seed .. first-seed+n-1).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Teacher sampler steps.")] = 18,
+    sampler: Annotated[str, typer.Option("--sampler", help="heun or euler.")] = "heun",
+    trajectory: Annotated[int, typer.Option("--trajectory", min=0, help="Intermediate ODE states to keep per pair "
+                                                                        "(MI1).")] = 0,
+    class_balanced: Annotated[bool, typer.Option(
+        "--class-balanced", help="Labels seed %% classes instead of random.")] = False,
+    shard: Annotated[str, typer.Option("--shard", help="I/N: this worker's share of the shards.")] = "0/1",
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Pairs per shard file.")] = 1024,
+    first_seed: Annotated[int, typer.Option("--first-seed", min=0, help="Seed of the first pair.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per teacher call.")] = 64,
+    image_dtype: Annotated[str, typer.Option("--image-dtype", help="float16 or float32.")] = "float16",
+    device: Annotated[str, typer.Option("--device", help="torch device for a checkpoint teacher, e.g. cuda.")] = "cpu",
+) -> None:
+    """Generate pairs with the teacher: resumable (complete shards are skipped, damaged ones redone)
+    and splittable across machines or GPUs with --shard I/N."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgedit.data.pairs import generate_pairs
+
+    worker, workers = parse_shard(shard)
+    with Progress(TextColumn("pairs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr,
+                  transient=True) as bar:
+        task = bar.add_task("pairs", total=n)
+        manifest = generate_pairs(teacher, output, n, steps, sampler, trajectory, class_balanced, (worker, workers),
+                                  shard_size, first_seed, batch, image_dtype, device,
+                                  progress=lambda k: bar.update(task, advance=k))
+    _print_manifest(manifest, output)
+
+
+@command("import-get", parent=pairs_app)
+def pairs_import_get_command(
+    source: Annotated[Path, typer.Argument(help="GET's pairs folder (image/*.pkl, latent/*.pkl).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The pairs folder to write.")],
+    image_dtype: Annotated[str, typer.Option("--image-dtype", help="float16 or float32.")] = "float16",
+) -> None:
+    """Convert GET's released EDM CIFAR-10 pairs into a pairs store (torch.load(weights_only=True) only)."""
+    from edgedit.data.pairs import import_get
+
+    _print_manifest(import_get(source, output, image_dtype), output)
+
+
+@command("verify", parent=pairs_app)
+def pairs_verify_command(folder: Annotated[Path, typer.Argument(help="A pairs folder.")]) -> None:
+    """Check every shard's checksums and rebuild the manifest (e.g. after copying parts together)."""
+    from edgedit.data.pairs import verify_pairs
+
+    manifest = verify_pairs(folder)
+    _print_manifest(manifest, folder)
+    if not manifest["complete"]:
+        raise typer.Exit(1)
+
+
+@command("eval")
+def eval_command(
+    model: Annotated[str, typer.Argument(help="A checkpoint, .onnx or .plan (one-step or multi-step).")],
+    data: Annotated[str, typer.Option(
+        "--data", help="Real data for the reference set: digits, cifar10:PATH, ...")] = "digits",
+    n: Annotated[int, typer.Option("-n", "--num", min=2, help="Samples to generate (seeds SEED .. SEED+n-1).")] = 1000,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps (default: the model's).")] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per call.")] = 64,
+    reference: Annotated[str | None, typer.Option("--reference", help="Another model: PSNR of the samples "
+                                                     "against its samples on the same seeds.")] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="First seed.")] = 0,
+    grid: Annotated[Path | None, typer.Option("--grid", help="Also write the first 64 samples as a PNG grid.")] = None,
+    inception_weights: Annotated[Path | None, typer.Option("--inception-weights", help="pytorch-fid's "
+                                 "pt_inception-2015-12-05-6726825d.pth for Inception FID/KID (default: torch hub's "
+                                 "cache if it is there; never downloaded).")] = None,
+    reference_count: Annotated[int | None, typer.Option("--reference-count", min=2, help="Use a seeded subset of "
+                               "this many reference images (Inception on a CPU is slow).")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Sample a model from seeds and measure the samples (FID, KID, classifier view, PSNR).
+
+    Domain FID/KID against held-out digits with the real-vs-real floor, the digits classifier's
+    confidence and class coverage, and PSNR against a --reference model on the same seeds.
+    """
+    from edgedit.eval.evaluate import evaluate
+
+    report = evaluate(model, data, n, steps, sampler, batch, reference, seed, inception_weights=inception_weights,
+                      reference_count=reference_count, grid=grid)
+    if json_out:
+        return print_json(report)
+    stdout.print(f"{report['model']} on {report['backend']}: {report['samples']} samples, {report['sampling']}, "
+                 f"seeds {report['seeds'][0]}..{report['seeds'][1]}")
+    for m in report["metrics"]:
+        value = f"{m['value']:.4g}" + (f" +- {m['std']:.2g}" if "std" in m else "")
+        stdout.print(f"  {m['metric']:<22} {value:<16} [{m['features']}; {m['samples']} samples; vs {m['reference']}]",
+                     markup=False)
+    if "note" in report:
+        stdout.print(f"  note: {report['note']}")
+
+
+@command("distill")
+def distill_command(
+    pairs: Annotated[Path, typer.Option("--pairs", help="A pairs folder from `edgedit pairs generate`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The student checkpoint (.safetensors, EMA weights).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")],
+    student: Annotated[str, typer.Option(
+        "--student", help="A preset (at the pairs' geometry) or a checkpoint.")] = "DiT-Nano-S/2",
+    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="output, ta (teaching assistant) or mi1 (multi-in-one).")] = "output",
+    ta: Annotated[str | None, typer.Option("--ta", help="ta: the assistant, a preset (distilled first) or a "
+                                                        "checkpoint.")] = None,
+    ta_steps: Annotated[int | None, typer.Option(
+        "--ta-steps", min=1, help="Steps for a preset TA (default: --steps).")] = None,
+    loss: Annotated[str, typer.Option("--loss", help="Image loss: pseudo-huber, l1, l2 or lpips.")] = "pseudo-huber",
+    feature_loss: Annotated[str, typer.Option("--feature-loss", help="ta/mi1 feature loss: l2, l1 or cosine.")] = "l2",
+    feature_weight: Annotated[float, typer.Option(
+        "--feature-weight", min=0.0, help="Weight of the feature term.")] = 1.0,
+    taps: Annotated[str | None, typer.Option("--taps", help="Student blocks tapped, e.g. 1,3,5 (ta: default all; "
+                                                "mi1: one per trajectory state, default evenly spaced).")] = None,
+    batch: Batch = 64,
+    lr: LearningRate = 3e-4,
+    ema: Ema = 0.9999,
+    lr_warmup: LrWarmup = 0,
+    checkpoint_every: CheckpointEvery = 200,
+    sample_every: SampleEvery = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights and data order.")] = 0,
+    resume: Resume = False,
+) -> None:
+    """Distil a one-step DiT-Nano student from teacher pairs: output, Teaching Assistant or Multi-In-One.
+
+    Training-only parts (TA projections, MI1 readout heads) never reach the saved student. Resumable,
+    and distributed with `torchrun --nproc-per-node N $(which edgedit) distill ...`. See docs/distillation.md.
+    """
+    import time
+
+    from edgedit.train.distill import DistillOptions, distill
+    from edgedit.train.trainer import SampleGrids, init_world
+
+    world, tapped = init_world(), int_list(taps, "--taps")
+    options = DistillOptions(pairs=pairs, output=output, student=student, method=method, ta=ta, ta_steps=ta_steps,
+                             loss=loss, feature_loss=feature_loss, feature_weight=feature_weight, resume=resume,
+                             taps=tuple(tapped) if tapped else None,
+                             overrides=overrides(depth, width, heads, patch, mlp_ratio),
+                             settings=_settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed))
+    start, progress, grids = time.perf_counter(), StepProgress(method, steps,
+                                                               world.main), SampleGrids(output, world.device)
+    try:
+        path = distill(options, on_step=progress, on_sample=grids, say=progress.say)
+    finally:
+        progress.close()
+    if world.main:
+        stdout.print(f"wrote {path} ({method} distillation, {steps} steps, {world.size} process(es), "
+                     f"{time.perf_counter() - start:.0f} s); sample grids in {grids.folder}/")

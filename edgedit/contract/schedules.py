@@ -1,0 +1,30 @@
+"""The diffusion schedules the contract names: EDM's noise levels and preconditioning constants
+(Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models", as GET's
+CIFAR-10 teacher pairs use them) and DiT's DDPM schedule (Peebles & Xie 2023,
+facebookresearch/DiT). Torch-free: the samplers, the training objectives, the pairs store and the
+ONNX metadata all take them from here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgedit.contract.config import DiTConfig
+
+EDM_SIGMA_MIN = 0.002
+EDM_SIGMA_MAX = 80.0
+EDM_RHO = 7.0
+EDM_SIGMA_DATA = 0.5
+EDM_STEPS, EDM_SAMPLER = 18, "heun"  # 18 Heun steps = 35 network evaluations
+DDPM_TRAIN_STEPS, DDPM_BETA_START, DDPM_BETA_END = 1000, 1e-4, 0.02
+
+
+def sampler_spec(cfg: DiTConfig) -> dict[str, Any]:
+    if cfg.diffusion == "one-step":
+        return {"type": "one-step"}
+    if cfg.diffusion == "edm":
+        return {"type": "edm", "preconditioning": "in-graph", "sigma_min": EDM_SIGMA_MIN, "sigma_max": EDM_SIGMA_MAX,
+                "rho": EDM_RHO, "sigma_data": EDM_SIGMA_DATA, "steps": EDM_STEPS, "sampler": EDM_SAMPLER}
+    # facebookresearch/DiT: 1000 steps of linear betas 1e-4..0.02, epsilon prediction (+ variance channels);
+    # sampled here with deterministic DDIM. Outputs are SD-VAE latents for official DiTs (no VAE here).
+    return {"type": "ddpm", "train_steps": DDPM_TRAIN_STEPS, "beta_start": DDPM_BETA_START, "beta_end": DDPM_BETA_END,
+            "steps": 50, "sampler": "ddim"}

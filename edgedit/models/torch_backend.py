@@ -1,0 +1,42 @@
+"""The torch backend: a checkpoint or a preset run by torch eager, through the same function that
+export traces (`DeployableDiT`). Registered with the runtime as the entry point "torch"."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgedit import __version__
+from edgedit.contract.deps import require
+from edgedit.contract.schedules import sampler_spec
+from edgedit.contract.spec import ModelMeta, io_spec
+from edgedit.runtime.backends import Backend, RunOptions
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    suffixes = (".safetensors", "")
+
+    def __init__(self, net, source: dict, device: str = "cpu"):
+        """Over a DiT already in memory (e.g. the EMA weights during training)."""
+        torch = require("torch", extra="train")
+        from edgedit.models.deployable import DeployableDiT
+
+        self.torch = torch
+        self.device = device
+        self.module = DeployableDiT(net).to(device).eval()
+        inputs, outputs = io_spec(net.config)
+        self.meta = ModelMeta(net.config, inputs, outputs, sampler_spec(net.config), "fp32",
+                              {"min": 1, "opt": 1, "max": 2**31 - 1}, source, __version__)
+
+    @classmethod
+    def open(cls, model: str, options: RunOptions) -> TorchBackend:
+        from edgedit.models.loading import load_model_or_preset
+
+        net, source = load_model_or_preset(model, quiet=options.quiet, **options.overrides)
+        return cls(net, source, options.device)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [self.torch.from_numpy(feeds[s.name]).to(self.device) for s in self.inputs]
+        with self.torch.inference_mode():
+            out = self.module(*args)
+        return {self.outputs[0].name: out.float().cpu().numpy()}

@@ -1,0 +1,119 @@
+"""Jobs composed of several packages: the one place where calibration, quantization and engine
+building meet. The CLI and the demo call these, so every policy here exists once.
+
+- `quantize_with_calibration`: calibration inputs (a file, or recorded from real sampling) ->
+  held-out inputs (always recorded, from seeds no calibration uses) -> Q/DQ INT8 ONNX, measured.
+- `build`: an engine from an exported ONNX; `int8` / `best` from an FP32 file quantize it first
+  (next to the engine, with the same calibration policy), and the build is watched by tegrastats.
+- `sample`: images from any model, as a PNG grid and optionally the raw arrays.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgedit.contract.errors import EdgeditError
+from edgedit.contract.onnx_header import read_onnx_header
+from edgedit.contract.spec import ModelMeta
+from edgedit.engines.build import BuildOptions, BuildReport, build_engine, plan_build
+
+CALIBRATION_SAMPLES = 64  # noise seeds (a denoiser records every step of their sampling)
+HELDOUT_SAMPLES = 16
+
+
+def quantize_with_calibration(onnx: str | os.PathLike, output: str | os.PathLike | None = None, options=None, *,
+                              calib: str | os.PathLike | None = None, calib_samples: int = CALIBRATION_SAMPLES,
+                              heldout_samples: int = HELDOUT_SAMPLES, steps: int | None = None):
+    """INT8 Q/DQ ONNX from an FP32 export (`edgedit quantize`); returns the QuantizeReport."""
+    from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, load_calibration, record_inputs
+    from edgedit.export.quantize import QuantizeOptions, quantize_onnx
+    from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
+
+    onnx = Path(onnx)
+    if onnx.suffix != ".onnx":
+        raise EdgeditError(f"{onnx}: expected an .onnx file from `edgedit export`")
+    output = Path(output) if output else onnx.with_name(onnx.name[: -len(".onnx")] + ".int8.onnx")
+    if output.resolve() == onnx.resolve():
+        raise EdgeditError(f"{output}: is the input model; write the INT8 model elsewhere (-o NAME.int8.onnx)")
+    if calib_samples < 1 or heldout_samples < 1:
+        raise EdgeditError("--calib-samples and --heldout-samples must be at least 1")
+    fp32 = OnnxRuntimeBackend(onnx, provider="cpu")
+    calibration = load_calibration(calib,
+                                   fp32.meta) if calib else record_inputs(fp32, calib_samples, CALIBRATION_SEED, steps)
+    heldout = record_inputs(fp32, heldout_samples, HELDOUT_SEED, steps)
+    return quantize_onnx(onnx, output, calibration, heldout, options or QuantizeOptions())
+
+
+def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions, *,
+          calib: str | os.PathLike | None = None, calib_samples: int = CALIBRATION_SAMPLES,
+          dry_run: bool = False, tegrastats: bool = True) -> BuildReport:
+    """An engine (+ sidecar) from an exported ONNX, quantizing an FP32 file first for int8 / best."""
+    onnx, output = Path(onnx), Path(output)
+    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
+    quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
+    if calib is not None and not quantize_first:
+        raise EdgeditError("--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already "
+                           "calibrated)")
+    source = output.with_name(onnx.name.removesuffix(".onnx") + ".int8.onnx") if quantize_first else onnx
+    if dry_run:  # the command for the file the build would use (the quantized one is not made)
+        if quantize_first:
+            meta.precision = "int8"
+        return plan_build(onnx, output, options, meta=meta, source=source)
+    if quantize_first:
+        missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise EdgeditError(f"{onnx}: {options.precision} from an FP32 ONNX needs calibration and quantization, "
+                               f"which need {' and '.join(missing)} here; install them, or run `edgedit quantize` on "
+                               "the workstation and build its .int8.onnx")
+        quantize_with_calibration(onnx, source, calib=calib, calib_samples=calib_samples)
+    monitor = None
+    if tegrastats:
+        from edgedit.bench.tegrastats import TegrastatsSampler
+
+        monitor = TegrastatsSampler(interval_ms=100)
+    return build_engine(source, output, options, monitor, quantized_from=onnx if quantize_first else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleOptions:
+    n: int = 16
+    batch: int = 8
+    seed: int = 0  # image k uses seed + k
+    steps: int | None = None  # EDM steps (default: the model's)
+    sampler: str | None = None
+    class_label: int | None = None  # every image's class (default: seed % classes)
+    backend: str = "auto"
+    provider: str = "auto"
+
+
+def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: str | os.PathLike | None = None):
+    """Images from seeds, as a PNG grid (and the raw images, seeds and labels in `npz`); returns
+    (backend title, seconds spent sampling)."""
+    import time
+
+    import numpy as np
+
+    from edgedit.contract.fileio import save_npz
+    from edgedit.runtime.backends import RunOptions, load_backend
+    from edgedit.runtime.images import make_grid, save_png
+    from edgedit.runtime.samplers import default_labels, generate
+
+    for path in (output, npz):
+        if path is not None and Path(path).resolve() == Path(model).resolve():
+            raise EdgeditError(f"{path}: is the input model; write the images elsewhere")
+    runner = load_backend(model, options.backend, RunOptions(provider=options.provider))
+    cfg = runner.meta.config
+    seeds = list(range(options.seed, options.seed + options.n))
+    labels = [options.class_label] * options.n if options.class_label is not None else None
+    start = time.perf_counter()
+    images = generate(runner, seeds, labels, batch=options.batch, steps=options.steps, sampler=options.sampler)
+    seconds = time.perf_counter() - start
+    save_png(output, make_grid(images))
+    if npz:
+        used = np.asarray(labels if labels is not None else default_labels(seeds, cfg.num_classes), np.int32) \
+            if cfg.class_conditional else np.zeros(0, np.int32)
+        save_npz(npz, {"images": images, "seeds": np.asarray(seeds, np.int64), "labels": used})
+    return runner.title, seconds
