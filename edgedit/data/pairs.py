@@ -318,18 +318,9 @@ def torch_dataset(folder: str | os.PathLike, trajectory: bool = False):
 
 
 def _load_get_file(path: Path):
-    import pickle
+    from edgedit.models.torch_files import load_tensors
 
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise EdgeditError(f"{path}: refused: it holds more than tensors and lists ({str(err).splitlines()[0][:80]}); "
-                           "edgedit only reads GET's files with torch.load(weights_only=True)") from err
-    except (EOFError, RuntimeError, OSError) as err:
-        reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
-        raise EdgeditError(f"{path}: not a readable torch.save file, truncated? ({reason})") from err
+    return load_tensors(path, "torch.save file")
 
 
 def import_get(src: str | os.PathLike, out: str | os.PathLike, image_dtype: str = "float16",

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgedit.contract.errors import EdgeditError
+from edgedit.models.torch_files import load_tensors
 from edgedit.runtime.images import to_uint8
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -182,11 +183,7 @@ def find_weights(path: str | os.PathLike | None) -> Path | None:
 
 
 def load_inception(path: Path) -> FIDInceptionV3:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
-        raise EdgeditError(f"{path}: not a readable tensors-only state dict ({reason})") from err
+    state = load_tensors(path, "tensors-only state dict")
     model = FIDInceptionV3()
     try:
         model.load_state_dict(state, strict=True)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
-import re
 from pathlib import Path
 
 from edgedit.contract.config import DiTConfig
@@ -20,6 +18,7 @@ from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import sha256_file
 from edgedit.cost.accounting import parameter_shapes
 from edgedit.models.checkpoint import CheckpointInfo, check_tensor_shapes, read_checkpoint, save_model
+from edgedit.models.torch_files import load_tensors
 
 VAE_DOWNSAMPLE = 8  # DiT works on SD-VAE latents: a 256x256 image is a 32x32 latent
 
@@ -33,24 +32,8 @@ def official_input_size(image_size: int) -> int:
 def load_official_state_dict(path: str | os.PathLike) -> dict:
     """Tensor-only loading of an official (or train.py 'ema') state_dict."""
     torch = require("torch", extra="train")
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeditError(f"{path}: no such file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        if found:
-            raise EdgeditError(
-                f"{path}: refused: the file holds Python objects besides tensors ({found.group(1)}), and edgedit never "
-                "unpickles them. If you trust it, re-save its weights alone: torch.save(torch.load(f)['ema'], "
-                "'weights.pt')"
-            ) from err
-        raise EdgeditError(f"{path}: not a PyTorch checkpoint (unreadable pickle stream)") from err
-    except (EOFError, RuntimeError, OSError, ValueError) as err:
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise EdgeditError(
-            f"{path}: not a readable PyTorch checkpoint, truncated or of another format ({reason})") from err
+    obj = load_tensors(path, "PyTorch checkpoint", trusted_hint="if you trust it, re-save its weights alone: "
+                       "torch.save(torch.load(f)['ema'], 'weights.pt')")
     if isinstance(obj, dict) and isinstance(obj.get("ema"), dict):
         obj = obj["ema"]  # train.py layout {model, ema, opt, args}: DiT samples with the EMA weights
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
