@@ -31,6 +31,7 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     from edgedit.runtime.images import make_grid, save_png
     from edgedit.runtime.samplers import generate
 
+    settings = BenchSettings(BATCHES, warmup=3, duration_s=duration_s)  # a bad --duration is refused first
     out.mkdir(parents=True, exist_ok=True)
     net, info = load_model(STUDENT_DIGITS)
     teacher_info = read_checkpoint(TEACHER_DIGITS)  # the header: its weights load once, for sampling
@@ -72,7 +73,6 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     save_png(out / "grid-teacher.png", make_grid(generate(teacher, seeds, batch=8, steps=TEACHER_STEPS), columns=8))
     say(f"wrote {len(backends) + 1} sample grids (seeds 0-15, label = seed % 10)")
 
-    settings = BenchSettings(BATCHES, warmup=3, duration_s=duration_s)
     reset_peak_rss()
     rss = current_rss_mb()
     records = [bench_one(backends["torch-fp32"], str(STUDENT_DIGITS), b, settings, rss) for b in BATCHES]

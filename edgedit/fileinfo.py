@@ -40,7 +40,7 @@ def describe_checkpoint(path: Path) -> dict:
 
 def describe_onnx(path: Path) -> dict:
     """Graph facts (needs the onnx package) and the edgedit metadata, or what is missing from it."""
-    from edgedit.contract.spec import ModelMeta
+    from edgedit.contract.spec import PREFIX, ModelMeta
     from edgedit.export import graph
 
     model = graph.load_onnx(path, load_external_data=False)
@@ -64,16 +64,26 @@ def describe_onnx(path: Path) -> dict:
         "ops": graph.op_histogram(model),
         "qdq": graph.is_qdq(model),
     }
-    try:
-        meta = ModelMeta.from_metadata(graph.metadata(model), str(path))
-    except EdgeditError as err:
+    metadata = graph.metadata(model)
+    if not any(key.startswith(PREFIX) for key in metadata):  # a foreign model: describe the graph alone
         report["edgedit"] = None
-        report["edgedit_problem"] = str(err)
+        report["edgedit_problem"] = "no edgedit metadata (not exported by `edgedit export`)"
         return report
+    meta = ModelMeta.from_metadata(metadata, str(path))  # present but damaged: refused like everywhere else
+    meta.check_graph(str(path), *(_graph_io(report[kind]) for kind in ("inputs", "outputs")))
     report["edgedit"] = {"version": meta.version, "kind": meta.config.kind, "config": meta.config.to_dict(),
                          "precision": meta.precision, "batch": meta.batch, "sampler": meta.sampler,
                          "source": meta.source, **meta.extra}
     return report
+
+
+# ONNX TensorProto element types of the tensors edgedit's graphs exchange.
+_ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64"}
+
+
+def _graph_io(tensors: list[dict]) -> list[tuple]:
+    return [(t["name"], _ONNX_DTYPES.get(t["elem_type"], str(t["elem_type"])),
+             tuple(d if isinstance(d, int) and d > 0 else "N" for d in t["shape"])) for t in tensors]
 
 
 def describe_engine(path: Path) -> dict:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import Output
 from edgedit.contract.onnx_header import read_onnx_header
 from edgedit.contract.spec import ModelMeta
 from edgedit.engines.build import BuildOptions, BuildReport, build_engine, plan_build
@@ -57,7 +58,7 @@ def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOpti
     if calib is not None and not quantize_first:
         raise EdgeditError("--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already "
                            "calibrated)")
-    source = output.with_name(onnx.name.removesuffix(".onnx") + ".int8.onnx") if quantize_first else onnx
+    source = _int8_path(onnx, output) if quantize_first else onnx
     if dry_run:  # the command for the file the build would use (the quantized one is not made)
         if quantize_first:
             meta.precision = "int8"
@@ -75,6 +76,22 @@ def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOpti
 
         monitor = TegrastatsSampler(interval_ms=100)
     return build_engine(source, output, options, monitor, quantized_from=onnx if quantize_first else None)
+
+
+def _int8_path(onnx: Path, output: Path) -> Path:
+    return output.with_name(onnx.name.removesuffix(".onnx") + ".int8.onnx")
+
+
+def build_outputs(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions) -> list[Output]:
+    """What `build` writes, for check_outputs: the engine with its sidecar, the INT8 ONNX quantized
+    first (int8/best from an FP32 file) and the timing cache (also read: only kept off the inputs)."""
+    from edgedit.contract.sidecar import sidecar_path
+
+    onnx, output = Path(onnx), Path(output)
+    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
+    quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
+    written = (sidecar_path(output), *([_int8_path(onnx, output)] if quantize_first else []))
+    return [Output("-o", output, "engine", written), Output("--timing-cache", options.timing_cache, None)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,13 +116,16 @@ def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: s
     from edgedit.contract.fileio import save_npz
     from edgedit.runtime.backends import RunOptions, load_backend
     from edgedit.runtime.images import make_grid, save_png
-    from edgedit.runtime.samplers import default_labels, generate
+    from edgedit.runtime.samplers import check_request, default_labels, generate
 
     for path in (output, npz):
         if path is not None and Path(path).resolve() == Path(model).resolve():
             raise EdgeditError(f"{path}: is the input model; write the images elsewhere")
     runner = load_backend(model, options.backend, RunOptions(provider=options.provider))
     cfg = runner.meta.config
+    # Before any list of seeds is made: -n 10^9 is refused with its memory need, not a MemoryError.
+    check_request(range(options.seed, options.seed + options.n), options.batch, options.steps,
+                  runner.meta.inputs[0].concrete(1)[1:])
     seeds = list(range(options.seed, options.seed + options.n))
     labels = [options.class_label] * options.n if options.class_label is not None else None
     start = time.perf_counter()

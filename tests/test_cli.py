@@ -94,7 +94,14 @@ def test_models_with_overrides_describes_the_modified_model():
         (["models", "missing.safetensors"], "missing.safetensors: no such file"),
         (["info", "missing.safetensors"], "missing.safetensors: no such file"),
         (["design", "retime", "-o", "no-such-sweep"], "no-such-sweep: no finished candidates"),
-        (["design", "pick", "--results", "no-such-sweep/results.json"], "no such file (the sweep writes results.json)"),
+        (["design", "pick", "--results", "no-such-sweep/results.json"],
+         "no-such-sweep/results.json: no such sweep results file"),
+        # Usage errors too: one line naming the option, not a usage box.
+        (["teacher", "train", "-o", "t.safetensors", "--steps", "1", "--width", "2"], "Invalid value for '--width'"),
+        (["info", "--bogus", "x.onnx"], "No such option: --bogus (see `edgedit info --help`)"),
+        (["infox"], "No such command 'infox'"),
+        (["design", "sweep", "--pairs", "p", "--budget", "inf", "--steps", "1"], "--budget 'inf' is not a parameter"),
+        (["design", "sweep", "--pairs", "p", "--budget", "-5k", "--steps", "1"], "--budget '-5k' is not a parameter"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -120,6 +127,40 @@ def test_info_describes_a_checkpoint(tmp_path):
     assert report["config"] == cfg.to_dict() and report["provenance"]["method"] == "output"
     text = runner.invoke(app, ["info", str(path)])
     assert "one-step generator" in text.stdout and f"{accounting.count_params(cfg):,} params" in text.stdout
+
+
+def test_a_sample_count_beyond_memory_is_refused_before_any_work(exported, tmp_path):
+    result = runner.invoke(app, ["sample", str(exported["onestep-cond"][0]), "-n", "1000000000000",
+                                 "-o", str(tmp_path / "grid.png")])
+    assert result.exit_code == 2 and list(tmp_path.iterdir()) == []
+    assert "1000000000000 images of 1x16x16 need" in result.stderr and "ask for fewer (-n)" in result.stderr
+
+
+def test_no_arguments_print_the_help():
+    result = runner.invoke(app, [])
+    assert "Usage" in result.stdout and "edgedit: error" not in result.stderr
+
+
+def test_info_describes_a_foreign_onnx_and_refuses_damaged_edgedit_metadata(tmp_path, exported):
+    import onnx
+
+    from edgedit.export.graph import metadata
+
+    model = onnx.load(exported["onestep-cond"][0])
+    meta = metadata(model)
+    del model.metadata_props[:]
+    onnx.save(model, tmp_path / "foreign.onnx")
+    foreign = runner.invoke(app, ["info", str(tmp_path / "foreign.onnx"), "--json"])
+    assert foreign.exit_code == 0 and json.loads(foreign.stdout)["edgedit"] is None
+
+    batch = json.loads(meta["edgedit.batch"])
+    for key, value in (("edgedit.batch", json.dumps({**batch, "min": 0})),
+                       ("edgedit.quantization", json.dumps(["not", "a", "record"]))):
+        onnx.helper.set_model_props(model, {**meta, key: value})
+        onnx.save(model, tmp_path / "damaged.onnx")
+        damaged = runner.invoke(app, ["info", str(tmp_path / "damaged.onnx")])
+        assert damaged.exit_code == 2 and damaged.stdout == "", damaged.output
+        assert f"damaged.onnx: not a valid edgedit metadata: field '{key[8:]}" in damaged.stderr
 
 
 def test_info_refuses_an_unknown_file(tmp_path):
@@ -351,3 +392,168 @@ def test_workstation_commands_bad_input(tmp_path, monkeypatch, args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+
+
+#################################################################################
+#            Outputs never destroy an input nor, without --force, a file        #
+#################################################################################
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, exported):
+    """A folder of inputs: a student and a teacher checkpoint, an ONNX with external data, .npz
+    files, bench results, a pairs folder, an image folder, a sweep's results."""
+    import os
+    import shutil
+
+    onnx, student = exported["onestep-cond"]
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(student, "s.safetensors")
+    shutil.copy(exported["edm-cond"][1], "t.safetensors")
+    shutil.copy(onnx, "s.onnx")
+    Path("s.onnx.data").write_bytes(b"\0weights")
+    Path("s.train-state.safetensors").write_bytes(Path("s.safetensors").read_bytes())
+    Path("official.pt").write_bytes(b"PK\x03\x04torch")
+    import numpy as np
+
+    np.savez("c.npz", z=np.zeros((2, 1, 16, 16), np.float32), y=np.zeros(2, np.int32))
+    shutil.copy("c.npz", "d.npz")
+    Path("r.json").write_text("[]")
+    Path("b.bench.json").write_text("[]")
+    for folder in ("pairs", "imgs", "sweep/c1", "get/image", "get/latent"):
+        Path(folder).mkdir(parents=True)
+    (Path("pairs") / "manifest.json").write_text("{}")
+    shutil.copy(student, "sweep/c1/student.safetensors")
+    cfg = TINY_CONFIGS["onestep-cond"]
+    Path("sweep/results.json").write_text(json.dumps([{
+        "name": "c1", "config": cfg.to_dict(), "fid": 1.0, "depth": cfg.depth, "width": cfg.hidden_size,
+        "heads": cfg.num_heads, "method": "output", "budget": 1000, "params": 1, "latency": {"p50_ms": 1.0}}]))
+    os.symlink("s.safetensors", "link.safetensors")
+    os.link("s.onnx", "hard.onnx")
+    return tmp_path
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def _refused(args: list[str], folder: Path, message: str) -> None:
+    import edgedit.assets
+
+    assets = Path(edgedit.assets.__file__).parent
+    before = _snapshot(folder)
+    result = runner.invoke(app, [a.format(abs=folder, assets=assets) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("edgedit: error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert message in result.stderr, result.stderr
+    assert result.stdout == ""
+    assert _snapshot(folder) == before  # nothing written, nothing replaced
+
+
+OVER_AN_INPUT = [
+    (["export", "s.safetensors", "-o", "s.safetensors"], "-o s.safetensors would overwrite the input MODEL"),
+    (["export", "s.safetensors", "-o", "{abs}/x/../s.safetensors"], "would overwrite the input MODEL s.safetensors"),
+    (["export", "s.safetensors", "-o", "link.safetensors"], "would overwrite the input MODEL"),  # a symlink
+    (["export", "s.safetensors", "-o", "s.train-state.safetensors"], "which belongs to the input MODEL"),
+    (["quantize", "s.onnx", "-o", "s.onnx"], "-o s.onnx would overwrite the input ONNX s.onnx"),
+    (["quantize", "s.onnx", "-o", "hard.onnx"], "would overwrite the input ONNX s.onnx"),  # a hard link
+    (["quantize", "s.onnx", "-o", "s.onnx.data"], "s.onnx.data, which belongs to the input ONNX s.onnx"),
+    (["quantize", "s.onnx", "--calib", "c.npz", "-o", "c.npz"], "would overwrite the input --calib c.npz"),
+    (["calib-data", "s.onnx", "-o", "s.onnx"], "-o s.onnx would overwrite the input MODEL s.onnx"),
+    (["sample", "s.safetensors", "--npz", "s.safetensors"], "--npz s.safetensors would overwrite the input MODEL"),
+    (["sample", "s.onnx", "-o", "s.onnx"], "-o s.onnx would overwrite the input MODEL"),
+    (["bench", "s.onnx", "--json", "s.onnx"], "--json s.onnx would overwrite the input MODEL s.onnx"),
+    (["bench", "s.onnx", "--csv", "s.onnx.data"], "which belongs to the input MODEL s.onnx"),
+    (["bench", "s.onnx", "-o", "s.onnx"], "-o s.onnx would overwrite"),
+    (["bench", "s.onnx", "--plot", "s.onnx"], "--plot s.onnx would overwrite"),
+    (["bench", "s.onnx", "--json", "o.json", "--csv", "o.json"], "--json o.json and --csv o.json are the same file"),
+    (["bench", "report", "r.json", "-o", "r.json"], "-o r.json would overwrite the input RESULTS r.json"),
+    (["bench", "report", "r.json", "--plot", "r.json"], "would overwrite the input RESULTS"),
+    (["build-engine", "s.onnx", "-o", "s.onnx"], "-o s.onnx would overwrite the input ONNX s.onnx"),
+    (["build-engine", "s.onnx", "--timing-cache", "s.onnx"], "--timing-cache s.onnx would overwrite the input ONNX"),
+    (["convert-dit", "official.pt", "-o", "official.pt"], "-o official.pt would overwrite the input OFFICIAL"),
+    (["teacher", "train", "--data", "npz:d.npz", "--steps", "1", "-o", "d.npz"], "would overwrite the input --data"),
+    (["teacher", "train", "--data", "folder:imgs", "--steps", "1", "-o", "imgs/t.safetensors"],
+     "-o imgs/t.safetensors is inside the input --data imgs"),
+    (["distill", "--pairs", "pairs", "--steps", "1", "-o", "pairs/x.safetensors"], "is inside the input --pairs pairs"),
+    (["distill", "--pairs", "pairs", "--student", "s.safetensors", "--steps", "1", "-o", "s.safetensors"],
+     "-o s.safetensors would overwrite the input --student s.safetensors"),
+    (["eval", "s.safetensors", "--grid", "s.safetensors"], "--grid s.safetensors would overwrite the input MODEL"),
+    (["design", "sweep", "--pairs", "pairs", "--budget", "1k", "--steps", "1", "-o", "."],
+     "-o . is a folder that holds the input --pairs pairs"),
+    (["design", "pick", "--results", "sweep/results.json", "--save", "sweep/c1/student.safetensors"],
+     "would overwrite the input the picked student sweep/c1/student.safetensors"),
+    (["design", "pick", "--results", "sweep/results.json", "--save", "sweep/results.json"],
+     "would overwrite the input --results"),
+    (["models", "--calibrate", "b.bench.json", "--calibration-out", "b.bench.json"],
+     "--calibration-out b.bench.json would overwrite the input --calibrate b.bench.json"),
+    (["demo", "-o", "{assets}"], "is a folder that holds the input student"),
+    (["pairs", "generate", "t.safetensors", "-n", "2", "-o", "."], "-o . is a folder that holds the input TEACHER"),
+    (["pairs", "import-get", "get", "-o", "get"], "-o get is a folder that holds the input SOURCE get/image"),
+]
+
+
+@pytest.mark.parametrize("args, message", OVER_AN_INPUT, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_no_command_writes_over_its_own_input(workdir, args, message):
+    _refused(args, workdir, message)
+
+
+def test_an_engines_sidecar_is_kept_off_the_inputs(workdir):
+    from edgedit.contract.fileio import check_outputs
+    from edgedit.engines.build import BuildOptions
+    from edgedit.pipeline import build_outputs
+
+    Path("c.plan.json").write_text("{}")
+    with pytest.raises(EdgeditError, match=r"c.plan.json \(written with -o c.plan\) would overwrite the input --calib"):
+        check_outputs(build_outputs("s.onnx", "c.plan", BuildOptions(precision="int8")), {"--calib": "c.plan.json"})
+    (quantized,) = [p for o in build_outputs("s.onnx", "e/c.plan", BuildOptions(precision="int8"))
+                    for p in o.companions if str(p).endswith(".onnx")]
+    assert quantized == Path("e/s.int8.onnx")  # the INT8 ONNX `build` quantizes next to the engine
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "s.safetensors", "-o", "t.safetensors"], "-o t.safetensors: exists and is a multi-step denoiser "
+                                                         "checkpoint (a teacher), not an ONNX model"),
+    (["calib-data", "s.onnx", "-o", "s.safetensors"], "exists and is a one-step student checkpoint, not an .npz"),
+    (["sample", "s.onnx", "--npz", "s.safetensors"], "--npz s.safetensors: exists and is a one-step student"),
+    (["sample", "s.onnx", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive, not a PNG image"),
+    (["quantize", "s.onnx", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive, not an ONNX model"),
+    (["bench", "s.onnx", "--json", "s.safetensors"], "not a JSON file"),
+    (["bench", "report", "r.json", "-o", "s.safetensors"], "-o s.safetensors: exists and is a one-step student"),
+    (["distill", "--pairs", "pairs", "--steps", "1", "-o", "t.safetensors"],
+     "-o t.safetensors: exists and is a multi-step denoiser checkpoint (a teacher), not a one-step student"),
+    (["teacher", "train", "--steps", "1", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive"),
+    (["convert-dit", "official.pt", "-o", "s.onnx"], "exists and is an ONNX model"),
+    (["models", "--calibrate", "b.bench.json", "--calibration-out", "s.onnx"], "exists and is an ONNX model"),
+    (["eval", "s.safetensors", "--grid", "c.npz"], "--grid c.npz: exists and is an .npz archive, not a PNG"),
+    (["design", "pick", "--results", "sweep/results.json", "--save", "c.npz"], "exists and is an .npz archive"),
+    (["build-engine", "s.onnx", "-o", "c.npz"], "exists and is an .npz archive, not a TensorRT engine"),
+])
+def test_a_file_of_another_kind_is_replaced_only_with_force(workdir, args, message):
+    _refused(args, workdir, message)
+    assert "pass --force to replace it" in runner.invoke(app, args).stderr
+
+
+def test_force_replaces_a_file_of_another_kind(workdir):
+    result = runner.invoke(app, ["calib-data", "s.onnx", "-n", "2", "-o", "t.safetensors", "--force"])
+    assert result.exit_code == 0, result.output
+    import numpy as np
+
+    with np.load("t.safetensors") as data:
+        assert data["z"].shape == (2, 1, 16, 16)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "s.safetensors", "-o", "pairs"], "-o pairs: is a folder, not a file"),
+    (["sample", "s.onnx", "-o", "c.npz/grid.png"], "c.npz is not a folder"),
+    (["design", "sweep", "--pairs", "pairs", "--budget", "1k", "--steps", "1", "-o", "c.npz"],
+     "-o c.npz: is a file, not a folder"),
+    (["demo", "-o", "r.json"], "-o r.json: is a file, not a folder"),
+    (["design", "report", "--results", "sweep/results.json", "-o", "r.json"], "is a file, not a folder"),
+    (["teacher", "train", "--steps", "1", "-o", "c.safetensors"], None),
+])
+def test_impossible_output_places_are_one_line(workdir, args, message):
+    if message is None:  # a training run's sample grids go to OUTPUT.samples/: a file there is refused too
+        Path("c.samples").write_text("x")
+        message = "c.samples (written with -o c.safetensors): is a file, not a folder"
+    _refused(args, workdir, message)

@@ -28,6 +28,7 @@ from edgedit.bench.tegrastats import TegrastatsSampler
 from edgedit.contract import jetson
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import sha256_file
+from edgedit.contract.schema import MAX_BATCH
 from edgedit.runtime.backends import Backend, RunOptions, load_backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
 from edgedit.runtime.samplers import generate, network_evaluations
@@ -48,14 +49,16 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         """Every value checked where settings are made: a bad one is bad usage (exit 2)."""
-        if not self.batches or any(b < 1 for b in self.batches):
-            raise EdgeditError("--batch sizes must be at least 1, e.g. 1,4,8")
+        if not self.batches or any(not 1 <= b <= MAX_BATCH for b in self.batches):
+            raise EdgeditError(f"--batch sizes must be 1..{MAX_BATCH}, e.g. 1,4,8 (got {self.batches})")
         if (self.iters is None) == (self.duration_s is None):
             raise EdgeditError("give one of --iters and --duration")
-        if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
-            raise EdgeditError(f"--duration must be a positive number of seconds (got {self.duration_s})")
-        if self.warmup < 0 or (self.iters is not None and self.iters < 1):
-            raise EdgeditError("--warmup must be at least 0 and --iters at least 1")
+        if self.duration_s is not None and not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 86400):
+            raise EdgeditError(f"--duration must be a number of seconds in (0, 86400] (got {self.duration_s})")
+        if not 0 <= self.warmup <= 10**6 or (self.iters is not None and not 1 <= self.iters <= 10**7):
+            raise EdgeditError("--warmup must be 0..1000000 and --iters 1..10000000")
+        if self.steps is not None and not 1 <= self.steps <= 1000:
+            raise EdgeditError(f"--steps must be 1..1000 (got {self.steps})")
         if self.what not in WHAT:
             raise EdgeditError(f"--what must be model or sampler (got {self.what!r})")
 

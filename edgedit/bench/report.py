@@ -7,11 +7,15 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, RootModel
 
 from edgedit.bench.harness import CSV_FIELDS, comparison_rows, csv_row
+from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output, write_text_atomic
+from edgedit.contract.schema import MAX_BATCH, Name, OpenRecord, Record, load_json, parse
 
 
 def bench_files(paths: list[str | os.PathLike]) -> list[Path]:
@@ -29,19 +33,66 @@ def bench_files(paths: list[str | os.PathLike]) -> list[Path]:
     return files
 
 
+class LatencyRecord(Record):
+    n: int = Field(ge=1)
+    min: float = Field(ge=0)
+    mean: float = Field(ge=0)
+    p50: float = Field(ge=0)
+    p90: float = Field(ge=0)
+    p99: float = Field(ge=0)
+    max: float = Field(ge=0)
+    std: float = Field(ge=0)
+
+
+class EnvironmentRecord(OpenRecord):
+    platform: str
+    jetson: dict[str, Any] | None = None
+    cpu: str | None = None
+
+
+class BenchRecord(OpenRecord):
+    """One `edgedit bench` measurement, as the reports and `edgedit models --calibrate` read it."""
+
+    model: Name
+    backend: Name
+    provider: str
+    precision: str
+    batch: int = Field(ge=1, le=MAX_BATCH)
+    what: Literal["model", "sampler"]
+    steps: int | None = Field(default=None, ge=1)
+    network_evaluations_per_call: int = Field(ge=1)
+    latency_ms: LatencyRecord
+    latency_per_image_ms: float = Field(ge=0)
+    throughput_img_s: float = Field(ge=0)
+    gpu_ms: LatencyRecord | None = None
+    peak_rss_mb: float = Field(ge=0)
+    rss_growth_mb: float
+    random_weights: bool
+    config: dict[str, Any]
+    cuda_graph: bool = False
+    env: EnvironmentRecord
+    tegrastats: dict[str, Any] | None = None
+    interrupted: bool
+
+
+class _BenchFile(RootModel[list[BenchRecord]]):
+    pass
+
+
 def load_records(paths: list[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Records of `edgedit bench --json` files (a folder: its *.bench.json), each checked against the schema."""
     records = []
+    fix = "expected the output of `edgedit bench --json`"
     for path in bench_files(paths):
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise EdgeditError(f"{path}: no such file") from None
-        except json.JSONDecodeError as err:
-            raise EdgeditError(f"{path}: not JSON ({err}); expected the output of `edgedit bench --json`") from err
-        items = data if isinstance(data, list) else data.get("records") if isinstance(data, dict) else None
-        if not isinstance(items, list) or not all(isinstance(r, dict) and "latency_ms" in r for r in items):
-            raise EdgeditError(f"{path}: not a list of bench records (from `edgedit bench --json`)")
-        records += items
+        data = load_json(path, "bench record file", fix)
+        if isinstance(data, dict) and "records" in data:
+            data = data["records"]
+        for record in parse(_BenchFile, data, path, "bench record file", fix).root:
+            try:
+                DiTConfig.from_dict(record.config)
+            except EdgeditError as err:
+                raise EdgeditError(f"{path}: record of {record.model}: {err}") from None
+            records.append(record.model_dump())
     return records
 
 

@@ -28,13 +28,15 @@ from pathlib import Path
 
 from edgedit.contract.errors import EdgeditError
 
-RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
-SWAP = re.compile(r"\bSWAP (\d+)/(\d+)MB")
-GR3D = re.compile(r"\bGR3D_FREQ (\d+)%(?:@\[?(\d+)[\],\d]*)?")
-EMC = re.compile(r"\bEMC_FREQ (\d+)%(?:@(\d+))?")
-RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
-TEMP = re.compile(r"\b([A-Za-z0-9_]+)@(-?\d+(?:\.\d+)?)C\b")
+# Numbers have at most 9 digits: a longer one is not a reading, and the line counts as malformed.
+RAM = re.compile(r"\bRAM (\d{1,9})/(\d{1,9})MB\b")
+SWAP = re.compile(r"\bSWAP (\d{1,9})/(\d{1,9})MB\b")
+GR3D = re.compile(r"\bGR3D_FREQ (\d{1,3})%(?:@\[?(\d{1,9})[\],\d]*)?")
+EMC = re.compile(r"\bEMC_FREQ (\d{1,3})%(?:@(\d{1,9}))?")
+RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d{1,9})(?:mW)?/(\d{1,9})(?:mW)?(?=\s|$)")
+TEMP = re.compile(r"\b([A-Za-z0-9_]+)@(-?\d{1,4}(?:\.\d{1,6})?)C\b")
 STAMP = re.compile(r"^(\d\d-\d\d-\d{4} \d\d:\d\d:\d\d)")
+LONG_NUMBER = re.compile(r"\d{10}")
 # The rail that measures the whole module, by preference (Orin: VDD_IN; older Jetsons: POM_5V_IN).
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0")
 
@@ -56,7 +58,7 @@ class Sample:
 def parse_line(line: str) -> Sample | None:
     """A Sample, or None for a line that is not a tegrastats report."""
     ram = RAM.search(line)
-    if not ram:
+    if not ram or LONG_NUMBER.search(line):
         return None
     sample = Sample(int(ram.group(1)), int(ram.group(2)))
     if swap := SWAP.search(line):
@@ -189,9 +191,10 @@ def summarize_log(path: str | os.PathLike, interval_ms: float | None = None) -> 
     path = Path(path)
     if not path.is_file():
         raise EdgeditError(f"{path}: no such file")
-    if interval_ms is not None and not (math.isfinite(interval_ms) and interval_ms > 0):
-        raise EdgeditError(f"--interval-ms must be a positive number of milliseconds (got {interval_ms})")
-    summary = summarize(path.read_text(errors="replace").splitlines(), interval_ms)
+    if interval_ms is not None and not (math.isfinite(interval_ms) and 0 < interval_ms <= 3_600_000):
+        raise EdgeditError(f"--interval-ms must be a number of milliseconds in (0, 3600000] (got {interval_ms})")
+    with open(path, errors="replace") as lines:  # streamed: a day's log is hundreds of MB
+        summary = summarize(lines, interval_ms)
     if not summary["samples"]:
         raise EdgeditError(f"{path}: no tegrastats lines found ({summary['bad_lines']} other lines)")
     return summary

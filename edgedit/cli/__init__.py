@@ -31,11 +31,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    no_verify: Annotated[bool, typer.Option(
+        "--no-verify", help="Read checkpoints whose tensors fail their content hash (to recover a damaged file).")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    state["debug"] = debug
+    state["debug"], state["verify"] = debug, not no_verify
     setup_logging()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -15,7 +16,35 @@ from typer.core import TyperGroup
 
 from edgedit.contract.errors import EdgeditError
 
+# Typer re-exports click's BadParameter (click's own, or the copy Typer vendors since 0.2x): its
+# bases are that click's UsageError and ClickException.
+_USAGE_ERROR, _CLICK_EXCEPTION = (next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+                                  for name in ("UsageError", "ClickException"))
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, a value out of an option's range) as one stderr line, like
+    every other refusal, instead of a usage box: `edgedit: error: ... (see `edgedit X --help`)`."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_EXCEPTION as err:
+            if type(err).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                ctx = getattr(err, "ctx", None)
+                hint = f" (see `{ctx.command_path} --help`)" if isinstance(err, _USAGE_ERROR) and ctx else ""
+                typer.echo(f"edgedit: error: {' '.join(err.format_message().split())}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("edgedit: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="edgedit",
     help="Design, distil and deploy small diffusion transformers (DiT-Nano) to NVIDIA Jetson Orin Nano.",
     no_args_is_help=True,
@@ -24,8 +53,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 stdout = Console(width=max(Console().width, 100), soft_wrap=True)  # tables fit 100 columns; lines never break
-stderr = Console(stderr=True)
-state = {"debug": False}
+stderr = Console(stderr=True, soft_wrap=True)  # a warning is one line, however long
+state = {"debug": False, "verify": True}
 
 
 class _StderrHandler(logging.Handler):
@@ -51,7 +80,12 @@ def command(name: str | None = None, parent: typer.Typer | None = None) -> Calla
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return fn(*args, **kwargs)
+                if state["verify"]:
+                    return fn(*args, **kwargs)
+                from edgedit.models.checkpoint import verification
+
+                with verification(False):
+                    return fn(*args, **kwargs)
             except (typer.Exit, typer.Abort):
                 raise
             except EdgeditError as err:
@@ -176,6 +210,14 @@ NumClasses = Annotated[int | None, typer.Option("--num-classes", min=0, help="Cl
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
 ModelArg = Annotated[str, typer.Argument(
     help="A checkpoint (.safetensors) or a preset name (random weights: latency work only).")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing output file of another kind (e.g. an "
+                                                     "ONNX over a checkpoint); never an input.")]
+
+
+def data_input(spec: str | None) -> str | None:
+    """The file or folder a --data spec reads (cifar10:PATH, folder:PATH, npz:PATH), for check_outputs."""
+    kind, _, rest = (spec or "").partition(":")
+    return rest if kind in ("cifar10", "folder", "npz") and rest else None
 
 
 def overrides(depth=None, width=None, heads=None, patch=None, mlp_ratio=None, input_size=None, in_channels=None,

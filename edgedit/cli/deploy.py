@@ -13,6 +13,7 @@ from rich.table import Table
 from edgedit.cli.common import (
     DefaultGroup,
     Depth,
+    Force,
     Heads,
     InChannels,
     InputSize,
@@ -32,7 +33,7 @@ from edgedit.cli.common import (
     stdout,
 )
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import write_text_atomic
+from edgedit.contract.fileio import Output, check_outputs, write_text_atomic
 
 
 @command("export")
@@ -48,14 +49,18 @@ def export_command(
     depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
     input_size: InputSize = None, in_channels: InChannels = None, num_classes: NumClasses = None,
     json_out: JsonFlag = False,
+    force: Force = False,
 ) -> None:
     """Export a model to ONNX for TensorRT, validated against torch (parity at the smallest and largest batch).
 
     The file carries its model config, I/O and sampler spec, and source checksum as metadata.
     A parity failure exits with 1 and writes nothing.
     """
-    from edgedit.export.exporter import ExportOptions, export_model
+    from edgedit.export.exporter import ExportOptions, default_export_path, export_model
 
+    output = output or default_export_path(model, precision)
+    check_outputs([Output("-o", output, "onnx", (output.with_name(output.name + ".data"),))], {"MODEL": model},
+                  force=force)
     options = ExportOptions(batch=batch, dynamic_batch=dynamic_batch, precision=precision, opset=opset,
                             overrides=overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels,
                                                 num_classes))
@@ -83,6 +88,7 @@ def calib_data_command(
     steps: Annotated[int | None, typer.Option(
         "--steps", min=1, help="EDM sampler steps (default: the model's).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
+    force: Force = False,
 ) -> None:
     """Record INT8 calibration inputs (.npz keyed by input name) from real sampling.
 
@@ -91,6 +97,7 @@ def calib_data_command(
     """
     from edgedit.export.calibration import write_calibration_data
 
+    check_outputs([Output("-o", output, "npz")], {"MODEL": model}, force=force)
     data, title = write_calibration_data(model, output, samples, seed, steps, sampler)
     rows = next(iter(data.values())).shape[0]
     stdout.print(f"wrote {output}: {rows} rows of {', '.join(f'{k} {list(v.shape[1:])}' for k, v in data.items())} "
@@ -112,7 +119,8 @@ def quantize_command(
     no_default_excludes: Annotated[bool, typer.Option("--no-default-excludes", help="Quantize every MatMul/Gemm/Conv "
                                    "with a weight, not only the block Linear layers (the default INT8 set).")] = False,
     min_psnr: Annotated[float, typer.Option("--min-psnr", help="Refuse below this output PSNR (dB) vs FP32.")] = 30.0,
-    force: Annotated[bool, typer.Option("--force", help="Write even below --min-psnr.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write even below --min-psnr, and over an existing file of "
+                                        "another kind.")] = False,
     tool: Annotated[str, typer.Option(
         "--tool", help="auto (ModelOpt if installed), modelopt or onnxruntime.")] = "auto",
     steps: Annotated[int | None, typer.Option(
@@ -128,6 +136,8 @@ def quantize_command(
     from edgedit.export.quantize import QuantizeOptions
     from edgedit.pipeline import quantize_with_calibration
 
+    output = output or onnx.with_name(onnx.name.removesuffix(".onnx") + ".int8.onnx")
+    check_outputs([Output("-o", output, "onnx")], {"ONNX": onnx, "--calib": calib}, force=force)
     options = QuantizeOptions(method=method, excludes=tuple(exclude or ()), recipe_layers=not no_default_excludes,
                               min_psnr=min_psnr, force=force, tool=tool)
     r = quantize_with_calibration(onnx, output, options, calib=calib, calib_samples=calib_samples,
@@ -159,6 +169,7 @@ def sample_command(
     backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, tensorrt or torch.")] = "auto",
     provider: Annotated[str, typer.Option(
         "--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
+    force: Force = False,
 ) -> None:
     """Generate images: one step for a student, EDM Euler/Heun or DDIM for a denoiser.
 
@@ -166,6 +177,7 @@ def sample_command(
     """
     from edgedit.pipeline import SampleOptions, sample
 
+    check_outputs([Output("-o", output, "png"), Output("--npz", npz, "npz")], {"MODEL": model}, force=force)
     options = SampleOptions(n=n, batch=batch, seed=seed, steps=steps, sampler=sampler, class_label=class_label,
                             backend=backend, provider=provider)
     title, seconds = sample(model, output, options, npz)
@@ -190,6 +202,7 @@ def build_engine_command(
         "--trtexec", help="Build with JetPack's trtexec instead of the Python API.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the equivalent trtexec command.")] = False,
     json_out: JsonFlag = False,
+    force: Force = False,
 ) -> None:
     """Build a TensorRT engine (+ NAME.plan.json sidecar) on the device, through Polygraphy or trtexec.
 
@@ -197,11 +210,13 @@ def build_engine_command(
     Engines are specific to their GPU and TensorRT version: build them where they run.
     """
     from edgedit.engines.build import BuildOptions
-    from edgedit.pipeline import build
+    from edgedit.pipeline import build, build_outputs
 
     output = output or Path("engines") / f"{onnx.name.removesuffix('.onnx')}.{precision}.plan"
     options = BuildOptions(precision=precision, workspace_mb=workspace_mb, opt_level=opt_level,
                            timing_cache=timing_cache, use_trtexec=trtexec)
+    if not dry_run:  # a dry run writes nothing
+        check_outputs(build_outputs(onnx, output, options), {"ONNX": onnx, "--calib": calib}, force=force)
     report = build(onnx, output, options, calib=calib, dry_run=dry_run)
     if json_out:
         return print_json({"plan": str(report.plan) if report.plan else None, "onnx": str(report.onnx),
@@ -250,6 +265,7 @@ def bench_command(
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the records as CSV.")] = None,
     report: Annotated[Path | None, typer.Option("-o", "--report", help="Write a Markdown comparison.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a latency plot (PNG; needs matplotlib).")] = None,
+    force: Force = False,
 ) -> None:
     """Measure latency, memory and, on a Jetson, power and energy per image; compare backends.
 
@@ -259,6 +275,7 @@ def bench_command(
     from edgedit.bench.harness import BenchSettings, run_bench
     from edgedit.runtime.backends import RunOptions
 
+    check_outputs(_bench_outputs(json_path, csv_path, report, plot), {"MODEL": models}, force=force)
     settings = BenchSettings.from_options(batches=int_list(batch, "--batch"), warmup=warmup, iters=iters,
                                           duration_s=duration, what=what, steps=steps, tegrastats=tegrastats)
     run = RunOptions(provider=provider, threads=threads, cuda_graph=cuda_graph)
@@ -278,30 +295,43 @@ def bench_report_command(
     report: Annotated[Path | None, typer.Option("-o", "--report", help="Write a Markdown comparison.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a latency plot (PNG; needs matplotlib).")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the merged records as CSV.")] = None,
+    force: Force = False,
 ) -> None:
     """Merge bench runs (from several machines) into one table, a Markdown report and a plot."""
-    from edgedit.bench.report import load_records
+    from edgedit.bench.report import bench_files, load_records
 
+    # The files read, not their folders: a report may go next to the results it merges.
+    check_outputs(_bench_outputs(None, csv_path, report, plot), {"RESULTS": bench_files(results)}, force=force)
     _write_bench(load_records(results), None, csv_path, report, plot)
 
 
+def _bench_outputs(json_path, csv_path, report, plot) -> list[Output]:
+    return [Output("--json", json_path, "json"), Output("--csv", csv_path, "text"), Output("-o", report, "text"),
+            Output("--plot", plot, "png")]
+
+
 class _BenchProgress:
-    """One transient bar per measured record, on stderr."""
+    """One transient bar per measured record, on stderr; started with the first record, so that a
+    refusal before any measurement is the error line alone."""
 
     def __enter__(self):
         from rich.progress import BarColumn, Progress, TextColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
             "{task.completed} calls, last {task.fields[ms]:.2f} ms"), console=stderr, transient=True)
-        self.bar.start()
+        self.started = False
         return self
 
     def __call__(self, label: str, _batch: int):
+        if not self.started:
+            self.bar.start()
+            self.started = True
         task = self.bar.add_task(label, total=None, ms=0.0)
         return lambda ms: self.bar.update(task, advance=1, ms=ms)
 
     def __exit__(self, *exc) -> None:
-        self.bar.stop()
+        if self.started:
+            self.bar.stop()
 
 
 def _write_bench(records: list[dict], json_path, csv_path, report, plot) -> None:
@@ -396,8 +426,10 @@ def demo_command(
     """
     import time
 
+    from edgedit.assets import STUDENT_DIGITS, TEACHER_DIGITS
     from edgedit.demo import run_demo
 
+    check_outputs([Output("-o", output, "folder")], {"student": STUDENT_DIGITS, "teacher": TEACHER_DIGITS})
     start = time.perf_counter()
     result = run_demo(output, duration, say=lambda text: stdout.print(f"[dim]demo:[/dim] {text}"))
     print_bench_table(result["records"])

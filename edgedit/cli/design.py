@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from edgedit.cli.common import JsonFlag, LearningRate, app, command, int_list, parse_shard, print_json, stdout
+from edgedit.cli.common import Force, JsonFlag, LearningRate, app, command, int_list, parse_shard, print_json, stdout
+from edgedit.contract.fileio import Output, check_outputs
 
 design_app = typer.Typer(help="Design-space exploration: sweep DiT-Nano shapes and methods, pick one.",
                          no_args_is_help=True)
@@ -39,6 +40,7 @@ def design_sweep_command(
     from edgedit.design.sweep import DEFAULT_DEPTHS, DEFAULT_HEADS, WIDTHS, SweepOptions, parse_budget, sweep
     from edgedit.train.trainer import TrainSettings
 
+    check_outputs([Output("-o", output, "folder")], {"--pairs": pairs, "--ta": ta})
     options = SweepOptions(
         pairs=pairs, output=output, budgets=tuple(parse_budget(b) for b in budget.split(",")), ta=ta,
         settings=TrainSettings(steps=steps, batch=batch, lr=lr, checkpoint_every=max(steps // 4, 1), seed=seed),
@@ -80,12 +82,16 @@ def design_pick_command(
     save: Annotated[Path | None, typer.Option(
         "--save", help="Copy the picked student here, its sweep evaluation added to its provenance.")] = None,
     json_out: JsonFlag = False,
+    force: Force = False,
 ) -> None:
     """Name the best-FID configuration whose estimated latency fits the budget (and save its student)."""
-    from edgedit.design.report import pick, save_pick
+    from edgedit.design.report import pick, picked_student, save_pick
 
+    outputs = [Output("--save", save, "student")]
+    check_outputs(outputs, {"--results": results}, force=force)
     best = pick(results, latency_ms, device, precision)
     if save is not None:
+        check_outputs(outputs, {"the picked student": picked_student(best, results)}, force=force)  # known now
         save_pick(best, results, save)
     if json_out:
         return print_json(best)
@@ -107,6 +113,7 @@ def design_report_command(
     calibration in force (e.g. after `edgedit models --calibrate`)."""
     from edgedit.design.report import load_results, write_reports
 
+    check_outputs([Output("-o", output, "folder")])  # rewriting a sweep's reports in place is the point
     records = load_results(results)
     write_reports(output, records)
     stdout.print(f"{len(records)} results re-reported in {output}/ (results.json, results.csv, pareto.png, "

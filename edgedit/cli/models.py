@@ -12,6 +12,7 @@ from rich.table import Table
 
 from edgedit.cli.common import (
     Depth,
+    Force,
     Heads,
     InChannels,
     InputSize,
@@ -27,6 +28,7 @@ from edgedit.cli.common import (
     stdout,
 )
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import Output, check_outputs
 
 
 @command("models")
@@ -42,6 +44,7 @@ def models_command(
         help="Where --calibrate writes the fit "
              "(default: ~/.config/edgedit/latency-calibration.json, used from then on).")] = None,
     json_out: JsonFlag = False,
+    force: Force = False,
 ) -> None:
     """List models with exact parameters and MACs, memory, and estimated Orin Nano latency.
 
@@ -51,7 +54,7 @@ def models_command(
     from edgedit.cost.summary import summarize
 
     if calibrate:
-        return _calibrate_latency(calibrate, calibration_out, json_out)
+        return _calibrate_latency(calibrate, calibration_out, json_out, force)
     reports = _model_reports(model, overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels,
                                               num_classes), summarize)
     if json_out:
@@ -106,12 +109,14 @@ def _print_estimates(report: dict) -> None:
                          f"with a CUDA graph {graph['ms']:.3f} ({graph['low_ms']:.3f}-{graph['high_ms']:.3f})")
 
 
-def _calibrate_latency(files: list[Path], out: Path | None, json_out: bool) -> None:
+def _calibrate_latency(files: list[Path], out: Path | None, json_out: bool, force: bool) -> None:
     from edgedit.bench.report import bench_files, load_records
     from edgedit.cost.calibration import calibrate_with_device, fit_table, loo_error, save_fit, user_calibration_path
 
-    fit, skipped = calibrate_with_device({str(f): load_records([f]) for f in bench_files(files)})
-    path = save_fit(fit, out or user_calibration_path())
+    out, files = out or user_calibration_path(), bench_files(files)
+    check_outputs([Output("--calibration-out", out, "json")], {"--calibrate": files}, force=force)
+    fit, skipped = calibrate_with_device({str(f): load_records([f]) for f in files})
+    path = save_fit(fit, out)
     if json_out:
         return print_json({"calibration": str(path), "skipped": skipped, **fit.to_dict()})
     for reason in skipped:
@@ -196,8 +201,9 @@ def _print_onnx_info(report: dict) -> None:
                          f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})")
         if "quantization" in meta:
             q = meta["quantization"]
+            psnr = "identical to" if q["psnr_db"] is None else f"PSNR {q['psnr_db']:.1f} dB vs"
             stdout.print(f"  INT8       {q['tool']} ({q['method']}), {q['quantized_nodes']} layers quantized, "
-                         f"PSNR {q['psnr_db']:.1f} dB vs FP32 on {q['heldout_rows']} held-out inputs")
+                         f"{psnr} FP32 on {q['heldout_rows']} held-out inputs")
     stdout.print(f"  sha256     {report['sha256']}")
 
 
@@ -246,6 +252,7 @@ def convert_dit_command(
                                                                  "size/8).")] = 256,
     num_classes: Annotated[int, typer.Option("--num-classes", min=0, help="Number of classes.")] = 1000,
     depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    force: Force = False,
 ) -> None:
     """Import official facebookresearch/DiT weights (tensors only, never unpickled objects).
 
@@ -254,6 +261,7 @@ def convert_dit_command(
     from edgedit.contract.config import resolve_config
     from edgedit.models.convert import convert_official_dit, official_input_size
 
+    check_outputs([Output("-o", output, "denoiser")], {"OFFICIAL": official}, force=force)
     changes = {**overrides(depth, width, heads, patch, mlp_ratio), "input_size": official_input_size(image_size),
                "num_classes": num_classes}
     cfg = resolve_config(model, **changes)

@@ -12,6 +12,7 @@ from edgedit.cli.common import (
     CheckpointEvery,
     Depth,
     Ema,
+    Force,
     Heads,
     JsonFlag,
     LearningRate,
@@ -24,6 +25,7 @@ from edgedit.cli.common import (
     Width,
     app,
     command,
+    data_input,
     int_list,
     overrides,
     parse_shard,
@@ -31,6 +33,7 @@ from edgedit.cli.common import (
     stderr,
     stdout,
 )
+from edgedit.contract.fileio import Output, check_outputs
 
 teacher_app = typer.Typer(help="The multi-step EDM teacher that produces the offline pairs.", no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
@@ -44,6 +47,13 @@ def _settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, 
 
     return TrainSettings(steps=steps, batch=batch, lr=lr, ema=ema, lr_warmup=lr_warmup,
                          checkpoint_every=checkpoint_every, sample_every=sample_every, seed=seed)
+
+
+def _trained_output(output: Path, kind: str, *also: Path) -> Output:
+    """A training run's checkpoint with what it writes beside: training state, sample grids."""
+    from edgedit.train.trainer import SampleGrids, state_path
+
+    return Output("-o", output, kind, (state_path(output), *also), (SampleGrids(output).folder,))
 
 
 @command("train", parent=teacher_app)
@@ -62,6 +72,7 @@ def teacher_train_command(
     sample_every: SampleEvery = 0,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights, data order and noise.")] = 0,
     resume: Resume = False,
+    force: Force = False,
 ) -> None:
     """Train an EDM denoiser (class-conditional when the data has labels).
 
@@ -73,6 +84,7 @@ def teacher_train_command(
     from edgedit.train.teacher import TeacherOptions, train_teacher
     from edgedit.train.trainer import init_world
 
+    check_outputs([_trained_output(output, "denoiser")], {"--data": data_input(data)}, force=force)
     options = TeacherOptions(output=output, data=data, preset=preset, resume=resume,
                              overrides=overrides(depth, width, heads, patch, mlp_ratio),
                              settings=_settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed))
@@ -113,20 +125,33 @@ def pairs_generate_command(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per teacher call.")] = 64,
     image_dtype: Annotated[str, typer.Option("--image-dtype", help="float16 or float32.")] = "float16",
     device: Annotated[str, typer.Option("--device", help="torch device for a checkpoint teacher, e.g. cuda.")] = "cpu",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Start the store over: remove its shards, whatever settings made them.")] = False,
 ) -> None:
     """Generate pairs with the teacher: resumable (complete shards are skipped, damaged ones redone)
-    and splittable across machines or GPUs with --shard I/N."""
+    and splittable across machines or GPUs with --shard I/N (a folder per worker). A store made with
+    other settings is refused unless --force."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from edgedit.data.pairs import generate_pairs
 
+    check_outputs([Output("-o", output, "folder")], {"TEACHER": teacher})  # never inside the folder it writes
     worker, workers = parse_shard(shard)
-    with Progress(TextColumn("pairs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr,
-                  transient=True) as bar:
-        task = bar.add_task("pairs", total=n)
+    # The bar appears when generation starts (progress(0)), so refusals before it stay one line.
+    bar = Progress(TextColumn("pairs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr,
+                   transient=True, disable=not stderr.is_terminal)
+
+    def advance(k: int) -> None:
+        if not bar.task_ids:
+            bar.start()
+            bar.add_task("pairs", total=n)
+        bar.advance(bar.task_ids[0], k)
+
+    try:
         manifest = generate_pairs(teacher, output, n, steps, sampler, trajectory, class_balanced, (worker, workers),
-                                  shard_size, first_seed, batch, image_dtype, device,
-                                  progress=lambda k: bar.update(task, advance=k))
+                                  shard_size, first_seed, batch, image_dtype, device, progress=advance, force=force)
+    finally:
+        bar.stop()
     _print_manifest(manifest, output)
 
 
@@ -135,16 +160,19 @@ def pairs_import_get_command(
     source: Annotated[Path, typer.Argument(help="GET's pairs folder (image/*.pkl, latent/*.pkl).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The pairs folder to write.")],
     image_dtype: Annotated[str, typer.Option("--image-dtype", help="float16 or float32.")] = "float16",
+    force: Annotated[bool, typer.Option("--force", help="Start the store over: remove its shards.")] = False,
 ) -> None:
     """Convert GET's released EDM CIFAR-10 pairs into a pairs store (torch.load(weights_only=True) only)."""
     from edgedit.data.pairs import import_get
 
-    _print_manifest(import_get(source, output, image_dtype), output)
+    check_outputs([Output("-o", output, "folder")], {"SOURCE": [source / "image", source / "latent"]})  # what it reads
+    _print_manifest(import_get(source, output, image_dtype, force=force), output)
 
 
 @command("verify", parent=pairs_app)
 def pairs_verify_command(folder: Annotated[Path, typer.Argument(help="A pairs folder.")]) -> None:
-    """Check every shard's checksums and rebuild the manifest (e.g. after copying parts together)."""
+    """Check every shard against the store's settings and checksums and rebuild the manifest from
+    those that pass (e.g. after copying workers' folders together); says what it dropped."""
     from edgedit.data.pairs import verify_pairs
 
     manifest = verify_pairs(folder)
@@ -172,6 +200,7 @@ def eval_command(
     reference_count: Annotated[int | None, typer.Option("--reference-count", min=2, help="Use a seeded subset of "
                                "this many reference images (Inception on a CPU is slow).")] = None,
     json_out: JsonFlag = False,
+    force: Force = False,
 ) -> None:
     """Sample a model from seeds and measure the samples (FID, KID, classifier view, PSNR).
 
@@ -180,6 +209,9 @@ def eval_command(
     """
     from edgedit.eval.evaluate import evaluate
 
+    inputs = {"MODEL": model, "--reference": reference, "--data": data_input(data),
+              "--inception-weights": inception_weights}
+    check_outputs([Output("--grid", grid, "png")], inputs, force=force)
     report = evaluate(model, data, n, steps, sampler, batch, reference, seed, inception_weights=inception_weights,
                       reference_count=reference_count, grid=grid)
     if json_out:
@@ -222,6 +254,7 @@ def distill_command(
     sample_every: SampleEvery = 0,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the weights and data order.")] = 0,
     resume: Resume = False,
+    force: Force = False,
 ) -> None:
     """Distil a one-step DiT-Nano student from teacher pairs: output, Teaching Assistant or Multi-In-One.
 
@@ -230,9 +263,12 @@ def distill_command(
     """
     import time
 
-    from edgedit.train.distill import DistillOptions, distill
-    from edgedit.train.trainer import SampleGrids, init_world
+    from edgedit.train.distill import DistillOptions, distill, ta_path
+    from edgedit.train.trainer import SampleGrids, init_world, state_path
 
+    ta_out = ta_path(output) if method == "ta" and ta is not None and not Path(ta).exists() else None  # a preset TA
+    check_outputs([_trained_output(output, "student", *((ta_out, state_path(ta_out)) if ta_out else ()))],
+                  {"--pairs": pairs, "--student": student, "--ta": ta}, force=force)
     world, tapped = init_world(), int_list(taps, "--taps")
     options = DistillOptions(pairs=pairs, output=output, student=student, method=method, ta=ta, ta_steps=ta_steps,
                              loss=loss, feature_loss=feature_loss, feature_weight=feature_weight, resume=resume,

@@ -16,12 +16,35 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
 
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, Record, first_problem, loads
 
 DIFFUSIONS = ("ddpm", "edm", "one-step")
 FREQUENCY_EMBEDDING_SIZE = 256  # DiT's sinusoidal timestep features
+MAX_WIDTH, MAX_DEPTH = 16384, 1024
+CLI_FLAGS = {"hidden_size": "--width", "num_heads": "--heads", "patch_size": "--patch", "depth": "--depth",
+             "mlp_ratio": "--mlp-ratio", "num_classes": "--num-classes"}
+
+
+class _ConfigFields(Record):
+    """What each field may hold. The bounds are generous for any real DiT (DiT-XL/2 is depth 28,
+    width 1152) and keep a hostile file from describing a network no machine could hold."""
+
+    input_size: int = Field(ge=1, le=MAX_SIDE)
+    in_channels: int = Field(ge=1, le=MAX_CHANNELS)
+    patch_size: int = Field(ge=1, le=64)
+    hidden_size: int = Field(ge=4, le=MAX_WIDTH)
+    depth: int = Field(ge=1, le=MAX_DEPTH)
+    num_heads: int = Field(ge=1, le=256)
+    mlp_ratio: float = Field(gt=0, le=64)
+    num_classes: int = Field(ge=0, le=100_000)
+    class_dropout_prob: float = Field(ge=0, lt=1)
+    learn_sigma: bool
+    diffusion: Literal["ddpm", "edm", "one-step"]
 
 
 @dataclass(frozen=True)
@@ -44,28 +67,22 @@ class DiTConfig:
     diffusion: str = "ddpm"
 
     def __post_init__(self) -> None:
+        try:  # types and ranges, by the schema; the relations between fields below
+            _ConfigFields.model_validate(dataclasses.asdict(self))
+        except ValidationError as err:
+            field = str(err.errors()[0]["loc"][0]) if err.errors()[0]["loc"] else ""
+            flag = f" ({CLI_FLAGS[field]})" if field in CLI_FLAGS else ""
+            raise EdgeditError(f"invalid model config{flag}: {first_problem(err)}") from None
         problems = []
-        for name in ("input_size", "in_channels", "patch_size", "hidden_size", "depth", "num_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{name} must be a positive integer (got {value!r})")
-        if problems:
-            raise EdgeditError("invalid model config: " + "; ".join(problems))
         if self.input_size % self.patch_size:
             problems.append(f"input size {self.input_size} is not divisible by patch size {self.patch_size}")
         if self.hidden_size % self.num_heads:
             problems.append(f"width {self.hidden_size} is not divisible by {self.num_heads} heads")
         if self.hidden_size % 4:
             problems.append(f"width {self.hidden_size} must be a multiple of 4 (2-D sin-cos position embedding)")
-        if not self.mlp_ratio > 0 or int(self.hidden_size * self.mlp_ratio) < 1:
-            problems.append(f"mlp ratio must be positive (got {self.mlp_ratio})")
-        if not isinstance(self.num_classes, int) or self.num_classes < 0:
-            problems.append(f"num_classes must be >= 0 (got {self.num_classes!r})")
-        if not 0.0 <= self.class_dropout_prob < 1.0:
-            problems.append(f"class dropout must be in [0, 1) (got {self.class_dropout_prob})")
-        if self.diffusion not in DIFFUSIONS:
-            problems.append(f"diffusion must be one of {', '.join(DIFFUSIONS)} (got {self.diffusion!r})")
-        elif self.learn_sigma and self.diffusion != "ddpm":
+        if int(self.hidden_size * self.mlp_ratio) < 1:
+            problems.append(f"mlp ratio {self.mlp_ratio} leaves no MLP hidden units")
+        if self.learn_sigma and self.diffusion != "ddpm":
             problems.append(f"learn_sigma (a variance output) only exists for ddpm models, not {self.diffusion}")
         if problems:
             raise EdgeditError("invalid model config: " + "; ".join(problems))
@@ -134,11 +151,7 @@ class DiTConfig:
 
     @classmethod
     def from_json(cls, text: str) -> DiTConfig:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise EdgeditError(f"invalid model config: not JSON ({err})") from err
-        return cls.from_dict(data)
+        return cls.from_dict(loads(text, "edgedit.config", "model config"))
 
     def replace(self, **changes: Any) -> DiTConfig:
         """A copy with `changes` applied; None values mean "keep"."""

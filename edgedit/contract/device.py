@@ -1,4 +1,4 @@
-"""Facts of the machine edgedit runs on: installed packages and CUDA devices. Torch-free.
+"""Facts of the machine edgedit runs on: installed packages, CUDA devices, available memory. Torch-free.
 
 Package versions come from installed distribution metadata, so nothing heavy is imported;
 TensorRT on a Jetson comes from JetPack's apt package, so it is also looked up by import. CUDA
@@ -14,6 +14,7 @@ import ctypes
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 
 # (distribution name, import name)
 PACKAGES = [
@@ -93,3 +94,20 @@ def cuda_devices() -> dict:
         })
     driver = f"{version.value // 1000}.{version.value % 1000 // 10}"
     return {"driver": driver, "devices": devices, "error": None}
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can get without swapping: Linux's MemAvailable
+    (https://www.kernel.org/doc/html/latest/filesystems/proc.html, /proc/meminfo), else all physical
+    memory; None where neither is known. On a Jetson the GPU shares this memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None

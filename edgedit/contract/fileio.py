@@ -1,14 +1,28 @@
-"""Atomic file output and checksums: a file either appears whole or not at all."""
+"""Atomic file output and checksums: a file either appears whole or not at all. And the output
+policy every command applies before it starts (`check_outputs`): never over one of its own inputs,
+never over a file of another kind without --force, and one clear line for a path it cannot write."""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from edgedit.contract.errors import EdgeditError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: staging is then told live or stale by its pid alone
+    fcntl = None
 
 
 def _umask() -> int:
@@ -27,26 +41,119 @@ def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> It
     The temporary file lives in a private folder next to `path`, so the final rename is atomic.
     `companions` are files that belong with `path` (an ONNX model's external weights): the block
     writes them into the same temporary folder under their final names, and they are moved into
-    place before `path` itself. On any failure, Ctrl-C included, everything temporary is removed
-    and existing files are left untouched.
+    place before `path` itself (an existing `path` is removed first, so that a kill between the
+    renames leaves no file rather than an old one beside new companions). On any failure, Ctrl-C
+    included, everything temporary is removed and existing files are left untouched. The folder
+    is named after the writer (`.NAME.PID@HOST.XXXX.partial`) and locked, so that a later write
+    of `path` removes what a killed writer left (`remove_stale_staging`) and nothing else.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    if path.is_dir():
+        raise EdgeditError(f"{path}: is a folder, not a file; choose another output path")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(path)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=".partial",
+                                        dir=path.parent))
+    except OSError as err:
+        raise EdgeditError(f"{path}: cannot write it: {_cannot_write(path, False) or err.strerror or err}; "
+                           "choose another output path") from err
+    lock = None
+    try:
+        lock = _lock(staging)
         yield staging / path.name
-        for companion in map(Path, companions):
-            staged, final = staging / companion.name, path.parent / companion.name
-            if staged.exists():
+        staged = staging / path.name
+        moves = [(staging / c.name, path.parent / c.name) for c in map(Path, companions)]
+        try:
+            if moves and staged.exists() and path.exists():
+                path.unlink()
+            for source, final in moves:
+                if source.exists():
+                    os.chmod(source, _FILE_MODE)
+                    os.replace(source, final)
+                else:
+                    final.unlink(missing_ok=True)  # a stale companion of an earlier file
+            if staged.is_file():
                 os.chmod(staged, _FILE_MODE)
-                os.replace(staged, final)
-            else:
-                final.unlink(missing_ok=True)  # a stale companion of an earlier file
-        if (staging / path.name).is_file():
-            os.chmod(staging / path.name, _FILE_MODE)
-        os.replace(staging / path.name, path)
+            os.replace(staged, path)
+        except OSError as err:
+            if isinstance(err, FileNotFoundError) and not staged.exists():
+                raise  # the block wrote nothing: a bug of the writer, not of the place
+            raise EdgeditError(f"{path}: cannot move the finished file into place ({err.strerror or err}); "
+                               "check the folder's permissions and free space") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+
+
+#################################################################################
+#             Staging folders: this writer's lock, and what dead ones left        #
+#################################################################################
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+_STAGING = re.compile(r"\.(\d+)@([A-Za-z0-9-]+)\.[A-Za-z0-9_]+\.partial")  # after ".NAME"
+_LOCK = ".edgedit-writer.lock"
+
+
+def _lock(staging: Path) -> int | None:
+    """Hold an exclusive flock on the staging folder's lock file for as long as this writer lives
+    (the kernel drops it when the process dies, SIGKILL included)."""
+    if fcntl is None:
+        return None
+    fd = os.open(staging / _LOCK, os.O_CREAT | os.O_WRONLY, 0o600)
+    with contextlib.suppress(OSError):  # a filesystem without locks: the pid alone tells
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill(pid, 0) would send Ctrl-C:
+        return True                             # https://docs.python.org/3/library/os.html#os.kill
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, and belongs to someone else
+    return True
+
+
+def remove_stale_staging(path: str | os.PathLike) -> list[Path]:
+    """Remove the staging folders of `path` that killed writers left; returns them.
+
+    Stale means: made on this host (a folder shared between machines keeps the others'), by a
+    process that is gone, and with its lock free (a writer in another pid namespace on a shared
+    volume still holds it). A live writer's staging is never touched; a dead writer whose pid was
+    reused is only cleaned once that process is gone too.
+    """
+    path = Path(path)
+    prefix, removed = f".{path.name}", []
+    try:
+        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".partial")]
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STAGING.fullmatch(entry.name[len(prefix):])
+        if not match or match[2] != _HOST or _alive(int(match[1])) or not entry.is_dir(follow_symlinks=False):
+            continue
+        fd = None
+        if fcntl is not None:
+            try:
+                fd = os.open(Path(entry.path) / _LOCK, os.O_WRONLY)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # held: its writer lives
+            except OSError:
+                pass  # no lock file (killed before making it) or no locks here: the pid said dead
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -68,20 +175,51 @@ def save_npz(path: str | os.PathLike, arrays: dict) -> Path:
     return path
 
 
-def load_npz(path: str | os.PathLike, what: str = "file") -> dict:
-    """All arrays of an .npz, never unpickling objects; one-line errors for missing or bad files."""
-    import numpy as np
+def load_npz(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> dict:
+    """All arrays of an .npz, never unpickling objects; one-line errors for missing or bad files.
 
+    Before anything is decompressed, every member's declared size (its zip entry and its .npy
+    header) is checked: together at most `max_bytes` (default: half the memory available), and no
+    .npy may declare more data than its entry holds. A small zip bomb is refused, not inflated."""
+    import math
+    import zipfile
+
+    import numpy as np
+    from numpy.lib import format as npy
+
+    from edgedit.contract import device
     from edgedit.contract.errors import EdgeditError
 
     path = Path(path)
     if not path.is_file():
         raise EdgeditError(f"{path}: no such {what}")
+    if max_bytes is None:
+        available = device.available_memory_bytes()
+        max_bytes = available // 2 if available else 8 << 30
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
+            unpacked = sum(m.file_size for m in archive.infolist())
+            if unpacked > max_bytes:
+                raise EdgeditError(f"{path}: unpacks to {unpacked / 2**20:.0f} MB, more than the "
+                                   f"{max_bytes / 2**20:.0f} MB this {what} may use here")
+            for member in members:
+                with archive.open(member) as f:
+                    version = npy.read_magic(f)  # 1.0, else 2.0 (3.0 only changes the header's encoding)
+                    read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                    shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise EdgeditError(f"{path}: array {member.filename} holds Python objects, which edgedit never "
+                                       "unpickles")
+                if math.prod(shape) * dtype.itemsize > member.file_size:
+                    raise EdgeditError(f"{path}: array {member.filename} declares {list(shape)} {dtype}, more data "
+                                       "than the file holds (damaged or forged)")
+        with np.load(path, allow_pickle=False) as arrays:
+            return {k: arrays[k] for k in arrays.files}
+    except EdgeditError:
+        raise
     except Exception as err:
-        raise EdgeditError(f"{path}: not a readable .npz of arrays ({str(err).splitlines()[0][:120]})") from err
+        raise EdgeditError(f"{path}: not a readable .npz of arrays ({str(err).splitlines()[0][:120]})") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
@@ -90,3 +228,212 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
         while chunk := f.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#################################################################################
+#     The output policy: never over an input, never over another kind of file    #
+#################################################################################
+
+# What commands write, by kind: (the words for messages, the suffixes that name it).
+KINDS = {
+    "checkpoint": ("a safetensors file", (".safetensors",)),
+    "denoiser": ("a multi-step denoiser checkpoint (a teacher)", ()),
+    "student": ("a one-step student checkpoint", ()),
+    "train-state": ("an edgedit training state", ()),
+    "onnx": ("an ONNX model", (".onnx",)),
+    "npz": ("an .npz archive", (".npz",)),
+    "npy": ("a .npy array", (".npy",)),
+    "png": ("a PNG image", (".png",)),
+    "json": ("a JSON file", (".json",)),
+    "text": ("a text file", (".md", ".csv", ".txt", ".log")),
+    "engine": ("a TensorRT engine", (".plan", ".engine", ".trt")),
+    "torch": ("a torch file", (".pt", ".pth")),
+    "onnx-data": ("ONNX external weights", (".data",)),
+    "unknown": ("a file of unknown kind", ()),
+}
+
+
+def suffix_kind(path: str | os.PathLike) -> str | None:
+    suffix = Path(path).suffix.lower()
+    return next((kind for kind, (_, suffixes) in KINDS.items() if suffix in suffixes), None)
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    """The kind of an existing file: from its first bytes, else its suffix, else "unknown"; None
+    for an empty file (nothing to lose)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return "unknown"
+    if not head:
+        return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):  # https://www.w3.org/TR/png/#5PNG-file-signature
+        return "png"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip: np.savez, and torch.save since torch 1.6
+        return "torch" if suffix_kind(path) == "torch" else "npz"
+    if head.startswith(b"\x93NUMPY"):  # https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
+        return "npy"
+    if len(head) > 8 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
+        return _safetensors_kind(path, int.from_bytes(head[:8], "little"))
+    if len(head) > 2 and head[0] == 0x08 and 0 < head[1] < 0x80 and head[2] & 7 in (0, 2):
+        return "onnx"  # ModelProto field 1 (ir_version) first, as onnx writes it: https://onnx.ai/onnx/repo-docs/IR.html
+    if b"\0" not in head:
+        try:
+            text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at 4096 is fine
+        except UnicodeDecodeError:
+            text = None
+        if text is not None:
+            return "json" if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[") else "text"
+    return suffix_kind(path) or "unknown"
+
+
+def _safetensors_kind(path: Path, header_bytes: int) -> str:
+    """A safetensors file (a u64 header size, then a JSON header: https://github.com/huggingface/safetensors)
+    told apart by its metadata: a teacher, a student, a training state, or another file."""
+    import json
+
+    if header_bytes > 64 << 20:
+        return "checkpoint"
+    try:
+        with open(path, "rb") as f:
+            f.seek(8)
+            meta = json.loads(f.read(header_bytes)).get("__metadata__") or {}
+        if str(meta.get("format", "")).startswith("edgedit.train-state/"):
+            return "train-state"
+        diffusion = json.loads(meta["edgedit.config"])["diffusion"]
+    except Exception:  # not edgedit's, or damaged: a safetensors file all the same
+        return "checkpoint"
+    return "student" if diffusion == "one-step" else "denoiser"
+
+
+def _same_kind(written: str, found: str) -> bool:
+    """A checkpoint of unknown role (another tool's, a damaged one) may be replaced by any checkpoint."""
+    roles = ("checkpoint", "denoiser", "student")
+    return written == found or (written in roles and found in roles and "checkpoint" in (written, found))
+
+
+@dataclass(frozen=True)
+class Output:
+    """A path a command writes. `kind`: a KINDS key (what is written there, whatever the suffix),
+    "folder" for a folder the command writes in, or None for a file it also reads back (a
+    timing cache: only checked against the inputs). `companions` are files written with it (an
+    ONNX's external data, an engine's sidecar, a checkpoint's training state) and `folders` the
+    folders (a training run's sample grids); `flag` names the option in messages."""
+
+    flag: str
+    path: str | os.PathLike | None
+    kind: str | None
+    companions: tuple[str | os.PathLike, ...] = ()
+    folders: tuple[str | os.PathLike, ...] = ()
+
+
+def input_companions(path: str | os.PathLike) -> list[Path]:
+    """Files that belong to an input and go with it: an ONNX's external data, an engine's
+    sidecar, a checkpoint's training state (the names edgedit writes)."""
+    path = Path(path)
+    name = path.name
+    if name.endswith(".onnx"):
+        return [path.with_name(name + ".data")]
+    if name.endswith(".plan"):
+        return [path.with_name(name + ".json")]
+    if name.endswith(".safetensors") and not name.endswith(".train-state.safetensors"):
+        return [path.with_name(name.removesuffix(".safetensors") + ".train-state.safetensors")]
+    return []
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))  # symlinks and .. resolved, also below missing parts
+
+
+def _same(a: Path, b: Path) -> bool:
+    if _real(a) == _real(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, bind mounts
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return _real(folder) in _real(path).parents
+
+
+def _cannot_write(path: Path, folder: bool) -> str | None:
+    """Why `path` cannot be written as a file (or made and written in, as a folder), or None."""
+    if folder:
+        if path.exists() and not path.is_dir():
+            return "is a file, not a folder"
+    elif path.is_dir():
+        return "is a folder, not a file"
+    elif path.exists() and not path.is_file():
+        return "is not a regular file"  # /dev/null, a pipe: never renamed over
+    existing = Path(os.path.abspath(path if folder else path.parent))
+    while not os.path.lexists(existing):
+        existing = existing.parent  # the folders atomic_output will make
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
+
+
+def check_outputs(outputs: Iterable[Output], inputs: Mapping[str, str | os.PathLike | Iterable | None] | None = None,
+                  *, force: bool = False) -> None:
+    """Refuse, before any work starts, outputs that would destroy something; one line, exit 2.
+
+    - an output (or a file written with it) that is one of the inputs or their companions, however
+      spelled (relative, absolute, through a symlink, a hard link); an output inside an input
+      folder; an output folder that holds an input; two outputs naming one file;
+    - a path that cannot be written: a folder where a file is wanted (or the reverse), a file
+      where a folder must be made, no permission;
+    - an existing file of another kind than the one written (an ONNX over a checkpoint, a PNG over
+      an .npz), told by its first bytes, unless `force`. Same kind is replaced, as re-runs expect.
+
+    `inputs` maps an option or argument name to the path(s) it reads; paths that do not exist
+    (preset names) are skipped. Passing checks also removes stale staging of the outputs.
+    """
+    outputs = [o for o in outputs if o.path is not None]
+    protected: list[tuple[Path, str, bool]] = []  # (path, words, may contain others)
+    for label, given in (inputs or {}).items():
+        for value in [given] if isinstance(given, (str, os.PathLike)) else (given or []):
+            path = Path(value).expanduser()
+            if not os.path.exists(path):
+                continue
+            protected.append((path, f"the input {label} {value}", path.is_dir()))
+            protected += [(c, f"{c}, which belongs to the input {label} {value}", False)
+                          for c in input_companions(path) if c.exists()]
+    written: list[tuple[Path, str, bool]] = []  # (path, words, is a folder)
+    for o in outputs:
+        words = f"{o.flag} {o.path}"
+        written.append((Path(o.path), words, o.kind == "folder"))
+        written += [(Path(c), f"{c} (written with {words})", False) for c in o.companions]
+        written += [(Path(f), f"{f} (written with {words})", True) for f in o.folders]
+
+    for path, words, folder in written:
+        for source, what, source_folder in protected:
+            if _same(path, source):
+                raise EdgeditError(f"{words} would overwrite {what}; choose another output path")
+            if source_folder and _inside(path, source):
+                raise EdgeditError(f"{words} is inside {what}; write it outside that folder")
+            if folder and _inside(source, path):
+                raise EdgeditError(f"{words} is a folder that holds {what}; choose another output folder")
+    for i, (path, words, _) in enumerate(written):
+        for other, other_words, _ in written[:i]:
+            if _same(path, other):
+                raise EdgeditError(f"{other_words} and {words} are the same file; give each output its own path")
+    for path, words, folder in written:
+        reason = _cannot_write(path, folder)
+        if reason:
+            raise EdgeditError(f"{words}: {reason}; choose another output path")
+    for o in outputs:
+        if o.kind in KINDS and not force and Path(o.path).is_file():
+            found = file_kind(o.path)
+            if found is not None and not _same_kind(o.kind, found):
+                raise EdgeditError(f"{o.flag} {o.path}: exists and is {KINDS[found][0]}, not {KINDS[o.kind][0]}; "
+                                   "choose another path, or pass --force to replace it")
+    for path, _, folder in written:
+        if not folder:
+            remove_stale_staging(path)

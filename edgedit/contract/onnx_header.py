@@ -16,6 +16,7 @@ from edgedit.contract.errors import EdgeditError
 
 OPSET_IMPORT, METADATA_PROPS = 8, 14
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+MAX_ENTRY_BYTES = 16 << 20  # one metadata entry or opset record; edgedit's are a few kB
 
 
 def _varint(read) -> int | None:
@@ -61,6 +62,14 @@ def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
     return out
 
 
+def _string(fields: dict[int, tuple[int, bytes | int]], number: int) -> str:
+    """A string field: length-delimited on the wire (any other wire type is a malformed file)."""
+    wire, value = fields.get(number, (LENGTH, b""))
+    if wire != LENGTH or not isinstance(value, bytes):
+        _corrupt()
+    return value.decode()
+
+
 def _top_level(f: BinaryIO, size: int, wanted: set[int]):
     """Yield (field, bytes) for the wanted length-delimited top-level fields; seek over the rest."""
     while f.tell() < size:
@@ -75,6 +84,8 @@ def _top_level(f: BinaryIO, size: int, wanted: set[int]):
             if length is None or f.tell() + length > size:
                 _corrupt()
             if number in wanted:
+                if length > MAX_ENTRY_BYTES:
+                    raise ValueError(f"a field {number} record of {length} bytes (at most {MAX_ENTRY_BYTES})")
                 yield number, f.read(length)
             else:
                 f.seek(length, os.SEEK_CUR)
@@ -92,11 +103,14 @@ def read_onnx_header(path: str | os.PathLike) -> tuple[dict[str, str], dict[str,
         size = os.path.getsize(path)
         with open(path, "rb") as f:
             for number, payload in _top_level(f, size, {OPSET_IMPORT, METADATA_PROPS}):
-                fields = {n: v for n, _, v in _fields(payload)}
-                if number == METADATA_PROPS:
-                    metadata[bytes(fields.get(1, b"")).decode()] = bytes(fields.get(2, b"")).decode()
-                else:
-                    opsets[bytes(fields.get(1, b"")).decode() or "ai.onnx"] = int(fields.get(2, 0))
+                fields = {n: (wire, v) for n, wire, v in _fields(payload)}
+                if number == METADATA_PROPS:  # {1 key, 2 value}: both strings
+                    metadata[_string(fields, 1)] = _string(fields, 2)
+                else:  # {1 domain string, 2 version int64}
+                    wire, version = fields.get(2, (VARINT, 0))
+                    if wire != VARINT:
+                        _corrupt()
+                    opsets[_string(fields, 1) or "ai.onnx"] = int(version)
     except FileNotFoundError:
         raise EdgeditError(f"{path}: no such file") from None
     except (ValueError, UnicodeDecodeError) as err:

@@ -1,8 +1,9 @@
 """Engine sidecars (`NAME.plan.json`) and the facts of the device an engine is built for. Torch-free.
 
 A TensorRT engine only runs on the TensorRT version and GPU that built it, so the sidecar
-records both and an engine is refused, before deserialization, where they differ. The sidecar
-also carries the ONNX file's edgedit metadata, so `sample` and `bench` need no other file.
+records both and an engine is refused, before deserialization, where they differ, or where the
+engine's bytes are not those the sidecar's size and sha256 describe. The sidecar also carries the
+ONNX file's edgedit metadata, so `sample` and `bench` need no other file.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from edgedit import __version__
 from edgedit.contract import device, jetson
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import write_text_atomic
+from edgedit.contract.fileio import sha256_file, write_text_atomic
+from edgedit.contract.schema import Name, OpenRecord, Record, Sha256, load_json, parse
 from edgedit.contract.spec import ModelMeta
 
 FORMAT = "edgedit.engine/1"
@@ -45,24 +49,63 @@ def write_sidecar(path: Path, record: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps({"format": FORMAT, "edgedit_version": __version__, **record}, indent=2))
 
 
+class DeviceRecord(OpenRecord):
+    tensorrt: Annotated[str, Field(min_length=1, max_length=64)]
+    gpu: Annotated[str, Field(max_length=256)] | None
+    compute_capability: Annotated[str, Field(pattern=r"^\d{1,2}\.\d{1,2}$")] | None
+    cuda_driver: Annotated[str, Field(max_length=32)] | None
+    platform: Annotated[str, Field(max_length=256)]
+    jetson: dict[str, Any] | None
+
+
+class BuilderRecord(OpenRecord):
+    tool: Literal["trtexec", "polygraphy"]
+
+
+class OnnxSourceRecord(Record):
+    file: Name
+    sha256: Sha256
+    metadata: dict[str, str]
+    quantized_from: Name | None
+
+
+class SidecarRecord(Record):
+    format: Literal["edgedit.engine/1"]
+    edgedit_version: Annotated[str, Field(max_length=64)]
+    precision: Literal["fp32", "fp16", "int8", "best"]
+    strongly_typed: bool
+    builder: BuilderRecord
+    trtexec_equivalent: str
+    device: DeviceRecord
+    onnx: OnnxSourceRecord
+    io: dict[str, Any]
+    build_seconds: float = Field(ge=0)
+    peak_rss_mb: float = Field(ge=0)
+    tegrastats: dict[str, Any] | None
+    plan_bytes: int = Field(ge=1)
+    plan_sha256: Sha256
+
+
 def read_sidecar(plan: str | os.PathLike) -> dict[str, Any]:
-    path = sidecar_path(plan)
-    if not Path(plan).is_file():
+    """The engine's sidecar, checked against its schema and against the engine file (its size), before
+    anything deserializes the engine."""
+    path, plan = sidecar_path(plan), Path(plan)
+    if not plan.is_file():
         raise EdgeditError(f"{plan}: no such engine file")
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.is_file():
         raise EdgeditError(f"{plan}: its sidecar {path.name} is missing; edgedit needs it to know the engine's "
-                           "inputs and where it was built. Rebuild with `edgedit build-engine`") from None
-    except json.JSONDecodeError as err:
-        raise EdgeditError(f"{path}: damaged sidecar ({err}); rebuild the engine with `edgedit build-engine`") from err
-    if record.get("format") != FORMAT:
-        raise EdgeditError(f"{path}: not an edgedit engine sidecar (format {record.get('format')!r})")
-    return record
+                           "inputs and where it was built. Rebuild with `edgedit build-engine`")
+    fix = "rebuild the engine with `edgedit build-engine`"
+    record = parse(SidecarRecord, load_json(path, "engine sidecar", fix, max_bytes=16 << 20), path, "engine sidecar",
+                   fix)
+    if plan.stat().st_size != record.plan_bytes or sha256_file(plan) != record.plan_sha256:
+        raise EdgeditError(f"{plan}: not the engine its sidecar describes ({plan.stat().st_size} bytes, the sidecar "
+                           f"says {record.plan_bytes} and another sha256): truncated, altered or replaced; {fix}")
+    return record.model_dump()
 
 
 def sidecar_meta(record: dict[str, Any], where: str) -> ModelMeta:
-    meta = ModelMeta.from_metadata(record["onnx"]["metadata"], where)
+    meta = ModelMeta.from_metadata(record["onnx"]["metadata"], f"{where} (its sidecar's ONNX metadata)")
     meta.precision = record["precision"]  # what the engine computes in, which may differ from the ONNX's
     return meta
 

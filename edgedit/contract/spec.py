@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
 
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schema import MAX_BATCH, MAX_SIDE, Name, Record, Sha256, loads, parse
 
 BATCH = "N"  # the symbolic batch dimension
 
@@ -100,9 +103,20 @@ class ModelMeta:
         }
         return {PREFIX + k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in meta.items()}
 
+    def check_graph(self, where: str, inputs: list[tuple], outputs: list[tuple]) -> None:
+        """The graph's own I/O, as (name, numpy dtype name, dims with "N" for a symbolic one), must be
+        what this metadata says, or every run would fail later inside the executor."""
+        static = None if self.dynamic_batch else self.batch["max"]  # a static export fixes N in the graph
+        for kind, found, specs in (("inputs", inputs, self.inputs), ("outputs", outputs, self.outputs)):
+            wanted = [(s.name, s.dtype, s.concrete(static) if static else s.shape) for s in specs]
+            if [tuple(t) for t in found] != wanted:
+                raise EdgeditError(f"{where}: the graph's {kind} {found} disagree with its edgedit metadata {wanted}; "
+                                   "re-export it")
+
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], where: str) -> ModelMeta:
-        """Parse `edgedit.*` metadata; a foreign or damaged file gets one line naming what is missing."""
+        """Parse and check `edgedit.*` metadata: every field against its schema, then the whole against
+        the config it names. A foreign or damaged file gets one line naming the field."""
         ours = {k[len(PREFIX):]: v for k, v in metadata.items() if k.startswith(PREFIX)}
         if not ours:
             raise EdgeditError(
@@ -114,22 +128,134 @@ class ModelMeta:
             raise EdgeditError(f"{where}: incomplete edgedit metadata, missing {', '.join(missing)}; re-export it")
         if ours["format"] != FORMAT:
             raise EdgeditError(f"{where}: edgedit metadata format {ours['format']!r} is not {FORMAT!r}; re-export it")
-        try:
-            decoded = {k: v if k in ("format", "version", "precision") else json.loads(v) for k, v in ours.items()}
-        except json.JSONDecodeError as err:
-            raise EdgeditError(f"{where}: damaged edgedit metadata ({err}); re-export it") from err
+        decoded = {k: v if k in ("format", "version", "precision") else
+                   loads(v, where, f"edgedit metadata ({PREFIX}{k})", "re-export it") for k, v in ours.items()}
         try:
             config = DiTConfig.from_dict(decoded.pop("config"))
         except EdgeditError as err:
-            raise EdgeditError(f"{where}: {err}") from err
+            raise EdgeditError(f"{where}: {PREFIX}config: {err}; re-export it") from None
+        record = parse(MetadataRecord, {k: v for k, v in decoded.items() if k in MetadataRecord.model_fields},
+                       where, "edgedit metadata", "re-export it")
+        inputs = [TensorSpec(t.name, t.dtype, tuple(t.shape)) for t in record.inputs]
+        outputs = [TensorSpec(t.name, t.dtype, tuple(t.shape)) for t in record.outputs]
+        # Self-consistency: the I/O and the sampler are functions of the config.
+        expected_in, expected_out = io_spec(config)
+        for key, found, expected in (("inputs", inputs, expected_in), ("outputs", outputs, expected_out)):
+            if found != expected:
+                size = f"{config.in_channels}x{config.input_size}x{config.input_size}"
+                raise EdgeditError(f"{where}: {PREFIX}{key} contradict its config: {_tensors(found)}, where its "
+                                   f"config ({config.kind}, {size}) has {_tensors(expected)}; re-export it")
+        if record.sampler.type != config.diffusion:
+            raise EdgeditError(f"{where}: {PREFIX}sampler is {record.sampler.type!r} but the config is a "
+                               f"{config.kind}; re-export it")
         return cls(
-            config=config,
-            inputs=[TensorSpec.from_dict(d) for d in decoded.pop("inputs")],
-            outputs=[TensorSpec.from_dict(d) for d in decoded.pop("outputs")],
-            sampler=decoded.pop("sampler"),
-            precision=decoded.pop("precision"),
-            batch=decoded.pop("batch"),
-            source=decoded.pop("source"),
-            version=decoded.pop("version"),
-            extra={k: v for k, v in decoded.items() if k != "format"},
+            config=config, inputs=inputs, outputs=outputs, sampler=record.sampler.model_dump(),
+            precision=record.precision, batch=record.batch.model_dump(), source=record.source, version=record.version,
+            extra={**{k: v for k, v in decoded.items() if k not in MetadataRecord.model_fields and k != "format"},
+                   **record.model_dump(include={"parity", "quantization"}, exclude_none=True)},
         )
+
+
+def _tensors(specs: list[TensorSpec]) -> str:
+    return ", ".join(f"{t.name} {t.dtype} ({','.join(map(str, t.shape))})" for t in specs)
+
+
+#################################################################################
+#                          The metadata's schema                                #
+#################################################################################
+
+Dim = Annotated[int, Field(ge=1, le=MAX_SIDE)] | Literal["N"]
+
+
+class TensorRecord(Record):
+    name: Name
+    dtype: Literal["float32", "float16", "int32", "int64"]
+    shape: list[Dim] = Field(min_length=1, max_length=4)
+
+
+class BatchRecord(Record):
+    min: int = Field(ge=1, le=MAX_BATCH)
+    opt: int = Field(ge=1, le=MAX_BATCH)
+    max: int = Field(ge=1, le=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def ordered(self) -> BatchRecord:
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"need min <= opt <= max, got {self.min}, {self.opt}, {self.max}")
+        return self
+
+
+class OneStepSampler(Record):
+    type: Literal["one-step"]
+
+
+class EdmSampler(Record):
+    type: Literal["edm"]
+    preconditioning: Literal["in-graph"]
+    sigma_min: float = Field(gt=0)
+    sigma_max: float = Field(gt=0, le=1e4)
+    rho: float = Field(gt=0, le=100)
+    sigma_data: float = Field(gt=0)
+    steps: int = Field(ge=1, le=1000)
+    sampler: Literal["heun", "euler"]
+
+    @model_validator(mode="after")
+    def ordered(self) -> EdmSampler:
+        if not self.sigma_min < self.sigma_max:
+            raise ValueError(f"need sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        return self
+
+
+class DdpmSampler(Record):
+    type: Literal["ddpm"]
+    train_steps: int = Field(ge=2, le=100_000)
+    beta_start: float = Field(gt=0, lt=1)
+    beta_end: float = Field(gt=0, lt=1)
+    steps: int = Field(ge=1, le=100_000)
+    sampler: Literal["ddim"]
+
+    @model_validator(mode="after")
+    def ordered(self) -> DdpmSampler:
+        if not (self.beta_start < self.beta_end and self.steps <= self.train_steps):
+            raise ValueError("need beta_start < beta_end and steps <= train_steps")
+        return self
+
+
+class ParityCheck(Record):
+    """`export`'s check of the ONNX file against torch at one batch size."""
+
+    batch: int = Field(ge=1, le=MAX_BATCH)
+    max_abs_error: float = Field(ge=0)
+    max_rel_error: float = Field(ge=0)
+    tolerance: float = Field(gt=0)
+
+
+class QuantizationRecord(Record):
+    """`quantize`'s account of an INT8 file: what was quantized and how close it stays to FP32."""
+
+    tool: Annotated[str, Field(max_length=64)]
+    method: Annotated[str, Field(max_length=64)]
+    quantized_nodes: int = Field(ge=0, le=1_000_000)
+    excluded_nodes: int = Field(ge=0, le=1_000_000)
+    exclude_patterns: list[Annotated[str, Field(max_length=256)]] = Field(max_length=256)
+    recipe_layers: bool
+    calibration_rows: int = Field(ge=1)
+    heldout_rows: int = Field(ge=1)
+    psnr_db: float | None  # None: identical to FP32 (infinite PSNR, which JSON cannot hold)
+    max_abs_error: float = Field(ge=0)
+    source_sha256: Sha256
+
+
+class MetadataRecord(Record):
+    """The `edgedit.*` metadata_props besides `format` and `config` (DiTConfig checks that one).
+    Keys this version does not know are kept as they are (a newer edgedit may add some)."""
+
+    version: Annotated[str, Field(max_length=64)]
+    inputs: list[TensorRecord] = Field(min_length=1, max_length=3)
+    outputs: list[TensorRecord] = Field(min_length=1, max_length=1)
+    sampler: Annotated[OneStepSampler | EdmSampler | DdpmSampler, Field(discriminator="type")]
+    precision: Literal["fp32", "fp16", "int8"]
+    batch: BatchRecord
+    source: dict[str, Any]
+    parity: list[ParityCheck] | None = Field(default=None, max_length=16)
+    quantization: QuantizationRecord | None = None

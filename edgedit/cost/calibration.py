@@ -23,11 +23,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.hardware import DEVICES, POWER_MODES, DeviceSpec
+from edgedit.contract.schema import Record, load_json, loads, parse
 from edgedit.cost import kernels as K
 from edgedit.cost.latency import PRECISIONS, Constants, Workload, network_ms
 
@@ -52,16 +53,12 @@ RANGE_PERCENTILES = (10, 90)
 #                            Networks and points                                #
 #################################################################################
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class DiTNetwork(_Strict):
+class DiTNetwork(Record):
     family: Literal["dit"]
     config: dict[str, Any]
 
 
-class ViTNetwork(_Strict):
+class ViTNetwork(Record):
     family: Literal["vit"]
     depth: int = Field(ge=1, le=512)
     width: int = Field(ge=1, le=65536)
@@ -77,21 +74,21 @@ class ViTNetwork(_Strict):
     merger: dict[str, int] | None = None  # a vision tower's patch-merger MLP(s): tokens, in, hidden, out, count
 
 
-class ResNetNetwork(_Strict):
+class ResNetNetwork(Record):
     family: Literal["resnet"]
     depth: Literal[18, 34, 50, 101]
     image: int = Field(default=224, ge=32, le=4096)
     classes: int = Field(default=1000, ge=1, le=100000)
 
 
-class YoloV8Network(_Strict):
+class YoloV8Network(Record):
     family: Literal["yolov8"]
     scale: Literal["n", "s", "m", "l", "x"]
     image: int = Field(default=640, ge=32, le=4096)
     classes: int = Field(default=80, ge=1, le=10000)
 
 
-class GemmNetwork(_Strict):
+class GemmNetwork(Record):
     family: Literal["gemm"]
     m: int = Field(ge=1, le=1 << 16)
     n: int = Field(ge=1, le=1 << 16)
@@ -102,7 +99,7 @@ Network = Annotated[DiTNetwork | ViTNetwork | ResNetNetwork | YoloV8Network | Ge
                     Field(discriminator="family")]
 
 
-class Point(_Strict):
+class Point(Record):
     id: str = Field(min_length=1)
     use: Literal["fit", "check"]
     network: Network
@@ -124,7 +121,7 @@ class Point(_Strict):
         return POWER_MODES[self.device]
 
 
-class PointsFile(_Strict):
+class PointsFile(Record):
     format: Literal["edgedit.latency-points/1"]
     description: str = ""
     points: list[Point]
@@ -176,24 +173,14 @@ def predict(point: Point, c: Constants) -> float:
 
 def load_points(path: str | os.PathLike | None = None) -> list[Point]:
     """The shipped public points, or a points file."""
-    text = resources.files("edgedit.cost").joinpath("data/public-measurements.json").read_text() if path is None \
-        else Path(path).read_text()
     where = "edgedit/cost/data/public-measurements.json" if path is None else str(path)
-    try:
-        points = PointsFile.model_validate_json(text).points
-    except ValidationError as err:
-        raise EdgeditError(f"{where}: {_first_error(err)}") from None
+    data = loads(resources.files("edgedit.cost").joinpath("data/public-measurements.json").read_text(), where,
+                 "latency points file") if path is None else load_json(path, "latency points file")
+    points = parse(PointsFile, data, where, "latency points file").points
     for p in points:
         if p.device not in POWER_MODES:
             raise EdgeditError(f"{where}: point {p.id}: unknown device {p.device!r}; known: {', '.join(POWER_MODES)}")
     return points
-
-
-def _first_error(err: ValidationError) -> str:
-    e = err.errors()[0]
-    where = ".".join(str(x) for x in e["loc"]) or "(top level)"
-    return f"field '{where}': {e['msg']} (and {err.error_count() - 1} more)" if err.error_count() > 1 \
-        else f"field '{where}': {e['msg']}"
 
 
 #################################################################################
@@ -375,7 +362,7 @@ def save_fit(fit: Fit, path: str | os.PathLike) -> Path:
 #################################################################################
 
 
-class FitFile(_Strict):
+class FitFile(Record):
     format: Literal["edgedit.latency-fit/1"]
     constants: dict[str, float]
     fitted: list[str]
@@ -402,13 +389,12 @@ def calibration_path() -> tuple[Path | None, str]:
 
 def load_fit(path: str | os.PathLike | None = None) -> Fit:
     where = str(path) if path else "edgedit/cost/data/fit.json"
-    text = Path(path).read_text() if path else resources.files("edgedit.cost").joinpath("data/fit.json").read_text()
+    fix = "rewrite it with `edgedit models --calibrate`"
+    data = load_json(path, "latency calibration", fix) if path else \
+        loads(resources.files("edgedit.cost").joinpath("data/fit.json").read_text(), where, "latency calibration")
+    record = parse(FitFile, data, where, "latency calibration", fix)
     try:
-        record = FitFile.model_validate_json(text)
         constants = Constants(**record.constants)
-    except ValidationError as err:
-        raise EdgeditError(f"{where}: not a latency calibration ({_first_error(err)}); rewrite it with "
-                           "`edgedit models --calibrate`") from None
     except TypeError as err:
         raise EdgeditError(f"{where}: constants {sorted(record.constants)} are not the model's ({err})") from None
     low, high = record.range_ratios

@@ -15,8 +15,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, RootModel
+
+from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output, write_text_atomic
+from edgedit.contract.schema import OpenRecord, load_json, parse
 
 DEVICE_KEYS = ("orin_nano_fp16", "orin_nano_int8", "orin_nano_super_fp16", "orin_nano_super_int8")
 CSV_FIELDS = ("name", "budget", "method", "depth", "width", "heads", "params", "macs", "fid", "latency_p50_ms",
@@ -31,7 +35,6 @@ def row(r: dict[str, Any]) -> dict[str, Any]:
 
 def with_device_estimates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each result with `device_estimates` from its config under the calibration in force."""
-    from edgedit.contract.config import DiTConfig
     from edgedit.cost.calibration import estimates
 
     out = []
@@ -169,17 +172,42 @@ def principles(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class _Latency(OpenRecord):
+    p50_ms: float = Field(gt=0)
+
+
+class SweepResult(OpenRecord):
+    """One candidate of `results.json`, as `design pick` and the reports read it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # a folder of the sweep: no path separators
+    budget: int = Field(ge=1)
+    method: str
+    config: dict[str, Any]
+    depth: int = Field(ge=1)
+    width: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    params: int = Field(ge=1)
+    fid: float = Field(ge=0)
+    latency: _Latency
+
+
+class _Results(RootModel[list[SweepResult]]):
+    pass
+
+
 def load_results(results_path: str | os.PathLike) -> list[dict[str, Any]]:
+    """A sweep's results.json, every candidate checked (its config included) before use."""
     path = Path(results_path)
-    try:
-        results = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeditError(f"{path}: no such file (the sweep writes results.json)") from None
-    except ValueError as err:
-        raise EdgeditError(f"{path}: not JSON ({err})") from err
-    if not isinstance(results, list) or not results:
-        raise EdgeditError(f"{path}: not a sweep's results (a non-empty JSON list)")
-    return results
+    fix = "the sweep writes results.json (edgedit design sweep)"
+    results = parse(_Results, load_json(path, "sweep results file", fix), path, "sweep results file", fix).root
+    if not results:
+        raise EdgeditError(f"{path}: no results in it; {fix}")
+    for r in results:
+        try:
+            DiTConfig.from_dict(r.config)
+        except EdgeditError as err:
+            raise EdgeditError(f"{path}: result {r.name}: {err}") from None
+    return [r.model_dump() for r in results]
 
 
 def pick(results_path: str | os.PathLike, latency_ms: float | None = None, device: str = "orin-nano",
@@ -188,7 +216,6 @@ def pick(results_path: str | os.PathLike, latency_ms: float | None = None, devic
     (if given), with that estimate under "device_estimate"."""
     import math
 
-    from edgedit.contract.config import DiTConfig
     from edgedit.contract.hardware import DEVICES
     from edgedit.cost.calibration import estimate
 
@@ -208,11 +235,15 @@ def pick(results_path: str | os.PathLike, latency_ms: float | None = None, devic
     return min(fitting, key=lambda r: r["fid"])
 
 
+def picked_student(best: dict[str, Any], results_path: str | os.PathLike) -> Path:
+    return Path(results_path).parent / best["name"] / "student.safetensors"
+
+
 def save_pick(best: dict[str, Any], results_path: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Copy the picked candidate's student next to its sweep result: the file carries its own evaluation."""
     from edgedit.models.checkpoint import copy_with_provenance
 
-    student = Path(results_path).parent / best["name"] / "student.safetensors"
+    student = picked_student(best, results_path)
     if not student.is_file():
         raise EdgeditError(f"{student}: the picked candidate's student is missing; re-run the sweep into "
                            f"{student.parent.parent} (finished candidates are skipped)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import statistics
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 from edgedit.contract.config import DiTConfig, names_a_file
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import write_text_atomic
+from edgedit.contract.schema import load_json, parse
 from edgedit.cost import accounting
 from edgedit.models.checkpoint import read_checkpoint
 from edgedit.train.distill import ta_misfit
@@ -48,14 +50,21 @@ class Candidate:
         return f"b{self.budget}-L{c.depth}-D{c.hidden_size}-H{c.num_heads}-{self.method}"
 
 
+MAX_BUDGET = 1e10  # parameters: far beyond any DiT a sweep could train here
+
+
 def parse_budget(text: str) -> int:
     """'500k', '1M', '1.5M' or a plain number of parameters."""
     text = text.strip().lower()
     scale = {"k": 1e3, "m": 1e6}.get(text[-1:], 1)
     try:
-        return int(float(text[:-1] if scale != 1 else text) * scale)
+        count = float(text[:-1] if scale != 1 else text) * scale
     except ValueError:
-        raise EdgeditError(f"--budget '{text}' is not a parameter count like 500k, 1M or 1.5M") from None
+        count = math.nan
+    if not 1 <= count <= MAX_BUDGET:  # also NaN and infinity
+        raise EdgeditError(f"--budget '{text}' is not a parameter count like 500k, 1M or 1.5M "
+                           f"(1 to {MAX_BUDGET:.0e} parameters)")
+    return int(count)
 
 
 def candidates_for(budget: int, base: DiTConfig, depths=DEFAULT_DEPTHS, heads=DEFAULT_HEADS, widths=WIDTHS,
@@ -84,12 +93,22 @@ def result_path(out: Path, candidate: Candidate | dict[str, Any]) -> Path:
     return out / (candidate["name"] if isinstance(candidate, dict) else candidate.name) / "result.json"
 
 
-def finished(out: Path, candidate: Candidate) -> dict[str, Any] | None:
+def read_result(path: Path) -> dict[str, Any] | None:
+    """A candidate's result.json, or None when it is missing or fails the results schema (the
+    candidate is then run again: its training resumes from its state)."""
+    from edgedit.design.report import SweepResult
+
     try:
-        result = json.loads(result_path(out, candidate).read_text())
-        return result if result.get("name") == candidate.name else None
-    except (OSError, ValueError):
+        return parse(SweepResult, load_json(path, "candidate result"), path, "candidate result").model_dump()
+    except EdgeditError as err:
+        if path.exists():
+            log.warning("%s; running that candidate again", err)
         return None
+
+
+def finished(out: Path, candidate: Candidate) -> dict[str, Any] | None:
+    result = read_result(result_path(out, candidate))
+    return result if result is not None and result["name"] == candidate.name else None
 
 
 def timing_model(student: Path, backend: str, folder: Path) -> str:
@@ -180,16 +199,11 @@ def run_candidate(candidate: Candidate, o: SweepOptions, ta: str | None, say) ->
 
 
 def collect(out: Path) -> list[dict[str, Any]]:
-    results = []
-    for path in sorted(out.glob("*/result.json")):
-        try:
-            results.append(json.loads(path.read_text()))
-        except ValueError:
-            continue
-    return results
+    return [r for r in map(read_result, sorted(out.glob("*/result.json"))) if r is not None]
 
 
 def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
+    from edgedit.bench.harness import BenchSettings
     from edgedit.data.pairs import PairsStore
     from edgedit.design.report import write_reports
     from edgedit.train.distill import METHODS, student_config
@@ -204,6 +218,9 @@ def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
     if not 0 <= worker < workers:
         raise EdgeditError(f"--shard {worker}/{workers}: need 0 <= I < N")
     o.settings.check()
+    if not 1 <= o.eval_samples <= 100_000:
+        raise EdgeditError(f"--eval-samples must be 1..100000 (got {o.eval_samples})")
+    BenchSettings([1], warmup=0, duration_s=o.latency_seconds)  # refuses a bad --latency-seconds before training
     out = Path(o.output)
     manifest = PairsStore(o.pairs).manifest
     base = student_config("DiT-Nano-S/2", manifest)

@@ -215,6 +215,7 @@ def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, options: Bu
             "peak_rss_mb": rss / 1024,  # ru_maxrss is in KiB on Linux
             "tegrastats": monitor.summary() if hasattr(monitor, "summary") else None,
             "plan_bytes": tmp.stat().st_size,
+            "plan_sha256": sha256_file(tmp),
         }
         write_sidecar(tmp.with_name(sidecar_path(output).name), record)
     return BuildReport(output, onnx, settings, report.command, quantized_from, record)

@@ -20,7 +20,7 @@ from edgedit.contract.errors import EdgeditError
 from edgedit.data.datasets import ImageData, has_test_split, load_data
 from edgedit.eval.metrics import fid, kid, psnr_db
 from edgedit.runtime.backends import Backend, load_backend
-from edgedit.runtime.samplers import default_labels, generate
+from edgedit.runtime.samplers import check_request, default_labels, generate
 
 DIGITS_SHAPE = (1, 16, 16)
 
@@ -123,6 +123,7 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
         ref_name = f"{reference_count} images of the {ref_name}"
     check_matches(backend, real, str(model))
     cfg = backend.meta.config
+    check_request(range(seed, seed + n), batch, steps, backend.meta.inputs[0].concrete(1)[1:])  # before any list
     seeds = list(range(seed, seed + n))
     labels = default_labels(seeds, cfg.num_classes) if cfg.class_conditional else None
     images = generate(backend, seeds, labels, batch=batch, steps=steps, sampler=sampler)

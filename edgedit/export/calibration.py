@@ -9,6 +9,7 @@ seeds `edgedit sample` uses by default (0, 1, ...). Torch-free.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -17,10 +18,11 @@ from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import load_npz
 from edgedit.contract.spec import ModelMeta
 from edgedit.runtime.backends import Backend
-from edgedit.runtime.samplers import generate
+from edgedit.runtime.samplers import generate, network_evaluations
 
 CALIBRATION_SEED = 10_000_000
 HELDOUT_SEED = 20_000_000
+MAX_CALIBRATION_BYTES = 1 << 30  # thousands of samples of any edgedit model; more only slows calibration
 
 
 def record_inputs(backend: Backend, samples: int, first_seed: int, steps: int | None = None,
@@ -28,6 +30,16 @@ def record_inputs(backend: Backend, samples: int, first_seed: int, steps: int | 
     """Every network input met while generating `samples` images from consecutive seeds."""
     if samples < 1:
         raise EdgeditError(f"calibration needs at least 1 sample (got {samples})")
+    # Everything recorded must fit what `load_calibration` reads back, and memory: checked first.
+    spec = backend.meta.sampler
+    evaluations = 1 if spec["type"] == "one-step" else \
+        network_evaluations(steps or spec["steps"], sampler or spec.get("sampler", "ddim"))
+    row_bytes = sum(np.dtype(s.dtype).itemsize * math.prod(s.concrete(1)) for s in backend.inputs)
+    needed = samples * evaluations * row_bytes
+    if needed > MAX_CALIBRATION_BYTES:
+        raise EdgeditError(f"{samples:,} samples x {evaluations} network calls of calibration inputs need "
+                           f"{needed / 2**30:.1f} GB, more than the {MAX_CALIBRATION_BYTES / 2**30:.0f} GB a "
+                           "calibration file may hold; ask for fewer (-n)")
     rows: dict[str, list[np.ndarray]] = {s.name: [] for s in backend.inputs}
 
     def keep(feeds: dict[str, np.ndarray]) -> None:
@@ -41,7 +53,7 @@ def record_inputs(backend: Backend, samples: int, first_seed: int, steps: int | 
 def load_calibration(path: str | os.PathLike, meta: ModelMeta) -> dict[str, np.ndarray]:
     """Read an .npz (never pickled objects) and check it against the model's inputs. Integer inputs
     (class labels) of another integer type, numpy's int64 say, are cast when every value fits."""
-    data = load_npz(path, "calibration file")
+    data = load_npz(path, "calibration file", max_bytes=MAX_CALIBRATION_BYTES)
     for spec in meta.inputs:
         array = data.get(spec.name)
         target = np.dtype(spec.dtype)
@@ -69,6 +81,15 @@ def check_calibration(data: dict[str, np.ndarray], meta: ModelMeta, where: str) 
         if array.dtype != np.dtype(spec.dtype) or array.shape != expected:
             raise EdgeditError(f"{where}: input '{spec.name}' must be {spec.dtype} of shape [rows, "
                                f"{', '.join(map(str, expected[1:]))}], got {array.dtype} {list(array.shape)}")
+        # Values the model can meet: finite inputs (a NaN would become the INT8 scale), labels in range.
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise EdgeditError(f"{where}: input '{spec.name}' holds {int((~np.isfinite(array)).sum())} NaN or "
+                               "infinite values; calibration data must be what the model really receives")
+        if spec.name == "y" and array.size and not 0 <= array.min() <= array.max() < meta.config.num_classes:
+            raise EdgeditError(f"{where}: labels 'y' must be 0..{meta.config.num_classes - 1} (got "
+                               f"{array.min()}..{array.max()})")
+        if spec.name == "sigma" and array.size and not (array > 0).all():
+            raise EdgeditError(f"{where}: noise levels 'sigma' must be positive (got min {array.min()})")
 
 
 def write_calibration_data(model: str, output: str | os.PathLike, samples: int, seed: int | None = None,

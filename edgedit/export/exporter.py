@@ -26,6 +26,7 @@ from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output
 from edgedit.contract.schedules import sampler_spec
+from edgedit.contract.schema import MAX_BATCH
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
 from edgedit.export import graph
 
@@ -51,8 +52,8 @@ class BatchSpec:
 
     @classmethod
     def static(cls, batch: int) -> BatchSpec:
-        if batch < 1:
-            raise EdgeditError(f"--batch must be at least 1 (got {batch})")
+        if not 1 <= batch <= MAX_BATCH:
+            raise EdgeditError(f"--batch must be 1..{MAX_BATCH} (got {batch})")
         return cls(batch, batch, batch)
 
     @classmethod
@@ -62,8 +63,8 @@ class BatchSpec:
             lo, opt, hi = (int(v) for v in text.split(":"))
         except ValueError:
             raise EdgeditError(f"--dynamic-batch '{text}' is not MIN:OPT:MAX, e.g. 1:4:8") from None
-        if not 1 <= lo <= opt <= hi or lo == hi:
-            raise EdgeditError(f"--dynamic-batch '{text}' needs 1 <= MIN <= OPT <= MAX and MIN < MAX")
+        if not 1 <= lo <= opt <= hi <= MAX_BATCH or lo == hi:
+            raise EdgeditError(f"--dynamic-batch '{text}' needs 1 <= MIN <= OPT <= MAX <= {MAX_BATCH} and MIN < MAX")
         return cls(lo, opt, hi)
 
 

@@ -18,6 +18,7 @@ import fnmatch
 import importlib.util
 import io
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ class QuantizeOptions:
             raise EdgeditError(f"--method must be one of {', '.join(METHODS)} (got {self.method!r})")
         if self.tool not in TOOLS:
             raise EdgeditError(f"--tool must be one of {', '.join(TOOLS)} (got {self.tool!r})")
-        if not self.min_psnr == self.min_psnr or self.min_psnr in (float("inf"), float("-inf")):
+        if not math.isfinite(self.min_psnr):
             raise EdgeditError(f"--min-psnr must be a finite number of dB (got {self.min_psnr})")
 
 
@@ -259,7 +260,8 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
             "tool": tool, "method": method, "quantized_nodes": len(nodes), "excluded_nodes": len(excluded),
             "exclude_patterns": user, "recipe_layers": options.recipe_layers,
             "calibration_rows": report.calibration_rows, "heldout_rows": report.heldout_rows,
-            "psnr_db": psnr, "max_abs_error": max_abs, "source_sha256": sha256_file(source),
+            "psnr_db": psnr if np.isfinite(psnr) else None, "max_abs_error": max_abs,
+            "source_sha256": sha256_file(source),
         }
         graph.set_metadata(quantized, meta.to_metadata(), replace_prefix=PREFIX)
         graph.save_onnx(quantized, tmp)

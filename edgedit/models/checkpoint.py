@@ -1,34 +1,81 @@
-"""Model checkpoints: `.safetensors` files whose metadata carries the model config and provenance.
+"""Model checkpoints: `.safetensors` files whose metadata carries the model config, the provenance
+and a content hash of the tensors.
 
-Nothing is ever unpickled. Reading the header (`read_checkpoint`) and validating tensor names
-and shapes against the config need neither torch nor the tensor data, so `edgedit info` works
-on the device side; `save_model` / `load_model` move weights in and out of a torch `DiT`.
+Nothing is ever unpickled. Reading a checkpoint (`read_checkpoint`) validates its header (config,
+provenance, tensor names and shapes against the config) and, unless verification is switched off
+(`verification(False)`, the CLI's --no-verify), the tensors' bytes against the hash, all with
+numpy, so `edgedit info` works on the device side; `save_model` / `load_model` move weights in and
+out of a torch `DiT`. Files of format /1 (before the hash) are read unverified, with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import json
+import logging
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field
 
 from edgedit import __version__
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output
+from edgedit.contract.schema import OpenRecord, loads, parse
 from edgedit.cost.accounting import parameter_shapes
 
 if TYPE_CHECKING:
     from edgedit.models.dit import DiT
 
-FORMAT = "edgedit.dit-checkpoint/1"
+FORMAT = "edgedit.dit-checkpoint/2"
+UNHASHED_FORMAT = "edgedit.dit-checkpoint/1"  # older files: no content hash
 META_FORMAT = "edgedit.format"
 META_VERSION = "edgedit.version"
 META_CONFIG = "edgedit.config"
 META_PROVENANCE = "edgedit.provenance"
+META_TENSORS_SHA256 = "edgedit.tensors_sha256"
+log = logging.getLogger("edgedit")
+_VERIFY = contextvars.ContextVar("edgedit_verify_checkpoints", default=True)
+
+
+@contextlib.contextmanager
+def verification(enabled: bool) -> Iterator[None]:
+    """Check (the default) or skip the content hash of every checkpoint read inside the block."""
+    token = _VERIFY.set(enabled)
+    try:
+        yield
+    finally:
+        _VERIFY.reset(token)
+
+
+def tensors_sha256(tensors: Iterable[tuple[str, Any]]) -> str:
+    """sha256 over (name, dtype, shape, little-endian bytes) of numpy arrays, in name order: the
+    same value whatever the file layout, so it can be written into the header it covers."""
+    digest = hashlib.sha256()
+    for name, array in sorted(tensors, key=lambda item: item[0]):
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        digest.update(f"{name}\0{array.dtype.str}\0{list(array.shape)}\0".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+class Provenance(OpenRecord):
+    """Where a checkpoint came from; any further keys are kept. Typed where edgedit reads them."""
+
+    created: str | None = None
+    method: str | None = None
+    steps: int | None = Field(default=None, ge=0)
+    data: str | None = None
+    eval: dict[str, Any] | None = None
 
 
 @dataclass
@@ -101,25 +148,46 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
         config = DiTConfig.from_json(metadata[META_CONFIG])
     except EdgeditError as err:
         raise EdgeditError(f"{path}: {err}") from err
-    try:
-        provenance = json.loads(metadata.get(META_PROVENANCE, "{}"))
-    except json.JSONDecodeError as err:
-        raise EdgeditError(f"{path}: metadata '{META_PROVENANCE}' is not JSON ({err})") from err
+    provenance = parse(Provenance, loads(metadata.get(META_PROVENANCE, "{}"), path, f"'{META_PROVENANCE}' metadata"),
+                       path, f"'{META_PROVENANCE}' metadata").model_dump(exclude_unset=True)
     check_tensor_shapes(parameter_shapes(config), {n: s for n, (_, s) in tensors.items()}, str(path))
-    return CheckpointInfo(path, config, provenance, tensors, metadata)
+    info = CheckpointInfo(path, config, provenance, tensors, metadata)
+    if _VERIFY.get():
+        verify_tensors(info)
+    return info
+
+
+def verify_tensors(info: CheckpointInfo) -> None:
+    """Refuse a checkpoint whose tensor bytes are not what its header's hash says (bit rot, a bad copy)."""
+    fmt, recorded = info.metadata.get(META_FORMAT), info.metadata.get(META_TENSORS_SHA256)
+    if fmt == UNHASHED_FORMAT and recorded is None:
+        log.warning("%s: written before checkpoints carried a content hash; its tensors are not verified",
+                    info.path.name)
+        return
+    if fmt != FORMAT or recorded is None:
+        raise EdgeditError(f"{info.path}: metadata '{META_FORMAT}' is {fmt!r} with no '{META_TENSORS_SHA256}'; "
+                           f"not an edgedit checkpoint of format {FORMAT} (`edgedit --no-verify ...` reads it anyway)")
+    safetensors = require("safetensors", extra="train")
+    with safetensors.safe_open(str(info.path), framework="numpy") as f:
+        actual = tensors_sha256((name, f.get_tensor(name)) for name in f.keys())  # noqa: SIM118
+    if actual != recorded:
+        raise EdgeditError(f"{info.path}: its tensors do not match the content hash in its header (the file is "
+                           "damaged or was altered); restore it from a good copy, or read it anyway with "
+                           "`edgedit --no-verify ...`")
 
 
 def save_model(model: DiT, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
     """Write `model`'s weights, config and provenance atomically to a .safetensors file."""
     save_file = require("safetensors.torch", extra="train").save_file
     provenance = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(provenance or {})}
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
     metadata = {
         META_FORMAT: FORMAT,
         META_VERSION: __version__,
         META_CONFIG: model.config.to_json(),
         META_PROVENANCE: json.dumps(provenance, sort_keys=True),
+        META_TENSORS_SHA256: tensors_sha256((name, t.numpy()) for name, t in state.items()),
     }
-    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
     path = Path(path)
     with atomic_output(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
@@ -132,7 +200,8 @@ def copy_with_provenance(source: str | os.PathLike, dest: str | os.PathLike, **p
     info = read_checkpoint(source)
     with require("safetensors", extra="train").safe_open(str(info.path), framework="numpy") as f:
         tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118  (a safetensors handle)
-    metadata = {**info.metadata, META_PROVENANCE: json.dumps({**info.provenance, **provenance}, sort_keys=True)}
+    metadata = {**info.metadata, META_FORMAT: FORMAT, META_TENSORS_SHA256: tensors_sha256(tensors.items()),
+                META_PROVENANCE: json.dumps({**info.provenance, **provenance}, sort_keys=True)}
     dest = Path(dest)
     with atomic_output(dest) as tmp:
         safetensors_numpy.save_file(tensors, str(tmp), metadata=metadata)

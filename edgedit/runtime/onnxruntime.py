@@ -32,6 +32,16 @@ def ort_providers(choice: str, available: list[str]) -> list[str]:
     return [provider, "CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [provider]
 
 
+ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int32)": "int32",
+             "tensor(int64)": "int64"}
+
+
+def graph_io(session) -> tuple[list[tuple], list[tuple]]:
+    """A session's inputs and outputs as (name, numpy dtype name, dims with "N" for a symbolic one)."""
+    return tuple([(t.name, ORT_TYPES.get(t.type, t.type), tuple(d if isinstance(d, int) else "N" for d in t.shape))
+                  for t in graph] for graph in (session.get_inputs(), session.get_outputs()))
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     suffixes = (".onnx",)
@@ -54,9 +64,7 @@ class OnnxRuntimeBackend(Backend):
             raise EdgeditError(f"{path}: ONNX Runtime cannot load it ({str(err).splitlines()[0][:160]})") from err
         self.meta = ModelMeta.from_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.device = self.session.get_providers()[0]
-        names = [i.name for i in self.session.get_inputs()]
-        if names != [s.name for s in self.meta.inputs]:
-            raise EdgeditError(f"{path}: graph inputs {names} disagree with its edgedit metadata; re-export it")
+        self.meta.check_graph(str(path), *graph_io(self.session))
 
     @classmethod
     def open(cls, model: str, options: RunOptions) -> OnnxRuntimeBackend:

@@ -9,11 +9,14 @@ as NVlabs/edm `generate.py` does.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from edgedit.contract import device
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schema import MAX_BATCH
 from edgedit.runtime.backends import Backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
 
@@ -104,6 +107,28 @@ def default_labels(seeds: Sequence[int], num_classes: int) -> np.ndarray:
     return (np.asarray(seeds, dtype=np.int64) % num_classes).astype(np.int32)
 
 
+MAX_SEED = 2**63 - 1  # PCG64 takes larger ones, but int64 arrays (seeds.npy, labels) do not
+MAX_STEPS = 1000
+
+
+def check_request(seeds: Sequence[int], batch: int, steps: int | None, image_shape: Sequence[int]) -> None:
+    """Seeds, batch and steps a sampler can honour, and images that fit in memory, before any work
+    (`seeds` may be a range: checked without making its list)."""
+    if len(seeds):
+        lo, hi = (seeds[0], seeds[-1]) if isinstance(seeds, range) and seeds.step > 0 else (min(seeds), max(seeds))
+        if not 0 <= lo <= hi <= MAX_SEED:
+            raise EdgeditError(f"seeds must be integers in 0..2^63-1 (got {lo}..{hi})")
+    if not 1 <= batch <= MAX_BATCH:
+        raise EdgeditError(f"--batch must be 1..{MAX_BATCH} (got {batch})")
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise EdgeditError(f"--steps must be 1..{MAX_STEPS} (got {steps})")
+    needed = 4 * len(seeds) * math.prod(image_shape)
+    available = device.available_memory_bytes()
+    if available is not None and needed > available // 2:
+        raise EdgeditError(f"{len(seeds)} images of {'x'.join(map(str, image_shape))} need {needed / 2**30:.1f} GB "
+                           f"in memory, this machine has {available / 2**30:.1f} GB available; ask for fewer (-n)")
+
+
 def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | None = None, *, batch: int = 8,
              steps: int | None = None, sampler: str | None = None, on_eval: EvalHook | None = None,
              on_state: ChunkStateHook | None = None) -> np.ndarray:
@@ -115,6 +140,7 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
     """
     meta = backend.meta
     cfg, spec = meta.config, meta.sampler
+    check_request(seeds, batch, steps, meta.inputs[0].concrete(1)[1:])
     if spec["type"] not in ("one-step", "edm", "ddpm"):
         raise EdgeditError(f"this model has no edgedit sampler ({spec['type']})")
     if labels is not None and not cfg.class_conditional:

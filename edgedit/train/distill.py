@@ -247,9 +247,11 @@ def student_config(spec: str, manifest: dict, **overrides):
         input_size=h, in_channels=c, num_classes=manifest["num_classes"], diffusion="one-step", learn_sigma=False)
 
 
-def model_from(spec: str, manifest: dict, role: str, **overrides) -> tuple[DiT, str]:
-    """(a DiT, "checkpoint" or "preset") for --student / --ta: a checkpoint must fit the pairs."""
+def model_from(spec: str, manifest: dict, role: str, batch: int = 1, **overrides) -> tuple[DiT, str]:
+    """(a DiT, "checkpoint" or "preset") for --student / --ta: a checkpoint must fit the pairs, a
+    preset must fit this machine's memory for training at `batch`."""
     from edgedit.models.checkpoint import load_model
+    from edgedit.train.trainer import check_training_memory
 
     if names_a_file(spec):
         if any(v is not None for v in overrides.values()):
@@ -264,7 +266,9 @@ def model_from(spec: str, manifest: dict, role: str, **overrides) -> tuple[DiT, 
         if not cfg.one_step:
             raise EdgeditError(f"--{role} {spec}: is a {cfg.kind}; students and TAs are one-step generators")
         return model.train(), "checkpoint"
-    return DiT(student_config(spec, manifest, **overrides)), "preset"
+    cfg = student_config(spec, manifest, **overrides)
+    check_training_memory(cfg, batch)  # before the model exists
+    return DiT(cfg), "preset"
 
 
 def trajectory_scales(manifest: dict) -> list[float]:
@@ -307,6 +311,12 @@ class DistillOptions:
         self.settings.check()
 
 
+def ta_path(output: str | Path) -> Path:
+    """Where a preset TA is distilled first: OUTPUT.ta.safetensors, next to the student."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".safetensors") + ".ta.safetensors")
+
+
 def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.info) -> Path:
     """Distil a one-step student from a pairs store; returns the student's path. `on_sample(step,
     ema)` sees the student (not a TA being distilled first)."""
@@ -328,10 +338,10 @@ def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.in
     output, settings = Path(o.output), o.settings
 
     torch.manual_seed(settings.seed)
-    model, origin = model_from(o.student, manifest, "student", **o.overrides)
+    model, origin = model_from(o.student, manifest, "student", settings.batch, **o.overrides)
     extra = {"method": o.method, "student_from": origin, "loss": o.loss}
     if o.method == "ta":
-        ta_model, ta_origin = model_from(o.ta, manifest, "ta")
+        ta_model, ta_origin = model_from(o.ta, manifest, "ta", settings.batch)
         check_ta(model.config, ta_model.config)  # before spending any steps on it
     data = {name: store.column(name) for name in columns}
 
@@ -344,15 +354,15 @@ def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.in
         objective = OutputDistillation(model, o.loss)
     elif o.method == "ta":
         if ta_origin == "preset":  # distil the TA first, from the same pairs, with the output loss
-            ta_path = output.with_name(output.name.removesuffix(".safetensors") + ".ta.safetensors")
-            if not (o.resume and ta_path.exists()):
-                say(f"distilling the teaching assistant {o.ta} first -> {ta_path}")
+            ta_file = ta_path(output)
+            if not (o.resume and ta_file.exists()):
+                say(f"distilling the teaching assistant {o.ta} first -> {ta_file}")
                 torch.manual_seed(settings.seed + 1)
                 ta_settings = replace(settings, steps=o.ta_steps or settings.steps)
-                distil(ta_model, OutputDistillation(ta_model, o.loss), ta_path, "distill-output (TA)", {"role": "ta"},
+                distil(ta_model, OutputDistillation(ta_model, o.loss), ta_file, "distill-output (TA)", {"role": "ta"},
                        ta_settings, None)
-            ta_model, _ = load_model(ta_path)
-            extra["ta"] = {"file": ta_path.name, "preset": o.ta}
+            ta_model, _ = load_model(ta_file)
+            extra["ta"] = {"file": ta_file.name, "preset": o.ta}
         else:
             extra["ta"] = {"file": Path(o.ta).name}
         objective = TADistillation(model, ta_model, o.loss, o.feature_loss, o.feature_weight, o.taps and list(o.taps))

@@ -43,7 +43,7 @@ def train_teacher(options: TeacherOptions, *, on_step=None, say=log.info) -> Tea
     from edgedit.data.datasets import load_data
     from edgedit.models.dit import DiT
     from edgedit.train.objectives import EDMObjective
-    from edgedit.train.trainer import Run, SampleGrids, init_world, train
+    from edgedit.train.trainer import Run, SampleGrids, check_training_memory, init_world, train
 
     o = options
     o.settings.check()
@@ -54,8 +54,9 @@ def train_teacher(options: TeacherOptions, *, on_step=None, say=log.info) -> Tea
     cfg = cfg.replace(input_size=h, in_channels=c, num_classes=dataset.num_classes, diffusion="edm", learn_sigma=False)
     run = Run(cfg, o.data, "edm-teacher", o.settings, {"preset": o.preset})
     grids = SampleGrids(o.output, world.device)
-    torch.manual_seed(o.settings.seed)
     arrays = {"image": dataset.images, **({"label": dataset.labels} if dataset.labels is not None else {})}
+    check_training_memory(cfg, o.settings.batch // world.size, on=str(world.device))  # before the model exists
+    torch.manual_seed(o.settings.seed)
     path = train(run, arrays, EDMObjective(DiT(cfg)), o.output, o.resume, {"preset": o.preset}, on_step=on_step,
                  on_sample=grids, world=world, say=say)
     return TeacherResult(Path(path), cfg.kind, len(dataset), world.size, grids.folder)

@@ -25,21 +25,39 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from pydantic import Field, ValidationError
 
 from edgedit import __version__
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output
+from edgedit.contract.schema import OpenRecord, Record, first_problem, loads, parse
 from edgedit.models.checkpoint import save_model
 from edgedit.models.dit import DiT
 
 log = logging.getLogger("edgedit")
 STATE_FORMAT = "edgedit.train-state/1"
+MAX_TRAIN_BATCH = 65536
+
+
+class _SettingsRecord(Record):
+    """What each training setting may be (the CLI flag is the field name with dashes)."""
+
+    steps: int = Field(ge=1, le=10**9)
+    batch: int = Field(ge=1, le=MAX_TRAIN_BATCH)
+    lr: float = Field(gt=0, le=10)
+    weight_decay: float = Field(ge=0, le=10)
+    ema: float = Field(ge=0, lt=1)
+    lr_warmup: int = Field(ge=0, le=10**9)
+    grad_clip: float = Field(ge=0)
+    checkpoint_every: int = Field(ge=1)
+    sample_every: int = Field(ge=0)
+    seed: int = Field(ge=0, lt=2**63)
 
 
 @dataclass(kw_only=True)
@@ -56,12 +74,11 @@ class TrainSettings:
     seed: int = 0
 
     def check(self) -> None:
-        if self.steps < 1 or self.batch < 1:
-            raise EdgeditError("--steps and --batch must be at least 1")
-        if not 0 <= self.ema < 1:
-            raise EdgeditError(f"--ema must be in [0, 1) (got {self.ema})")
-        if self.checkpoint_every < 1:
-            raise EdgeditError("--checkpoint-every must be at least 1")
+        try:
+            _SettingsRecord.model_validate(asdict(self))
+        except ValidationError as err:
+            flag = "--" + str(err.errors()[0]["loc"][0]).replace("_", "-")
+            raise EdgeditError(f"{flag}: {first_problem(err).split(': ', 1)[1]}") from None
 
 
 @dataclass
@@ -114,6 +131,15 @@ def init_world() -> World:
     return World(rank, size, device)
 
 
+def check_training_memory(cfg: DiTConfig, batch: int, data_bytes: int = 0, on: str = "cpu") -> None:
+    """Refuse, before the model is built, a training job this machine cannot hold (on a GPU: its free memory)."""
+    from edgedit.cost.memory import require_memory, training_memory
+
+    available = torch.cuda.mem_get_info()[0] if str(on).startswith("cuda") else None
+    require_memory(training_memory(cfg, batch, data_bytes), "training", "lower --batch, --width or --depth",
+                   available)
+
+
 #################################################################################
 #                                 State files                                   #
 #################################################################################
@@ -144,20 +170,50 @@ def save_state(path: Path, run: Run, step: int, objective: torch.nn.Module, ema:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
+class _RunRecord(Record):
+    config: dict[str, Any]
+    data: str
+    method: str
+    settings: _SettingsRecord
+    extra: dict[str, Any]
+
+
+class _OptimizerGroup(OpenRecord):
+    params: list[Annotated[int, Field(ge=0)]]
+    lr: float = Field(gt=0)
+
+
+class _StateRecord(Record):
+    """A train state's safetensors header metadata (every value a string, JSON where structured)."""
+
+    format: Literal["edgedit.train-state/1"]
+    edgedit_version: str
+    run: str
+    step: Annotated[str, Field(pattern=r"^\d{1,12}$")]
+    optim_groups: str
+    optim_scalars: str
+
+
 def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optimizer: torch.optim.Optimizer) -> int:
-    """Restore everything and return the step; refuse a state from a different run."""
+    """Restore everything and return the step; refuse a damaged state or one from a different run,
+    before anything is changed."""
     from safetensors import safe_open
 
     if not path.is_file():
         raise EdgeditError(f"--resume: no training state at {path} (it is written every --checkpoint-every steps)")
+    fix = "delete it to start over"
     try:
         with safe_open(str(path), "pt") as f:
             meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except Exception as err:
-        raise EdgeditError(f"{path}: unreadable training state ({err}); delete it to start over") from err
-    if meta.get("format") != STATE_FORMAT:
-        raise EdgeditError(f"{path}: not an edgedit training state")
-    saved = json.loads(meta["run"])
+        raise EdgeditError(f"{path}: unreadable training state ({str(err)[:120]}); {fix}") from None
+    header = parse(_StateRecord, meta, path, "edgedit training state", fix)
+    saved = parse(_RunRecord, loads(header.run, path, "training state's 'run'", fix), path,
+                  "training state's 'run'", fix).model_dump()
+    groups = [parse(_OptimizerGroup, g, path, "optimizer group", fix).model_dump()
+              for g in _json_list(header.optim_groups, path, "optim_groups", fix)]
+    scalars = loads(header.optim_scalars, path, "training state's 'optim_scalars'", fix)
+    step = int(header.step)
     wanted = json.loads(run.to_json())
     for key in ("config", "data", "method", "extra"):
         if saved[key] != wanted[key]:
@@ -167,17 +223,37 @@ def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optim
         if saved["settings"][key] != wanted["settings"][key]:
             raise EdgeditError(f"--resume: --{key.replace('_', '-')} was {saved['settings'][key]}, now "
                                f"{wanted['settings'][key]}; resume with the same value")
-    objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
+    # The optimizer state must fit these parameters exactly: torch would only fail at the next step.
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if [g["params"] for g in groups] != [list(range(len(params)))] or not isinstance(scalars, dict):
+        raise EdgeditError(f"{path}: its optimizer groups do not cover this model's {len(params)} parameters; {fix}")
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)
+            fits = index.isdigit() and int(index) < len(params) and value.shape in (params[int(index)].shape, ())
+            if not fits:  # moments have the parameter's shape; AdamW's step count is a scalar
+                raise EdgeditError(f"{path}: optimizer tensor {key} {list(value.shape)} fits no parameter; {fix}")
             state.setdefault(int(index), {})[name] = value
-    for index, values in json.loads(meta["optim_scalars"]).items():
+    for index, values in scalars.items():
+        if not (index.isdigit() and int(index) < len(params) and isinstance(values, dict)):
+            raise EdgeditError(f"{path}: optim_scalars entry {index!r} fits no parameter; {fix}")
         state.setdefault(int(index), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["optim_groups"])})
-    return int(meta["step"])
+    try:
+        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise EdgeditError(f"{path}: its tensors do not fit this run ({str(err).splitlines()[0][:120]}); {fix}") \
+            from None
+    return step
+
+
+def _json_list(text: str, path: Path, key: str, fix: str) -> list:
+    value = loads(text, path, f"training state's '{key}'", fix)
+    if not isinstance(value, list):
+        raise EdgeditError(f"{path}: training state's '{key}' is not a list; {fix}")
+    return value
 
 
 #################################################################################
@@ -247,6 +323,7 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
     if len(sizes) != 1:
         raise EdgeditError(f"training arrays differ in length: { {k: len(v) for k, v in data.items()} }")
     dataset_size = sizes.pop()
+    check_training_memory(run.config, settings.batch // world.size, on=str(world.device))
     objective = objective.to(world.device)
     model = objective.model
     ema = DiT(run.config).to(world.device)

@@ -67,12 +67,15 @@ def test_report_files_round_trip(exported, tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(records))
     (tmp_path / "b.json").write_text(json.dumps({"records": records}))
     merged = load_records([tmp_path / "a.json", tmp_path / "b.json"])
-    assert len(merged) == 2
+    assert merged == [records[0], records[0]]  # what bench writes passes its schema unchanged
     table = markdown(merged)
     assert table.count("\n| onestep-cond.onnx | onnxruntime | fp32 | 1 | model |") == 2 and "1.00x" in table
     save_csv(tmp_path / "r.csv", merged)
     assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("model,backend,provider,precision,batch")
     assert save_plot(tmp_path / "p.png", merged) and (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "bad.json").write_text('{"x": 1}')
-    with pytest.raises(EdgeditError, match="not a list of bench records"):
+    with pytest.raises(EdgeditError, match="bad.json: not a valid bench record file: expected a JSON list, got dict"):
         load_records([tmp_path / "bad.json"])
+    (tmp_path / "nan.json").write_text(json.dumps([records[0]]).replace('"p50": ', '"p50": NaN, "x": '))
+    with pytest.raises(EdgeditError, match="nan.json: not a valid bench record file: not JSON"):
+        load_records([tmp_path / "nan.json"])

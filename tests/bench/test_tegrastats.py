@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgedit.bench.tegrastats import TegrastatsSampler, parse_line, summarize
+from edgedit.bench.tegrastats import TegrastatsSampler, parse_line, summarize, summarize_log
+from edgedit.contract.errors import EdgeditError
 
 DATA = Path(__file__).parent.parent / "fixtures"
 
@@ -84,3 +85,21 @@ def test_sampler_without_tegrastats_reports_nothing():
     with sampler:
         pass
     assert not sampler.available() and sampler.summary() is None
+
+
+def test_absurd_numbers_make_a_line_malformed_not_a_crash(tmp_path):
+    good = (DATA / "tegrastats_orin_nano_r36.log").read_text().splitlines()[0]
+    huge = good.replace("VDD_IN ", "VDD_IN " + "9" * 5000, 1)
+    log = tmp_path / "t.log"
+    log.write_text(good + "\n" + good.replace("RAM ", "RAM " + "7" * 5000, 1) + "\n")
+    summary = summarize_log(log)
+    assert summary["samples"] == 1 and summary["bad_lines"] == 1
+    # An absurd rail reading makes its whole line malformed: energy from a line without its total
+    # rail would be silently low.
+    assert summarize([good, huge])["samples"] == 1 and summarize([huge])["bad_lines"] == 1
+
+
+@pytest.mark.parametrize("interval", [-100.0, 0.0, float("nan"), float("inf")])
+def test_the_interval_must_be_a_positive_finite_number(interval):
+    with pytest.raises(EdgeditError, match="--interval-ms must be a number of milliseconds"):
+        summarize_log(DATA / "tegrastats_orin_nano_r36.log", interval)

@@ -1,3 +1,5 @@
+import random
+
 import onnx
 import pytest
 
@@ -28,3 +30,29 @@ def test_external_data_models_and_garbage(tmp_path, exported):
         read_onnx_header(tmp_path / "text.onnx")
     with pytest.raises(EdgeditError, match="no such file"):
         read_onnx_header(tmp_path / "missing.onnx")
+
+
+def test_a_length_in_the_wrong_wire_type_is_malformed_not_a_3_gb_allocation(tmp_path):
+    """A 14-byte file whose metadata key is a varint of 3e9: it once went straight into bytes(n)."""
+    bomb = tmp_path / "b.onnx"
+    bomb.write_bytes(b"\x42\x02\x10\x12\x72\x08\x08\x80\xbc\xc1\x96\x0b\x12\x00")
+    with pytest.raises(EdgeditError, match="b.onnx: not a readable ONNX model"):
+        read_onnx_header(bomb)
+
+
+def test_an_oversized_metadata_entry_is_refused_before_it_is_read(tmp_path):
+    huge = tmp_path / "h.onnx"
+    huge.write_bytes(b"\x42\x02\x10\x12" + b"\x72\x80\x80\x80\x10" + b"\x00" * 64)  # declares 32 MiB
+    with pytest.raises(EdgeditError, match="h.onnx: not a readable ONNX model"):
+        read_onnx_header(huge)
+
+
+def test_random_bytes_are_refused_in_one_line(tmp_path):
+    rng = random.Random(0)
+    path = tmp_path / "fuzz.onnx"
+    for _ in range(300):
+        path.write_bytes(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64))))
+        try:
+            read_onnx_header(path)
+        except EdgeditError as err:
+            assert "\n" not in str(err)

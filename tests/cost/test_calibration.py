@@ -58,10 +58,15 @@ def test_the_fit_recovers_known_constants_from_exact_measurements():
 
 
 def bench_record(cfg, precision, graph, ms, mode="MAXN_SUPER", clocks=True, backend="tensorrt"):
+    """A whole `edgedit bench --json` record, as a Jetson would write it."""
+    latency = {"n": 100, "min": ms, "mean": ms + 0.05, "p50": ms + 0.05, "p90": ms + 0.1, "p99": ms + 0.2,
+               "max": ms + 0.3, "std": 0.01}
     return {"model": f"s{cfg.depth}x{cfg.hidden_size}.{precision}.plan", "backend": backend, "provider": "Orin",
-            "precision": precision, "batch": 1, "what": "model", "latency_ms": {"p50": ms + 0.05},
-            "gpu_ms": {"p50": ms}, "config": cfg.to_dict(), "cuda_graph": graph,
-            "env": {"packages": {"tensorrt": "10.3.0.30"}, "jetson": {
+            "precision": precision, "batch": 1, "what": "model", "steps": None, "network_evaluations_per_call": 1,
+            "latency_ms": latency, "latency_per_image_ms": ms + 0.05, "throughput_img_s": 1000 / (ms + 0.05),
+            "gpu_ms": {**latency, "p50": ms}, "peak_rss_mb": 300.0, "rss_growth_mb": 0.0, "random_weights": True,
+            "config": cfg.to_dict(), "cuda_graph": graph, "interrupted": False,
+            "env": {"platform": "Linux aarch64", "packages": {"tensorrt": "10.3.0.30"}, "jetson": {
                 "model": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super", "l4t": "36.4.3",
                 "nvpmodel": {"name": mode, "id": 2}, "jetson_clocks": clocks}}}
 
@@ -98,7 +103,11 @@ def test_calibrate_refits_from_a_jetsons_bench_json_and_every_estimate_follows(t
 
 @pytest.mark.parametrize("records, message", [
     ([], "no usable device measurements"),
-    ([{"model": "m.onnx", "backend": "onnxruntime", "what": "model", "latency_ms": {}}], "not a TensorRT network call"),
+    ([bench_record(student(2, 64, 4), "fp32", False, 1.0, backend="onnxruntime")], "not a TensorRT network call"),
+    ([{"model": "m.onnx", "backend": "onnxruntime", "what": "model", "latency_ms": {}}],
+     "not a valid bench record file: field '0.provider': field required"),
+    ([{**bench_record(student(2, 64, 4), "fp16", False, 1.0), "batch": True}], "field '0.batch': input should be"),
+    ([{**bench_record(student(2, 64, 4), "fp16", False, 1.0), "latency_ms": {"p50": -1}}], "field '0.latency_ms"),
 ])
 def test_calibrate_refuses_files_without_device_measurements(records, message, tmp_path):
     bench = tmp_path / "bench.json"
@@ -114,7 +123,7 @@ def test_a_damaged_calibration_file_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv(cal.ENV, str(bad))
     cal._ACTIVE.clear()
     result = runner.invoke(app, ["models", "DiT-Nano-S/2"])
-    assert result.exit_code == 2 and "not a latency calibration" in result.output
+    assert result.exit_code == 2 and "c.json: not a valid latency calibration" in result.output
     cal._ACTIVE.clear()
     with pytest.raises(EdgeditError, match="unknown device"):
         cal.estimate(student(2, 64, 4), "orin-agx", "fp16", fit=cal.load_fit())

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from edgedit.contract.errors import EdgeditError
-from edgedit.data.datasets import load_data
+from edgedit.data import datasets
+from edgedit.data.datasets import available_memory, load_data
 
 
 def test_digits_are_16x16_in_range_with_a_fixed_split():
@@ -98,3 +99,82 @@ def test_npz_in_either_layout(tmp_path):
 def test_bad_specs(spec, message):
     with pytest.raises(EdgeditError, match=message):
         load_data(spec)
+
+
+def class_folders(root, images=2, side=8):
+    for k, cls in enumerate(["cat", "dog"]):
+        (root / cls).mkdir(parents=True)
+        for i in range(images):
+            Image.fromarray(np.full((side, side, 3), 40 * (k + i), np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def one_line_refusal(spec, message):
+    with pytest.raises(EdgeditError, match=message) as err:
+        load_data(spec)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.png", b"", "empty.png: not a readable image \\(cannot identify image file"),
+    ("text.png", b"hello, not a PNG", "text.png: not a readable image"),
+    ("cut.png", "truncated", "cut.png: not a readable image"),
+    ("notes.txt", b"hello", "notes.txt: not a PNG or JPEG file; a class folder holds only"),
+])
+def test_unreadable_or_foreign_files_in_an_image_folder(tmp_path, name, content, message):
+    root = class_folders(tmp_path / "imgs")
+    if content == "truncated":  # noise, so that the pixels outlast the cut
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8)).save(root / "dog" / name)
+        content = (root / "dog" / name).read_bytes()[:120]
+    (root / "dog" / name).write_bytes(content)
+    one_line_refusal(f"folder:{root}", message)
+    (root / "dog" / name).unlink()
+    (root / "dog" / ".DS_Store").write_bytes(b"\0")  # hidden files are not the dataset's
+    assert len(load_data(f"folder:{root}")) == 4
+
+
+@pytest.mark.parametrize("limit", [40, 20])  # 8x8 = 64 pixels: PIL warns above the limit, raises above twice it
+def test_a_decompression_bomb_is_refused(tmp_path, monkeypatch, limit):
+    root = class_folders(tmp_path / "imgs")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    one_line_refusal(f"folder:{root}", "0.png: refused, possibly a decompression bomb")
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([10, 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
+    ([-1, 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
+    ([b"cat", 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
+    ([1, 2, 3], "labels must be a list of 4 integers in 0..9, one per image"),
+])
+def test_cifar_labels_outside_the_classes_are_refused(cifar_folder, labels, message):
+    batch = cifar_batch(4, 1)
+    batch[b"labels"] = labels
+    (cifar_folder / "cifar-10-batches-py" / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
+    one_line_refusal(f"cifar10:{cifar_folder}", f"data_batch_2: CIFAR-10 {message}")
+
+
+def test_images_beyond_the_memory_available_are_refused_before_decoding(tmp_path, cifar_folder, monkeypatch):
+    assert 0 < available_memory() < 1 << 50
+    root = class_folders(tmp_path / "imgs", images=3, side=16)
+    np.savez(tmp_path / "d.npz", images=np.zeros((1000, 3, 64, 64), np.uint8))
+    monkeypatch.setattr(datasets, "available_memory", lambda: 10_000)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before the memory check")
+
+    monkeypatch.setattr(datasets, "load_npz", no_decoding)
+    one_line_refusal(f"folder:{root}", "6 images of 3x16x16 need about 0.0 GiB as float32, more than the 0.0 GiB "
+                                       "of memory available; use fewer or smaller images")
+    one_line_refusal(f"npz:{tmp_path / 'd.npz'}", "1000 images of 3x64x64 need about 0.1 GiB")
+    one_line_refusal(f"cifar10:{cifar_folder}", "20 images of 3x32x32 need about")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"images": np.full((2, 1, 4, 4), np.nan, np.float32)}, "'images' holds NaN or infinite values"),
+    ({"images": np.zeros((2, 1, 4, 4), np.uint8), "labels": np.array([0.5, 1.0])}, "'labels' must be 2 integers"),
+    ({"images": np.zeros((2, 1, 4, 4), np.uint8), "labels": np.array([0, 10**12])}, "'labels' must be 2 integers"),
+    ({"images": np.zeros((2, 1, 4, 6), np.uint8)}, "images must be square"),
+])
+def test_npz_images_and_labels_are_checked(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    one_line_refusal(f"npz:{tmp_path / 'd.npz'}", message)

@@ -107,7 +107,7 @@ def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
     base = get_preset("DiT-Nano-XS/2").config
     configs = {n: base.replace(depth=d) for n, d in (("a", 2), ("b", 4), ("c", 8))}
     results = [{"name": n, "fid": f, "config": configs[n].to_dict(), "depth": configs[n].depth, "width": 96,
-                "heads": 3, "method": "output", "params": 1, "latency": {"p50_ms": 1.0}}
+                "heads": 3, "method": "output", "budget": 500_000, "params": 1, "latency": {"p50_ms": 1.0}}
                for n, f in (("a", 50), ("b", 40), ("c", 30))]
     (tmp_path / "results.json").write_text(json.dumps(results))
     ms = {n: estimate(cfg, "orin-nano", "fp16")["ms"] for n, cfg in configs.items()}
@@ -122,6 +122,24 @@ def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
         pick(tmp_path / "results.json", float("nan"))
     timed = [{**r, "t": ms[r["name"]]} for r in results]
     assert [r["name"] for r in pareto_front(timed, lambda r: r["t"])] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "../../etc"}, "field '0.name': string should match pattern"),
+    ({"fid": float("nan")}, "not JSON"),
+    ({"fid": "12"}, "field '0.fid': input should be a valid number"),
+    ({"config": {"depth": 10**6}}, "result a: invalid model config"),
+    ({"latency": []}, "field '0.latency': expected a JSON object, got list"),
+])
+def test_pick_refuses_damaged_results(tmp_path, change, message):
+    cfg = get_preset("DiT-Nano-XS/2").config.to_dict()
+    result = {"name": "a", "fid": 50, "config": cfg, "depth": 4, "width": 96, "heads": 3, "method": "output",
+              "budget": 500_000, "params": 1, "latency": {"p50_ms": 1.0}}
+    if "config" in change:
+        change = {"config": {**cfg, **change["config"]}}
+    (tmp_path / "results.json").write_text(json.dumps([{**result, **change}]))
+    with pytest.raises(EdgeditError, match="results.json: .*" + message):
+        pick(tmp_path / "results.json")
 
 
 def test_ta_in_a_sweep_needs_a_ta(pairs, tmp_path):

@@ -1,3 +1,4 @@
+import io
 import shutil
 import sys
 import types
@@ -120,15 +121,51 @@ def test_calibration_methods_give_different_ranges(quantized, tmp_path):
     (lambda d: d.pop("z"), "lacks input\\(s\\) z"),
     (lambda d: d.update(z=d["z"][:, :2]), "must be float32 of shape \\[rows, 3, 8, 8\\]"),
     (lambda d: d.update(z=d["z"].astype(np.float64)), "must be float32"),
+    (lambda d: d["z"].__setitem__((0, 0, 0, 0), np.nan), "input 'z' holds 1 NaN or infinite values"),
+    (lambda d: d["z"].__setitem__((1, 0, 0, 0), -np.inf), "input 'z' holds 1 NaN or infinite values"),
 ])
 def test_bad_calibration_data_is_refused_in_one_line(quantized, mutate, message):
     *_, calib, _, source = quantized
-    data = dict(calib)
+    data = {k: v.copy() for k, v in calib.items()}
     mutate(data)
     meta = OnnxRuntimeBackend(source, "cpu").meta
     with pytest.raises(EdgeditError, match=message) as err:
         check_calibration(data, meta, "calib.npz")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("labels, message", [([0, -1], r"labels 'y' must be 0..9 \(got -1..0\)"),
+                                             ([3, 10], r"labels 'y' must be 0..9 \(got 3..10\)")])
+def test_labels_outside_the_classes_are_refused(exported, tmp_path, labels, message):
+    from edgedit.contract.fileio import save_npz
+    from edgedit.export.calibration import load_calibration
+
+    meta = OnnxRuntimeBackend(exported["onestep-cond"][0], "cpu").meta
+    z = np.zeros((2, 1, 16, 16), np.float32)
+    save_npz(tmp_path / "c.npz", {"z": z, "y": np.array(labels)})
+    with pytest.raises(EdgeditError, match="c.npz: " + message):
+        load_calibration(tmp_path / "c.npz", meta)
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(exported, tmp_path):
+    """A small .npz whose arrays declare more than calibration may use: refused from the headers."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    from edgedit.export import calibration
+
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (72 * 2**22, 1, 1, 1)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("z.npy", "w", force_zip64=True) as f:
+        f.write(header.getvalue())
+        for _ in range(72):
+            f.write(bytes(2**24))
+    assert (tmp_path / "bomb.npz").stat().st_size < 4 * 2**20
+    meta = OnnxRuntimeBackend(exported["onestep-uncond"][0], "cpu").meta
+    with pytest.raises(EdgeditError, match=r"bomb.npz: unpacks to 1152 MB, more than the 1024 MB"):
+        calibration.load_calibration(tmp_path / "bomb.npz", meta)
 
 
 def test_only_fp32_edgedit_exports_are_quantized(quantized, tmp_path):
@@ -150,6 +187,16 @@ def test_denoiser_calibration_covers_every_step_of_real_trajectories(exported):
     assert set(np.unique(data["sigma"])) == set(schedule)  # every noise level met, nothing else
     assert data["x"][data["sigma"] == schedule[0]].std() > 40  # x at sigma_max is ~80 x noise
     assert set(np.unique(data["y"])) <= set(range(10))
+
+
+def test_calibration_beyond_what_a_calibration_file_may_hold_is_refused_first(exported):
+    """1 GiB is the reader's bound (MAX_CALIBRATION_BYTES): calib-data never writes a file that
+    quantize would refuse. An EDM denoiser's rows are x, sigma and y at each of 2*18-1 calls."""
+    backend = OnnxRuntimeBackend(exported["edm-cond"][0], "cpu")
+    row = 4 * 16 * 16 + 4 + 4
+    fits = (1 << 30) // (35 * row)
+    with pytest.raises(EdgeditError, match=rf"{fits + 1:,} samples x 35 network calls .* ask for fewer \(-n\)"):
+        record_inputs(backend, fits + 1, CALIBRATION_SEED)
 
 
 def test_modelopt_is_used_when_installed(quantized, tmp_path, monkeypatch):

@@ -88,17 +88,74 @@ def test_tensors_are_validated_against_the_config(tmp_path, mutate, message):
     assert "\n" not in str(err.value)
 
 
-def test_bad_config_in_metadata_names_the_file(tmp_path):
+def rewrite(path, metadata=None, tensors=None):
+    """Rewrite a checkpoint with changed header metadata or tensors (as a hostile editor would)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta, old = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    save_file({**old, **(tensors or {})}, str(path), metadata={**meta, **(metadata or {})})
+    return old
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("edgedit.config", {"depth": -1}, r"invalid model config \(--depth\): field 'depth': .* greater than or equal "
+                                      r"to 1 \(got -1\)"),
+    ("edgedit.config", {"mlp_ratio": "4"}, r"field 'mlp_ratio': input should be a valid number \(got '4'\)"),
+    ("edgedit.config", {"class_dropout_prob": "0.1"}, r"field 'class_dropout_prob': input should be a valid number"),
+    ("edgedit.provenance", [1, 2], r"not a valid 'edgedit.provenance' metadata: expected a JSON object, got list"),
+    ("edgedit.provenance", {"steps": "many"}, r"field 'steps': input should be a valid integer"),
+    ("edgedit.provenance", "{not json", r"'edgedit.provenance' metadata: not JSON"),
+])
+def test_bad_header_metadata_is_one_line_naming_the_file_and_field(tmp_path, key, value, message):
+    path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
+    if key == "edgedit.config":
+        value = {**DiT(TINY_CONFIGS["ddpm-cfg"]).config.to_dict(), **value}
+    rewrite(path, {key: value if isinstance(value, str) else json.dumps(value)})
+    with pytest.raises(EdgeditError, match="m.safetensors: .*" + message) as err:
+        read_checkpoint(path)
+    assert "\n" not in str(err.value)
+
+
+def test_altered_tensor_bytes_are_refused_unless_verification_is_off(tmp_path):
+    path = save_model(random_weights(DiT(TINY_CONFIGS["ddpm-cfg"])), tmp_path / "m.safetensors")
+    old = rewrite(path)  # same bytes: still verifies
+    read_checkpoint(path)
+    flipped = old["final_layer.linear.bias"].clone()
+    flipped.view(torch.int32)[0] ^= 1  # one bit of one float
+    rewrite(path, tensors={"final_layer.linear.bias": flipped})
+    with pytest.raises(EdgeditError, match=r"m.safetensors: its tensors do not match the content hash .* --no-verify"):
+        load_model(path)
+    with checkpoint.verification(False):
+        model, _ = load_model(path)
+    assert torch.equal(model.state_dict()["final_layer.linear.bias"], flipped)
+
+
+def test_files_from_before_the_hash_load_with_a_warning(tmp_path, caplog):
     path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     with safe_open(str(path), "pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    meta["edgedit.config"] = json.dumps({**json.loads(meta["edgedit.config"]), "depth": -1})
-    save_file(tensors, str(path), metadata=meta)
-    with pytest.raises(EdgeditError, match=r"m.safetensors: invalid model config: depth must be a positive"):
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    del meta["edgedit.tensors_sha256"]
+    save_file(tensors, str(path), metadata={**meta, "edgedit.format": "edgedit.dit-checkpoint/1"})
+    read_checkpoint(path)
+    assert "not verified" in caplog.text
+    save_file(tensors, str(path), metadata={**meta, "edgedit.format": "edgedit.dit-checkpoint/2"})  # hash stripped
+    with pytest.raises(EdgeditError, match="no 'edgedit.tensors_sha256'"):
         read_checkpoint(path)
+
+
+def test_the_content_hash_does_not_depend_on_how_tensors_are_held():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 4)).astype(np.float32), rng.integers(0, 9, 5)
+    digest = checkpoint.tensors_sha256([("a", a), ("b", b)])
+    assert digest == checkpoint.tensors_sha256([("b", b), ("a", np.asfortranarray(a))])
+    assert digest == checkpoint.tensors_sha256([("a", a.astype(">f4")), ("b", b)])
+    assert digest != checkpoint.tensors_sha256([("a", a.reshape(4, 3)), ("b", b)])
+    assert digest != checkpoint.tensors_sha256([("a2", a), ("b", b)])
 
 
 def test_a_failed_save_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
@@ -126,3 +183,18 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_the_cli_refuses_a_damaged_checkpoint_and_reads_it_with_no_verify(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgedit.cli import app
+
+    path = save_model(random_weights(DiT(TINY_CONFIGS["onestep-uncond"])), tmp_path / "m.safetensors")
+    old = rewrite(path)
+    rewrite(path, tensors={"pos_embed": old["pos_embed"] + 1})
+    runner = CliRunner()
+    refused = runner.invoke(app, ["info", str(path)])
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "content hash" in refused.stderr
+    read = runner.invoke(app, ["--no-verify", "info", str(path)])
+    assert read.exit_code == 0, read.output

@@ -150,3 +150,39 @@ def test_info_describes_an_engine_from_its_sidecar(engine, fake_tensorrt):
     assert report["device"]["gpu"] == "Orin (fake)" and report["onnx"]["file"] == "edm-cond.onnx"
     text = CliRunner().invoke(app, ["info", str(engine)]).stdout
     assert "TensorRT 10.3.0.30 on Orin (fake)" in text
+
+
+HUGE_BATCH = json.dumps({"min": 1, "opt": 1, "max": 10**12})
+
+
+def _replace_sidecar(plan, edit):
+    path = plan.with_name(plan.name + ".json")
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(edit(record)))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: [r], "edm.plan.json: not a valid engine sidecar: expected a JSON object, got list"),
+    (lambda r: {k: v for k, v in r.items() if k != "device"}, "field 'device': field required"),
+    (lambda r: {k: v for k, v in r.items() if k != "builder"}, "field 'builder': field required"),
+    (lambda r: {**r, "onnx": {k: v for k, v in r["onnx"].items() if k != "metadata"}},
+     "field 'onnx.metadata': field required"),
+    (lambda r: {**r, "strongly_typed": 1}, "field 'strongly_typed': input should be a valid boolean"),
+    (lambda r: {**r, "onnx": {**r["onnx"], "metadata": {**r["onnx"]["metadata"], "edgedit.batch": HUGE_BATCH}}},
+     r"edm.plan \(its sidecar's ONNX metadata\): not a valid edgedit metadata: field 'batch.max'"),
+    (lambda r: {**r, "plan_bytes": r["plan_bytes"] + 1}, "edm.plan: not the engine its sidecar describes"),
+    (lambda r: {**r, "plan_sha256": "0" * 64}, "edm.plan: not the engine its sidecar describes"),
+])
+def test_damaged_sidecars_are_refused_in_one_line_before_deserialization(engine, fake_tensorrt, edit, message):
+    _replace_sidecar(engine, edit)
+    with pytest.raises(EdgeditError, match=message) as err:
+        load_backend(engine)
+    assert "\n" not in str(err.value)
+    assert not [w for w, _ in fake_tensorrt.CALLS if w == "deserialize"]
+
+
+def test_a_truncated_engine_is_refused_before_deserialization(engine, fake_tensorrt):
+    engine.write_bytes(engine.read_bytes()[:-1])
+    with pytest.raises(EdgeditError, match="edm.plan: not the engine its sidecar describes"):
+        load_backend(engine)
+    assert not [w for w, _ in fake_tensorrt.CALLS if w == "deserialize"]

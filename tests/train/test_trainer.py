@@ -154,3 +154,41 @@ def test_two_process_torchrun_matches_one_process(tmp_path):
     a, b = weights(tmp_path / "one.safetensors"), weights(tmp_path / "two.safetensors")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def _edit_state(path, **metadata):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    save_file(tensors, str(path), metadata={k: v for k, v in {**meta, **metadata}.items() if v is not None})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"run": None}, "field 'run': field required"),
+    ({"run": "{not json"}, "training state's 'run': not JSON"),
+    ({"step": "-3"}, "field 'step': string should match pattern"),
+    ({"step": "three"}, "field 'step': string should match pattern"),
+    ({"optim_groups": '[{"lr": 0.001}]'}, "optimizer group: field 'params': field required"),
+    ({"optim_groups": '[{"params": [0], "lr": 0.001}]'}, "optimizer groups do not cover this model"),
+    ({"optim_scalars": '{"999": {}}'}, "optim_scalars entry '999' fits no parameter"),
+    ({"format": "edgedit.train-state/0"}, "field 'format': input should be 'edgedit.train-state/1'"),
+])
+def test_a_damaged_train_state_is_refused_in_one_line_and_changes_nothing(digits, tmp_path, change, message):
+    out = tmp_path / "s.safetensors"
+    train(run_for(3), digits, edm(), out)
+    _edit_state(state_path(out), **change)
+    before = state_path(out).read_bytes(), out.read_bytes()
+    with pytest.raises(EdgeditError, match=message) as err:
+        train(run_for(6), digits, edm(), out, resume=True)
+    assert "\n" not in str(err.value) and "delete it to start over" in str(err.value)
+    assert (state_path(out).read_bytes(), out.read_bytes()) == before
+
+
+def test_a_train_state_step_far_past_the_steps_is_refused(digits, tmp_path):
+    out = tmp_path / "s.safetensors"
+    train(run_for(3), digits, edm(), out)
+    _edit_state(state_path(out), step=str(10**11))
+    with pytest.raises(EdgeditError, match="is at step 100000000000, past --steps 6"):
+        train(run_for(6), digits, edm(), out, resume=True)
