@@ -20,9 +20,10 @@ BATCHES = [1, 8]
 TEACHER_STEPS = 18  # Heun: 35 network evaluations per image
 
 
-def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print,
+             compile_torch: bool = True) -> dict[str, Any]:
     from edgedit.bench import report as reports
-    from edgedit.bench.harness import BenchSettings, bench_one, current_rss_mb, reset_peak_rss, run_bench
+    from edgedit.bench.harness import BenchSettings, run_bench
     from edgedit.contract.fileio import write_text_atomic
     from edgedit.export.exporter import BatchSpec, export_onnx
     from edgedit.models.checkpoint import load_model, read_checkpoint
@@ -73,17 +74,15 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     save_png(out / "grid-teacher.png", make_grid(generate(teacher, seeds, batch=8, steps=TEACHER_STEPS), columns=8))
     say(f"wrote {len(backends) + 1} sample grids (seeds 0-15, label = seed % 10)")
 
-    reset_peak_rss()
-    rss = current_rss_mb()
-    records = [bench_one(backends["torch-fp32"], str(STUDENT_DIGITS), b, settings, rss) for b in BATCHES]
-    records += run_bench([str(p) for p in models.values()], ["auto"], settings)[0]
-    # Student and teacher as samplers on the same backend: one step vs 18 Heun steps (35 evaluations).
-    # The teacher takes seconds per call on a CPU, so a few calls make its number.
-    student_sampler = BenchSettings(BATCHES, warmup=3, duration_s=duration_s, what="sampler")
-    teacher_sampler = BenchSettings(BATCHES, warmup=1, iters=3, duration_s=None, what="sampler", steps=TEACHER_STEPS)
-    records += [bench_one(backends["torch-fp32"], str(STUDENT_DIGITS), b, student_sampler, current_rss_mb())
-                for b in BATCHES]
-    records += [bench_one(teacher, str(TEACHER_DIGITS), b, teacher_sampler, current_rss_mb()) for b in BATCHES]
+    # Every deployed form of the student in one interleaved run; then the student's and the teacher's
+    # samplers (one step vs 18 Heun steps = 35 evaluations) in another. The teacher takes up to
+    # seconds per call on a CPU: one call per round makes its number.
+    peers = ["auto", "torch-compile"] if compile_torch else ["auto"]  # the checkpoint also through torch.compile
+    if compile_torch:
+        say("timing torch.compile too: it compiles once per batch size (a minute or more on a small CPU)")
+    records = run_bench([str(STUDENT_DIGITS), *map(str, models.values())], peers, settings)[0]
+    samplers = BenchSettings(BATCHES, warmup=1, duration_s=duration_s, what="sampler", steps=TEACHER_STEPS, rounds=5)
+    records += run_bench([str(STUDENT_DIGITS), str(TEACHER_DIGITS)], ["auto"], samplers)[0]
     reports.save_json(out / "bench.json", records)
     write_text_atomic(out / "report.md", "# edgedit demo\n\n" + reports.markdown(records) + "\n"
                       + student_vs_teacher(records, info.provenance, teacher_info.provenance)
@@ -93,18 +92,23 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
 
 def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: dict) -> str:
     """Latency per image measured now; quality as measured when the models were made (their provenance)."""
+    from edgedit.bench.harness import ratio_interval
+
     lines = [f"## Student (one step) vs teacher ({TEACHER_STEPS} Heun steps)", "",
-             "Per image, p50. Samplers (noise, label, network calls) on torch FP32, this machine; and the student's",
-             "fastest deployed network call.", "",
-             "| batch | teacher sampler ms | student sampler ms | speedup | student fastest deployed ms |",
+             "Per image, p50. Samplers (noise, label, network calls) on torch FP32, this machine, interleaved in",
+             "rounds (the speedup's 95% interval: bootstrap over rounds); and the student's fastest deployed network",
+             "call.", "",
+             "| batch | teacher sampler ms | student sampler ms | speedup (95% CI) | student fastest deployed ms |",
              "|---|---|---|---|---|"]
     for b in BATCHES:
         rows = [r for r in records if r["batch"] == b]
         t = next(r for r in rows if r["what"] == "sampler" and r["model"] == TEACHER_DIGITS.name)
         s = next(r for r in rows if r["what"] == "sampler" and r["model"] != TEACHER_DIGITS.name)
         best = min((r for r in rows if r["what"] == "model"), key=lambda r: r["latency_per_image_ms"])
+        ci = ratio_interval(t.get("round_p50_ms"), s.get("round_p50_ms"))
         lines.append(f"| {b} | {t['latency_per_image_ms']:.1f} | {s['latency_per_image_ms']:.3f} | "
-                     f"{t['latency_per_image_ms'] / s['latency_per_image_ms']:.0f}x | "
+                     f"{t['latency_per_image_ms'] / s['latency_per_image_ms']:.0f}x"
+                     + (f" ({ci[0]:.0f}-{ci[1]:.0f})" if ci else "") + " | "
                      f"{best['latency_per_image_ms']:.3f} ({best['backend']} {best['precision']}) |")
     s_eval, t_eval = student.get("eval", {}), teacher.get("eval_18_step_heun_1000_samples", {})
     lines += ["", "Quality, measured when the models were made (their provenance): domain FID on the features of the",

@@ -282,16 +282,22 @@ def test_the_comparison_table_fits_100_columns_and_cuts_nothing_off(tmp_path, ex
     """The demo's and bench's table at its widest (a sampler next to a model, slow CPU numbers,
     a long file name): every value is printed whole in a 100-column terminal."""
     onnx = exported["onestep-cond"][0]
-    runner.invoke(app, ["bench", str(onnx), "--iters", "2", "--warmup", "0", "--json", str(tmp_path / "a.json")])
+    runner.invoke(app, ["bench", str(onnx), "--iters", "100", "--rounds", "5", "--warmup", "0", "--json",
+                        str(tmp_path / "a.json")])
     record = json.loads((tmp_path / "a.json").read_text())[0]
+    assert record["latency_ms"]["p90"] is not None and len(record["round_p50_ms"]) == 5
     slow = {**record, "model": "student-of-a-very-long-distillation-run.safetensors", "what": "sampler",
-            "network_evaluations_per_call": 35,
-            "latency_ms": {k: v * 1e5 if k != "n" else v for k, v in record["latency_ms"].items()}}
-    (tmp_path / "b.json").write_text(json.dumps([record, slow]))
+            "network_evaluations_per_call": 35, "round_p50_ms": [v * 1.2e5 for v in record["round_p50_ms"]],
+            "latency_ms": {k: v * 1e5 if isinstance(v, float) else v for k, v in record["latency_ms"].items()}}
+    slower = {**slow, "what": "model", "network_evaluations_per_call": 1}  # its ratio to `record`, with an interval
+    (tmp_path / "b.json").write_text(json.dumps([record, slow, slower]))
     result = runner.invoke(app, ["bench", "report", str(tmp_path / "b.json")], env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(map(len, lines)) <= 100 and "…" not in result.stdout
+    header = next(line for line in lines if "backend" in line)
+    assert header.rstrip().endswith("J/img") and "vs 1st" in header  # no column dropped at the right
+    assert any("x ±" in line for line in lines)  # the slow row's ratio, with the spread of its interval
     assert f"{slow['latency_ms']['p50']:.0f}" in result.stdout and "35" in result.stdout
     width = next(line.index("backend") for line in lines if "backend" in line)
     folded = "".join(line[:width].strip() for line in lines)  # the model column, folded over lines
@@ -340,7 +346,7 @@ def test_demo_runs_the_deploy_path_on_the_shipped_student(tmp_path, monkeypatch)
 
     monkeypatch.setattr(edgedit.demo, "BATCHES", [1, 2])
     monkeypatch.setattr(edgedit.demo, "TEACHER_STEPS", 2)  # the teacher's sampler is slow on a CPU
-    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "out"), "--duration", "0.2"])
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "out"), "--duration", "0.2", "--no-compile"])
     assert result.exit_code == 0, result.output
     assert "student: student-digits.safetensors" in result.stdout and "skipped, no TensorRT" in result.stdout
     names = {p.name for p in (tmp_path / "out").iterdir()}

@@ -3,9 +3,13 @@
 What is timed: `model` = one network call on fixed inputs; `sampler` = generating `batch` images
 end to end (noise from seeds, every network evaluation, host<->device copies). Host wall clock
 (perf_counter_ns) for every backend; the TensorRT backend adds its CUDA-event GPU time per call.
-Warm-up calls are excluded. Memory: peak host RSS of the process and its growth from before the
-model was loaded; GPU memory in use for CUDA backends; on a Jetson, shared RAM, power per rail
-and energy per image from tegrastats sampled alongside the timed calls. Torch-free.
+Each model is loaded and warmed up in turn (untimed calls until the median of consecutive windows
+settles, bounded in time), which is when its memory is measured: host RSS growth from before it
+was loaded to its peak (the process peak is a field of its own), GPU memory for CUDA backends.
+Then every record's timed calls run in interleaved rounds, so that the machine's slow start and
+drifts fall on all of them alike; ratios between records get bootstrap intervals over the
+rounds. On a Jetson, tegrastats runs alongside: shared RAM, power per rail and energy per image
+from the samples inside each record's own slices of the rounds. Torch-free.
 """
 
 from __future__ import annotations
@@ -15,21 +19,23 @@ import math
 import platform
 import resource
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgedit import __version__
-from edgedit.bench.latency import LatencyStats, MeasurementInterrupted, measure
-from edgedit.bench.tegrastats import TegrastatsSampler
+from edgedit.bench.latency import LatencyStats
+from edgedit.bench.tegrastats import TegrastatsSampler, summarize
 from edgedit.contract import jetson
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import sha256_file
 from edgedit.contract.schema import MAX_BATCH
-from edgedit.runtime.backends import Backend, RunOptions, load_backend, pad_batch
+from edgedit.cost.accounting import count_macs
+from edgedit.runtime.backends import Backend, RunOptions, backends_for, load_backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
 from edgedit.runtime.samplers import generate, network_evaluations
 
@@ -46,6 +52,8 @@ class BenchSettings:
     steps: int | None = None
     tegrastats: bool = False
     tegrastats_interval_ms: int = 100
+    rounds: int = 10  # the timed calls of every record, interleaved in this many rounds
+    warmup_s: float = 2.0  # at most this long for a record's warm-up to settle (after its --warmup calls)
 
     def __post_init__(self) -> None:
         """Every value checked where settings are made: a bad one is bad usage (exit 2)."""
@@ -59,18 +67,20 @@ class BenchSettings:
             raise EdgeditError("--warmup must be 0..1000000 and --iters 1..10000000")
         if self.steps is not None and not 1 <= self.steps <= 1000:
             raise EdgeditError(f"--steps must be 1..1000 (got {self.steps})")
+        if not 1 <= self.rounds <= 10_000 or not (math.isfinite(self.warmup_s) and 0 <= self.warmup_s <= 3600):
+            raise EdgeditError("--rounds must be 1..10000 and the warm-up bound 0..3600 s")
         if self.what not in WHAT:
             raise EdgeditError(f"--what must be model or sampler (got {self.what!r})")
 
     @classmethod
     def from_options(cls, *, batches: list[int] | None, warmup: int = 5, iters: int | None = None,
                      duration_s: float | None = None, what: str = "model", steps: int | None = None,
-                     tegrastats: bool = False) -> BenchSettings:
+                     tegrastats: bool = False, rounds: int = 10) -> BenchSettings:
         """`edgedit bench`'s options: timed for 3 s unless --iters or --duration says otherwise."""
         if iters is not None and duration_s is not None:
             raise EdgeditError("--iters and --duration exclude each other")
         return cls(batches or [], warmup, iters, duration_s if duration_s is not None or iters else 3.0, what,
-                   steps, tegrastats)
+                   steps, tegrastats, rounds=rounds)
 
 
 def _status_mb(field: str) -> float | None:
@@ -135,118 +145,187 @@ def fixed_inputs(backend: Backend, batch: int) -> dict[str, np.ndarray]:
     return feeds
 
 
-def bench_one(backend: Backend, model: str, batch: int, settings: BenchSettings, rss_before: float,
-              on_sample: Callable[[float], None] | None = None) -> dict[str, Any]:
-    """One record, marked `interrupted` if Ctrl-C stopped it after at least one timed call."""
+@dataclass
+class _Row:
+    """One record in the making: a model on a backend at one batch size."""
+
+    backend: Backend
+    model: str
+    batch: int
+    call: Callable[[], None]
+    evaluations: int
+    steps: int | None
+    warmup: dict[str, Any]
+    memory: dict[str, Any]
+    samples: list[float] = field(default_factory=list)  # ms per timed call
+    round_p50: list[float] = field(default_factory=list)  # ms, the median of each round's calls
+    gpu_times: list[float] = field(default_factory=list)
+    slices: list[tuple[float, float]] = field(default_factory=list)  # monotonic spans of its timed calls
+
+    def timed_call(self) -> float:
+        start = time.perf_counter_ns()
+        self.call()
+        ms = (time.perf_counter_ns() - start) / 1e6
+        if getattr(self.backend, "last_gpu_ms", None) is not None:
+            self.gpu_times.append(self.backend.last_gpu_ms)
+        return ms
+
+
+def _call(backend: Backend, model: str, batch: int, settings: BenchSettings) -> tuple[Callable[[], None], int,
+                                                                                           int | None]:
+    """(the call to time, network evaluations per call, sampler steps) for one record."""
     meta = backend.meta
+    if settings.what == "sampler" and meta.sampler["type"] == "one-step":  # --steps is for multi-step models
+        return lambda: generate(backend, range(batch), batch=batch), 1, None
     if settings.what == "sampler":
-        steps = settings.steps or meta.sampler.get("steps")
-        evaluations = 1 if meta.sampler["type"] == "one-step" else network_evaluations(steps, meta.sampler["sampler"])
+        steps = settings.steps or meta.sampler["steps"]
+        evaluations = network_evaluations(steps, meta.sampler["sampler"])
+        return lambda: generate(backend, range(batch), batch=batch, steps=steps), evaluations, steps
+    lo, hi = meta.batch["min"], meta.batch["max"]
+    if not lo <= batch <= hi:
+        raise EdgeditError(f"{model}: batch {batch} is outside its batch range {lo}..{hi}; export or build "
+                           f"with --batch {batch} or a --dynamic-batch that covers it")
+    feeds = pad_batch(fixed_inputs(backend, batch), batch)
+    return lambda: backend.run(feeds), 1, None
 
-        def call():
-            generate(backend, range(batch), batch=batch, steps=steps)
-    else:
-        lo, hi = meta.batch["min"], meta.batch["max"]
-        if not lo <= batch <= hi:
-            raise EdgeditError(f"{model}: batch {batch} is outside its batch range {lo}..{hi}; export or build "
-                               f"with --batch {batch} or a --dynamic-batch that covers it")
-        evaluations, steps = 1, None
-        feeds = pad_batch(fixed_inputs(backend, batch), batch)
 
-        def call():
-            backend.run(feeds)
-
-    gpu_times: list[float] = []
-
-    def timed():
+def settle(call: Callable[[], object], calls: int, max_seconds: float, window: int = 5, tolerance: float = 0.05,
+           clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """Untimed calls until the machine and the backend have settled: at least `calls`, then windows of
+    `window` calls until two consecutive window medians agree within `tolerance`, for at most
+    `max_seconds` (the first calls of a run are slow: caches, allocators, clocks ramping up)."""
+    start, times, medians, settled = clock(), [], [], False
+    while len(times) < calls or not (settled or clock() - start >= max_seconds):
+        t0 = clock()
         call()
-        if getattr(backend, "last_gpu_ms", None) is not None:
-            gpu_times.append(backend.last_gpu_ms)
+        times.append(clock() - t0)
+        if len(times) % window == 0:
+            medians.append(float(np.median(times[-window:])))
+            settled = len(medians) >= 2 and abs(medians[-1] - medians[-2]) <= tolerance * medians[-2]
+    return {"calls": len(times), "seconds": clock() - start, "settled": settled}
 
+
+def run_bench(models: list[str], backends: list[str], settings: BenchSettings, run: RunOptions | None = None,
+              progress: Callable[[str, int], Callable[[float],
+                                                      None]] | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """(records, interrupted): every model x backend x batch. Each model is loaded and warmed up in
+    turn (which is when its memory is measured), then the timed calls run in interleaved rounds,
+    every record once per round, so that no record pays alone for the machine's slow start or a
+    drift. Ctrl-C keeps the records measured so far."""
+    rows: list[_Row] = []
+    for model in models:
+        for kind in backends_for(model, backends):
+            reset_peak_rss()
+            rss_before = current_rss_mb()
+            backend = load_backend(model, kind, run)
+            for batch in settings.batches:
+                call, evaluations, steps = _call(backend, model, batch, settings)
+                warm = settle(call, settings.warmup, settings.warmup_s)
+                memory = {"rss_growth_mb": peak_rss_mb() - rss_before, "peak_rss_mb": peak_rss_mb()}
+                rows.append(_Row(backend, model, batch, call, evaluations, steps, warm, memory))
     sampler = TegrastatsSampler(settings.tegrastats_interval_ms) if settings.tegrastats else None
-    interrupted = False
+    with sampler if sampler is not None else contextlib.nullcontext():
+        interrupted = _timed_rounds(rows, settings, progress)
+    return [make_record(row, settings, sampler) for row in rows if row.samples], interrupted
+
+
+def _timed_rounds(rows: list[_Row], settings: BenchSettings, progress) -> bool:
+    """Every row once per round, the order rotating; True when Ctrl-C stopped them."""
+    rounds = min(settings.rounds, settings.iters) if settings.iters else settings.rounds
+    hooks = [progress(f"{Path(r.model).name} {r.backend.name} {r.backend.precision} batch {r.batch}", r.batch)
+             if progress else None for r in rows]
     try:
-        with sampler if sampler is not None else contextlib.nullcontext():
-            stats = measure(timed, settings.warmup, settings.iters, settings.duration_s, on_sample=on_sample)
-    except MeasurementInterrupted as stop:
-        if stop.stats is None:
-            raise  # nothing was measured for this record
-        interrupted, stats = True, stop.stats
-    record = make_record(backend, model, batch, settings, stats, evaluations, steps, gpu_times, rss_before, sampler)
-    record["interrupted"] = interrupted
-    return record
+        for k in range(rounds):
+            for i in [(k + j) % len(rows) for j in range(len(rows))]:
+                row, hook = rows[i], hooks[i]
+                calls = settings.iters // rounds + (k < settings.iters % rounds) if settings.iters else None
+                deadline = time.perf_counter() + settings.duration_s / rounds if calls is None else None
+                times, begun = [], time.monotonic()
+                while (calls is not None and len(times) < calls) or \
+                        (deadline is not None and (not times or time.perf_counter() < deadline)):
+                    times.append(row.timed_call())
+                    row.samples.append(times[-1])
+                    if hook is not None:
+                        hook(times[-1])
+                row.round_p50.append(float(np.median(times)))
+                row.slices.append((begun, time.monotonic()))
+    except KeyboardInterrupt:
+        return True
+    return False
 
 
-def make_record(backend, model, batch, settings, stats: LatencyStats, evaluations, steps, gpu_times, rss_before,
-                sampler) -> dict[str, Any]:
-    path = Path(model)
-    images_per_call = batch
+def make_record(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler | None) -> dict[str, Any]:
+    path, backend, batch = Path(row.model), row.backend, row.batch
+    stats = LatencyStats.from_samples(np.asarray(row.samples))
     record = {
-        "model": path.name if path.exists() else model,
+        "model": path.name if path.exists() else row.model,
         "model_sha256": sha256_file(path) if path.is_file() else None,
         "backend": backend.name,
         "provider": backend.device,
         "precision": backend.precision,
         "batch": batch,
         "what": settings.what,
-        "steps": steps,
-        "network_evaluations_per_call": evaluations,
+        "steps": row.steps,
+        "network_evaluations_per_call": row.evaluations,
         "latency_ms": stats.to_dict(),
-        "latency_per_image_ms": stats.p50 / images_per_call,
-        "throughput_img_s": images_per_call * 1000 / stats.mean,
-        "gpu_ms": LatencyStats.from_samples(np.asarray(gpu_times)).to_dict() if gpu_times else None,
-        "peak_rss_mb": peak_rss_mb(),
-        "rss_growth_mb": peak_rss_mb() - rss_before,
+        "round_p50_ms": row.round_p50,
+        "warmup": row.warmup,
+        "latency_per_image_ms": stats.p50 / batch,
+        "throughput_img_s": batch * 1000 / stats.mean,
+        # Matrix-product work done per second at the median call (2 FLOPs per MAC; accounting's MACs).
+        "gflop_s": 2 * count_macs(backend.meta.config) * batch * row.evaluations / (stats.p50 / 1000) / 1e9,
+        "gpu_ms": LatencyStats.from_samples(np.asarray(row.gpu_times)).to_dict() if row.gpu_times else None,
+        **row.memory,  # this model's: RSS growth from before it was loaded to its peak, and that peak
+        "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "gpu_memory": backend.gpu_memory() if hasattr(backend, "gpu_memory") else None,
         "random_weights": backend.meta.random_weights,
         "config": backend.meta.config.to_dict(),  # what `edgedit models --calibrate` fits a device's times to
         "cuda_graph": bool(getattr(backend, "use_cuda_graph", False)),
         "env": environment(backend),
+        "interrupted": len(row.round_p50) < (min(settings.rounds, settings.iters) if settings.iters
+                                             else settings.rounds),
     }
-    summary = sampler.summary() if sampler is not None else None
-    if summary is not None:
-        images = stats.n * images_per_call
-        summary["energy_per_image_j"] = summary["energy_j"] / images if summary.get("energy_j") else None
+    summary = None
+    if sampler is not None and sampler.available():
+        # Its own slices of the interleaved rounds, each sample standing for one sampling interval.
+        mine = [s for s in sampler.samples if any(a <= s.host_time <= b for a, b in row.slices)]
+        summary = summarize(mine, settings.tegrastats_interval_ms)
+        summary["energy_per_image_j"] = summary["energy_j"] / (stats.n * batch) if summary.get("energy_j") else None
     record["tegrastats"] = summary
     return record
 
 
-def run_bench(models: list[str], backends: list[str], settings: BenchSettings, run: RunOptions | None = None,
-              progress: Callable[[str, int], Callable[[float],
-                                                      None]] | None = None) -> tuple[list[dict[str, Any]], bool]:
-    """(records, interrupted): every model x backend x batch, stopping cleanly at Ctrl-C."""
-    records: list[dict[str, Any]] = []
-    for model in models:
-        for kind in backends:
-            reset_peak_rss()
-            rss_before = current_rss_mb()
-            backend = load_backend(model, kind, run)
-            for batch in settings.batches:
-                on_sample = progress(f"{Path(model).name} {backend.name} {backend.precision} batch {batch}", batch) \
-                    if progress else None
-                try:
-                    records.append(bench_one(backend, model, batch, settings, rss_before, on_sample))
-                except MeasurementInterrupted:
-                    return records, True
-                if records[-1]["interrupted"]:
-                    return records, True
-    return records, False
-
-
 def comparison_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each record with its speed relative to the first record of the same batch (and `what`)."""
+    """Each record with its speed relative to the first record of the same batch (and `what`), and
+    that ratio's 95% confidence interval when both were measured in the same interleaved rounds."""
     firsts: dict[tuple, dict] = {}
     rows = []
     for r in records:
         key = (r["batch"], r["what"])
         first = firsts.setdefault(key, r)
-        rows.append({**r, "speedup_vs_first": first["latency_ms"]["p50"] / r["latency_ms"]["p50"]})
+        rows.append({**r, "speedup_vs_first": first["latency_ms"]["p50"] / r["latency_ms"]["p50"],
+                     "speedup_ci": None if r is first else ratio_interval(first.get("round_p50_ms"),
+                                                                          r.get("round_p50_ms"))})
     return rows
 
 
+def ratio_interval(reference: list[float] | None, other: list[float] | None, resamples: int = 2000,
+                   level: float = 0.95) -> tuple[float, float] | None:
+    """Bootstrap interval of median(reference) / median(other) over paired rounds (round k of both ran
+    back to back, so rounds are resampled together); None with fewer than 5 common rounds."""
+    if not reference or not other or len(reference) != len(other) or len(reference) < 5:
+        return None
+    ref, oth = np.asarray(reference), np.asarray(other)
+    picks = np.random.default_rng(0).integers(0, len(ref), (resamples, len(ref)))  # seeded: same data, same interval
+    ratios = np.median(ref[picks], axis=1) / np.median(oth[picks], axis=1)
+    low, high = np.percentile(ratios, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
 CSV_FIELDS = ("model", "backend", "provider", "precision", "batch", "what", "steps", "p50_ms", "p90_ms", "p99_ms",
-              "mean_ms", "min_ms", "max_ms", "std_ms", "n", "latency_per_image_ms", "throughput_img_s", "gpu_p50_ms",
-              "peak_rss_mb", "rss_growth_mb", "vdd_in_mean_mw", "energy_per_image_j", "interrupted")
+              "mean_ms", "min_ms", "max_ms", "std_ms", "n", "latency_per_image_ms", "throughput_img_s", "gflop_s",
+              "gpu_p50_ms", "rounds", "peak_rss_mb", "rss_growth_mb", "process_peak_rss_mb", "vdd_in_mean_mw",
+              "energy_per_image_j", "interrupted")
 
 
 def csv_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -256,6 +335,9 @@ def csv_row(r: dict[str, Any]) -> dict[str, Any]:
             "batch": r["batch"], "what": r["what"], "steps": r["steps"], "p50_ms": lat["p50"], "p90_ms": lat["p90"],
             "p99_ms": lat["p99"], "mean_ms": lat["mean"], "min_ms": lat["min"], "max_ms": lat["max"],
             "std_ms": lat["std"], "n": lat["n"], "latency_per_image_ms": r["latency_per_image_ms"],
-            "throughput_img_s": r["throughput_img_s"], "gpu_p50_ms": (r.get("gpu_ms") or {}).get("p50"),
-            "peak_rss_mb": r["peak_rss_mb"], "rss_growth_mb": r["rss_growth_mb"], "vdd_in_mean_mw": power.get("mean"),
+            "throughput_img_s": r["throughput_img_s"], "gflop_s": r.get("gflop_s"),
+            "gpu_p50_ms": (r.get("gpu_ms") or {}).get("p50"),
+            "rounds": len(r.get("round_p50_ms") or []) or None, "peak_rss_mb": r["peak_rss_mb"],
+            "rss_growth_mb": r["rss_growth_mb"], "process_peak_rss_mb": r.get("process_peak_rss_mb"),
+            "vdd_in_mean_mw": power.get("mean"),
             "energy_per_image_j": tegra.get("energy_per_image_j"), "interrupted": r.get("interrupted", False)}

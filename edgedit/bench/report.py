@@ -38,8 +38,8 @@ class LatencyRecord(Record):
     min: float = Field(ge=0)
     mean: float = Field(ge=0)
     p50: float = Field(ge=0)
-    p90: float = Field(ge=0)
-    p99: float = Field(ge=0)
+    p90: float | None = Field(ge=0)  # None: too few calls for it (edgedit.bench.latency)
+    p99: float | None = Field(ge=0)
     max: float = Field(ge=0)
     std: float = Field(ge=0)
 
@@ -64,9 +64,12 @@ class BenchRecord(OpenRecord):
     latency_ms: LatencyRecord
     latency_per_image_ms: float = Field(ge=0)
     throughput_img_s: float = Field(ge=0)
+    gflop_s: float | None = Field(default=None, ge=0)
     gpu_ms: LatencyRecord | None = None
-    peak_rss_mb: float = Field(ge=0)
-    rss_growth_mb: float
+    round_p50_ms: list[float] | None = Field(default=None, max_length=10_000)  # per interleaved round
+    peak_rss_mb: float = Field(ge=0)  # this model's peak (from its load on)
+    rss_growth_mb: float  # this model's: from before it was loaded to that peak
+    process_peak_rss_mb: float | None = Field(default=None, ge=0)
     random_weights: bool
     config: dict[str, Any]
     cuda_graph: bool = False
@@ -117,18 +120,27 @@ def _device(r: dict[str, Any]) -> str:
     return f"{r['env'].get('cpu') or r['env'].get('platform')}"
 
 
+def speedup_text(r: dict[str, Any]) -> str:
+    """'1.38x (1.30-1.45)': the ratio to the first row and its 95% interval when there is one."""
+    ci = r.get("speedup_ci")
+    return f"{r['speedup_vs_first']:.2f}x" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+
+
 def markdown(records: list[dict[str, Any]]) -> str:
-    """A comparison table, ratios against the first record of each batch size."""
-    lines = ["| model | backend | precision | batch | what | p50 ms | p90 ms | p99 ms | img/s | vs first | GPU p50 ms "
-             "| peak RSS MB | power mW | J/image | device |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """A comparison table, ratios against the first record of each batch size (with their 95%
+    bootstrap intervals over interleaved rounds); memory is each model's own RSS growth."""
+    lines = ["| model | backend | precision | batch | what | calls | p50 ms | p90 ms | p99 ms | img/s | GFLOP/s "
+             "| vs first (95% CI) | GPU p50 ms | RSS growth MB | power mW | J/image | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in comparison_rows(records):
         c = csv_row(r)
         fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['what']} | "
-                     f"{c['p50_ms']:.3f} | {c['p90_ms']:.3f} | {c['p99_ms']:.3f} | {c['throughput_img_s']:.1f} | "
-                     f"{r['speedup_vs_first']:.2f}x | {fmt(c['gpu_p50_ms'], '.3f')} | {c['peak_rss_mb']:.0f} | "
-                     f"{fmt(c['vdd_in_mean_mw'], '.0f')} | {fmt(c['energy_per_image_j'], '.4f')} | {_device(r)} |")
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['what']} | {c['n']} | "
+                     f"{c['p50_ms']:.3f} | {fmt(c['p90_ms'], '.3f')} | {fmt(c['p99_ms'], '.3f')} | "
+                     f"{c['throughput_img_s']:.1f} | {fmt(c['gflop_s'], '.2f')} | {speedup_text(r)} | "
+                     f"{fmt(c['gpu_p50_ms'], '.3f')} | "
+                     f"{c['rss_growth_mb']:.0f} | {fmt(c['vdd_in_mean_mw'], '.0f')} | "
+                     f"{fmt(c['energy_per_image_j'], '.4f')} | {_device(r)} |")
     notes = []
     if any(r.get("random_weights") for r in records):
         notes.append("Models marked with random weights are presets: latency is meaningful, images are not.")

@@ -246,11 +246,15 @@ app.add_typer(bench_app, name="bench")
 def bench_command(
     models: Annotated[list[str], typer.Argument(help="Models: .plan, .onnx, .safetensors or presets.")],
     backend: Annotated[str, typer.Option("--backend", help="auto, torch, onnxruntime, tensorrt; several as a comma "
-                                                           "list.")] = "auto",
+                                                           "list. null: a model that costs nothing, to measure "
+                                                           "edgedit's own overhead per call.")] = "auto",
     provider: Annotated[str, typer.Option(
         "--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
     batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8.")] = "1",
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls first.")] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls first (at least; then more, up to "
+                                        "2 s, until the median of 5 calls stops changing).")] = 5,
+    rounds: Annotated[int, typer.Option("--rounds", help="Interleave every record's timed calls in this many "
+                                        "rounds (the ratio intervals need 5).")] = 10,
     iters: Annotated[int | None, typer.Option("--iters", min=1, help="Timed calls (instead of --duration).")] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds of timed calls (default 3).")] = None,
     what: Annotated[str, typer.Option("--what", help="model (one network call) or sampler (whole images).")] = "model",
@@ -277,7 +281,8 @@ def bench_command(
 
     check_outputs(_bench_outputs(json_path, csv_path, report, plot), {"MODEL": models}, force=force)
     settings = BenchSettings.from_options(batches=int_list(batch, "--batch"), warmup=warmup, iters=iters,
-                                          duration_s=duration, what=what, steps=steps, tegrastats=tegrastats)
+                                          duration_s=duration, what=what, steps=steps, tegrastats=tegrastats,
+                                          rounds=rounds)
     run = RunOptions(provider=provider, threads=threads, cuda_graph=cuda_graph)
     with _BenchProgress() as progress:
         records, interrupted = run_bench(models, backend.split(","), settings, run, progress)
@@ -353,6 +358,14 @@ def _short(value: float) -> str:
         else f"{value:.0f}"
 
 
+def _spread(ratio: float, interval: tuple[float, float] | None) -> str:
+    """' ±12%': how far the farther end of a ratio's interval lies from it; '' without an interval."""
+    if not interval:
+        return ""
+    far = max(ratio / interval[0], interval[1] / ratio) - 1
+    return " ±>999%" if far > 9.99 else f" ±{far:.0%}"
+
+
 def print_bench_table(records: list[dict]) -> None:
     """The comparison table, narrow enough for a 100-column terminal: nothing is cut off (the model
     name folds when it must; the JSON, CSV and Markdown reports carry every statistic)."""
@@ -363,7 +376,7 @@ def print_bench_table(records: list[dict]) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
     table.add_column("model", overflow="fold", min_width=12)
     for header in ("backend", "prec", "N", *(("evals",) if mixed else ()), "p50 ms", "p90 ms", "img/s", "vs 1st",
-                   "RSS MB", "J/img"):
+                   "+MB", "J/img"):
         table.add_column(header, justify="left" if header in ("backend", "prec") else "right", no_wrap=True)
     for r in comparison_rows(records):
         c = csv_row(r)
@@ -371,12 +384,15 @@ def print_bench_table(records: list[dict]) -> None:
         provider = r["provider"].removesuffix("ExecutionProvider")
         evals = (str(r["network_evaluations_per_call"]),) if mixed else ()
         model = r["model"].removesuffix(".safetensors")  # a checkpoint: its backend says torch
+        speedup = f"{_short(r['speedup_vs_first'])}x{_spread(r['speedup_vs_first'], r.get('speedup_ci'))}"
         table.add_row(model, f"{r['backend']}/{provider}", r["precision"], str(r["batch"]), *evals,
-                      _short(c["p50_ms"]), _short(c["p90_ms"]), _short(c["throughput_img_s"]),
-                      _short(r["speedup_vs_first"]) + "x", f"{c['peak_rss_mb']:.0f}", energy)
+                      _short(c["p50_ms"]), "-" if c["p90_ms"] is None else _short(c["p90_ms"]),
+                      _short(c["throughput_img_s"]), speedup, f"{c['rss_growth_mb']:.0f}", energy)
     unit = {"model": "ms per network call", "sampler": "ms per sampled batch"}
     table.caption = "; ".join(unit[m] for m in sorted(modes)) + \
-        "; N = batch; vs 1st = p50 of the first row of the same N and kind / this p50"
+        "; N = batch; vs 1st = p50 of the first row of the same N and kind / this p50, +-: the farther end of its " \
+        "95% interval over interleaved rounds (report.md has both ends); +MB = the model's RSS growth; p90 from 100 " \
+        "calls"
     stdout.print(table, soft_wrap=False)  # fit the terminal (tables are at most 100 columns wide)
 
 
@@ -418,6 +434,8 @@ def demo_command(
     output: Annotated[Path, typer.Option(
         "-o", "--output", help="Folder for models, grids, bench.json, report.md.")] = Path("demo-out"),
     duration: Annotated[float, typer.Option("--duration", help="Seconds of timed calls per benchmark.")] = 1.5,
+    compile_torch: Annotated[bool, typer.Option("--compile/--no-compile", help="Also time the student through "
+                                                "torch.compile (compiling takes a minute or more).")] = True,
 ) -> None:
     """The main job: the whole deploy path on the embedded default, on whatever this machine has.
 
@@ -431,6 +449,7 @@ def demo_command(
 
     check_outputs([Output("-o", output, "folder")], {"student": STUDENT_DIGITS, "teacher": TEACHER_DIGITS})
     start = time.perf_counter()
-    result = run_demo(output, duration, say=lambda text: stdout.print(f"[dim]demo:[/dim] {text}"))
+    result = run_demo(output, duration, say=lambda text: stdout.print(f"[dim]demo:[/dim] {text}"),
+                      compile_torch=compile_torch)
     print_bench_table(result["records"])
     stdout.print(f"wrote {output}/ (models, grid-*.png, bench.json, report.md) in {time.perf_counter() - start:.0f} s")

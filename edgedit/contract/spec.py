@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schedules import NOISE_UNRECORDED
 from edgedit.contract.schema import MAX_BATCH, MAX_SIDE, Name, Record, Sha256, loads, parse
 
 BATCH = "N"  # the symbolic batch dimension
@@ -185,8 +186,13 @@ class BatchRecord(Record):
         return self
 
 
+# Files that name no noise scheme were made with the unrecorded one (contract/schedules.py).
+NoiseScheme = Literal["pcg64-keyed", "pcg64"]
+
+
 class OneStepSampler(Record):
     type: Literal["one-step"]
+    noise: NoiseScheme = NOISE_UNRECORDED
 
 
 class EdmSampler(Record):
@@ -198,6 +204,7 @@ class EdmSampler(Record):
     sigma_data: float = Field(gt=0)
     steps: int = Field(ge=1, le=1000)
     sampler: Literal["heun", "euler"]
+    noise: NoiseScheme = NOISE_UNRECORDED
 
     @model_validator(mode="after")
     def ordered(self) -> EdmSampler:
@@ -213,6 +220,7 @@ class DdpmSampler(Record):
     beta_end: float = Field(gt=0, lt=1)
     steps: int = Field(ge=1, le=100_000)
     sampler: Literal["ddim"]
+    noise: NoiseScheme = NOISE_UNRECORDED
 
     @model_validator(mode="after")
     def ordered(self) -> DdpmSampler:

@@ -9,7 +9,7 @@ A store is a folder (format edgedit.pairs/2):
                   shards (each one's meta.json plus its name), expected_shards, complete, updated
   shard-NNNNNN/   shard NNNNNN (6 digits), written whole or not at all:
     seeds.npy      (n,) int64             sample k's integer seed
-    z.npy          (n,C,H,W) float32      unit-variance noise = noise_from_seeds(seed) (not x sigma_max)
+    z.npy          (n,C,H,W) float32      unit-variance noise = noise_from_seeds(seed, scheme) (not x sigma_max)
     image.npy      (n,C,H,W) float16|32   the teacher's final image, unclipped
     label.npy      (n,) int64             class labels in [0, num_classes) (only when num_classes > 0)
     trajectory.npy (n,K,C,H,W) float16    K intermediate ODE states x_i (only when K > 0)
@@ -59,6 +59,7 @@ from edgedit.contract.schedules import (
     EDM_SIGMA_MAX,
     EDM_SIGMA_MIN,
     EDM_STEPS,
+    NOISE_SCHEME,
 )
 from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, Name, Record, Sha256, load_json, parse
 
@@ -702,7 +703,7 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
         "format": FORMAT, "edgedit_version": __version__, "source": "edgedit pairs generate",
         "teacher": {"file": teacher.name, "sha256": sha256_file(teacher), "config": cfg.to_dict()},
         "sampler": {**sampler_record, "sampler": sampler, "steps": steps,
-                    "noise": "edgedit.runtime.noise.noise_from_seeds"},
+                    "noise": NOISE_SCHEME},
         "trajectory": {"k": trajectory, "steps": states,
                        ("sigmas" if spec["type"] == "edm" else "timesteps"): [float(levels[i]) for i in states]},
         "shape": shape, "num_classes": cfg.num_classes, "image_dtype": image_dtype, "class_balanced": class_balanced,
@@ -730,8 +731,10 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
                 if traj is not None and i in states:
                     traj[start: start + len(x), states.index(i)] = x
 
-            images = generate(backend, seeds, labels, batch=batch, steps=steps, sampler=sampler, on_state=keep)
-            arrays = {"seeds": seeds, "z": noise_from_seeds(seeds, shape), "image": images.astype(image_dtype)}
+            images = generate(backend, seeds, labels, batch=batch, steps=steps, sampler=sampler, on_state=keep,
+                              noise=NOISE_SCHEME)
+            arrays = {"seeds": seeds, "z": noise_from_seeds(seeds, shape, NOISE_SCHEME),
+                      "image": images.astype(image_dtype)}
             if labels is not None:
                 arrays["label"] = labels
             if traj is not None:

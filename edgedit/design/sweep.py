@@ -274,8 +274,9 @@ def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency
     timed = {}
     for key, (r, _) in models.items():
         p50s = [run["p50_ms"] for run in runs[key]]
-        timed[key] = {**runs[key][0], "p50_ms": statistics.median(p50s), "p90_ms": statistics.median(
-            run["p90_ms"] for run in runs[key]), "rounds_p50_ms": p50s}
+        p90s = [run["p90_ms"] for run in runs[key] if run["p90_ms"] is not None]  # None: too few calls
+        timed[key] = {**runs[key][0], "p50_ms": statistics.median(p50s),
+                      "p90_ms": statistics.median(p90s) if p90s else None, "rounds_p50_ms": p50s}
         say(f"{r['depth']} blocks x {r['width']} / {r['heads']} heads: {timed[key]['p50_ms']:.3f} ms on "
             f"{timed[key]['backend']} (median of {rounds} rounds, {min(p50s):.3f}..{max(p50s):.3f})")
     for r in results:

@@ -11,16 +11,20 @@ network, sample count and reference set.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import numpy as np
 
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schedules import NOISE_UNRECORDED
 from edgedit.data.datasets import ImageData, has_test_split, load_data
 from edgedit.eval.metrics import fid, kid, psnr_db
 from edgedit.runtime.backends import Backend, load_backend
 from edgedit.runtime.samplers import check_request, default_labels, generate
+
+log = logging.getLogger("edgedit")
 
 DIGITS_SHAPE = (1, 16, 16)
 
@@ -142,10 +146,17 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
     if reference is not None:
         other = load_backend(reference)
         check_matches(other, real, str(reference))
-        ref_images = generate(other, seeds, labels, batch=batch, steps=steps, sampler=sampler)
+        # Same seeds must mean same noise: the reference draws it with this model's scheme, whatever its own.
+        scheme = spec.get("noise", NOISE_UNRECORDED)
+        ref_scheme = other.meta.sampler.get("noise", NOISE_UNRECORDED)
+        if ref_scheme != scheme:
+            log.info(f"note: {reference} records {ref_scheme} noise and {model} {scheme}; the reference is sampled "
+                     f"with {scheme} so that the same seeds give the same noise")
+        ref_images = generate(other, seeds, labels, batch=batch, steps=steps, sampler=sampler, noise=scheme)
         report["metrics"].append({"metric": "PSNR vs reference", "value": psnr_db(ref_images, images),
                                   "features": "pixels", "samples": n, "reference": f"{reference} ({other.title}), "
-                                                                                  "same seeds and labels"})
+                                                                                  f"same seeds, labels and {scheme} "
+                                                                                  "noise"})
     if grid:
         from edgedit.runtime.images import make_grid, save_png
 

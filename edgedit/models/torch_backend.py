@@ -1,5 +1,6 @@
-"""The torch backend: a checkpoint or a preset run by torch eager, through the same function that
-export traces (`DeployableDiT`). Registered with the runtime as the entry point "torch"."""
+"""The torch backends: a checkpoint or a preset run by torch eager ("torch") or compiled by
+torch.compile ("torch-compile"), through the same function that export traces (`DeployableDiT`).
+Registered with the runtime as entry points."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class TorchBackend(Backend):
         self.torch = torch
         self.device = device
         self.module = DeployableDiT(net).to(device).eval()
+        self.forward = self.module  # what a call runs
         inputs, outputs = io_spec(net.config)
         self.meta = ModelMeta(net.config, inputs, outputs, sampler_spec(net.config), "fp32",
                               {"min": 1, "opt": 1, "max": 2**31 - 1}, source, __version__)
@@ -38,5 +40,19 @@ class TorchBackend(Backend):
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [self.torch.from_numpy(feeds[s.name]).to(self.device) for s in self.inputs]
         with self.torch.inference_mode():
-            out = self.module(*args)
+            out = self.forward(*args)
         return {self.outputs[0].name: out.float().cpu().numpy()}
+
+
+class TorchCompileBackend(TorchBackend):
+    """torch.compile (TorchInductor, static shapes) of the eager backend's module: what a PyTorch user
+    tries before exporting. Each batch size compiles on its first call, which takes a minute or more
+    on a small CPU (bench's warm-up absorbs it; Inductor caches the result on disk for later runs),
+    so `auto` never picks it: ask for it with `--backend torch-compile`."""
+
+    name = "torch-compile"
+    auto = False
+
+    def __init__(self, net, source: dict, device: str = "cpu"):
+        super().__init__(net, source, device)
+        self.forward = self.torch.compile(self.module, dynamic=False)

@@ -69,22 +69,32 @@ class Backend(ABC):
 
     def check_feeds(self, feeds: dict[str, np.ndarray]) -> int:
         """Validate names, dtypes and shapes against the spec; returns the batch size."""
-        missing = [s.name for s in self.inputs if s.name not in feeds]
-        unexpected = sorted(set(feeds) - {s.name for s in self.inputs})
-        if missing or unexpected:
+        batch = feeds[self.inputs[0].name].shape[0] if self.inputs[0].name in feeds else None
+        expected = self._expected(batch) if batch is not None else None
+        if expected is None or len(feeds) != len(expected):
+            missing = [s.name for s in self.inputs if s.name not in feeds]
+            unexpected = sorted(set(feeds) - {s.name for s in self.inputs})
             raise EdgeditError(f"model inputs are {[s.name for s in self.inputs]}: missing {missing}, unexpected "
                                f"{unexpected}")
-        batch = feeds[self.inputs[0].name].shape[0]
-        for spec in self.inputs:
-            array = feeds[spec.name]
-            if array.dtype != np.dtype(spec.dtype) or array.shape != spec.concrete(batch):
-                raise EdgeditError(f"input '{spec.name}' must be {spec.dtype} {list(spec.concrete(batch))}, "
-                                   f"got {array.dtype} {list(array.shape)}")
+        for name, (dtype, shape) in expected.items():
+            array = feeds.get(name)
+            if array is None:
+                raise EdgeditError(f"model inputs are {[s.name for s in self.inputs]}: missing ['{name}']")
+            if array.dtype != dtype or array.shape != shape:
+                raise EdgeditError(f"input '{name}' must be {dtype} {list(shape)}, got {array.dtype} "
+                                   f"{list(array.shape)}")
         lo, hi = self.meta.batch["min"], self.meta.batch["max"]
         if not lo <= batch <= hi:
             raise EdgeditError(f"batch {batch} is outside this model's batch range {lo}..{hi} "
                                "(set at export with --batch / --dynamic-batch)")
         return batch
+
+    def _expected(self, batch: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        """{input name: (dtype, shape)} at this batch, built once per batch size: checks run every call."""
+        cache = self.__dict__.setdefault("_expected_by_batch", {})
+        if batch not in cache:
+            cache[batch] = {s.name: (np.dtype(s.dtype), s.concrete(batch)) for s in self.inputs}
+        return cache[batch]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_feeds(feeds)
@@ -127,6 +137,26 @@ def load_backend(model: str | Path, backend: str = "auto", options: RunOptions |
         raise EdgeditError(f"{model}: the {backend} backend runs {runs}; see `edgedit export` and `edgedit "
                            "build-engine`")
     return cls.open(str(model), options)
+
+
+def backends_for(model: str | Path, requested: list[str]) -> list[str]:
+    """The backends of `requested` that run MODEL, `auto` resolved and duplicates dropped, in order:
+    with several requested (e.g. onnxruntime,torch over ONNX files and checkpoints) each model gets
+    those that can run it; a single one that cannot is refused by `load_backend` with its reason."""
+    if len(requested) == 1:
+        return requested
+    backends, suffix = registered(), Path(str(model)).suffix
+    chosen = []
+    for kind in requested:
+        if kind == "auto":
+            kind = next((name for name, cls in backends.items() if cls.auto and suffix in cls.suffixes), "auto")
+        elif kind not in backends:
+            raise EdgeditError(f"unknown backend '{kind}'; choose auto, {', '.join(backends)}")
+        if (kind == "auto" or suffix in backends[kind].suffixes) and kind not in chosen:
+            chosen.append(kind)
+    if not chosen or chosen == ["auto"]:
+        raise EdgeditError(f"{model}: none of the backends {', '.join(requested)} runs {suffix or 'preset'} models")
+    return chosen
 
 
 def pad_batch(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:

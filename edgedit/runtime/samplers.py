@@ -16,6 +16,7 @@ import numpy as np
 
 from edgedit.contract import device
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schedules import NOISE_UNRECORDED
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.runtime.backends import Backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
@@ -109,6 +110,7 @@ def default_labels(seeds: Sequence[int], num_classes: int) -> np.ndarray:
 
 MAX_SEED = 2**63 - 1  # PCG64 takes larger ones, but int64 arrays (seeds.npy, labels) do not
 MAX_STEPS = 1000
+SMALL_REQUEST_BYTES = 64 << 20  # images this small fit any machine that runs edgedit
 
 
 def check_request(seeds: Sequence[int], batch: int, steps: int | None, image_shape: Sequence[int]) -> None:
@@ -123,6 +125,8 @@ def check_request(seeds: Sequence[int], batch: int, steps: int | None, image_sha
     if steps is not None and not 1 <= steps <= MAX_STEPS:
         raise EdgeditError(f"--steps must be 1..{MAX_STEPS} (got {steps})")
     needed = 4 * len(seeds) * math.prod(image_shape)
+    if needed <= SMALL_REQUEST_BYTES:  # asking the OS costs more than a real-time call's whole budget
+        return
     available = device.available_memory_bytes()
     if available is not None and needed > available // 2:
         raise EdgeditError(f"{len(seeds)} images of {'x'.join(map(str, image_shape))} need {needed / 2**30:.1f} GB "
@@ -131,22 +135,26 @@ def check_request(seeds: Sequence[int], batch: int, steps: int | None, image_sha
 
 def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | None = None, *, batch: int = 8,
              steps: int | None = None, sampler: str | None = None, on_eval: EvalHook | None = None,
-             on_state: ChunkStateHook | None = None) -> np.ndarray:
+             on_state: ChunkStateHook | None = None, noise: str | None = None) -> np.ndarray:
     """Images (len(seeds), C, H, W) float32 for the given per-sample seeds.
 
     One-step models take one evaluation; EDM denoisers sample `steps` steps (default: the model's
     sampler spec, 18 Heun steps). A static-batch model gets its exact batch (the last one padded).
     `on_state(first row, i, sigma_i, x_i)` sees the EDM trajectory of each chunk (ChunkStateHook).
+    `noise`: the noise scheme (default: the one the model's metadata records).
     """
     meta = backend.meta
     cfg, spec = meta.config, meta.sampler
-    check_request(seeds, batch, steps, meta.inputs[0].concrete(1)[1:])
+    shape = meta.inputs[0].concrete(1)[1:]
+    check_request(seeds, batch, steps, shape)
     if spec["type"] not in ("one-step", "edm", "ddpm"):
         raise EdgeditError(f"this model has no edgedit sampler ({spec['type']})")
     if labels is not None and not cfg.class_conditional:
         raise EdgeditError("this model is unconditional: it takes no class labels")
-    if cfg.class_conditional:
-        labels = default_labels(seeds, cfg.num_classes) if labels is None else np.asarray(labels, np.int32)
+    if cfg.class_conditional and labels is None:
+        labels = default_labels(seeds, cfg.num_classes)  # in range by construction
+    elif cfg.class_conditional:
+        labels = np.asarray(labels, np.int32)
         if labels.shape != (len(seeds),) or labels.min() < 0 or labels.max() >= cfg.num_classes:
             raise EdgeditError(f"class labels must be {len(seeds)} integers in [0, {cfg.num_classes})")
     if meta.dynamic_batch:
@@ -162,23 +170,27 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
     elif spec["type"] == "ddpm" and sampler != "ddim":
         raise EdgeditError(f"DDPM models sample with ddim, not {sampler}")
     in_name, out_name = meta.inputs[0].name, meta.outputs[0].name
-    shape = meta.inputs[0].concrete(1)[1:]
+    scheme = noise or spec.get("noise", NOISE_UNRECORDED)
+    seeds = np.asarray(seeds, dtype=np.int64)
 
-    images = []
+    images = None  # (len(seeds), ...) filled chunk by chunk: no list of chunks to concatenate
     for start in range(0, len(seeds), batch):
-        chunk = list(seeds[start:start + batch])
-        z = noise_from_seeds(chunk, shape)
+        chunk = seeds[start:start + batch]
+        z = noise_from_seeds(chunk, shape, scheme)  # the whole chunk in one draw
         extra = {"y": labels[start:start + batch]} if cfg.class_conditional else {}
         rows = max(len(chunk), meta.batch["min"]) if meta.dynamic_batch else batch
         evaluate = _Evaluation(backend, in_name, out_name, extra, rows, len(chunk), on_eval)
         hook = (lambda i, sigma, x, first=start: on_state(first, i, sigma, x)) if on_state else None
         if spec["type"] == "one-step":
-            images.append(evaluate(z))
+            out = evaluate(z)
         elif spec["type"] == "edm":
-            images.append(edm_sample(evaluate, z, sigmas, sampler, hook))
+            out = edm_sample(evaluate, z, sigmas, sampler, hook)
         else:
-            images.append(ddim_sample(evaluate, z, spec, steps, hook))
-    return np.concatenate(images)
+            out = ddim_sample(evaluate, z, spec, steps, hook)
+        if images is None:
+            images = np.empty((len(seeds), *out.shape[1:]), np.float32)
+        images[start:start + len(chunk)] = out
+    return images if images is not None else np.zeros((0, *shape), np.float32)
 
 
 class _Evaluation:

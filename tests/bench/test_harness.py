@@ -1,11 +1,10 @@
 import json
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgedit.bench import harness
 from edgedit.bench.harness import BenchSettings, comparison_rows, run_bench
-from edgedit.bench.latency import MeasurementInterrupted
 from edgedit.bench.report import load_records, markdown, save_csv, save_plot
 from edgedit.contract.errors import EdgeditError
 
@@ -40,25 +39,61 @@ def test_batches_outside_the_models_range_are_refused(exported):
 
 
 def test_ctrl_c_keeps_what_was_measured(exported, monkeypatch):
+    """Ctrl-C in the third round: the records keep their two rounds and say they were interrupted."""
     calls = {"n": 0}
-    real_measure = harness.measure
+    real = harness._Row.timed_call
 
-    def interrupt_second_record(call, *args, **kwargs):
+    def interrupt_in_round_three(row):
         calls["n"] += 1
-        if calls["n"] == 2:
-            raise MeasurementInterrupted(harness.LatencyStats.from_samples(np.array([1.0, 2.0])))
-        return real_measure(call, *args, **kwargs)
+        if calls["n"] == 2 * 3 + 1:  # 2 rows x 1 call per round, then the first call of round 3
+            raise KeyboardInterrupt
+        return real(row)
 
-    monkeypatch.setattr(harness, "measure", interrupt_second_record)
+    monkeypatch.setattr(harness._Row, "timed_call", interrupt_in_round_three)
     records, interrupted = run_bench([str(exported["onestep-cond"][0])], ["auto"],
-                                     BenchSettings([1, 2, 4], warmup=0, iters=2, duration_s=None))
-    assert interrupted and len(records) == 2 and records[1]["interrupted"] and records[1]["latency_ms"]["n"] == 2
+                                     BenchSettings([1, 2], warmup=0, iters=5, duration_s=None, rounds=5, warmup_s=0))
+    assert interrupted and len(records) == 2
+    assert all(r["interrupted"] and r["latency_ms"]["n"] in (2, 3) for r in records)
 
 
-def test_comparison_ratios_are_against_the_first_record_of_each_batch():
-    make = lambda batch, p50: {"batch": batch, "what": "model", "latency_ms": {"p50": p50}}  # noqa: E731
-    rows = comparison_rows([make(1, 10.0), make(8, 40.0), make(1, 5.0), make(8, 80.0)])
-    assert [r["speedup_vs_first"] for r in rows] == [1.0, 1.0, 2.0, 0.5]
+def test_records_are_timed_in_interleaved_rounds(exported, monkeypatch):
+    """Round k times every record once, in an order rotated by k: a slow start or a drift is shared."""
+    order = []
+    real = harness._Row.timed_call
+
+    def log(row):
+        order.append((Path(row.model).suffix, row.batch))
+        return real(row)
+
+    monkeypatch.setattr(harness._Row, "timed_call", log)
+    onnx, checkpoint = exported["onestep-cond"]
+    records, _ = run_bench([str(onnx), str(checkpoint)], ["auto"],
+                           BenchSettings([1], warmup=0, iters=3, duration_s=None, rounds=3, warmup_s=0))
+    assert order == [(".onnx", 1), (".safetensors", 1), (".safetensors", 1), (".onnx", 1), (".onnx", 1),
+                     (".safetensors", 1)]
+    assert all(len(r["round_p50_ms"]) == 3 and r["latency_ms"]["n"] == 3 for r in records)
+    assert all(r["warmup"]["calls"] == 0 for r in records)
+
+
+def test_speedup_intervals_come_from_paired_rounds():
+    a = [10.0, 10.5, 9.8, 10.2, 10.1, 9.9, 10.0]
+    b = [5.0, 5.1, 4.9, 5.2, 5.0, 5.05, 4.95]
+    low, high = harness.ratio_interval(a, b)
+    assert low < 10.0 / 5.0 < high and low > 1.9 and high < 2.1
+    assert harness.ratio_interval(a, b) == (low, high)  # seeded: the same data, the same interval
+    assert harness.ratio_interval(a[:4], b[:4]) is None and harness.ratio_interval(a, None) is None
+    make = lambda p50, rounds: {"batch": 1, "what": "model", "latency_ms": {"p50": p50},  # noqa: E731
+                                "round_p50_ms": rounds}
+    rows = comparison_rows([make(10.0, a), make(5.0, b)])
+    assert rows[1]["speedup_ci"] == (low, high) and rows[0]["speedup_ci"] is None  # the first row is the unit
+
+
+def test_memory_is_each_models_own(exported):
+    """RSS growth is from before a model was loaded to its peak; the process peak is kept apart."""
+    records, _ = run_bench([str(exported["onestep-cond"][1]), str(exported["onestep-cond"][0])], ["auto"],
+                           BenchSettings([1], warmup=1, iters=2, duration_s=None, warmup_s=0))
+    for r in records:
+        assert 0 <= r["rss_growth_mb"] <= r["peak_rss_mb"] <= r["process_peak_rss_mb"] + 1
 
 
 def test_report_files_round_trip(exported, tmp_path):

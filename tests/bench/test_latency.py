@@ -1,33 +1,43 @@
-import time
-
 import numpy as np
 import pytest
 
-from edgedit.bench.latency import LatencyStats, measure
+from edgedit.bench.harness import settle
+from edgedit.bench.latency import LatencyStats
 
 
 def test_statistics_of_known_samples():
-    stats = LatencyStats.from_samples(np.arange(1.0, 101.0))
-    assert (stats.n, stats.min, stats.max, stats.mean) == (100, 1.0, 100.0, 50.5)
-    assert stats.p50 == pytest.approx(50.5) and stats.p90 == pytest.approx(90.1) and stats.p99 == pytest.approx(99.01)
+    stats = LatencyStats.from_samples(np.arange(1.0, 1001.0))
+    assert (stats.n, stats.min, stats.max, stats.mean) == (1000, 1.0, 1000.0, 500.5)
+    assert stats.p50 == pytest.approx(500.5) and stats.p90 == pytest.approx(900.1)
+    assert stats.p99 == pytest.approx(990.01)
 
 
-def test_warmup_is_excluded_and_iters_counted(monkeypatch):
-    clock = [0]  # a fake clock in ns: warm-up calls take 50 ms, timed calls 2 ms
-    monkeypatch.setattr(time, "perf_counter_ns", lambda: clock[0])
-    calls = []
-
-    def work():
-        calls.append(1)
-        clock[0] += 2_000_000 if len(calls) > 3 else 50_000_000
-
-    stats = measure(work, warmup=3, iters=10)
-    assert len(calls) == 13 and stats.n == 10
-    assert stats.min == stats.max == 2.0
+@pytest.mark.parametrize("n, p90, p99", [(3, False, False), (99, False, False), (100, True, False),
+                                         (999, True, False), (1000, True, True)])
+def test_tail_percentiles_need_ten_calls_beyond_them(n, p90, p99):
+    stats = LatencyStats.from_samples(np.ones(n))
+    assert (stats.p90 is not None, stats.p99 is not None) == (p90, p99)
 
 
-def test_duration_mode_runs_at_least_min_iters():
-    stats = measure(lambda: None, warmup=0, duration_s=0.01, min_iters=5)
-    assert stats.n >= 5
-    with pytest.raises(ValueError):
-        measure(lambda: None, iters=3, duration_s=1.0)
+class FakeClock:
+    def __init__(self, durations):
+        self.now, self.durations = 0.0, iter(durations)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self) -> None:
+        self.now += next(self.durations)
+
+
+def test_warm_up_runs_until_two_window_medians_agree():
+    clock = FakeClock([0.050] * 7 + [0.002] * 100)  # a slow start, then steady
+    warm = settle(clock.work, calls=3, max_seconds=60, window=5, tolerance=0.05, clock=clock)
+    assert warm == {"calls": 15, "seconds": pytest.approx(7 * 0.05 + 8 * 0.002), "settled": True}
+
+
+def test_warm_up_is_bounded_in_time_and_honours_its_minimum():
+    clock = FakeClock([0.5, 1.0] * 50)  # never settles
+    warm = settle(clock.work, calls=2, max_seconds=3.0, window=5, clock=clock)
+    assert not warm["settled"] and warm["calls"] == 4  # 0.5 + 1 + 0.5 + 1 = 3 s
+    assert settle(FakeClock([]).work, calls=0, max_seconds=0)["calls"] == 0  # nothing asked, nothing run

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -10,6 +12,7 @@ from edgedit.export.exporter import BatchSpec, export_onnx
 from edgedit.export.quantize import QuantizeOptions, quantize_onnx
 from edgedit.models.torch_backend import TorchBackend
 from edgedit.runtime.backends import load_backend
+from edgedit.runtime.null import NullBackend
 from edgedit.runtime.onnxruntime import OnnxRuntimeBackend, ort_providers
 from edgedit.runtime.samplers import generate
 
@@ -80,3 +83,38 @@ def test_same_seed_same_image_through_torch_onnx_fp32_fp16_and_int8(exported, tm
     assert psnr_db(reference, images["fp32"]) > 80
     assert psnr_db(reference, images["fp16"]) > 45
     assert psnr_db(reference, images["int8"]) > 25
+
+
+def test_a_file_keeps_the_noise_scheme_it_was_made_with(exported, tmp_path):
+    """New exports record pcg64-keyed noise; a file that records no scheme (edgedit 0.1's) keeps
+    sampling with PCG64, so its seeds keep their images."""
+    path = exported["onestep-cond"][0]
+    new = OnnxRuntimeBackend(path, "cpu")
+    assert new.meta.sampler["noise"] == "pcg64-keyed"
+    model = onnx.load(path)
+    sampler = {k: v for k, v in new.meta.sampler.items() if k != "noise"}
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "edgedit.sampler": json.dumps(sampler)})
+    onnx.save(model, tmp_path / "old.onnx")
+    old = OnnxRuntimeBackend(tmp_path / "old.onnx", "cpu")
+    assert old.meta.sampler["noise"] == "pcg64"
+    seeds = [0, 1, 2]
+    np.testing.assert_array_equal(generate(old, seeds, batch=2), generate(new, seeds, batch=2, noise="pcg64"))
+    assert not np.allclose(generate(old, seeds, batch=2), generate(new, seeds, batch=2))
+
+
+def test_the_null_backend_answers_with_the_contract_and_computes_nothing(exported):
+    """It reads only the header (no ONNX Runtime session), checks feeds like every backend, answers
+    with preallocated outputs, and `auto` never picks it."""
+    onnx_path = exported["onestep-cond"][0]
+    null = load_backend(onnx_path, backend="null")
+    assert isinstance(null, NullBackend) and not isinstance(load_backend(onnx_path), NullBackend)
+    feeds = {"z": np.ones((2, 1, 16, 16), np.float32), "y": np.zeros(2, np.int32)}
+    first, again = null.run(feeds)["image"], null.run(feeds)["image"]
+    assert first.shape == (2, 1, 16, 16) and first.dtype == np.float32 and not first.any() and first is again
+    with pytest.raises(EdgeditError, match="input 'y' must be int32"):
+        null.run({**feeds, "y": np.zeros(2, np.int64)})
+    images = generate(null, range(5), batch=4)
+    assert images.shape == (5, 1, 16, 16) and not images.any()
+    with pytest.raises(EdgeditError, match="the null backend runs .onnx, .plan"):
+        load_backend(exported["onestep-cond"][1], backend="null")

@@ -1,0 +1,139 @@
+"""What edgedit's host side adds around a network call (issue 13), measured over the null backend
+(a model that costs nothing: runtime/null.py) for a one-step model at batch 1 and 8:
+
+- `generate`: what `edgedit bench --what sampler` times (checks, labels, noise, padding, the call,
+  the copy into the output array);
+- `noise`: the per-seed noise alone, per scheme (pcg64-keyed: a seed-keyed state set on one reused generator; pcg64:
+  edgedit 0.1's generator per seed).
+
+Rounds are interleaved (every variant once per round, in turn) and each figure is the median over
+rounds of the mean of CALLS calls. Per image = (t(8) - t(1)) / 7, per call = t(1) - per image.
+Target: at most 5 us per image + 30 us per call on this machine, so that on an Orin's Cortex-A78AE
+(assumed 3x slower per core) the host stays under 10% of a 0.5 ms engine call.
+
+    .venv/bin/python benchmarks/host_overhead.py [MODEL.onnx] [--rounds 30] [--json out.json]
+    PYTHONPATH=/old/checkout .venv/bin/python benchmarks/host_overhead.py MODEL.onnx   # an older edgedit
+
+Without MODEL, the shipped student is exported to a temporary folder first (needs torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import edgedit
+from edgedit.contract.spec import ModelMeta
+from edgedit.runtime.backends import Backend
+from edgedit.runtime.noise import noise_from_seeds
+from edgedit.runtime.samplers import generate
+
+try:
+    from edgedit.runtime.null import NullBackend
+except ImportError:  # an edgedit before the null backend: the same thing, here
+    class NullBackend(Backend):
+        name, suffixes, auto = "null", (".onnx",), False
+
+        def __init__(self, meta: ModelMeta):
+            self.meta, self.device, self._outputs = meta, "none", {}
+
+        def _run(self, feeds):
+            batch = feeds[self.inputs[0].name].shape[0]
+            if batch not in self._outputs:
+                self._outputs[batch] = {s.name: np.zeros(s.concrete(batch), s.dtype) for s in self.outputs}
+            return self._outputs[batch]
+
+
+def open_null(model: Path) -> Backend:
+    import onnx  # the header reader's location changed across versions; onnx reads any of them
+
+    metadata = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    return NullBackend(ModelMeta.from_metadata(metadata, str(model)))
+
+
+def export_shipped_student(folder: Path) -> Path:
+    student = Path(edgedit.__file__).parent / "assets" / "student-digits.safetensors"
+    out = folder / "student.onnx"
+    subprocess.run([sys.executable, "-c", "from edgedit.cli import main; main()", "export", str(student), "-o",
+                    str(out), "--dynamic-batch", "1:8:8"], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def variants(backend: Backend) -> dict[str, callable]:
+    shape = backend.meta.inputs[0].concrete(1)[1:]
+    has_schemes = "scheme" in inspect.signature(noise_from_seeds).parameters
+    found = {}
+    for batch in (1, 8):
+        seeds = range(batch)
+        found[f"generate b{batch}"] = lambda seeds=seeds, batch=batch: generate(backend, seeds, batch=batch)
+        for scheme in ("pcg64-keyed", "pcg64") if has_schemes else ("pcg64",):
+            kwargs = {"scheme": scheme} if has_schemes else {}
+            found[f"noise {scheme} b{batch}"] = lambda seeds=seeds, kwargs=kwargs: noise_from_seeds(seeds, shape,
+                                                                                                   **kwargs)
+    return found
+
+
+def measure(calls: dict[str, callable], rounds: int, per_round: int) -> dict[str, float]:
+    """Median over rounds of the mean microseconds per call; variants interleaved within each round."""
+    times = {name: [] for name in calls}
+    for call in calls.values():  # warm-up: caches, first-call allocations
+        for _ in range(per_round):
+            call()
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            for _ in range(per_round):
+                call()
+            times[name].append((time.perf_counter() - start) / per_round * 1e6)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", type=Path, help="a one-step .onnx (default: the shipped student)")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--calls", type=int, default=200, help="calls per variant per round")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        model = args.model or export_shipped_student(Path(scratch))
+        backend = open_null(model)
+        if backend.meta.sampler["type"] != "one-step":
+            sys.exit(f"{model}: host overhead is measured on a one-step model")
+        us = measure(variants(backend), args.rounds, args.calls)
+    result = {"edgedit": str(Path(edgedit.__file__).parent), "machine": f"{platform.machine()} "
+              f"{platform.processor() or ''}".strip(), "python": platform.python_version(),
+              "numpy": np.__version__, "rounds": args.rounds, "calls_per_round": args.calls, "us_per_call": us}
+    for what in ["generate"] + [f"noise {s}" for s in ("pcg64-keyed", "pcg64")]:
+        if f"{what} b8" in us:
+            image = (us[f"{what} b8"] - us[f"{what} b1"]) / 7
+            result[what] = {"us_per_image": image, "us_per_call": us[f"{what} b1"] - image}
+    print(f"edgedit at {result['edgedit']}; median over {args.rounds} interleaved rounds of {args.calls} calls")
+    for name, value in us.items():
+        print(f"  {name:<22} {value:8.1f} us per call")
+    for what in ("generate", "noise pcg64-keyed", "noise pcg64"):
+        if what in result:
+            r = result[what]
+            print(f"  {what:<22} {r['us_per_image']:8.1f} us per image + {r['us_per_call']:.1f} us per call")
+    if "generate" in result:
+        r = result["generate"]
+        for batch in (1, 8):
+            host = 3 * (r["us_per_call"] + batch * r["us_per_image"])  # an A78AE core taken as 3x slower
+            print(f"  estimate for a Cortex-A78AE (3x this machine per core), batch {batch}: {host:.0f} us host "
+                  f"per call, {host / 500:.0%} of a 0.5 ms engine call")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
