@@ -263,8 +263,8 @@ def bench_command(
         "--tegrastats", help="Sample tegrastats (Jetson): RAM, power, energy.")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay each batch size's call as a CUDA "
                                                                   "graph.")] = False,
-    threads: Annotated[int, typer.Option("--threads", min=0, help="ONNX Runtime intra-op threads (0 = its default); "
-                                         "1 gives steadier timings on small shared machines.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="Intra-op threads of ONNX Runtime and torch (0 = "
+                                         "their defaults); 1 gives steadier timings on small shared machines.")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the records as JSON.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the records as CSV.")] = None,
     report: Annotated[Path | None, typer.Option("-o", "--report", help="Write a Markdown comparison.")] = None,

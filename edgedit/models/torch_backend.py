@@ -35,6 +35,8 @@ class TorchBackend(Backend):
         from edgedit.models.loading import load_model_or_preset
 
         net, source = load_model_or_preset(model, quiet=options.quiet, **options.overrides)
+        if options.threads:  # torch's pool is per process: the last backend opened sets it
+            require("torch", extra="train").set_num_threads(options.threads)
         return cls(net, source, options.device)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ class RunOptions:
     """What a backend may be asked besides the model; each backend uses its own."""
 
     provider: str = "auto"  # ONNX Runtime execution provider: auto, cpu, cuda, tensorrt
-    threads: int = 0  # ONNX Runtime intra-op threads (0: its default)
+    threads: int = 0  # intra-op threads of ONNX Runtime and torch (0: their defaults)
     cuda_graph: bool = False  # TensorRT: replay each batch size's call as a CUDA graph
     device: str = "cpu"  # torch device
     overrides: dict[str, Any] = field(default_factory=dict)  # preset model overrides (torch)
