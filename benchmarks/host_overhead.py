@@ -4,7 +4,11 @@
 - `generate`: what `edgedit bench --what sampler` times (checks, labels, noise, padding, the call,
   the copy into the output array);
 - `noise`: the per-seed noise alone, per scheme (pcg64-keyed: a seed-keyed state set on one reused generator; pcg64:
-  edgedit 0.1's generator per seed).
+  edgedit 0.1's generator per seed);
+- `tensorrt run`: the TensorRT backend's own Python work per call (input checks, copies into the
+  page-locked buffers, shapes, the enqueue, events, copies out), over this repository's fakes of
+  TensorRT, pycuda and the driver (tests/fakes) with the engine's work set to zero. The fakes'
+  own Python is included, so this is an upper bound; a real enqueue is asynchronous.
 
 Rounds are interleaved (every variant once per round, in turn) and each figure is the median over
 rounds of the mean of CALLS calls. Per image = (t(8) - t(1)) / 7, per call = t(1) - per image.
@@ -83,6 +87,38 @@ def variants(backend: Backend) -> dict[str, callable]:
     return found
 
 
+def tensorrt_variants(model: Path, scratch: Path) -> dict[str, callable]:
+    """`tensorrt run bN` over the fakes (only in a checkout of this repository with them)."""
+    fakes = Path(__file__).resolve().parent.parent / "tests" / "fakes"
+    if not fakes.is_dir():
+        return {}
+    sys.path.insert(0, str(fakes))
+    import libcuda  # the fakes, imported before anything imports the real ones
+    import tensorrt
+
+    import edgedit.contract.device
+    import edgedit.runtime.cuda_graph
+    from edgedit.engines.build import BuildOptions
+    from edgedit.pipeline import build
+    from edgedit.runtime.backends import load_backend
+
+    edgedit.contract.device.cuda_devices = lambda: {
+        "driver": "12.6", "error": None, "devices": [{"index": 0, "name": "Orin (fake)", "compute_capability": "8.7",
+                                                      "memory_bytes": 7_600_000_000, "integrated": True}]}
+    edgedit.runtime.cuda_graph._DRIVER = libcuda
+    tensorrt.IExecutionContext._execute = lambda self: None  # the engine's work: zero
+    backend = load_backend(build(model, scratch / "s.plan", BuildOptions(precision="fp16")).plan)
+    found = {}
+    for batch in (1, 8):
+        feeds = {s.name: np.zeros(s.concrete(batch), s.dtype) for s in backend.inputs}
+
+        def run(feeds=feeds):
+            backend.run(feeds)
+            tensorrt.CALLS.clear()  # the fake's call log, not ours
+        found[f"tensorrt run b{batch}"] = run
+    return found
+
+
 def measure(calls: dict[str, callable], rounds: int, per_round: int) -> dict[str, float]:
     """Median over rounds of the mean microseconds per call; variants interleaved within each round."""
     times = {name: [] for name in calls}
@@ -110,27 +146,31 @@ def main() -> None:
         backend = open_null(model)
         if backend.meta.sampler["type"] != "one-step":
             sys.exit(f"{model}: host overhead is measured on a one-step model")
-        us = measure(variants(backend), args.rounds, args.calls)
+        calls = variants(backend)
+        if "tensorrt" not in sys.modules and hasattr(edgedit.runtime, "null"):  # a current checkout
+            calls.update(tensorrt_variants(model, Path(scratch)))
+        us = measure(calls, args.rounds, args.calls)
     result = {"edgedit": str(Path(edgedit.__file__).parent), "machine": f"{platform.machine()} "
               f"{platform.processor() or ''}".strip(), "python": platform.python_version(),
               "numpy": np.__version__, "rounds": args.rounds, "calls_per_round": args.calls, "us_per_call": us}
-    for what in ["generate"] + [f"noise {s}" for s in ("pcg64-keyed", "pcg64")]:
+    for what in ["generate", "tensorrt run"] + [f"noise {s}" for s in ("pcg64-keyed", "pcg64")]:
         if f"{what} b8" in us:
             image = (us[f"{what} b8"] - us[f"{what} b1"]) / 7
             result[what] = {"us_per_image": image, "us_per_call": us[f"{what} b1"] - image}
     print(f"edgedit at {result['edgedit']}; median over {args.rounds} interleaved rounds of {args.calls} calls")
     for name, value in us.items():
         print(f"  {name:<22} {value:8.1f} us per call")
-    for what in ("generate", "noise pcg64-keyed", "noise pcg64"):
+    for what in ("generate", "tensorrt run", "noise pcg64-keyed", "noise pcg64"):
         if what in result:
             r = result[what]
             print(f"  {what:<22} {r['us_per_image']:8.1f} us per image + {r['us_per_call']:.1f} us per call")
     if "generate" in result:
-        r = result["generate"]
+        parts = [result[w] for w in ("generate", "tensorrt run") if w in result]  # the sampler, then the engine call
         for batch in (1, 8):
-            host = 3 * (r["us_per_call"] + batch * r["us_per_image"])  # an A78AE core taken as 3x slower
+            host = 3 * sum(r["us_per_call"] + batch * r["us_per_image"] for r in parts)  # an A78AE core as 3x slower
             print(f"  estimate for a Cortex-A78AE (3x this machine per core), batch {batch}: {host:.0f} us host "
-                  f"per call, {host / 500:.0%} of a 0.5 ms engine call")
+                  f"per call ({' + '.join(w for w in ('generate', 'tensorrt run') if w in result)}), "
+                  f"{host / 500:.0%} of a 0.5 ms engine call")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

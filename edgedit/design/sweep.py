@@ -122,19 +122,22 @@ def timing_model(student: Path, backend: str, folder: Path) -> str:
     return str(export_onnx(net, folder / "student.onnx", {"checkpoint": student.name}, BatchSpec.static(1)).path)
 
 
-def time_once(model: str, backend: str, seconds: float) -> dict[str, Any]:
-    """p50 of one network call at batch 1 on one thread."""
+def time_models(models: list[str], backend: str, seconds: float, rounds: int = 10) -> list[dict[str, Any]]:
+    """Per model, its network call at batch 1 on one thread: `seconds` of timed calls in `rounds`
+    rounds interleaved with the other models' (edgedit bench's harness); p50 is the median of the
+    rounds' medians, which a drifting machine moves least."""
     from edgedit.bench.harness import BenchSettings, run_bench
     from edgedit.runtime.backends import RunOptions
 
-    (record,), _ = run_bench([model], [backend], BenchSettings([1], warmup=5, duration_s=seconds),
-                             RunOptions(threads=1))
-    return {"backend": f"{record['backend']} ({record['provider']}, 1 thread)", "p50_ms": record["latency_ms"]["p50"],
-            "p90_ms": record["latency_ms"]["p90"], "machine": record["env"].get("cpu") or record["env"].get("platform")}
+    records, _ = run_bench(models, [backend], BenchSettings([1], warmup=5, duration_s=seconds, rounds=rounds),
+                           RunOptions(threads=1))
+    return [{"backend": f"{r['backend']} ({r['provider']}, 1 thread)", "p50_ms": statistics.median(r["round_p50_ms"]),
+             "p90_ms": r["latency_ms"]["p90"], "rounds_p50_ms": r["round_p50_ms"],
+             "machine": r["env"].get("cpu") or r["env"].get("platform")} for r in records]
 
 
 def measure_latency(student: Path, backend: str, folder: Path, seconds: float) -> dict[str, Any]:
-    return time_once(timing_model(student, backend, folder), backend, seconds)
+    return time_models([timing_model(student, backend, folder)], backend, seconds)[0]
 
 
 def architecture(result: dict[str, Any]) -> str:
@@ -253,8 +256,8 @@ def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency
 
     For a sweep trained on several machines (--shard) or on a busy one: one latency column, from one
     machine, that the Pareto plot and principles can compare. A shared VM drifts by tens of percent
-    over minutes, so the architectures are timed in turn, `rounds` times, and each keeps the median
-    of its rounds' p50s (with the rounds, to show the spread).
+    over minutes, so the architectures are timed in interleaved rounds (`latency_seconds` each per
+    round) and each keeps the median of its rounds' p50s (with the rounds, to show the spread).
     """
     from edgedit.design.report import write_reports
 
@@ -267,18 +270,14 @@ def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency
         if architecture(r) not in models:
             folder = out / r["name"]
             models[architecture(r)] = (r, timing_model(folder / "student.safetensors", latency_backend, folder))
-    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in models}
-    for _ in range(rounds):
-        for key, (_, model) in models.items():
-            runs[key].append(time_once(model, latency_backend, latency_seconds))
-    timed = {}
+    # Every architecture in one interleaved run: the same slice of each round for each.
+    timings = time_models([model for _, model in models.values()], latency_backend, latency_seconds * rounds,
+                          rounds)
+    timed = dict(zip(models, timings))
     for key, (r, _) in models.items():
-        p50s = [run["p50_ms"] for run in runs[key]]
-        p90s = [run["p90_ms"] for run in runs[key] if run["p90_ms"] is not None]  # None: too few calls
-        timed[key] = {**runs[key][0], "p50_ms": statistics.median(p50s),
-                      "p90_ms": statistics.median(p90s) if p90s else None, "rounds_p50_ms": p50s}
+        p50s = timed[key]["rounds_p50_ms"]
         say(f"{r['depth']} blocks x {r['width']} / {r['heads']} heads: {timed[key]['p50_ms']:.3f} ms on "
-            f"{timed[key]['backend']} (median of {rounds} rounds, {min(p50s):.3f}..{max(p50s):.3f})")
+            f"{timed[key]['backend']} (median of {rounds} interleaved rounds, {min(p50s):.3f}..{max(p50s):.3f})")
     for r in results:
         r["latency"] = timed[architecture(r)]
         write_text_atomic(result_path(out, r), json.dumps(r, indent=2))

@@ -52,14 +52,16 @@ def keyed_state(seed: int) -> int:
 
 
 def _pcg64_keyed(seeds: list[int], shape: tuple[int, ...]) -> np.ndarray:
-    generator = getattr(_local, "generator", None)
-    if generator is None:
-        generator = _local.generator = np.random.Generator(np.random.PCG64(0))
-    bit_generator = generator.bit_generator
+    if not hasattr(_local, "generator"):
+        _local.generator = np.random.Generator(np.random.PCG64(0))
+        _local.state = {"bit_generator": "PCG64", "state": {"state": 0, "inc": INCREMENT}, "has_uint32": 0,
+                        "uinteger": 0}  # reused: only its 'state' changes per seed
+    generator, state = _local.generator, _local.state
+    bit_generator, stream = generator.bit_generator, state["state"]
     out = np.empty((len(seeds), *shape), dtype=np.float32)
     for i, seed in enumerate(seeds):
-        bit_generator.state = {"bit_generator": "PCG64", "state": {"state": keyed_state(seed), "inc": INCREMENT},
-                               "has_uint32": 0, "uinteger": 0}
+        stream["state"] = keyed_state(seed)
+        bit_generator.state = state
         generator.standard_normal(shape, dtype=np.float32, out=out[i])
     return out
 

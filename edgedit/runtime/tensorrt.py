@@ -47,6 +47,7 @@ class TensorRTBackend(Backend):
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
+        free_before = self.cuda.mem_get_info()[0]  # shared with the CPU on a Jetson: the delta is this engine's
         self.engine = self.runtime.deserialize_cuda_engine(plan.read_bytes())
         if self.engine is None:
             raise EdgeditError(f"{plan}: TensorRT could not deserialize the engine (see its log above); rebuild it")
@@ -61,6 +62,9 @@ class TensorRTBackend(Backend):
         if (sorted(self.input_names), sorted(self.output_names)) != tuple(sorted(e) for e in expected):
             raise EdgeditError(f"{plan}: engine tensors {names} disagree with its sidecar; rebuild it")
         self._allocate(self.meta.batch["max"])
+        self.memory = {"plan_bytes": plan.stat().st_size,  # weights and kernels, as deserialized
+                       "engine_device_memory_bytes": int(self.engine.device_memory_size_v2),  # activations
+                       "load_delta_bytes": int(free_before - self.cuda.mem_get_info()[0])}  # all of it, measured
         self.use_cuda_graph = cuda_graph
         self._graphs: dict[int, object] = {}  # batch size -> its captured CUDA graph
 
@@ -113,5 +117,7 @@ class TensorRTBackend(Backend):
         return {name: array.astype(np.float32, copy=True) for name, array in outputs.items()}
 
     def gpu_memory(self) -> dict[str, int]:
+        """This engine's memory (plan, activation scratch, the free-memory drop its loading caused) and
+        the device's now."""
         free, total = self.cuda.mem_get_info()
-        return {"free_bytes": int(free), "total_bytes": int(total), "used_bytes": int(total - free)}
+        return {**self.memory, "free_bytes": int(free), "total_bytes": int(total), "used_bytes": int(total - free)}

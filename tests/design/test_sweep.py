@@ -1,4 +1,5 @@
 import json
+import statistics
 
 import numpy as np
 import pytest
@@ -86,6 +87,8 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
         by_architecture.setdefault(json.dumps(r["config"], sort_keys=True), set()).add(r["latency"]["p50_ms"])
     assert all(len(v) == 1 for v in by_architecture.values())
     latencies = {r["name"]: r["latency"] for r in retimed}
+    assert all(len(v["rounds_p50_ms"]) == 2 and v["p50_ms"] == statistics.median(v["rounds_p50_ms"])
+               for v in latencies.values())  # interleaved rounds, the median of their medians
     assert {r["name"]: r["latency"] for r in json.loads((out / "results.json").read_text())} == latencies
     assert all(json.loads((out / n / "result.json").read_text())["latency"] == v for n, v in latencies.items())
 

@@ -37,7 +37,11 @@ def test_every_io_tensor_is_bound_and_shapes_follow_the_batch(engine, fake_tenso
     shapes = [d for w, d in fake_tensorrt.CALLS if w == "set_input_shape"]
     assert shapes == [("x", (3, 1, 16, 16)), ("sigma", (3,)), ("y", (3,))]
     assert [w for w, _ in fake_tensorrt.CALLS].count("execute_async_v3") == 1
-    assert backend.gpu_memory()["used_bytes"] > 0
+    memory = backend.gpu_memory()
+    assert memory["used_bytes"] > 0 and memory["plan_bytes"] == engine.stat().st_size
+    assert memory["engine_device_memory_bytes"] == 1 << 20  # the fake engine's scratch
+    # The fake's free memory drops by exactly the I/O buffers allocated at the largest batch (4).
+    assert memory["load_delta_bytes"] == 4 * (16 * 16 * 4 + 4 + 4) + 4 * 16 * 16 * 4
 
 
 def test_cuda_graph_is_captured_once_for_a_static_engine(exported, tmp_path, fake_tensorrt):
