@@ -65,7 +65,7 @@ def main() -> None:
         onnx = exports(args.checkpoint, Path(scratch))
         peak = gemm_peak_gflop_s()
         settings = BenchSettings([1, 8], warmup=5, duration_s=args.duration, rounds=10)
-        records, _ = run_bench([str(args.checkpoint), *map(str, onnx)], ["auto", "torch-compile"], settings,
+        records, _ = run_bench([str(args.checkpoint), *map(str, onnx)], ["auto"], settings,
                                RunOptions(threads=args.threads))
     rows = {(r["backend"], r["precision"], r["batch"]): r for r in records}
     lines = [f"{records[0]['env'].get('cpu')}, {platform.python_version()}, practical peak {peak:.0f} GFLOP/s "

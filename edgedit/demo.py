@@ -77,12 +77,12 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     # Every deployed form of the student in one interleaved run; then the student's and the teacher's
     # samplers (one step vs 18 Heun steps = 35 evaluations) in another. The teacher takes up to
     # seconds per call on a CPU: one call per round makes its number.
-    peers = ["auto", "torch-compile"] if compile_torch else ["auto"]  # the checkpoint also through torch.compile
+    peers = ["auto"] if compile_torch else ["torch", "onnxruntime", "tensorrt"]  # auto: torch.compile too
     if compile_torch:
         say("timing torch.compile too: it compiles once per batch size (a minute or more on a small CPU)")
     records = run_bench([str(STUDENT_DIGITS), *map(str, models.values())], peers, settings)[0]
     samplers = BenchSettings(BATCHES, warmup=1, duration_s=duration_s, what="sampler", steps=TEACHER_STEPS, rounds=5)
-    records += run_bench([str(STUDENT_DIGITS), str(TEACHER_DIGITS)], ["auto"], samplers)[0]
+    records += run_bench([str(STUDENT_DIGITS), str(TEACHER_DIGITS)], ["torch"], samplers)[0]
     reports.save_json(out / "bench.json", records)
     write_text_atomic(out / "report.md", "# edgedit demo\n\n" + reports.markdown(records) + "\n"
                       + student_vs_teacher(records, info.provenance, teacher_info.provenance)

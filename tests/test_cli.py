@@ -266,9 +266,9 @@ def test_quantize_below_psnr_threshold_exits_1_and_writes_nothing(tmp_path, expo
 def test_bench_writes_json_csv_report_and_prints_a_comparison(tmp_path, exported):
     onnx, checkpoint = exported["onestep-cond"]
     out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "md", "png")}
-    result = runner.invoke(app, ["bench", str(onnx), str(checkpoint), "--batch", "1,2", "--iters", "3", "--warmup", "1",
-                                 "--json", str(out["json"]), "--csv", str(out["csv"]), "-o", str(out["md"]),
-                                 "--plot", str(out["png"])])
+    result = runner.invoke(app, ["bench", str(onnx), str(checkpoint), "--backend", "onnxruntime,torch",
+                                 "--batch", "1,2", "--iters", "3", "--warmup", "1", "--json", str(out["json"]),
+                                 "--csv", str(out["csv"]), "-o", str(out["md"]), "--plot", str(out["png"])])
     assert result.exit_code == 0, result.output
     records = json.loads(out["json"].read_text())
     assert len(records) == 4 and {r["backend"] for r in records} == {"onnxruntime", "torch"}

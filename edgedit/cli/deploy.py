@@ -245,9 +245,10 @@ app.add_typer(bench_app, name="bench")
 @command("run", parent=bench_app)
 def bench_command(
     models: Annotated[list[str], typer.Argument(help="Models: .plan, .onnx, .safetensors or presets.")],
-    backend: Annotated[str, typer.Option("--backend", help="auto, torch, onnxruntime, tensorrt; several as a comma "
-                                                           "list. null: a model that costs nothing, to measure "
-                                                           "edgedit's own overhead per call.")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=(
+        "auto (every backend that runs the file here: for a checkpoint torch and torch-compile), torch, "
+        "torch-compile, onnxruntime, tensorrt, or null (costs nothing: edgedit's own overhead); several as a "
+        "comma list."))] = "auto",
     provider: Annotated[str, typer.Option(
         "--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
     batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8.")] = "1",
@@ -273,7 +274,9 @@ def bench_command(
 ) -> None:
     """Measure latency, memory and, on a Jetson, power and energy per image; compare backends.
 
-    Latency: min/mean/p50/p90/p99/max/std and images/s. Ctrl-C keeps what was measured.
+    Each model is warmed up until stable, then every record is timed in interleaved rounds; latency
+    min/mean/p50/max/std (p90/p99 with enough calls), images/s, GFLOP/s, ratios with 95% intervals,
+    each model's memory. Ctrl-C keeps what was measured.
     `edgedit bench report A.json B.json -o report.md --plot p.png` merges runs from several machines.
     """
     from edgedit.bench.harness import BenchSettings, run_bench

@@ -50,10 +50,11 @@ class TorchCompileBackend(TorchBackend):
     """torch.compile (TorchInductor, static shapes) of the eager backend's module: what a PyTorch user
     tries before exporting. Each batch size compiles on its first call, which takes a minute or more
     on a small CPU (bench's warm-up absorbs it; Inductor caches the result on disk for later runs),
-    so `auto` never picks it: ask for it with `--backend torch-compile`."""
+    so `auto` never picks it to run a model, but `edgedit bench` times it next to eager torch."""
 
     name = "torch-compile"
     auto = False
+    peer = True
 
     def __init__(self, net, source: dict, device: str = "cpu"):
         super().__init__(net, source, device)

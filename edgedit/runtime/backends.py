@@ -42,6 +42,7 @@ class Backend(ABC):
     name: ClassVar[str]  # onnxruntime | tensorrt | torch ...
     suffixes: ClassVar[tuple[str, ...]]  # model files it runs; "" stands for a preset name
     auto: ClassVar[bool] = True  # chosen by `auto` for those suffixes
+    peer: ClassVar[bool] = False  # not chosen by `auto`, but timed next to its choice by `edgedit bench`
     device: str  # where it runs, e.g. "cpu", "CUDAExecutionProvider"
     meta: ModelMeta
 
@@ -140,22 +141,28 @@ def load_backend(model: str | Path, backend: str = "auto", options: RunOptions |
 
 
 def backends_for(model: str | Path, requested: list[str]) -> list[str]:
-    """The backends of `requested` that run MODEL, `auto` resolved and duplicates dropped, in order:
-    with several requested (e.g. onnxruntime,torch over ONNX files and checkpoints) each model gets
-    those that can run it; a single one that cannot is refused by `load_backend` with its reason."""
-    if len(requested) == 1:
+    """The backends of `requested` that run MODEL, in order and without duplicates, for `edgedit
+    bench`: `auto` is the backend `load_backend` picks plus its peers for that file type (a
+    checkpoint: torch eager and torch.compile); with several requested (e.g. onnxruntime,torch over
+    ONNX files and checkpoints) each model gets those that can run it. A single explicit backend
+    that cannot run it is refused by `load_backend`, with its reason."""
+    if requested != ["auto"] and len(requested) == 1:
         return requested
     backends, suffix = registered(), Path(str(model)).suffix
     chosen = []
     for kind in requested:
         if kind == "auto":
-            kind = next((name for name, cls in backends.items() if cls.auto and suffix in cls.suffixes), "auto")
+            picked = [name for name, cls in backends.items() if cls.auto and suffix in cls.suffixes][:1]
+            peers = [name for name, cls in backends.items() if cls.peer and suffix in cls.suffixes]
+            kinds = picked + peers if picked else []
         elif kind not in backends:
             raise EdgeditError(f"unknown backend '{kind}'; choose auto, {', '.join(backends)}")
-        if (kind == "auto" or suffix in backends[kind].suffixes) and kind not in chosen:
-            chosen.append(kind)
-    if not chosen or chosen == ["auto"]:
-        raise EdgeditError(f"{model}: none of the backends {', '.join(requested)} runs {suffix or 'preset'} models")
+        else:
+            kinds = [kind] if suffix in backends[kind].suffixes else []
+        chosen += [k for k in kinds if k not in chosen]
+    if not chosen:
+        raise EdgeditError(f"{model}: none of the backends {', '.join(requested)} runs {suffix or 'preset'} models; "
+                           f"known: {', '.join(backends)}")
     return chosen
 
 

@@ -13,8 +13,8 @@ KEYS = {"min", "mean", "p50", "p90", "p99", "max", "std", "n"}
 
 def test_records_per_model_backend_and_batch(exported):
     onnx, checkpoint = exported["onestep-cond"]
-    records, interrupted = run_bench([str(onnx), str(checkpoint)], ["auto"], BenchSettings([1, 4], warmup=1, iters=3,
-                                                                                            duration_s=None))
+    records, interrupted = run_bench([str(onnx), str(checkpoint)], ["onnxruntime", "torch"],
+                                     BenchSettings([1, 4], warmup=1, iters=3, duration_s=None))
     assert not interrupted and len(records) == 4
     assert [(r["backend"], r["batch"]) for r in records] == [("onnxruntime", 1), ("onnxruntime", 4),
                                                               ("torch", 1), ("torch", 4)]
@@ -67,7 +67,7 @@ def test_records_are_timed_in_interleaved_rounds(exported, monkeypatch):
 
     monkeypatch.setattr(harness._Row, "timed_call", log)
     onnx, checkpoint = exported["onestep-cond"]
-    records, _ = run_bench([str(onnx), str(checkpoint)], ["auto"],
+    records, _ = run_bench([str(onnx), str(checkpoint)], ["onnxruntime", "torch"],
                            BenchSettings([1], warmup=0, iters=3, duration_s=None, rounds=3, warmup_s=0))
     assert order == [(".onnx", 1), (".safetensors", 1), (".safetensors", 1), (".onnx", 1), (".onnx", 1),
                      (".safetensors", 1)]
@@ -90,7 +90,8 @@ def test_speedup_intervals_come_from_paired_rounds():
 
 def test_memory_is_each_models_own(exported):
     """RSS growth is from before a model was loaded to its peak; the process peak is kept apart."""
-    records, _ = run_bench([str(exported["onestep-cond"][1]), str(exported["onestep-cond"][0])], ["auto"],
+    models = [str(exported["onestep-cond"][1]), str(exported["onestep-cond"][0])]
+    records, _ = run_bench(models, ["torch", "onnxruntime"],
                            BenchSettings([1], warmup=1, iters=2, duration_s=None, warmup_s=0))
     for r in records:
         assert 0 <= r["rss_growth_mb"] <= r["peak_rss_mb"] <= r["process_peak_rss_mb"] + 1
@@ -114,3 +115,20 @@ def test_report_files_round_trip(exported, tmp_path):
     (tmp_path / "nan.json").write_text(json.dumps([records[0]]).replace('"p50": ', '"p50": NaN, "x": '))
     with pytest.raises(EdgeditError, match="nan.json: not a valid bench record file: not JSON"):
         load_records([tmp_path / "nan.json"])
+
+
+def test_auto_means_every_backend_that_runs_the_file_here():
+    """For bench, `auto` is load_backend's choice plus its peers (torch.compile beside eager torch);
+    a list gives each model those of its backends that run it."""
+    from edgedit.runtime.backends import backends_for
+
+    assert backends_for("s.safetensors", ["auto"]) == ["torch", "torch-compile"]
+    assert backends_for("DiT-Nano-S/2", ["auto"]) == ["torch", "torch-compile"]
+    assert backends_for("s.onnx", ["auto"]) == ["onnxruntime"] and backends_for("s.plan", ["auto"]) == ["tensorrt"]
+    assert backends_for("s.onnx", ["onnxruntime", "torch", "null"]) == ["onnxruntime", "null"]
+    assert backends_for("s.safetensors", ["auto", "torch"]) == ["torch", "torch-compile"]
+    assert backends_for("s.onnx", ["torch"]) == ["torch"]  # alone: load_backend refuses it, saying why
+    with pytest.raises(EdgeditError, match="unknown backend 'tvm'"):
+        backends_for("s.onnx", ["auto", "tvm"])
+    with pytest.raises(EdgeditError, match="s.onnx: none of the backends torch, torch-compile runs .onnx models"):
+        backends_for("s.onnx", ["torch", "torch-compile"])
