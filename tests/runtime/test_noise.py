@@ -54,10 +54,11 @@ def test_pcg64_noise_is_numpys_generator_per_seed():
 @pytest.mark.parametrize("scheme", NOISE_SCHEMES)
 def test_a_seed_gives_the_same_noise_in_any_batch(scheme):
     alone = noise_from_seeds([42], (3, 8, 8), scheme)
-    batch = noise_from_seeds([7, 42, 9], (3, 8, 8), scheme)
-    assert alone.dtype == np.float32 and batch.shape == (3, 3, 8, 8)
-    assert np.array_equal(alone[0], batch[1])
-    assert not np.array_equal(batch[0], batch[2])
+    for batch in ([7, 42, 9], [7, 42, 9, *range(100, 110), 2**63 - 1]):  # a few seeds, and a batch
+        drawn = noise_from_seeds(batch, (3, 8, 8), scheme)
+        assert alone.dtype == drawn.dtype == np.float32 and drawn.shape == (len(batch), 3, 8, 8)
+        assert np.array_equal(alone[0], drawn[1]) and not np.array_equal(drawn[0], drawn[2])
+        assert np.array_equal(drawn[-1], noise_from_seeds([batch[-1]], (3, 8, 8), scheme)[0])
 
 
 @pytest.mark.parametrize("scheme", NOISE_SCHEMES)
