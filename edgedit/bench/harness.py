@@ -157,6 +157,7 @@ class _Row:
     steps: int | None
     warmup: dict[str, Any]
     memory: dict[str, Any]
+    load_started: float  # monotonic time its model's loading began
     samples: list[float] = field(default_factory=list)  # ms per timed call
     round_p50: list[float] = field(default_factory=list)  # ms, the median of each round's calls
     gpu_times: list[float] = field(default_factory=list)
@@ -213,18 +214,19 @@ def run_bench(models: list[str], backends: list[str], settings: BenchSettings, r
     every record once per round, so that no record pays alone for the machine's slow start or a
     drift. Ctrl-C keeps the records measured so far."""
     rows: list[_Row] = []
-    for model in models:
-        for kind in backends_for(model, backends):
-            reset_peak_rss()
-            rss_before = current_rss_mb()
-            backend = load_backend(model, kind, run)
-            for batch in settings.batches:
-                call, evaluations, steps = _call(backend, model, batch, settings)
-                warm = settle(call, settings.warmup, settings.warmup_s)
-                memory = {"rss_growth_mb": peak_rss_mb() - rss_before, "peak_rss_mb": peak_rss_mb()}
-                rows.append(_Row(backend, model, batch, call, evaluations, steps, warm, memory))
+    # tegrastats from the first load on: on a Jetson a model's RAM (shared with the GPU) is its delta.
     sampler = TegrastatsSampler(settings.tegrastats_interval_ms) if settings.tegrastats else None
     with sampler if sampler is not None else contextlib.nullcontext():
+        for model in models:
+            for kind in backends_for(model, backends):
+                reset_peak_rss()
+                rss_before, load_started = current_rss_mb(), time.monotonic()
+                backend = load_backend(model, kind, run)
+                for batch in settings.batches:
+                    call, evaluations, steps = _call(backend, model, batch, settings)
+                    warm = settle(call, settings.warmup, settings.warmup_s)
+                    memory = {"rss_growth_mb": peak_rss_mb() - rss_before, "peak_rss_mb": peak_rss_mb()}
+                    rows.append(_Row(backend, model, batch, call, evaluations, steps, warm, memory, load_started))
         interrupted = _timed_rounds(rows, settings, progress)
     return [make_record(row, settings, sampler) for row in rows if row.samples], interrupted
 
@@ -290,6 +292,10 @@ def make_record(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler |
         # Its own slices of the interleaved rounds, each sample standing for one sampling interval.
         mine = [s for s in sampler.samples if any(a <= s.host_time <= b for a, b in row.slices)]
         summary = summarize(mine, settings.tegrastats_interval_ms)
+        before = [s.ram_used_mb for s in sampler.samples if s.host_time <= row.load_started]
+        peak = (summary["ram_used_mb"] or {}).get("peak")
+        # RAM in use at its slices' peak minus just before its model was loaded (the GPU's share included).
+        summary["ram_delta_mb"] = peak - before[-1] if before and peak is not None else None
         summary["energy_per_image_j"] = summary["energy_j"] / (stats.n * batch) if summary.get("energy_j") else None
     record["tegrastats"] = summary
     return record

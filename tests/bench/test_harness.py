@@ -132,3 +132,37 @@ def test_auto_means_every_backend_that_runs_the_file_here():
         backends_for("s.onnx", ["auto", "tvm"])
     with pytest.raises(EdgeditError, match="s.onnx: none of the backends torch, torch-compile runs .onnx models"):
         backends_for("s.onnx", ["torch", "torch-compile"])
+
+
+def test_tegrastats_is_split_by_record_and_ram_counted_from_before_each_load(exported, tmp_path, monkeypatch):
+    """A fake tegrastats whose RAM rises by 300 MB once the model is loaded: the record's RAM delta is
+    300 MB, and its power and energy come from the samples inside its own timed slices."""
+    import functools
+    import time
+
+    line = "RAM {ram}/7620MB (lfb 2x4MB) SWAP 0/3810MB GR3D_FREQ 50%@612 VDD_IN 5000mW/5000mW"
+    marker = tmp_path / "loaded"
+    fake = tmp_path / "tegrastats"
+    after, before = line.format(ram=2300), line.format(ram=2000)
+    fake.write_text(f"#!/bin/sh\nwhile true; do\n  if [ -e {marker} ]; then echo '{after}'; else echo '{before}'; fi\n"
+                    "  sleep 0.02\ndone\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(harness, "TegrastatsSampler", functools.partial(harness.TegrastatsSampler,
+                                                                       executable=str(fake)))
+    real_load = harness.load_backend
+
+    def load_then_mark(*args, **kwargs):
+        time.sleep(0.3)  # samples from before the load
+        backend = real_load(*args, **kwargs)
+        marker.touch()
+        time.sleep(0.3)
+        return backend
+
+    monkeypatch.setattr(harness, "load_backend", load_then_mark)
+    (record,), _ = run_bench([str(exported["onestep-cond"][0])], ["onnxruntime"],
+                             BenchSettings([1], warmup=1, duration_s=0.5, rounds=2, warmup_s=0, tegrastats=True,
+                                           tegrastats_interval_ms=20))
+    tegra = record["tegrastats"]
+    assert tegra["ram_delta_mb"] == 300 and tegra["samples"] >= 2
+    assert tegra["power_mw"]["VDD_IN"]["mean"] == 5000
+    assert tegra["energy_per_image_j"] == pytest.approx(tegra["energy_j"] / record["latency_ms"]["n"])
