@@ -23,7 +23,7 @@ def load_runs(curves: Path) -> dict[str, dict]:
     """{run name: {"method", "seed", "steps": [...], "fid": [...], "wall_s": [...] (cumulative)}}."""
     runs = {}
     for folder in sorted(curves.iterdir()):
-        match = re.fullmatch(r"(output|ta|mi1)-seed(\d+)", folder.name)
+        match = re.fullmatch(r"(output|ta|mi1|output-16k)-seed(\d+)", folder.name)
         if not match:
             continue
         legs = {}
@@ -65,7 +65,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"output": "tab:blue", "ta": "tab:green", "mi1": "tab:red"}
+    colours = {"output": "tab:blue", "ta": "tab:green", "mi1": "tab:red", "output-16k": "tab:purple"}
     styles = ["-", "--", ":"]
     fig, (by_step, by_wall) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for r in runs.values():
@@ -85,7 +85,7 @@ def main() -> None:
                 title="FID against steps")
     by_wall.set(xlabel="training wall-clock, minutes (one CPU core, shared)", title="FID against wall-clock")
     by_step.legend(fontsize=8)
-    fig.suptitle("One-step 4 x 80 students (485k parameters) distilled from 4,096 digits pairs")
+    fig.suptitle("One-step 4 x 80 students (485k parameters) distilled from 4,096 digits pairs (output-16k: 16,384)")
     fig.tight_layout()
     fig.savefig(args.output / "curves.png", dpi=120)
 
@@ -97,7 +97,7 @@ def main() -> None:
 
     lines = ["| method | " + " | ".join(f"step {s}" for s in _checkpoints(runs)) + " | s per 1,000 steps |",
              "|---|" + "---|" * (len(_checkpoints(runs)) + 1)]
-    for method in ("output", "ta", "mi1"):
+    for method in ("output", "ta", "mi1", "output-16k"):  # output-16k: output distillation on 16,384 pairs
         mine = [r for r in runs.values() if r["method"] == method]
         if not mine:
             continue
