@@ -217,6 +217,8 @@ def run_bench(models: list[str], backends: list[str], settings: BenchSettings, r
     # tegrastats from the first load on: on a Jetson a model's RAM (shared with the GPU) is its delta.
     sampler = TegrastatsSampler(settings.tegrastats_interval_ms) if settings.tegrastats else None
     with sampler if sampler is not None else contextlib.nullcontext():
+        if sampler is not None:
+            sampler.wait()  # a reading from before the first load
         for model in models:
             for kind in backends_for(model, backends):
                 reset_peak_rss()

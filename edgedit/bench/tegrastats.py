@@ -158,6 +158,13 @@ class TegrastatsSampler:
         self._reader.start()
         return self
 
+    def wait(self, count: int = 1, timeout_s: float = 5.0) -> bool:
+        """Until `count` samples have arrived (tegrastats prints its first line after one interval)."""
+        deadline = time.monotonic() + timeout_s
+        while self.available() and len(self.samples) < count and time.monotonic() < deadline:
+            time.sleep(min(0.01, self.interval_ms / 1000))
+        return len(self.samples) >= count
+
     def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
         for line in self._process.stdout:

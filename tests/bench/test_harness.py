@@ -137,7 +137,6 @@ def test_auto_means_every_backend_that_runs_the_file_here():
 def test_tegrastats_is_split_by_record_and_ram_counted_from_before_each_load(exported, tmp_path, monkeypatch):
     """A fake tegrastats whose RAM rises by 300 MB once the model is loaded: the record's RAM delta is
     300 MB, and its power and energy come from the samples inside its own timed slices."""
-    import functools
     import time
 
     line = "RAM {ram}/7620MB (lfb 2x4MB) SWAP 0/3810MB GR3D_FREQ 50%@612 VDD_IN 5000mW/5000mW"
@@ -147,20 +146,31 @@ def test_tegrastats_is_split_by_record_and_ram_counted_from_before_each_load(exp
     fake.write_text(f"#!/bin/sh\nwhile true; do\n  if [ -e {marker} ]; then echo '{after}'; else echo '{before}'; fi\n"
                     "  sleep 0.02\ndone\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(harness, "TegrastatsSampler", functools.partial(harness.TegrastatsSampler,
-                                                                       executable=str(fake)))
+    samplers = []
+
+    class Sampler(harness.TegrastatsSampler):  # the real sampler, over the fake executable
+        def __init__(self, interval_ms):
+            super().__init__(interval_ms, executable=str(fake))
+            samplers.append(self)
+
+    def wait_for(condition) -> None:  # lines arrive when a loaded machine lets them
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    monkeypatch.setattr(harness, "TegrastatsSampler", Sampler)
     real_load = harness.load_backend
 
     def load_then_mark(*args, **kwargs):
-        time.sleep(0.3)  # samples from before the load
+        assert samplers[0].samples  # bench waited for a reading from before the load
         backend = real_load(*args, **kwargs)
         marker.touch()
-        time.sleep(0.3)
+        wait_for(lambda: samplers[0].samples[-1].ram_used_mb == 2300)
         return backend
 
     monkeypatch.setattr(harness, "load_backend", load_then_mark)
     (record,), _ = run_bench([str(exported["onestep-cond"][0])], ["onnxruntime"],
-                             BenchSettings([1], warmup=1, duration_s=0.5, rounds=2, warmup_s=0, tegrastats=True,
+                             BenchSettings([1], warmup=1, duration_s=2.0, rounds=2, warmup_s=0, tegrastats=True,
                                            tegrastats_interval_ms=20))
     tegra = record["tegrastats"]
     assert tegra["ram_delta_mb"] == 300 and tegra["samples"] >= 2
