@@ -27,6 +27,7 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     from edgedit.contract.fileio import write_text_atomic
     from edgedit.export.exporter import BatchSpec, export_onnx
     from edgedit.models.checkpoint import load_model, read_checkpoint
+    from edgedit.models.torch_backend import TorchCompileBackend
     from edgedit.pipeline import quantize_with_calibration
     from edgedit.runtime.backends import load_backend
     from edgedit.runtime.images import make_grid, save_png
@@ -77,9 +78,12 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     # Every deployed form of the student in one interleaved run; then the student's and the teacher's
     # samplers (one step vs 18 Heun steps = 35 evaluations) in another. The teacher takes up to
     # seconds per call on a CPU: one call per round makes its number.
+    compile_torch = compile_torch and TorchCompileBackend.available()
     peers = ["auto"] if compile_torch else ["torch", "onnxruntime", "tensorrt"]  # auto: torch.compile too
     if compile_torch:
         say("timing torch.compile too: it compiles once per batch size (a minute or more on a small CPU)")
+    else:
+        say("torch.compile: skipped (--no-compile, or no C++ compiler for its CPU kernels)")
     records = run_bench([str(STUDENT_DIGITS), *map(str, models.values())], peers, settings)[0]
     samplers = BenchSettings(BATCHES, warmup=1, duration_s=duration_s, what="sampler", steps=TEACHER_STEPS, rounds=5)
     records += run_bench([str(STUDENT_DIGITS), str(TEACHER_DIGITS)], ["torch"], samplers)[0]

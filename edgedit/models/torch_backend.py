@@ -4,10 +4,14 @@ Registered with the runtime as entry points."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 
 from edgedit import __version__
 from edgedit.contract.deps import require
+from edgedit.contract.errors import EdgeditError
 from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.spec import ModelMeta, io_spec
 from edgedit.runtime.backends import Backend, RunOptions
@@ -55,6 +59,18 @@ class TorchCompileBackend(TorchBackend):
     name = "torch-compile"
     auto = False
     peer = True
+
+    @classmethod
+    def available(cls) -> bool:
+        """TorchInductor builds CPU kernels with a C++ compiler (CXX, else c++, g++ or clang++)."""
+        return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if c)
+
+    @classmethod
+    def open(cls, model: str, options: RunOptions) -> TorchCompileBackend:
+        if options.device == "cpu" and not cls.available():
+            raise EdgeditError("torch.compile needs a C++ compiler for CPU kernels (TorchInductor) and none was found "
+                               "(CXX, c++, g++, clang++); install one, or use --backend torch")
+        return super().open(model, options)
 
     def __init__(self, net, source: dict, device: str = "cpu"):
         super().__init__(net, source, device)

@@ -47,6 +47,11 @@ class Backend(ABC):
     meta: ModelMeta
 
     @classmethod
+    def available(cls) -> bool:
+        """Whether it can run here; `edgedit bench`'s auto leaves out peers that cannot."""
+        return True
+
+    @classmethod
     def open(cls, model: str, options: RunOptions) -> Backend:
         """The backend for a model file or preset name (registered backends implement this)."""
         raise EdgeditError(f"the {cls.name} backend opens no model files")
@@ -153,7 +158,7 @@ def backends_for(model: str | Path, requested: list[str]) -> list[str]:
     for kind in requested:
         if kind == "auto":
             picked = [name for name, cls in backends.items() if cls.auto and suffix in cls.suffixes][:1]
-            peers = [name for name, cls in backends.items() if cls.peer and suffix in cls.suffixes]
+            peers = [name for name, cls in backends.items() if cls.peer and suffix in cls.suffixes and cls.available()]
             kinds = picked + peers if picked else []
         elif kind not in backends:
             raise EdgeditError(f"unknown backend '{kind}'; choose auto, {', '.join(backends)}")

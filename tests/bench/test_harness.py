@@ -176,3 +176,16 @@ def test_tegrastats_is_split_by_record_and_ram_counted_from_before_each_load(exp
     assert tegra["ram_delta_mb"] == 300 and tegra["samples"] >= 2
     assert tegra["power_mw"]["VDD_IN"]["mean"] == 5000
     assert tegra["energy_per_image_j"] == pytest.approx(tegra["energy_j"] / record["latency_ms"]["n"])
+
+
+def test_auto_leaves_out_a_peer_that_cannot_run_here(monkeypatch):
+    """Without a C++ compiler torch.compile cannot build CPU kernels: auto keeps eager torch alone,
+    and asking for it by name says why."""
+    from edgedit.models.torch_backend import TorchCompileBackend
+    from edgedit.runtime.backends import RunOptions, backends_for, load_backend
+
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert not TorchCompileBackend.available()
+    assert backends_for("s.safetensors", ["auto"]) == ["torch"]
+    with pytest.raises(EdgeditError, match="torch.compile needs a C\\+\\+ compiler"):
+        load_backend("DiT-Nano-XS/2", "torch-compile", RunOptions(quiet=True))
