@@ -34,6 +34,7 @@ def describe_checkpoint(path: Path) -> dict:
         "macs": accounting.count_macs(info.config),
         "tensors": len(info.tensors),
         "dtypes": dtypes,
+        "noise": info.noise,
         "provenance": info.provenance,
     }
 

@@ -382,6 +382,26 @@ def test_teacher_pairs_and_eval_from_the_command_line(tmp_path):
     assert {m["metric"] for m in report["metrics"]} >= {"FID", "KID", "FID real-vs-real", "class coverage"}
 
 
+def test_eval_save_ships_the_checkpoint_with_the_evaluation_it_measured(tmp_path):
+    from safetensors.numpy import load_file
+
+    student, shipped = tmp_path / "s.safetensors", tmp_path / "shipped" / "s.safetensors"
+    save_model(DiT(TINY_CONFIGS["onestep-cond"]), student)
+    done = runner.invoke(app, ["eval", str(student), "-n", "20", "--seed", "7", "--save", str(shipped), "--json"])
+    assert done.exit_code == 0, done.output
+    report, info = json.loads(done.stdout), read_checkpoint(shipped)
+    assert info.provenance["eval"] == {m["metric"]: round(m["value"], 4) for m in report["metrics"]}
+    assert info.provenance["eval_seeds"] == [7, 26] and info.provenance["eval_noise"] == report["noise"]
+    assert info.provenance["eval_samples"] == 20 and info.config == read_checkpoint(student).config
+    original, copied = load_file(student), load_file(shipped)
+    assert original.keys() == copied.keys() and all((original[k] == copied[k]).all() for k in original)
+    # a file that is not a checkpoint is refused before any sampling, and nothing is written
+    (tmp_path / "m.onnx").write_bytes(b"not a model")
+    refused = runner.invoke(app, ["eval", str(tmp_path / "m.onnx"), "--save", str(tmp_path / "x.safetensors")])
+    assert refused.exit_code == 2 and "not one (.safetensors)" in refused.stderr
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["teacher", "train", "--data", "folder:/no/such", "--steps", "1", "-o", "x.safetensors"], "does not exist"),
     (["teacher", "train", "--data", "digits", "--steps", "1", "--batch", "3", "--preset", "DiT-Nano-Q",

@@ -159,6 +159,7 @@ def _print_checkpoint_info(report: dict) -> None:
     stdout.print(f"  model      {report['kind']}: {_model_line(report['config'])}")
     stdout.print(f"  size       {report['params']:,} params, {si(report['macs'])} MACs/image, "
                  f"{report['tensors']} tensors ({', '.join(report['dtypes'])})")
+    stdout.print(f"  noise      {report['noise']} (seeds -> noise for its samples)")
     for key, value in report["provenance"].items():
         stdout.print(f"  {key:<10} {value}", markup=False)  # provenance is data: brackets are not markup
     stdout.print(f"  sha256     {report['sha256']}")

@@ -17,21 +17,22 @@ EDM_SIGMA_DATA = 0.5
 EDM_STEPS, EDM_SAMPLER = 18, "heun"  # 18 Heun steps = 35 network evaluations
 DDPM_TRAIN_STEPS, DDPM_BETA_START, DDPM_BETA_END = 1000, 1e-4, 0.02
 
-# Per-seed noise schemes (implemented in runtime/noise.py): exports and pairs stores record theirs,
-# so a file keeps its images when the default changes.
+# Per-seed noise schemes (implemented in runtime/noise.py): checkpoints, exports and pairs stores
+# record theirs, so a file keeps its images when the default changes.
 NOISE_SCHEMES = ("pcg64-keyed", "pcg64")
 NOISE_SCHEME = "pcg64-keyed"  # what new files use: a seed-keyed PCG64 state, no per-seed hashing
 NOISE_UNRECORDED = "pcg64"  # what files that name no scheme were made with (edgedit 0.1)
 
 
-def sampler_spec(cfg: DiTConfig) -> dict[str, Any]:
+def sampler_spec(cfg: DiTConfig, noise: str = NOISE_SCHEME) -> dict[str, Any]:
+    """How a model of `cfg` is sampled; `noise`: the scheme of the file it comes from (a checkpoint's)."""
     if cfg.diffusion == "one-step":
-        return {"type": "one-step", "noise": NOISE_SCHEME}
+        return {"type": "one-step", "noise": noise}
     if cfg.diffusion == "edm":
         return {"type": "edm", "preconditioning": "in-graph", "sigma_min": EDM_SIGMA_MIN, "sigma_max": EDM_SIGMA_MAX,
                 "rho": EDM_RHO, "sigma_data": EDM_SIGMA_DATA, "steps": EDM_STEPS, "sampler": EDM_SAMPLER,
-                "noise": NOISE_SCHEME}
+                "noise": noise}
     # facebookresearch/DiT: 1000 steps of linear betas 1e-4..0.02, epsilon prediction (+ variance channels);
     # sampled here with deterministic DDIM. Outputs are SD-VAE latents for official DiTs (no VAE here).
     return {"type": "ddpm", "train_steps": DDPM_TRAIN_STEPS, "beta_start": DDPM_BETA_START, "beta_end": DDPM_BETA_END,
-            "steps": 50, "sampler": "ddim", "noise": NOISE_SCHEME}
+            "steps": 50, "sampler": "ddim", "noise": noise}

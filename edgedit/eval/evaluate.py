@@ -134,8 +134,10 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
     spec = backend.meta.sampler
     sampling = "one step" if spec["type"] == "one-step" else \
         f"EDM {sampler or spec['sampler']}, {steps or spec['steps']} steps"
+    # Same seeds give other noise under another scheme: the report names the one used.
     report: dict[str, Any] = {"model": str(model), "backend": backend.title, "data": data, "samples": n,
-                              "seeds": [seed, seed + n - 1], "sampling": sampling, "metrics": []}
+                              "seeds": [seed, seed + n - 1], "noise": spec.get("noise", NOISE_UNRECORDED),
+                              "sampling": sampling, "metrics": []}
     if real.shape == DIGITS_SHAPE and real.num_classes == 10:
         report["metrics"] += domain_metrics(images, labels, real, train, ref_name, seed)
     if weights is not None:
@@ -162,3 +164,13 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
 
         save_png(grid, make_grid(images[:64], columns=8))
     return report
+
+
+def save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: dict[str, Any]) -> None:
+    """Copy the evaluated checkpoint to `dest` bit for bit, `report`'s numbers added to its provenance
+    (replacing an earlier "eval"), so that the file carries the evaluation it was shipped on."""
+    from edgedit.models.checkpoint import copy_with_provenance
+
+    copy_with_provenance(model, dest, eval={m["metric"]: round(m["value"], 4) for m in report["metrics"]},
+                         eval_samples=report["samples"], eval_seeds=report["seeds"], eval_noise=report["noise"],
+                         eval_data=report["data"], eval_sampling=report["sampling"])

@@ -6,6 +6,10 @@ provenance, tensor names and shapes against the config) and, unless verification
 (`verification(False)`, the CLI's --no-verify), the tensors' bytes against the hash, all with
 numpy, so `edgedit info` works on the device side; `save_model` / `load_model` move weights in and
 out of a torch `DiT`. Files of format /1 (before the hash) are read unverified, with a warning.
+
+A checkpoint also names the noise scheme its samples are drawn with (`edgedit.noise`), so that
+its seeds keep their images, and its recorded evaluation its numbers, when the default changes;
+files that name none were made with the first scheme (NOISE_UNRECORDED).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from edgedit.contract.config import DiTConfig
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output
+from edgedit.contract.schedules import NOISE_SCHEME, NOISE_SCHEMES, NOISE_UNRECORDED
 from edgedit.contract.schema import OpenRecord, loads, parse
 from edgedit.cost.accounting import parameter_shapes
 
@@ -43,6 +48,7 @@ META_VERSION = "edgedit.version"
 META_CONFIG = "edgedit.config"
 META_PROVENANCE = "edgedit.provenance"
 META_TENSORS_SHA256 = "edgedit.tensors_sha256"
+META_NOISE = "edgedit.noise"
 log = logging.getLogger("edgedit")
 _VERIFY = contextvars.ContextVar("edgedit_verify_checkpoints", default=True)
 
@@ -95,6 +101,11 @@ class CheckpointInfo:
                 n *= s
             total += n
         return total
+
+    @property
+    def noise(self) -> str:
+        """The seed -> noise scheme this model's samples (and recorded evaluations) use."""
+        return self.metadata.get(META_NOISE, NOISE_UNRECORDED)
 
 
 def _names(names: list[str], limit: int = 4) -> str:
@@ -151,6 +162,9 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     provenance = parse(Provenance, loads(metadata.get(META_PROVENANCE, "{}"), path, f"'{META_PROVENANCE}' metadata"),
                        path, f"'{META_PROVENANCE}' metadata").model_dump(exclude_unset=True)
     check_tensor_shapes(parameter_shapes(config), {n: s for n, (_, s) in tensors.items()}, str(path))
+    if metadata.get(META_NOISE, NOISE_UNRECORDED) not in NOISE_SCHEMES:
+        raise EdgeditError(f"{path}: metadata '{META_NOISE}' is {metadata[META_NOISE][:40]!r}, not one of "
+                           f"{', '.join(NOISE_SCHEMES)}; the file was altered: restore it from a good copy")
     info = CheckpointInfo(path, config, provenance, tensors, metadata)
     if _VERIFY.get():
         verify_tensors(info)
@@ -187,6 +201,7 @@ def save_model(model: DiT, path: str | os.PathLike, provenance: dict[str, Any] |
         META_CONFIG: model.config.to_json(),
         META_PROVENANCE: json.dumps(provenance, sort_keys=True),
         META_TENSORS_SHA256: tensors_sha256((name, t.numpy()) for name, t in state.items()),
+        META_NOISE: NOISE_SCHEME,
     }
     path = Path(path)
     with atomic_output(path) as tmp:

@@ -107,6 +107,7 @@ def rewrite(path, metadata=None, tensors=None):
     ("edgedit.provenance", [1, 2], r"not a valid 'edgedit.provenance' metadata: expected a JSON object, got list"),
     ("edgedit.provenance", {"steps": "many"}, r"field 'steps': input should be a valid integer"),
     ("edgedit.provenance", "{not json", r"'edgedit.provenance' metadata: not JSON"),
+    ("edgedit.noise", "mt19937", r"metadata 'edgedit.noise' is 'mt19937', not one of pcg64-keyed, pcg64"),
 ])
 def test_bad_header_metadata_is_one_line_naming_the_file_and_field(tmp_path, key, value, message):
     path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
@@ -198,3 +199,38 @@ def test_the_cli_refuses_a_damaged_checkpoint_and_reads_it_with_no_verify(tmp_pa
     assert refused.exit_code == 2 and refused.stderr.count("\n") == 1 and "content hash" in refused.stderr
     read = runner.invoke(app, ["--no-verify", "info", str(path)])
     assert read.exit_code == 0, read.output
+
+
+def test_a_checkpoint_keeps_its_noise_scheme_through_sampling_and_export(tmp_path):
+    """Same seeds, same images: a file records its scheme, one that records none was made with the
+    first, and its ONNX export inherits it, whatever the current default."""
+    from edgedit.contract.schedules import NOISE_SCHEME, NOISE_UNRECORDED
+    from edgedit.export.exporter import BatchSpec, export_onnx
+    from edgedit.runtime.backends import load_backend
+    from edgedit.runtime.noise import noise_from_seeds
+    from edgedit.runtime.samplers import generate
+
+    cfg = TINY_CONFIGS["onestep-cond"]
+    path = save_model(random_weights(DiT(cfg), seed=1), tmp_path / "new.safetensors")
+    assert read_checkpoint(path).noise == NOISE_SCHEME
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    legacy = tmp_path / "legacy.safetensors"  # as edgedit 0.1 wrote it: no scheme named
+    save_file(tensors, str(legacy), metadata={k: v for k, v in meta.items() if k != "edgedit.noise"})
+    assert read_checkpoint(legacy).noise == NOISE_UNRECORDED != NOISE_SCHEME
+    seeds = [0, 5, 9]
+    images = {name: generate(load_backend(p), seeds, batch=3) for name, p in (("new", path), ("legacy", legacy))}
+    net, info = load_model(legacy)
+    onnx = export_onnx(net, tmp_path / "legacy.onnx", {"checkpoint": legacy.name}, BatchSpec.static(3),
+                       noise=info.noise).path
+    assert load_backend(onnx).meta.sampler["noise"] == NOISE_UNRECORDED
+    assert np.abs(generate(load_backend(onnx), seeds, batch=3) - images["legacy"]).max() < 1e-4
+    assert np.abs(images["new"] - images["legacy"]).max() > 0.1  # the schemes differ, and each file kept its own
+    # the model is the same function of its input: only the seeds' noise differs
+    z = noise_from_seeds(seeds, (cfg.in_channels, cfg.input_size, cfg.input_size), NOISE_UNRECORDED)
+    backend = load_backend(path)
+    direct = backend.run({"z": z, "y": np.array([s % cfg.num_classes for s in seeds], np.int32)})
+    assert np.abs(next(iter(direct.values())) - images["legacy"]).max() < 1e-5
