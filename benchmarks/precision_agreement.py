@@ -31,7 +31,7 @@ HERE = Path(__file__).parent
 
 
 def agreement(preset: str, samples: int, calib_samples: int, folder: Path) -> dict:
-    net, source, _ = load_model_or_preset(preset, quiet=True)  # a preset: the current noise scheme
+    net, source = load_model_or_preset(preset, quiet=True)
     batch = BatchSpec.parse("1:8:8")
     fp32 = export_onnx(net, folder / "fp32.onnx", source, batch)
     fp16 = export_onnx(net, folder / "fp16.onnx", source, batch, precision="fp16")

@@ -44,7 +44,7 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     batch = BatchSpec(min(BATCHES), max(BATCHES), max(BATCHES))
     models: dict[str, Path] = {}
     for precision in ("fp32", "fp16"):
-        report = export_onnx(net, out / f"student.{precision}.onnx", source, batch, precision, noise=info.noise)
+        report = export_onnx(net, out / f"student.{precision}.onnx", source, batch, precision)
         worst = max(c["max_rel_error"] for c in report.parity)
         say(f"exported {report.path.name}: parity vs torch, max relative error {worst:.2g}")
         models[f"onnx-{precision}"] = report.path

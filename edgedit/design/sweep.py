@@ -118,9 +118,8 @@ def timing_model(student: Path, backend: str, folder: Path) -> str:
     from edgedit.export.exporter import BatchSpec, export_onnx
     from edgedit.models.checkpoint import load_model
 
-    net, info = load_model(student)
-    return str(export_onnx(net, folder / "student.onnx", {"checkpoint": student.name}, BatchSpec.static(1),
-                           noise=info.noise).path)
+    net, _ = load_model(student)
+    return str(export_onnx(net, folder / "student.onnx", {"checkpoint": student.name}, BatchSpec.static(1)).path)
 
 
 def time_models(models: list[str], backend: str, seconds: float, rounds: int = 10) -> list[dict[str, Any]]:

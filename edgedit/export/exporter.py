@@ -25,7 +25,7 @@ from edgedit import __version__
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output
-from edgedit.contract.schedules import NOISE_SCHEME, sampler_spec
+from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
 from edgedit.export import graph
@@ -143,10 +143,8 @@ def check_parity(path: Path, module, net, batches: list[int], precision: str) ->
 
 
 def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: BatchSpec, precision: str = "fp32",
-                opset: int = DEFAULT_OPSET, external_data_bytes: int = graph.EXTERNAL_DATA_BYTES,
-                noise: str = NOISE_SCHEME) -> ExportReport:
-    """Export `net` (a DiT in eval mode) to `output`; `noise`: the scheme of the checkpoint it comes from,
-    so that the ONNX file's seeds make the checkpoint's images. See the module docstring."""
+                opset: int = DEFAULT_OPSET, external_data_bytes: int = graph.EXTERNAL_DATA_BYTES) -> ExportReport:
+    """Export `net` (a DiT in eval mode) to `output`. See the module docstring."""
     require("onnx", extra="train")
     require("onnxscript", extra="train")
     from edgedit.models.deployable import DeployableDiT, example_inputs
@@ -166,7 +164,8 @@ def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: B
     if precision == "fp16":
         proto = graph.fold_constants(to_fp16(proto))  # folds the casts of constant weights, toposorts
     graph.check_tensorrt_friendly(proto, cfg.depth)
-    meta = ModelMeta(cfg, inputs, outputs, sampler_spec(cfg, noise), precision, batch.to_dict(), source, __version__)
+    sampler = sampler_spec(cfg, net.noise)  # the checkpoint's noise scheme: its seeds keep their images
+    meta = ModelMeta(cfg, inputs, outputs, sampler, precision, batch.to_dict(), source, __version__)
     graph.set_metadata(proto, meta.to_metadata(), replace_prefix=PREFIX)
     proto.producer_name, proto.producer_version = "edgedit", __version__
     proto.doc_string = f"edgedit {cfg.kind}; inputs {', '.join(s.name for s in inputs)}"
@@ -216,5 +215,5 @@ def export_model(model: str, output: str | os.PathLike | None, options: ExportOp
     output = Path(output) if output else default_export_path(model, options.precision)
     if Path(model).resolve() == output.resolve():
         raise EdgeditError(f"{output}: is the input model; write the ONNX file elsewhere (-o NAME.onnx)")
-    net, source, noise = load_model_or_preset(model, **options.overrides)
-    return export_onnx(net, output, source, spec, options.precision, options.opset, noise=noise)
+    net, source = load_model_or_preset(model, **options.overrides)
+    return export_onnx(net, output, source, spec, options.precision, options.opset)

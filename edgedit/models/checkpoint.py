@@ -34,7 +34,7 @@ from edgedit.contract.config import DiTConfig
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output
-from edgedit.contract.schedules import NOISE_SCHEME, NOISE_SCHEMES, NOISE_UNRECORDED
+from edgedit.contract.schedules import NOISE_SCHEMES, NOISE_UNRECORDED
 from edgedit.contract.schema import OpenRecord, loads, parse
 from edgedit.cost.accounting import parameter_shapes
 
@@ -201,7 +201,7 @@ def save_model(model: DiT, path: str | os.PathLike, provenance: dict[str, Any] |
         META_CONFIG: model.config.to_json(),
         META_PROVENANCE: json.dumps(provenance, sort_keys=True),
         META_TENSORS_SHA256: tensors_sha256((name, t.numpy()) for name, t in state.items()),
-        META_NOISE: NOISE_SCHEME,
+        META_NOISE: model.noise,
     }
     path = Path(path)
     with atomic_output(path) as tmp:
@@ -231,4 +231,5 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[DiT, Check
 
     model = DiT(info.config)
     model.load_state_dict(load_file(str(info.path), device="cpu"), strict=True)
+    model.noise = info.noise  # its samples keep the file's images
     return model.to(device).eval(), info

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from edgedit.contract.config import DiTConfig
+from edgedit.contract.schedules import NOISE_SCHEME
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -186,6 +187,9 @@ class DiT(nn.Module):
     def __init__(self, config: DiTConfig):
         super().__init__()
         self.config = config
+        # How seeds become noise for its samples: checkpoint.load_model sets the file's scheme, so that
+        # sampling and exports keep a trained file's images; new models use the current one.
+        self.noise = NOISE_SCHEME
         D = config.hidden_size
         self.in_channels = config.in_channels
         self.out_channels = config.out_channels

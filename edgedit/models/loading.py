@@ -9,7 +9,6 @@ from typing import Any
 from edgedit.contract.config import names_a_file, resolve_config
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import sha256_file
-from edgedit.contract.schedules import NOISE_SCHEME
 
 log = logging.getLogger("edgedit")
 
@@ -37,7 +36,7 @@ def random_weights(model, seed: int = 0):
 
 
 def load_model_or_preset(spec: str, seed: int = 0, quiet: bool = False, **overrides: Any):
-    """(DiT in eval mode, source description, noise scheme) for a checkpoint path or a preset name."""
+    """(DiT in eval mode, source description) for a checkpoint path or a preset name."""
     from edgedit.models.checkpoint import load_model
     from edgedit.models.dit import DiT
 
@@ -45,11 +44,11 @@ def load_model_or_preset(spec: str, seed: int = 0, quiet: bool = False, **overri
     if names_a_file(path):
         if any(v is not None for v in overrides.values()):
             raise EdgeditError(f"{spec}: model overrides apply to presets, not to a checkpoint (its config is fixed)")
-        model, info = load_model(path)
-        return model, {"checkpoint": path.name, "sha256": sha256_file(path), "weights": "trained"}, info.noise
+        model, _ = load_model(path)
+        return model, {"checkpoint": path.name, "sha256": sha256_file(path), "weights": "trained"}
     cfg = resolve_config(spec, **overrides)
     model = random_weights(DiT(cfg), seed).eval()
     if not quiet:
         log.warning(f"{spec} is a preset: random weights (seed {seed}), good for latency work only")
     return model, {"preset": spec, "config_overrides": {k: v for k, v in overrides.items() if v is not None},
-                   "weights": "random", "seed": seed}, NOISE_SCHEME
+                   "weights": "random", "seed": seed}

@@ -12,7 +12,7 @@ import numpy as np
 from edgedit import __version__
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.schedules import NOISE_SCHEME, sampler_spec
+from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.spec import ModelMeta, io_spec
 from edgedit.runtime.backends import Backend, RunOptions
 
@@ -21,8 +21,8 @@ class TorchBackend(Backend):
     name = "torch"
     suffixes = (".safetensors", "")
 
-    def __init__(self, net, source: dict, device: str = "cpu", noise: str = NOISE_SCHEME):
-        """Over a DiT already in memory (e.g. the EMA weights during training); `noise`: its file's scheme."""
+    def __init__(self, net, source: dict, device: str = "cpu"):
+        """Over a DiT already in memory (e.g. the EMA weights during training)."""
         torch = require("torch", extra="train")
         from edgedit.models.deployable import DeployableDiT
 
@@ -31,17 +31,17 @@ class TorchBackend(Backend):
         self.module = DeployableDiT(net).to(device).eval()
         self.forward = self.module  # what a call runs
         inputs, outputs = io_spec(net.config)
-        self.meta = ModelMeta(net.config, inputs, outputs, sampler_spec(net.config, noise), "fp32",
+        self.meta = ModelMeta(net.config, inputs, outputs, sampler_spec(net.config, net.noise), "fp32",
                               {"min": 1, "opt": 1, "max": 2**31 - 1}, source, __version__)
 
     @classmethod
     def open(cls, model: str, options: RunOptions) -> TorchBackend:
         from edgedit.models.loading import load_model_or_preset
 
-        net, source, noise = load_model_or_preset(model, quiet=options.quiet, **options.overrides)
+        net, source = load_model_or_preset(model, quiet=options.quiet, **options.overrides)
         if options.threads:  # torch's pool is per process: the last backend opened sets it
             require("torch", extra="train").set_num_threads(options.threads)
-        return cls(net, source, options.device, noise)
+        return cls(net, source, options.device)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [self.torch.from_numpy(feeds[s.name]).to(self.device) for s in self.inputs]
@@ -72,6 +72,6 @@ class TorchCompileBackend(TorchBackend):
                                "(CXX, c++, g++, clang++); install one, or use --backend torch")
         return super().open(model, options)
 
-    def __init__(self, net, source: dict, device: str = "cpu", noise: str = NOISE_SCHEME):
-        super().__init__(net, source, device, noise)
+    def __init__(self, net, source: dict, device: str = "cpu"):
+        super().__init__(net, source, device)
         self.forward = self.torch.compile(self.module, dynamic=False)

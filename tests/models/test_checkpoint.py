@@ -223,9 +223,10 @@ def test_a_checkpoint_keeps_its_noise_scheme_through_sampling_and_export(tmp_pat
     assert read_checkpoint(legacy).noise == NOISE_UNRECORDED != NOISE_SCHEME
     seeds = [0, 5, 9]
     images = {name: generate(load_backend(p), seeds, batch=3) for name, p in (("new", path), ("legacy", legacy))}
-    net, info = load_model(legacy)
-    onnx = export_onnx(net, tmp_path / "legacy.onnx", {"checkpoint": legacy.name}, BatchSpec.static(3),
-                       noise=info.noise).path
+    net, _ = load_model(legacy)
+    assert save_model(net, tmp_path / "again.safetensors") and read_checkpoint(tmp_path / "again.safetensors").noise \
+        == NOISE_UNRECORDED  # re-saved (e.g. fine-tuned), it keeps its lineage's scheme
+    onnx = export_onnx(net, tmp_path / "legacy.onnx", {"checkpoint": legacy.name}, BatchSpec.static(3)).path
     assert load_backend(onnx).meta.sampler["noise"] == NOISE_UNRECORDED
     assert np.abs(generate(load_backend(onnx), seeds, batch=3) - images["legacy"]).max() < 1e-4
     assert np.abs(images["new"] - images["legacy"]).max() > 0.1  # the schemes differ, and each file kept its own
