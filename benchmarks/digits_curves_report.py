@@ -1,8 +1,10 @@
 """Plots and tables of benchmarks/digits_curves.sh: FID against steps and wall-clock per method
-and seed, the table at the last common step (mean and spread), the evaluation's own noise and the
-wall-clock per 1,000 steps.
+and seed, the table at the last common step (mean and spread), the wall-clock per 1,000 steps,
+and from the seed sets (each final student and the teacher on five disjoint sets of 1,000 sample
+seeds) the evaluation's own noise, the methods' paired differences and the best student.
 
     python benchmarks/digits_curves_report.py runs/digits/curves -o docs/results-digits
+    python benchmarks/digits_curves_report.py runs/digits/curves --best   # prints its checkpoint's path
 """
 
 from __future__ import annotations
@@ -44,6 +46,122 @@ def load_runs(curves: Path) -> dict[str, dict]:
     return runs
 
 
+def load_seed_sets(curves: Path) -> dict[str, dict[int, float]]:
+    """{"RUN-step-N" or "teacher": {first seed: FID}} from seed-sets/NAME-seed-FIRST.json."""
+    sets: dict[str, dict[int, float]] = {}
+    for path in sorted((curves / "seed-sets").glob("*-seed-*.json")):
+        name, first = re.fullmatch(r"(.+)-seed-(\d+)\.json", path.name).groups()
+        sets.setdefault(name, {})[int(first)] = fid_of(path)
+    return sets
+
+
+def complete(sets: dict[str, dict[int, float]]) -> dict[str, dict[int, float]]:
+    """The models evaluated on every seed set any model has."""
+    firsts = set().union(*(s.keys() for s in sets.values())) if sets else set()
+    return {name: s for name, s in sets.items() if set(s) == firsts}
+
+
+def best_student(sets: dict[str, dict[int, float]]) -> str:
+    students = {name: statistics.mean(s.values()) for name, s in complete(sets).items() if name != "teacher"}
+    if not students:
+        raise SystemExit("no student evaluated on every seed set yet (digits_curves.sh report)")
+    return min(students, key=students.get)
+
+
+def t95(n: int) -> float:
+    """Student's t, two-sided 95%, n - 1 degrees of freedom (n <= 11)."""
+    return {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26, 11: 2.23}[n]
+
+
+def paired(a: list[dict[int, float]], b: list[dict[int, float]]) -> tuple[float, float, int]:
+    """Over the seed sets, (mean of the a runs - mean of the b runs) on each: (mean, 95% half-width, sets)."""
+    firsts = sorted(set.intersection(*(set(r) for r in a + b)))
+    diffs = [statistics.mean(r[f] for r in a) - statistics.mean(r[f] for r in b) for f in firsts]
+    return statistics.mean(diffs), t95(len(diffs)) * statistics.stdev(diffs) / len(diffs) ** 0.5, len(diffs)
+
+
+def seed_set_lines(sets: dict[str, dict[int, float]]) -> list[str]:
+    sets = complete(sets)
+    if len(sets) < 2:
+        return []
+    n_sets = len(next(iter(sets.values())))
+    by = {}  # (method, step) -> [per-set FIDs of each seed's run]
+    for name, s in sets.items():
+        match = re.fullmatch(r"(output|ta|mi1|output-16k)-seed(\d+)-step-(\d+)", name)
+        if match:
+            by.setdefault((match[1], int(match[3])), []).append(s)
+    lines = ["", f"On {n_sets} disjoint sets of 1,000 sample seeds (0-999, 1000-1999, ...), FID mean +- sd over the "
+             "sets (each run's students; runs of one method pooled):", "",
+             "| model | step | runs | FID mean | sd over sets | per run (mean over sets) |",
+             "|---|---|---|---|---|---|"]
+    for (method, step), runs in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        per_set = [statistics.mean(r[f] for r in runs) for f in runs[0]]
+        per_run = ", ".join(f"{statistics.mean(r.values()):.1f}" for r in runs)
+        lines.append(f"| {method} | {step} | {len(runs)} | {statistics.mean(per_set):.1f} | "
+                     f"{statistics.stdev(per_set):.1f} | {per_run} |")
+    if "teacher" in sets:
+        t = list(sets["teacher"].values())
+        lines.append(f"| teacher (18 Heun steps) | - | 1 | {statistics.mean(t):.1f} | {statistics.stdev(t):.1f} | - |")
+    within = [statistics.variance(s.values()) for name, s in sets.items() if name != "teacher"]
+    lines += ["", f"Evaluation noise: the sd of one model's FID over the seed sets, pooled over the {len(within)} "
+              f"students: {statistics.mean(within) ** 0.5:.1f}.", "",
+              "Differences to output distillation (negative: better than output), with two 95% intervals: over "
+              "the seed sets (paired: the evaluation's noise only) and over the training seeds (two-sample t on the "
+              "runs' means over the sets, the variance pooled over the methods with two or more runs at that step):",
+              ""]
+    for step in sorted({s for _, s in by}):
+        seeds = _seed_spread(by, step)
+        for method in ("ta", "mi1", "output-16k"):
+            if (method, step) not in by or ("output", step) not in by:
+                continue
+            a, b = by[(method, step)], by[("output", step)]
+            mean, half, _ = paired(a, b)
+            runs = ""
+            if seeds is not None:
+                sd, df = seeds
+                runs = f"; over training seeds +- {t95(df + 1) * sd * (1 / len(a) + 1 / len(b)) ** 0.5:.1f}"
+            lines.append(f"- {method} - output at {step} steps ({len(a)} vs {len(b)} runs): {mean:+.1f} FID; "
+                         f"over the sets +- {half:.1f}{runs}")
+        if seeds is not None:
+            lines.append(f"- training-seed sd at {step} steps (pooled): {seeds[0]:.1f} FID ({seeds[1]} degrees of "
+                         "freedom)")
+    if "teacher" in sets:
+        best = best_student(sets)
+        ratios = [sets[best][f] / sets["teacher"][f] for f in sets["teacher"]]
+        lines += ["", f"Best student by mean FID over the sets: {best}, {statistics.mean(sets[best].values()):.1f}; "
+                  f"per set {statistics.mean(ratios):.3f}x the teacher's FID "
+                  f"(range {min(ratios):.3f}-{max(ratios):.3f})."]
+    return lines
+
+
+def load_step_cost(path: Path) -> dict[str, list[float]]:
+    """{method: seconds per 1,000 steps, one per round} from digits_curves.sh step-cost (200 steps each)."""
+    seconds: dict[str, list[float]] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        method, _, value = line.split()
+        seconds.setdefault(method, []).append(float(value) * 1000 / 200)
+    return seconds
+
+
+def step_cost_lines(seconds: dict[str, list[float]]) -> list[str]:
+    if not seconds:
+        return []
+    base = statistics.mean(seconds["output"])
+    cells = [f"{m} {statistics.mean(v):.0f} s ({', '.join(f'{x:.0f}' for x in v)}; {statistics.mean(v) / base:.2f}x "
+             "output)" for m, v in seconds.items()]
+    return ["", "Seconds per 1,000 steps on a quiet machine (one core; 200 steps of each method, two interleaved "
+            "rounds; the training loop only): " + "; ".join(cells) + "."]
+
+
+def _seed_spread(by: dict, step: int) -> tuple[float, int] | None:
+    """Pooled sd of the runs' means over the seed sets among runs of one method, and its degrees of freedom."""
+    groups = [[statistics.mean(r.values()) for r in runs] for (_, s), runs in by.items() if s == step and len(runs) > 1]
+    df = sum(len(g) - 1 for g in groups)
+    if df == 0:
+        return None
+    return (sum(statistics.variance(g) * (len(g) - 1) for g in groups) / df) ** 0.5, df
+
+
 def spread(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.1f} (1 seed)"
@@ -53,8 +171,14 @@ def spread(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("curves", type=Path)
-    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("-o", "--output", type=Path)
+    parser.add_argument("--best", action="store_true", help="print the best final student's checkpoint and stop")
     args = parser.parse_args()
+    if args.best:
+        name, _, step = best_student(load_seed_sets(args.curves)).rpartition("-step-")
+        return print(args.curves / name / f"step-{step}.safetensors")
+    if args.output is None:
+        parser.error("-o/--output is required for the report")
     runs = load_runs(args.curves)
     if not runs:
         raise SystemExit(f"{args.curves}: no finished legs (METHOD-seedN/eval-STEP.json)")
@@ -67,12 +191,19 @@ def main() -> None:
 
     colours = {"output": "tab:blue", "ta": "tab:green", "mi1": "tab:red", "output-16k": "tab:purple"}
     styles = ["-", "--", ":"]
+    # Wall-clock at each method's step cost measured on a quiet core: the legs themselves shared the CPU
+    # with other jobs (and were paused at times), so their own timings (curves.csv) compare nothing.
+    rounds = load_step_cost(args.curves / "step-cost" / "seconds.txt")
+    cost = {m: statistics.mean(v) for m, v in rounds.items()}
     fig, (by_step, by_wall) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for r in runs.values():
         style = dict(color=colours[r["method"]], linestyle=styles[r["seed"] % 3], marker="o", markersize=3,
                      label=f"{r['method']} seed {r['seed']}")
         by_step.plot(r["steps"], r["fid"], **style)
-        if all(s is not None for s in r["leg_s"]):
+        per_step = cost.get(r["method"].removesuffix("-16k"))
+        if per_step is not None:
+            by_wall.plot([s / 1000 * per_step / 60 for s in r["steps"]], r["fid"], **style)
+        elif not cost and all(s is not None for s in r["leg_s"]):
             by_wall.plot([s / 60 for s in r["wall_s"]], r["fid"], **style)
     teacher = args.output / "teacher-eval.json"
     for ax in (by_step, by_wall):
@@ -83,7 +214,9 @@ def main() -> None:
         ax.grid(alpha=0.3)
     by_step.set(xlabel="optimizer steps (batch 64)", ylabel="FID (digits classifier features, 1,000 samples)",
                 title="FID against steps")
-    by_wall.set(xlabel="training wall-clock, minutes (one CPU core, shared)", title="FID against wall-clock")
+    by_wall.set(xlabel="minutes on one quiet CPU core (steps x measured step cost)" if cost
+                else "training wall-clock, minutes (one CPU core, shared)",
+                title="FID against wall-clock")
     by_step.legend(fontsize=8)
     fig.suptitle("One-step 4 x 80 students (485k parameters) distilled from 4,096 digits pairs (output-16k: 16,384)")
     fig.tight_layout()
@@ -95,7 +228,8 @@ def main() -> None:
                  for s, f, w in zip(r["steps"], r["fid"], r["leg_s"])]
     (args.output / "curves.csv").write_text("\n".join(rows) + "\n")
 
-    lines = ["| method | " + " | ".join(f"step {s}" for s in _checkpoints(runs)) + " | s per 1,000 steps |",
+    lines = ["| method | " + " | ".join(f"step {s}" for s in _checkpoints(runs))
+             + " | s per 1,000 steps (median of the legs; shared CPU) |",
              "|---|" + "---|" * (len(_checkpoints(runs)) + 1)]
     for method in ("output", "ta", "mi1", "output-16k"):  # output-16k: output distillation on 16,384 pairs
         mine = [r for r in runs.values() if r["method"] == method]
@@ -108,15 +242,11 @@ def main() -> None:
         legs = [w for r in mine for w in r["leg_s"] if w]
         cells.append(f"{statistics.median(legs):.0f}" if legs else "-")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    noise = sorted((args.curves / "eval-noise").glob("seed-*.json"))
-    if noise:
-        fids = [fid_of(p) for p in noise]
-        lines += ["", f"Evaluation noise (one model, output seed 0 at 8,000 steps, {len(fids)} disjoint sets of "
-                  f"1,000 sample seeds): FID {statistics.mean(fids):.1f} +- {statistics.stdev(fids):.1f} (sd), "
-                  f"range {min(fids):.1f}-{max(fids):.1f}."]
     assistant = args.curves / "ta-assistant" / "eval.json"
     if assistant.exists():
-        lines.append(f"The teaching assistant (DiT-Nano-M/2, one step, output loss): FID {fid_of(assistant):.1f}.")
+        lines += ["", f"The teaching assistant (DiT-Nano-M/2, one step, output loss): FID {fid_of(assistant):.1f}."]
+    lines += step_cost_lines(rounds)
+    lines += seed_set_lines(load_seed_sets(args.curves))
     (args.output / "curves.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce edgedit's results on the embedded default (the bundled digits) with the project's own
 # commands: teacher pairs from the shipped teacher, the design sweep over DiT-Nano students with
-# the three distillation methods, the teacher's own quality for comparison, and the shipped student
-# (the sweep's best) with the published tables (docs/results-digits/).
+# the three distillation methods, the teacher's own quality for comparison, and the published
+# tables (docs/results-digits/). The sweep picks the architecture; benchmarks/digits_curves.sh then
+# trains it at a fair budget and ships the student (edgedit/assets/student-digits.safetensors).
 #
 #   benchmarks/digits_sweep.sh   # as published (1000 steps per student): about 80 minutes on a 2-core CPU
-#   outputs in runs/digits/ (git-ignored); it rewrites edgedit/assets/student-digits.safetensors
-#   and docs/results-digits/
+#   outputs in runs/digits/ (git-ignored); it rewrites docs/results-digits/
 #
 # The teacher ships as edgedit/assets/teacher-digits.safetensors; retrain it with the recipe in
 # docs/teacher-digits.md (about 30 minutes on a 2-core CPU).
@@ -43,14 +43,13 @@ done
 # The TA (one step, teacher-sized) on the same seeds and metric: what one step costs at full size.
 "${edgedit}" eval "${out}/sweep/ta.safetensors" -n 1000 --json > "${out}/ta-eval.json"
 
-# The sweep's best student ships with the package, its evaluation added to its provenance.
-"${edgedit}" design pick --results "${out}/sweep/results.json" --save edgedit/assets/student-digits.safetensors
+# The sweep's best architecture and method (digits_curves.sh trains it longer and ships it).
+"${edgedit}" design pick --results "${out}/sweep/results.json"
 docs="docs/results-digits"
 mkdir -p "${docs}"
 cp "${out}/sweep/results.csv" "${out}/sweep/results.json" "${out}/sweep/pareto.png" "${out}/sweep/principles.md" \
     "${out}/teacher-eval.json" "${out}/ta-eval.json" "${docs}/"
 for seed in 1 2; do cp "${out}/seed-${seed}/results.csv" "${docs}/seed-${seed}.csv"; done
-# Samples of both on the same seeds (label = seed % 10): one step vs 18 Heun steps.
-"${edgedit}" sample edgedit/assets/student-digits.safetensors -n 32 -o "${docs}/student-samples.png"
+# The teacher's samples (seeds 0-31, label = seed % 10); digits_curves.sh adds the student's on the same seeds.
 "${edgedit}" sample edgedit/assets/teacher-digits.safetensors -n 32 --steps 18 -o "${docs}/teacher-samples.png"
-echo "digits_sweep: results in ${out}/sweep and ${docs}/; shipped edgedit/assets/student-digits.safetensors"
+echo "digits_sweep: results in ${out}/sweep and ${docs}/"
