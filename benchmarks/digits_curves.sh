@@ -114,7 +114,7 @@ seed_sets() {
 # each method from scratch, in two interleaved rounds; the training loop's own time (the student's
 # train_seconds_last_session), so start-up is not counted. Run it with nothing else on the machine.
 step_cost() {
-    local dir="${curves}/step-cost" round method extra
+    local dir="${curves}/step-cost" round method extra seconds
     [[ -s "${dir}/seconds.txt" ]] && return 0
     pairs4k
     ta_model
@@ -126,9 +126,9 @@ step_cost() {
             [[ "${method}" == ta ]] && extra=(--ta "${curves}/ta-assistant/ta.safetensors")
             "${edgedit}" distill --pairs "${out}/pairs" "${student[@]}" --method "${method}" "${extra[@]}" \
                 "${recipe[@]}" --steps 200 -o "${dir}/${method}-${round}.safetensors"
-            echo "${method} ${round} $("${edgedit}" info --json "${dir}/${method}-${round}.safetensors" | "${python}" -c \
-                'import json, sys; print(json.load(sys.stdin)["provenance"]["train_seconds_last_session"])')" \
-                >> "${dir}/seconds.txt.partial"
+            seconds=$("${edgedit}" info --json "${dir}/${method}-${round}.safetensors" | "${python}" -c \
+                'import json, sys; print(json.load(sys.stdin)["provenance"]["train_seconds_last_session"])')
+            echo "${method} ${round} ${seconds}" >> "${dir}/seconds.txt.partial"
         done
     done
     mv "${dir}/seconds.txt.partial" "${dir}/seconds.txt"
@@ -139,8 +139,8 @@ report() {
     "${python}" benchmarks/digits_curves_report.py "${curves}" -o docs/results-digits
 }
 
-# The shipped student: the final student with the best mean FID over the five seed sets, evaluated on
-# seeds 0-999 and copied into the package with that evaluation in its provenance.
+# The shipped student: of the students at the last step, the one with the best mean FID over the five
+# seed sets, evaluated on seeds 0-999 and copied into the package with that evaluation in its provenance.
 ship() {
     seed_sets
     local best

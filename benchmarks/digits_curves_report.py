@@ -47,11 +47,17 @@ def load_runs(curves: Path) -> dict[str, dict]:
 
 
 def load_seed_sets(curves: Path) -> dict[str, dict[int, float]]:
-    """{"RUN-step-N" or "teacher": {first seed: FID}} from seed-sets/NAME-seed-FIRST.json."""
+    """{"RUN-step-N" or "teacher": {first seed: FID}} from seed-sets/NAME-seed-FIRST.json, all drawn
+    with one noise scheme (the same seeds under two schemes are two different sets)."""
     sets: dict[str, dict[int, float]] = {}
+    schemes = {}
     for path in sorted((curves / "seed-sets").glob("*-seed-*.json")):
         name, first = re.fullmatch(r"(.+)-seed-(\d+)\.json", path.name).groups()
         sets.setdefault(name, {})[int(first)] = fid_of(path)
+        schemes[path.name] = json.loads(path.read_text()).get("noise")
+    if len(set(schemes.values())) > 1 or None in schemes.values():
+        raise SystemExit(f"{curves / 'seed-sets'}: evaluations of several or unrecorded noise schemes "
+                         f"({sorted(set(map(str, schemes.values())))}); remove them and run digits_curves.sh report")
     return sets
 
 
@@ -62,15 +68,20 @@ def complete(sets: dict[str, dict[int, float]]) -> dict[str, dict[int, float]]:
 
 
 def best_student(sets: dict[str, dict[int, float]]) -> str:
+    """The student of the last step with the best mean over the seed sets."""
     students = {name: statistics.mean(s.values()) for name, s in complete(sets).items() if name != "teacher"}
+    last = max((int(name.rpartition("-step-")[2]) for name in students), default=0)
+    students = {name: fid for name, fid in students.items() if name.endswith(f"-step-{last}")}
     if not students:
         raise SystemExit("no student evaluated on every seed set yet (digits_curves.sh report)")
     return min(students, key=students.get)
 
 
 def t95(n: int) -> float:
-    """Student's t, two-sided 95%, n - 1 degrees of freedom (n <= 11)."""
-    return {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26, 11: 2.23}[n]
+    """Student's t, two-sided 95%, n - 1 degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
 
 
 def paired(a: list[dict[int, float]], b: list[dict[int, float]]) -> tuple[float, float, int]:

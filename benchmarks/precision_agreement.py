@@ -22,9 +22,10 @@ import numpy as np
 from edgedit.eval.metrics import psnr_db
 from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
 from edgedit.export.exporter import BatchSpec, export_onnx
-from edgedit.export.quantize import quantize_onnx
+from edgedit.export.quantize import QuantizeOptions, quantize_onnx
 from edgedit.models.loading import load_model_or_preset
-from edgedit.runtime.backends import OnnxRuntimeBackend, TorchBackend
+from edgedit.models.torch_backend import TorchBackend
+from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 from edgedit.runtime.samplers import generate
 
 HERE = Path(__file__).parent
@@ -38,9 +39,9 @@ def agreement(preset: str, samples: int, calib_samples: int, folder: Path) -> di
     reference = OnnxRuntimeBackend(fp32.path, "cpu")
     calib = record_inputs(reference, calib_samples, CALIBRATION_SEED)
     heldout = record_inputs(reference, max(calib_samples // 4, 2), HELDOUT_SEED)
-    int8 = quantize_onnx(fp32.path, folder / "int8.onnx", calib, heldout, force=True)
+    int8 = quantize_onnx(fp32.path, folder / "int8.onnx", calib, heldout, QuantizeOptions(force=True))
     seeds = list(range(samples))
-    images = {"torch": generate(TorchBackend(preset, quiet=True), seeds)}
+    images = {"torch": generate(TorchBackend(net, source), seeds)}  # the weights that were exported
     for name, path in (("onnx_fp32", fp32.path), ("onnx_fp16", fp16.path), ("onnx_int8", int8.path)):
         images[name] = generate(OnnxRuntimeBackend(path, "cpu"), seeds)
     return {

@@ -173,4 +173,5 @@ def save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: di
 
     copy_with_provenance(model, dest, eval={m["metric"]: round(m["value"], 4) for m in report["metrics"]},
                          eval_samples=report["samples"], eval_seeds=report["seeds"], eval_noise=report["noise"],
-                         eval_data=report["data"], eval_sampling=report["sampling"])
+                         eval_data=report["data"], eval_sampling=report["sampling"],
+                         eval_reference=sorted({m["reference"] for m in report["metrics"]}))

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from edgedit.contract.config import names_a_file
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.schedules import EDM_SIGMA_DATA
+from edgedit.contract.schedules import EDM_SIGMA_DATA, NOISE_SCHEMES
 from edgedit.models.dit import DiT, FinalLayer
 from edgedit.train.trainer import TrainSettings
 
@@ -339,6 +339,8 @@ def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.in
 
     torch.manual_seed(settings.seed)
     model, origin = model_from(o.student, manifest, "student", settings.batch, **o.overrides)
+    if manifest["sampler"]["noise"] in NOISE_SCHEMES:  # the student's seed s draws pair s's noise (GET's is no scheme)
+        model.noise = manifest["sampler"]["noise"]
     extra = {"method": o.method, "student_from": origin, "loss": o.loss}
     if o.method == "ta":
         ta_model, ta_origin = model_from(o.ta, manifest, "ta", settings.batch)

@@ -328,6 +328,7 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
     model = objective.model
     ema = DiT(run.config).to(world.device)
     ema.load_state_dict(model.state_dict())
+    ema.noise = model.noise  # what it saves and samples keeps the model's noise scheme
     ema.requires_grad_(False)
     trainable = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)

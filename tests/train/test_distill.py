@@ -89,6 +89,7 @@ def test_every_method_trains_and_saves_only_the_student(pairs, tmp_path, method,
     model, info = load_model(out)
     assert list(model.state_dict()) == list(accounting.parameter_shapes(model.config))  # no auxiliaries
     assert info.provenance["method"] == method and info.config.one_step
+    assert info.noise == _manifest(pairs)["sampler"]["noise"]  # seed s of the student draws pair s's noise
     assert np.mean(losses[-6:]) < np.mean(losses[:6])
 
 

@@ -50,6 +50,13 @@ def test_training_lowers_the_loss_and_saves_the_ema(digits, tmp_path):
     assert state_path(out).exists()
 
 
+def test_the_saved_model_keeps_the_noise_scheme_of_the_model_trained(digits, tmp_path):
+    objective = edm()
+    objective.model.noise = "pcg64"  # e.g. fine-tuning a file of edgedit 0.1
+    out = train(run_for(3), digits, objective, tmp_path / "t.safetensors")
+    assert load_model(out)[1].noise == "pcg64"
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights(digits, tmp_path):
     straight = train(run_for(8), digits, edm(), tmp_path / "straight.safetensors")
 
