@@ -16,8 +16,9 @@ import statistics
 from pathlib import Path
 
 
-def fid_of(path: Path) -> float:
-    report = json.loads(path.read_text())
+def fid_of(path: Path | dict) -> float:
+    """The domain FID of an `edgedit eval --json` report (a file or its parsed JSON)."""
+    report = path if isinstance(path, dict) else json.loads(path.read_text())
     return next(m["value"] for m in report["metrics"] if m["metric"] == "FID")
 
 
@@ -53,8 +54,9 @@ def load_seed_sets(curves: Path) -> dict[str, dict[int, float]]:
     schemes = {}
     for path in sorted((curves / "seed-sets").glob("*-seed-*.json")):
         name, first = re.fullmatch(r"(.+)-seed-(\d+)\.json", path.name).groups()
-        sets.setdefault(name, {})[int(first)] = fid_of(path)
-        schemes[path.name] = json.loads(path.read_text()).get("noise")
+        report = json.loads(path.read_text())
+        sets.setdefault(name, {})[int(first)] = fid_of(report)
+        schemes[path.name] = report.get("noise")
     if len(set(schemes.values())) > 1 or None in schemes.values():
         raise SystemExit(f"{curves / 'seed-sets'}: evaluations of several or unrecorded noise schemes "
                          f"({sorted(set(map(str, schemes.values())))}); remove them and run digits_curves.sh report")

@@ -33,8 +33,7 @@ from edgedit.cli.common import (
     stderr,
     stdout,
 )
-from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import Output, check_outputs, suffix_kind
+from edgedit.contract.fileio import Output, check_outputs
 
 teacher_app = typer.Typer(help="The multi-step EDM teacher that produces the offline pairs.", no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
@@ -210,21 +209,13 @@ def eval_command(
     Domain FID/KID against held-out digits with the real-vs-real floor, the digits classifier's
     confidence and class coverage, and PSNR against a --reference model on the same seeds.
     """
-    from edgedit.eval.evaluate import evaluate, save_evaluated
-    from edgedit.models.checkpoint import read_checkpoint
+    from edgedit.eval.evaluate import evaluate
 
     inputs = {"MODEL": model, "--reference": reference, "--data": data_input(data),
               "--inception-weights": inception_weights}
     check_outputs([Output("--grid", grid, "png"), Output("--save", save, "checkpoint")], inputs, force=force)
-    if save is not None:
-        if suffix_kind(model) != "checkpoint":
-            raise EdgeditError(f"--save copies a checkpoint with its evaluation; {model} is not one (.safetensors): "
-                               "evaluate the checkpoint it was exported from")
-        read_checkpoint(model)  # validated before any sampling
     report = evaluate(model, data, n, steps, sampler, batch, reference, seed, inception_weights=inception_weights,
-                      reference_count=reference_count, grid=grid)
-    if save is not None:
-        save_evaluated(model, save, report)
+                      reference_count=reference_count, grid=grid, save=save)
     if json_out:
         return print_json(report)
     stdout.print(f"{report['model']} on {report['backend']}: {report['samples']} samples, {report['sampling']}, "

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import suffix_kind
 from edgedit.contract.schedules import NOISE_UNRECORDED
 from edgedit.data.datasets import ImageData, has_test_split, load_data
 from edgedit.eval.metrics import fid, kid, psnr_db
@@ -112,12 +113,16 @@ def inception_metrics(images: np.ndarray, reference: ImageData, ref_name: str, w
 def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | None = None, sampler: str | None = None,
              batch: int = 64, reference: str | os.PathLike | None = None, seed: int = 0,
              backend_kind: str = "auto", inception_weights: str | os.PathLike | None = None,
-             reference_count: int | None = None, grid: str | os.PathLike | None = None) -> dict[str, Any]:
+             reference_count: int | None = None, grid: str | os.PathLike | None = None,
+             save: str | os.PathLike | None = None) -> dict[str, Any]:
     """Sample `n` images from seeds and measure them (metrics under "metrics"); `grid` also writes
-    the first 64 as a PNG."""
+    the first 64 as a PNG; `save` copies the checkpoint there with this evaluation in its provenance."""
     from edgedit.eval.inception import find_weights
 
     weights = find_weights(inception_weights)  # checked before any sampling
+    if save is not None and suffix_kind(model) != "checkpoint":
+        raise EdgeditError(f"--save copies a checkpoint with its evaluation; {model} is not one (.safetensors): "
+                           "evaluate the checkpoint it was exported from")
     backend = load_backend(model, backend_kind)
     real, train, ref_name = reference_split(data)
     if reference_count is not None and reference_count < len(real):  # a seeded subset, for slow feature networks
@@ -132,12 +137,12 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
     labels = default_labels(seeds, cfg.num_classes) if cfg.class_conditional else None
     images = generate(backend, seeds, labels, batch=batch, steps=steps, sampler=sampler)
     spec = backend.meta.sampler
+    scheme = spec.get("noise", NOISE_UNRECORDED)
     sampling = "one step" if spec["type"] == "one-step" else \
         f"EDM {sampler or spec['sampler']}, {steps or spec['steps']} steps"
     # Same seeds give other noise under another scheme: the report names the one used.
     report: dict[str, Any] = {"model": str(model), "backend": backend.title, "data": data, "samples": n,
-                              "seeds": [seed, seed + n - 1], "noise": spec.get("noise", NOISE_UNRECORDED),
-                              "sampling": sampling, "metrics": []}
+                              "seeds": [seed, seed + n - 1], "noise": scheme, "sampling": sampling, "metrics": []}
     if real.shape == DIGITS_SHAPE and real.num_classes == 10:
         report["metrics"] += domain_metrics(images, labels, real, train, ref_name, seed)
     if weights is not None:
@@ -149,7 +154,6 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
         other = load_backend(reference)
         check_matches(other, real, str(reference))
         # Same seeds must mean same noise: the reference draws it with this model's scheme, whatever its own.
-        scheme = spec.get("noise", NOISE_UNRECORDED)
         ref_scheme = other.meta.sampler.get("noise", NOISE_UNRECORDED)
         if ref_scheme != scheme:
             log.info(f"note: {reference} records {ref_scheme} noise and {model} {scheme}; the reference is sampled "
@@ -163,10 +167,12 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
         from edgedit.runtime.images import make_grid, save_png
 
         save_png(grid, make_grid(images[:64], columns=8))
+    if save is not None:
+        _save_evaluated(model, save, report)
     return report
 
 
-def save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: dict[str, Any]) -> None:
+def _save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: dict[str, Any]) -> None:
     """Copy the evaluated checkpoint to `dest` bit for bit, `report`'s numbers added to its provenance
     (replacing an earlier "eval"), so that the file carries the evaluation it was shipped on."""
     from edgedit.models.checkpoint import copy_with_provenance
