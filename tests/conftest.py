@@ -4,10 +4,38 @@ output exactly zero, which would hide any bug."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from edgedit.contract.config import DiTConfig
 from tests.helpers import TINY_CONFIGS
+
+
+def _hermetic_environment() -> str:
+    """The suite neither reads nor writes the user's home folder and depends on no variable set outside
+    it: HOME and the XDG folders point at a fresh folder of this process (every cache and config that
+    matplotlib, ONNX Runtime's telemetry id, torch hub or edgedit would touch lands there), and the
+    variables edgedit reads (its latency fit, torchrun's world) are cleared. Set at import, before any
+    of those libraries is imported; subprocesses inherit it. Each xdist worker gets its own."""
+    home = tempfile.mkdtemp(prefix="edgedit-test-home-")
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "MPLCONFIGDIR",
+                 "TORCH_HOME"):
+        folder = home if name == "HOME" else os.path.join(home, name.lower())
+        os.makedirs(folder, exist_ok=True)
+        os.environ[name] = folder
+    for name in [n for n in os.environ if n.startswith("EDGEDIT_")] + ["WORLD_SIZE", "RANK", "LOCAL_RANK"]:
+        os.environ.pop(name, None)
+    return home
+
+
+TEST_HOME = _hermetic_environment()
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 
 @pytest.fixture(params=sorted(TINY_CONFIGS))

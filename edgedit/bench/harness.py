@@ -15,6 +15,7 @@ from the samples inside each record's own slices of the rounds. Torch-free.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import platform
 import resource
@@ -31,13 +32,15 @@ from edgedit import __version__
 from edgedit.bench.latency import LatencyStats
 from edgedit.bench.tegrastats import TegrastatsSampler, summarize
 from edgedit.contract import jetson
-from edgedit.contract.errors import EdgeditError
+from edgedit.contract.errors import BackendFailed, EdgeditError
 from edgedit.contract.fileio import sha256_file
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.cost.accounting import count_macs
 from edgedit.runtime.backends import Backend, RunOptions, backends_for, load_backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
 from edgedit.runtime.samplers import generate, network_evaluations
+
+log = logging.getLogger("edgedit")
 
 WHAT = ("model", "sampler")
 
@@ -207,12 +210,13 @@ def settle(call: Callable[[], object], calls: int, max_seconds: float, window: i
 
 
 def run_bench(models: list[str], backends: list[str], settings: BenchSettings, run: RunOptions | None = None,
-              progress: Callable[[str, int], Callable[[float],
-                                                      None]] | None = None) -> tuple[list[dict[str, Any]], bool]:
+              progress: Callable[[str, int], Callable[[float], None]] | None = None,
+              on_skip: Callable[[str], None] = log.warning) -> tuple[list[dict[str, Any]], bool]:
     """(records, interrupted): every model x backend x batch. Each model is loaded and warmed up in
     turn (which is when its memory is measured), then the timed calls run in interleaved rounds,
     every record once per round, so that no record pays alone for the machine's slow start or a
-    drift. Ctrl-C keeps the records measured so far."""
+    drift. A backend that fails on this machine (BackendFailed) skips its rows with one line to
+    `on_skip` and the others carry on. Ctrl-C keeps the records measured so far."""
     rows: list[_Row] = []
     # tegrastats from the first load on: on a Jetson a model's RAM (shared with the GPU) is its delta.
     sampler = TegrastatsSampler(settings.tegrastats_interval_ms) if settings.tegrastats else None
@@ -223,13 +227,21 @@ def run_bench(models: list[str], backends: list[str], settings: BenchSettings, r
             for kind in backends_for(model, backends):
                 reset_peak_rss()
                 rss_before, load_started = current_rss_mb(), time.monotonic()
-                backend = load_backend(model, kind, run)
+                try:
+                    backend = load_backend(model, kind, run)
+                except BackendFailed as err:
+                    on_skip(f"{Path(model).name} on {kind}: skipped, {err}")
+                    continue
                 for batch in settings.batches:
                     call, evaluations, steps = _call(backend, model, batch, settings)
-                    warm = settle(call, settings.warmup, settings.warmup_s)
+                    try:
+                        warm = settle(call, settings.warmup, settings.warmup_s)
+                    except BackendFailed as err:
+                        on_skip(f"{Path(model).name} on {backend.name} at batch {batch}: skipped, {err}")
+                        continue
                     memory = {"rss_growth_mb": peak_rss_mb() - rss_before, "peak_rss_mb": peak_rss_mb()}
                     rows.append(_Row(backend, model, batch, call, evaluations, steps, warm, memory, load_started))
-        interrupted = _timed_rounds(rows, settings, progress)
+        interrupted = _timed_rounds(rows, settings, progress) if rows else False
     return [make_record(row, settings, sampler) for row in rows if row.samples], interrupted
 
 

@@ -32,7 +32,7 @@ from edgedit.cli.common import (
     stderr,
     stdout,
 )
-from edgedit.contract.errors import EdgeditError
+from edgedit.contract.errors import BackendFailed, EdgeditError
 from edgedit.contract.fileio import Output, check_outputs, write_text_atomic
 
 
@@ -290,7 +290,8 @@ def bench_command(
     with _BenchProgress() as progress:
         records, interrupted = run_bench(models, backend.split(","), settings, run, progress)
     if not records:
-        raise EdgeditError("interrupted before anything was measured")
+        raise (EdgeditError("interrupted before anything was measured") if interrupted else
+               BackendFailed("nothing was measured: every backend failed on this machine (see the lines above)"))
     _write_bench(records, json_path, csv_path, report, plot)
     if interrupted:
         typer.echo("edgedit: interrupted: the table shows what was measured so far", err=True)

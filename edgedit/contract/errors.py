@@ -15,3 +15,10 @@ class CheckFailed(EdgeditError):
 
 class MissingDependency(EdgeditError):
     """An optional dependency is not installed."""
+
+
+class BackendFailed(EdgeditError):
+    """A backend cannot run the model on this machine although the input is fine (e.g. torch.compile's
+    C++ compiler fails for this CPU). `edgedit bench` and the demo report such a row as skipped."""
+
+    exit_code = 1

@@ -7,8 +7,6 @@ kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets, unbiased for sma
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 
@@ -20,21 +18,25 @@ def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 def fid(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy import linalg
-
+    """Tr (S_a S_b)^(1/2) is taken as Tr (S_a^(1/2) S_b S_a^(1/2))^(1/2), the same number (similar
+    matrices), from two symmetric eigendecompositions: real and well defined for singular covariances
+    (few samples), where the general matrix square root of the non-symmetric S_a S_b that pytorch-fid
+    takes can turn complex or fail. Everything in float64."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    with warnings.catch_warnings():  # few samples make singular covariances; handled below
-        warnings.simplefilter("ignore")
-        root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(root).all():  # near-singular product: regularise, as pytorch-fid does
-        eps = np.eye(len(cov_a)) * 1e-6
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            root, _ = linalg.sqrtm((cov_a + eps) @ (cov_b + eps), disp=False)
-    root = root.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(_nonzero(w))) @ v.T
+    middle = root_a @ cov_b @ root_a
+    trace_root = np.sqrt(_nonzero(np.linalg.eigvalsh((middle + middle.T) / 2))).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+
+
+def _nonzero(eigenvalues: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a PSD matrix with its rounding noise set to 0: below n eps max|w| they are zeros
+    to working precision, and their square roots (sqrt(1e-16) = 1e-8 each) would otherwise add up."""
+    return np.where(eigenvalues > len(eigenvalues) * np.finfo(np.float64).eps * np.abs(eigenvalues).max(initial=0),
+                    eigenvalues, 0.0)
 
 
 def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,

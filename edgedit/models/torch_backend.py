@@ -11,7 +11,7 @@ import numpy as np
 
 from edgedit import __version__
 from edgedit.contract.deps import require
-from edgedit.contract.errors import EdgeditError
+from edgedit.contract.errors import BackendFailed, EdgeditError
 from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.spec import ModelMeta, io_spec
 from edgedit.runtime.backends import Backend, RunOptions
@@ -75,3 +75,21 @@ class TorchCompileBackend(TorchBackend):
     def __init__(self, net, source: dict, device: str = "cpu"):
         super().__init__(net, source, device)
         self.forward = self.torch.compile(self.module, dynamic=False)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return super()._run(feeds)
+        except Exception as err:
+            # Dynamo and Inductor fail on some CPUs (e.g. C++ that does not compile for the kernel path);
+            # that is this backend failing here, not the model or the input.
+            if not type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            raise BackendFailed(f"torch.compile failed on this machine ({compile_failure(err)}); use --backend "
+                                "torch") from None
+
+
+def compile_failure(err: Exception) -> str:
+    """The cause in one line: the compiler's first error line when there is one."""
+    text = str(err)
+    first_error = next((line[line.index("error:"):].strip() for line in text.splitlines() if "error:" in line), None)
+    return (first_error or f"{type(err).__name__}: {text.splitlines()[0] if text else ''}")[:200]

@@ -38,6 +38,29 @@ def test_batches_outside_the_models_range_are_refused(exported):
         run_bench([str(exported["onestep-cond"][0])], ["auto"], BenchSettings([8], warmup=0, iters=1, duration_s=None))
 
 
+def test_a_backend_that_fails_on_this_machine_is_skipped_with_one_line_and_the_rest_carry_on(exported, monkeypatch):
+    """torch.compile's C++ does not compile on some CPUs (an upstream TorchInductor failure): the
+    compiled backend raises BackendFailed at its first call, bench names it and times the others."""
+    import torch._dynamo.exc
+
+    from edgedit.models.torch_backend import TorchCompileBackend
+
+    def inductor_fails(*args):
+        raise torch._dynamo.exc.BackendCompilerFailed(
+            "inductor", RuntimeError("x.cpp:25:41: error: 'at::vec' has not been declared"), None)
+
+    monkeypatch.setattr(TorchCompileBackend, "available", classmethod(lambda cls: True))
+    monkeypatch.setattr(torch, "compile", lambda module, dynamic: inductor_fails)
+    skipped = []
+    onnx, checkpoint = exported["onestep-cond"]
+    records, _ = run_bench([str(checkpoint), str(onnx)], ["auto"], BenchSettings([1, 2], warmup=1, iters=2,
+                                                                                 duration_s=None), on_skip=skipped.append)
+    assert [(r["backend"], r["batch"]) for r in records] == [("torch", 1), ("torch", 2), ("onnxruntime", 1),
+                                                              ("onnxruntime", 2)]
+    assert skipped == [f"{checkpoint.name} on torch-compile at batch {b}: skipped, torch.compile failed on this "
+                       "machine (error: 'at::vec' has not been declared); use --backend torch" for b in (1, 2)]
+
+
 def test_ctrl_c_keeps_what_was_measured(exported, monkeypatch):
     """Ctrl-C in the third round: the records keep their two rounds and say they were interrupted."""
     calls = {"n": 0}

@@ -1,3 +1,4 @@
+import math
 import os
 import subprocess
 import sys
@@ -65,9 +66,18 @@ def test_pseudo_huber_is_l2_near_zero_and_l1_far_out():
     loss = ImageLoss("pseudo-huber")
     x = torch.zeros(1, 1, 16, 16)
     c = 0.00054 * 16
-    small, big = torch.full_like(x, 1e-4), torch.full_like(x, 10.0)
-    assert loss(small, x).item() == pytest.approx((small.pow(2).sum().item() + c * c) ** 0.5 - c)
-    assert loss(big, x).item() == pytest.approx(big.norm().item() - c, rel=1e-6)
+
+    def exact(d: float) -> float:  # float64 reference of sqrt(s + c^2) - c for s = 256 d^2, in its stable form
+        s = 256 * d * d
+        return s / (math.sqrt(s + c * c) + c)
+
+    # float32: a sum of 256 equal squares, a square root, an add and a divide each round to <= 1 ulp
+    # (2^-24 relative) and the summation adds at most log2(256) = 8 roundings: 12 ulp, rounded up to 2e-6.
+    # At d = 1e-6 the form sqrt(s + c^2) - c keeps about two digits (s / c^2 = 3.4e-6; float32 resolves 6e-8 of c).
+    for d in (1e-6, 1e-4, 1e-2, 10.0):
+        assert loss(torch.full_like(x, d), x).item() == pytest.approx(exact(d), rel=2e-6), d
+    assert exact(10.0) == pytest.approx(160 - c + c * c / 320, rel=1e-9)  # L1 far out: ||d|| - c + c^2 / (2 ||d||)
+    assert exact(1e-6) == pytest.approx(256e-12 / (2 * c), rel=1e-8)  # L2 near zero: s / 2c
     assert feature_loss("cosine", torch.ones(2, 3, 4), torch.ones(2, 3, 4)).abs().max() < 1e-6
     with pytest.raises(EdgeditError, match="lpips"):
         ImageLoss("lpips")
