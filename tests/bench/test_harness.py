@@ -53,8 +53,8 @@ def test_a_backend_that_fails_on_this_machine_is_skipped_with_one_line_and_the_r
     monkeypatch.setattr(torch, "compile", lambda module, dynamic: inductor_fails)
     skipped = []
     onnx, checkpoint = exported["onestep-cond"]
-    records, _ = run_bench([str(checkpoint), str(onnx)], ["auto"], BenchSettings([1, 2], warmup=1, iters=2,
-                                                                                 duration_s=None), on_skip=skipped.append)
+    settings = BenchSettings([1, 2], warmup=1, iters=2, duration_s=None)
+    records, _ = run_bench([str(checkpoint), str(onnx)], ["auto"], settings, on_skip=skipped.append)
     assert [(r["backend"], r["batch"]) for r in records] == [("torch", 1), ("torch", 2), ("onnxruntime", 1),
                                                               ("onnxruntime", 2)]
     assert skipped == [f"{checkpoint.name} on torch-compile at batch {b}: skipped, torch.compile failed on this "
