@@ -40,10 +40,15 @@ def describe_checkpoint(path: Path) -> dict:
 
 
 def describe_onnx(path: Path) -> dict:
-    """Graph facts (needs the onnx package) and the edgedit metadata, or what is missing from it."""
+    """Graph facts and the edgedit metadata, or what is missing from it. Where the onnx package is
+    not installed (the device image), the file's header alone: metadata and opsets, no graph facts."""
     from edgedit.contract.spec import PREFIX, ModelMeta
     from edgedit.export import graph
 
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return _describe_onnx_header(path)
     model = graph.load_onnx(path, load_external_data=False)
 
     def tensor(value) -> dict:
@@ -72,6 +77,28 @@ def describe_onnx(path: Path) -> dict:
         return report
     meta = ModelMeta.from_metadata(metadata, str(path))  # present but damaged: refused like everywhere else
     meta.check_graph(str(path), *(_graph_io(report[kind]) for kind in ("inputs", "outputs")))
+    report["edgedit"] = {"version": meta.version, "kind": meta.config.kind, "config": meta.config.to_dict(),
+                         "precision": meta.precision, "batch": meta.batch, "sampler": meta.sampler,
+                         "source": meta.source, **meta.extra}
+    return report
+
+
+def _describe_onnx_header(path: Path) -> dict:
+    from edgedit.contract.onnx_header import read_onnx_header
+    from edgedit.contract.spec import PREFIX, ModelMeta
+
+    metadata, opsets = read_onnx_header(path)
+    report = {"type": "onnx", "path": str(path), "size_bytes": path.stat().st_size,
+              "external_data": None, "sha256": sha256_file(path), "opset": opsets.get("ai.onnx"), "producer": None,
+              "inputs": None, "outputs": None, "nodes": None, "ops": None, "qdq": None,
+              "graph_not_read": "the onnx package is not installed: the header's metadata only"}
+    if not any(key.startswith(PREFIX) for key in metadata):
+        report["edgedit"] = None
+        report["edgedit_problem"] = "no edgedit metadata (not exported by `edgedit export`)"
+        return report
+    meta = ModelMeta.from_metadata(metadata, str(path))
+    report["inputs"], report["outputs"] = ([{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in specs]
+                                           for specs in (meta.inputs, meta.outputs))
     report["edgedit"] = {"version": meta.version, "kind": meta.config.kind, "config": meta.config.to_dict(),
                          "precision": meta.precision, "batch": meta.batch, "sampler": meta.sampler,
                          "source": meta.source, **meta.extra}

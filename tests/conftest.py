@@ -38,6 +38,13 @@ def pytest_unconfigure(config):
     shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """pytest-randomly shuffles every run; -q hides its seed, so a failing run names it."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if exitstatus not in (0, 5) and isinstance(seed, int):
+        terminalreporter.write_line(f"tests ran in a random order: repeat it with -p randomly --randomly-seed={seed}")
+
+
 @pytest.fixture(params=sorted(TINY_CONFIGS))
 def tiny_config(request) -> DiTConfig:
     return TINY_CONFIGS[request.param]

@@ -237,7 +237,8 @@ def distill_command(
         "--student", help="A preset (at the pairs' geometry) or a checkpoint.")] = "DiT-Nano-S/2",
     depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
     method: Annotated[str, typer.Option(
-        "--method", help="output, ta (teaching assistant) or mi1 (multi-in-one).")] = "output",
+        "--method", help="output, ta (teaching assistant), mi1 (multi-in-one) or adversarial (pairs + a GAN "
+                         "term on --real images; usually a second stage from a distilled --student).")] = "output",
     ta: Annotated[str | None, typer.Option("--ta", help="ta: the assistant, a preset (distilled first) or a "
                                                         "checkpoint.")] = None,
     ta_steps: Annotated[int | None, typer.Option(
@@ -248,6 +249,13 @@ def distill_command(
         "--feature-weight", min=0.0, help="Weight of the feature term.")] = 1.0,
     taps: Annotated[str | None, typer.Option("--taps", help="Student blocks tapped, e.g. 1,3,5 (ta: default all; "
                                                 "mi1: one per trajectory state, default evenly spaced).")] = None,
+    real: Annotated[str | None, typer.Option(
+        "--real", help="adversarial: real images, digits, cifar10:PATH, folder:PATH or npz:PATH (training split "
+                       "only).")] = None,
+    adv_weight: Annotated[float, typer.Option("--adv-weight", min=0.0, max=1000.0,
+                                              help="adversarial: weight of the GAN term.")] = 0.1,
+    disc_lr: Annotated[float, typer.Option("--disc-lr", min=0.0, max=1.0,
+                                           help="adversarial: the discriminator's learning rate.")] = 2e-4,
     batch: Batch = 64,
     lr: LearningRate = 3e-4,
     ema: Ema = 0.9999,
@@ -258,9 +266,9 @@ def distill_command(
     resume: Resume = False,
     force: Force = False,
 ) -> None:
-    """Distil a one-step DiT-Nano student from teacher pairs: output, Teaching Assistant or Multi-In-One.
+    """Distil a one-step DiT-Nano student from teacher pairs: output, Teaching Assistant, Multi-In-One or adversarial.
 
-    Training-only parts (TA projections, MI1 readout heads) never reach the saved student. Resumable,
+    Training-only parts (TA projections, MI1 readout heads, the discriminator) never reach the saved student. Resumable,
     and distributed with `torchrun --nproc-per-node N $(which edgedit) distill ...`. See docs/distillation.md.
     """
     import time
@@ -274,6 +282,7 @@ def distill_command(
     world, tapped = init_world(), int_list(taps, "--taps")
     options = DistillOptions(pairs=pairs, output=output, student=student, method=method, ta=ta, ta_steps=ta_steps,
                              loss=loss, feature_loss=feature_loss, feature_weight=feature_weight, resume=resume,
+                             real=real, adv_weight=adv_weight, disc_lr=disc_lr,
                              taps=tuple(tapped) if tapped else None,
                              overrides=overrides(depth, width, heads, patch, mlp_ratio),
                              settings=_settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed))

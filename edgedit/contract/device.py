@@ -10,11 +10,13 @@ bench records.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import importlib.metadata
 import importlib.util
 import os
+from pathlib import Path
 
 # (distribution name, import name)
 PACKAGES = [
@@ -96,18 +98,88 @@ def cuda_devices() -> dict:
     return {"driver": driver, "devices": devices, "error": None}
 
 
-def available_memory_bytes() -> int | None:
-    """Memory a new allocation can get without swapping: Linux's MemAvailable
-    (https://www.kernel.org/doc/html/latest/filesystems/proc.html, /proc/meminfo), else all physical
-    memory; None where neither is known. On a Jetson the GPU shares this memory."""
+def available_memory_bytes(meminfo: Path = Path("/proc/meminfo"), cgroup_root: Path = Path("/sys/fs/cgroup"),
+                           self_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """Memory a new allocation can get without swapping or meeting a container's limit: Linux's
+    MemAvailable (https://www.kernel.org/doc/html/latest/filesystems/proc.html, /proc/meminfo), else
+    all physical memory, and no more than this process's cgroup still allows (`docker run --memory`:
+    L4T containers are often started with one); None where nothing is known. On a Jetson the GPU
+    shares this memory. The one answer every memory check in edgedit uses."""
+    available = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    if available is None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    headroom = cgroup_memory_headroom(cgroup_root, self_cgroup)
+    if headroom is None:
+        return available
+    return headroom if available is None else min(available, headroom)
+
+
+_NO_LIMIT = 1 << 62  # cgroup v1 writes "unlimited" as a page-rounded 2^63 - 1
+
+
+def cgroup_memory_headroom(root: Path = Path("/sys/fs/cgroup"),
+                           self_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """Bytes the tightest memory limit over this process's cgroup and its ancestors still allows (the
+    limit minus the working set: usage less inactive file cache, which the kernel reclaims first, as
+    `docker stats` counts it), or None where no limit is set. cgroup v2 (memory.max, memory.current,
+    https://docs.kernel.org/admin-guide/cgroup-v2.html#memory-interface-files) and v1
+    (memory.limit_in_bytes, memory.usage_in_bytes,
+    https://docs.kernel.org/admin-guide/cgroup-v1/memory.html); inside a container the cgroup
+    namespace's root is the mount's root."""
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
+        lines = self_cgroup.read_text().splitlines()
+    except OSError:
         return None
+    tightest = None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and controllers == "":
+            base, files = root, ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            base, files = root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        for folder in _cgroup_folders(base, path):
+            headroom = _headroom(folder, *files)
+            if headroom is not None:
+                tightest = headroom if tightest is None else min(tightest, headroom)
+    return tightest
+
+
+def _cgroup_folders(base: Path, path: str) -> list[Path]:
+    """The process's cgroup folder and its ancestors up to the mount's root; the root alone where the
+    path is not under the mount (a container's own cgroup namespace)."""
+    own = base.joinpath(*[p for p in path.split("/") if p not in ("", ".", "..")])
+    if not own.is_dir():
+        return [base]
+    folders = [own]
+    while folders[-1] != base:
+        folders.append(folders[-1].parent)
+    return folders
+
+
+def _headroom(folder: Path, limit_file: str, usage_file: str, inactive_key: str) -> int | None:
+    try:
+        limit_text = (folder / limit_file).read_text().strip()
+        if limit_text == "max" or int(limit_text) >= _NO_LIMIT:
+            return None
+        limit, usage = int(limit_text), int((folder / usage_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    inactive = 0
+    try:
+        for line in (folder / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive_key:
+                inactive = int(value)
+    except (OSError, ValueError):
+        pass
+    return max(0, limit - max(0, usage - inactive))

@@ -18,7 +18,6 @@ the classes, non-square or non-finite images, or more images than the memory ava
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
 import warnings
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedit.contract.deps import require
+from edgedit.contract.device import available_memory_bytes
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import load_npz
 from edgedit.contract.schema import MAX_CHANNELS
@@ -55,34 +55,11 @@ class ImageData:
         return len(self.images)
 
 
-def available_memory() -> int:
-    """Bytes this process can still allocate: MemAvailable, or the cgroup's (a container's) headroom
-    when that is smaller, or all physical memory where neither is known."""
-    available = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    if available is None:
-        available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:  # cgroup v2 (https://docs.kernel.org/admin-guide/cgroup-v2.html#memory-interface-files)
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            available = min(available, int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return available
-
-
 def check_fits(where: str, n: int, shape: tuple[int, ...], extra_bytes: int = 0) -> None:
     """Refuse, before decoding, images whose float32 array (n*C*H*W*4 bytes) exceeds the memory available."""
     need = n * int(np.prod(shape)) * 4 + extra_bytes
-    have = available_memory()
-    if need > have:
+    have = available_memory_bytes()
+    if have is not None and need > have:
         raise EdgeditError(f"{where}: {n} images of {'x'.join(map(str, shape))} need about {need / 2**30:.1f} GiB "
                            f"as float32, more than the {have / 2**30:.1f} GiB of memory available; use fewer or "
                            "smaller images (a subset, or images resized first) or a machine with more memory")

@@ -3,8 +3,9 @@ and a content hash of the tensors.
 
 Nothing is ever unpickled. Reading a checkpoint (`read_checkpoint`) validates its header (config,
 provenance, tensor names and shapes against the config) and, unless verification is switched off
-(`verification(False)`, the CLI's --no-verify), the tensors' bytes against the hash, all with
-numpy, so `edgedit info` works on the device side; `save_model` / `load_model` move weights in and
+(`verification(False)`, the CLI's --no-verify), the tensors' bytes against the hash, with
+safetensors and numpy and without torch; checkpoints are workstation files (the device image has no
+safetensors: the device gets ONNX files and engines). `save_model` / `load_model` move weights in and
 out of a torch `DiT`. Files of format /1 (before the hash) are read unverified, with a warning.
 
 A checkpoint also names the noise scheme its samples are drawn with (`edgedit.noise`), so that

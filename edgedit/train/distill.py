@@ -238,7 +238,7 @@ class MI1Distillation(OutputDistillation):
 #                               Running a method                                #
 #################################################################################
 
-METHODS = ("output", "ta", "mi1")
+METHODS = ("output", "ta", "mi1", "adversarial")
 
 
 def student_config(spec: str, manifest: dict, **overrides):
@@ -296,6 +296,9 @@ class DistillOptions:
     feature_loss: str = "l2"
     feature_weight: float = 1.0
     taps: tuple[int, ...] | None = None
+    real: str | None = None  # adversarial: the real images (a data spec; its training split only)
+    adv_weight: float = 0.1  # adversarial: weight of the GAN term
+    disc_lr: float = 2e-4  # adversarial: the discriminator's learning rate
     resume: bool = False
 
     def check(self) -> None:
@@ -306,6 +309,16 @@ class DistillOptions:
             raise EdgeditError("--method ta needs --ta PRESET|CKPT (the teaching assistant)")
         if self.method != "ta" and self.ta is not None:
             raise EdgeditError("--ta is only for --method ta")
+        if self.method == "adversarial" and self.real is None:
+            raise EdgeditError("--method adversarial needs --real DATA: the real training images it is judged "
+                               "against (e.g. digits)")
+        if self.method != "adversarial" and self.real is not None:
+            raise EdgeditError("--real is only for --method adversarial")
+        for name, value in (("--adv-weight", self.adv_weight), ("--disc-lr", self.disc_lr)):
+            if not (math.isfinite(value) and 0 <= value <= 1e3):
+                raise EdgeditError(f"{name} must be a finite number in [0, 1000] (got {value})")
+        if self.disc_lr == 0:
+            raise EdgeditError("--disc-lr must be > 0")
         if self.loss not in IMAGE_LOSSES:
             raise EdgeditError(f"--loss must be one of {', '.join(IMAGE_LOSSES)} (got {self.loss!r})")
         check_feature_loss(self.feature_loss)
@@ -373,9 +386,32 @@ def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.in
         objective = TADistillation(model, ta_model, o.loss, o.feature_loss, o.feature_weight, o.taps and list(o.taps))
         extra.update(feature_loss=o.feature_loss, feature_weight=o.feature_weight, taps=objective.taps,
                      block_map=objective.block_map)
-    else:
+    elif o.method == "mi1":
         objective = MI1Distillation(model, trajectory_scales(manifest), o.loss, o.feature_loss, o.feature_weight,
                                     o.taps and list(o.taps))
         extra.update(feature_loss=o.feature_loss, feature_weight=o.feature_weight, taps=objective.taps,
                      trajectory=manifest["trajectory"])
+    else:
+        objective, real = adversarial_objective(model, o)
+        say(f"adversarial term against {real}")
+        extra.update(real=real, adv_weight=o.adv_weight, disc_lr=o.disc_lr)
     return distil(model, objective, output, f"distill-{o.method}", extra)
+
+
+def adversarial_objective(model: DiT, o: DistillOptions):
+    """(the objective, what its real images are): the student against real training images, never the
+    held-out split that FID is measured on."""
+    from edgedit.data.datasets import has_test_split, load_data
+    from edgedit.train.adversarial import AdversarialDistillation
+
+    real = load_data(o.real, "train")
+    if not has_test_split(o.real):
+        log.warning(f"--real {o.real} has no held-out split: an FID measured against the same images will "
+                    "flatter the student")
+    labels = torch.from_numpy(real.labels) if real.labels is not None else None
+    try:
+        objective = AdversarialDistillation(model, torch.from_numpy(real.images), labels, real.num_classes, o.loss,
+                                            o.adv_weight, o.disc_lr)
+    except EdgeditError as err:
+        raise EdgeditError(f"--real {o.real}: {err}") from None
+    return objective, f"{real.name} train split ({len(real)} images)"

@@ -43,6 +43,7 @@ from edgedit.models.dit import DiT
 log = logging.getLogger("edgedit")
 STATE_FORMAT = "edgedit.train-state/1"
 MAX_TRAIN_BATCH = 65536
+OPTIMIZERS = {"optim": "optimizer", "doptim": "discriminator optimizer"}  # state-file prefix -> what it is
 
 
 class _SettingsRecord(Record):
@@ -151,21 +152,25 @@ def state_path(output: str | os.PathLike) -> Path:
 
 
 def save_state(path: Path, run: Run, step: int, objective: torch.nn.Module, ema: DiT,
-               optimizer: torch.optim.Optimizer) -> None:
+               optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """`optimizers` by prefix: "optim" (the model's and auxiliaries') and, for an adversarial objective,
+    "doptim" (the discriminator's)."""
     from safetensors.torch import save_file
 
     tensors = {f"objective.{k}": v for k, v in objective.state_dict().items()}  # the model and any auxiliaries
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-    optim = optimizer.state_dict()
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, values in optim["state"].items():
-        for key, value in values.items():
-            if torch.is_tensor(value):
-                tensors[f"optim.{index}.{key}"] = value
-            else:
-                scalars.setdefault(str(index), {})[key] = value
-    metadata = {"format": STATE_FORMAT, "edgedit_version": __version__, "run": run.to_json(), "step": str(step),
-                "optim_groups": json.dumps(optim["param_groups"]), "optim_scalars": json.dumps(scalars)}
+    metadata = {"format": STATE_FORMAT, "edgedit_version": __version__, "run": run.to_json(), "step": str(step)}
+    for prefix, optimizer in optimizers.items():
+        optim = optimizer.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for index, values in optim["state"].items():
+            for key, value in values.items():
+                if torch.is_tensor(value):
+                    tensors[f"{prefix}.{index}.{key}"] = value
+                else:
+                    scalars.setdefault(str(index), {})[key] = value
+        metadata[f"{prefix}_groups"] = json.dumps(optim["param_groups"])
+        metadata[f"{prefix}_scalars"] = json.dumps(scalars)
     with atomic_output(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
@@ -192,9 +197,12 @@ class _StateRecord(Record):
     step: Annotated[str, Field(pattern=r"^\d{1,12}$")]
     optim_groups: str
     optim_scalars: str
+    doptim_groups: str | None = None  # an adversarial objective's discriminator
+    doptim_scalars: str | None = None
 
 
-def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optimizer: torch.optim.Optimizer) -> int:
+def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT,
+               optimizers: dict[str, torch.optim.Optimizer]) -> int:
     """Restore everything and return the step; refuse a damaged state or one from a different run,
     before anything is changed."""
     from safetensors import safe_open
@@ -210,9 +218,6 @@ def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optim
     header = parse(_StateRecord, meta, path, "edgedit training state", fix)
     saved = parse(_RunRecord, loads(header.run, path, "training state's 'run'", fix), path,
                   "training state's 'run'", fix).model_dump()
-    groups = [parse(_OptimizerGroup, g, path, "optimizer group", fix).model_dump()
-              for g in _json_list(header.optim_groups, path, "optim_groups", fix)]
-    scalars = loads(header.optim_scalars, path, "training state's 'optim_scalars'", fix)
     step = int(header.step)
     wanted = json.loads(run.to_json())
     for key in ("config", "data", "method", "extra"):
@@ -223,13 +228,36 @@ def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optim
         if saved["settings"][key] != wanted["settings"][key]:
             raise EdgeditError(f"--resume: --{key.replace('_', '-')} was {saved['settings'][key]}, now "
                                f"{wanted['settings'][key]}; resume with the same value")
-    # The optimizer state must fit these parameters exactly: torch would only fail at the next step.
+    restored = {prefix: _optimizer_state(prefix, optimizer, header, tensors, path, fix)
+                for prefix, optimizer in optimizers.items()}
+    try:
+        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
+        for prefix, optimizer in optimizers.items():
+            optimizer.load_state_dict(restored[prefix])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise EdgeditError(f"{path}: its tensors do not fit this run ({str(err).splitlines()[0][:120]}); {fix}") \
+            from None
+    return step
+
+
+def _optimizer_state(prefix: str, optimizer: torch.optim.Optimizer, header: _StateRecord,
+                     tensors: dict[str, torch.Tensor], path: Path, fix: str) -> dict[str, Any]:
+    """One optimizer's state dict from the file, checked to fit its parameters exactly (torch would
+    only fail at the next step)."""
+    groups_text, scalars_text = getattr(header, f"{prefix}_groups"), getattr(header, f"{prefix}_scalars")
+    if groups_text is None or scalars_text is None:
+        raise EdgeditError(f"{path}: holds no {OPTIMIZERS[prefix]} state, which this run has; {fix}")
+    groups = [parse(_OptimizerGroup, g, path, "optimizer group", fix).model_dump()
+              for g in _json_list(groups_text, path, f"{prefix}_groups", fix)]
+    scalars = loads(scalars_text, path, f"training state's '{prefix}_scalars'", fix)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     if [g["params"] for g in groups] != [list(range(len(params)))] or not isinstance(scalars, dict):
-        raise EdgeditError(f"{path}: its optimizer groups do not cover this model's {len(params)} parameters; {fix}")
+        raise EdgeditError(f"{path}: its {OPTIMIZERS[prefix]} groups do not cover this model's {len(params)} "
+                           f"parameters; {fix}")
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
-        if key.startswith("optim."):
+        if key.startswith(f"{prefix}."):
             _, index, name = key.split(".", 2)
             fits = index.isdigit() and int(index) < len(params) and value.shape in (params[int(index)].shape, ())
             if not fits:  # moments have the parameter's shape; AdamW's step count is a scalar
@@ -237,16 +265,9 @@ def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optim
             state.setdefault(int(index), {})[name] = value
     for index, values in scalars.items():
         if not (index.isdigit() and int(index) < len(params) and isinstance(values, dict)):
-            raise EdgeditError(f"{path}: optim_scalars entry {index!r} fits no parameter; {fix}")
+            raise EdgeditError(f"{path}: {prefix}_scalars entry {index!r} fits no parameter; {fix}")
         state.setdefault(int(index), {}).update(values)
-    try:
-        objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
-        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise EdgeditError(f"{path}: its tensors do not fit this run ({str(err).splitlines()[0][:120]}); {fix}") \
-            from None
-    return step
+    return {"state": state, "param_groups": groups}
 
 
 def _json_list(text: str, path: Path, key: str, fix: str) -> list:
@@ -330,11 +351,20 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
     ema.load_state_dict(model.state_dict())
     ema.noise = model.noise  # what it saves and samples keeps the model's noise scheme
     ema.requires_grad_(False)
-    trainable = [p for p in objective.parameters() if p.requires_grad]
+    # An adversarial objective (edgedit.train.adversarial) brings a discriminator with its own optimizer
+    # and loss: each step trains it first, then the model against it.
+    adversarial = hasattr(objective, "discriminator_loss")
+    if adversarial and world.size > 1:
+        raise EdgeditError("adversarial training runs in one process: start it without torchrun")
+    discriminator = set(objective.discriminator.parameters()) if adversarial else set()
+    trainable = [p for p in objective.parameters() if p.requires_grad and p not in discriminator]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizers = {"optim": optimizer}
+    if adversarial:
+        optimizers["doptim"] = objective.discriminator_optimizer()
     output = Path(output)
     state_file = state_path(output)
-    step = load_state(state_file, run, objective, ema, optimizer) if resume else 0
+    step = load_state(state_file, run, objective, ema, optimizers) if resume else 0
     if step > settings.steps:
         raise EdgeditError(f"--resume: {state_file} is at step {step}, past --steps {settings.steps}; give --steps "
                            f"{step} or more (or start a new output)")
@@ -353,7 +383,13 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
         lr = settings.lr * min(1.0, (step + 1) / settings.lr_warmup) if settings.lr_warmup else settings.lr
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = net(batch, step_generator(settings.seed, step), rows).mean()
+        generator = step_generator(settings.seed, step)
+        if adversarial:
+            d_loss = objective.discriminator_loss(batch, generator, rows).mean()
+            optimizers["doptim"].zero_grad(set_to_none=True)
+            d_loss.backward()
+            optimizers["doptim"].step()
+        loss = net(batch, generator, rows).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip:
@@ -367,7 +403,7 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
             on_step(step, loss.item())
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             if world.main:
-                save_state(state_file, run, step, objective, ema, optimizer)
+                save_state(state_file, run, step, objective, ema, optimizers)
             world.barrier()
         if on_sample is not None and world.main and settings.sample_every and step % settings.sample_every == 0:
             on_sample(step, ema)

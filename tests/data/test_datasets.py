@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgedit.contract.device import available_memory_bytes
 from edgedit.contract.errors import EdgeditError
 from edgedit.data import datasets
-from edgedit.data.datasets import available_memory, load_data
+from edgedit.data.datasets import load_data
 
 
 def test_digits_are_16x16_in_range_with_a_fixed_split():
@@ -154,10 +155,10 @@ def test_cifar_labels_outside_the_classes_are_refused(cifar_folder, labels, mess
 
 
 def test_images_beyond_the_memory_available_are_refused_before_decoding(tmp_path, cifar_folder, monkeypatch):
-    assert 0 < available_memory() < 1 << 50
+    assert 0 < available_memory_bytes() < 1 << 50
     root = class_folders(tmp_path / "imgs", images=3, side=16)
     np.savez(tmp_path / "d.npz", images=np.zeros((1000, 3, 64, 64), np.uint8))
-    monkeypatch.setattr(datasets, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(datasets, "available_memory_bytes", lambda: 10_000)
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded before the memory check")

@@ -41,7 +41,8 @@ def settings(steps=12, **changes):
     return TrainSettings(steps=steps, batch=16, lr=2e-3, checkpoint_every=4, **changes)
 
 
-OPTION_NAMES = ("ta", "ta_steps", "loss", "feature_loss", "feature_weight", "taps", "resume")
+OPTION_NAMES = ("ta", "ta_steps", "loss", "feature_loss", "feature_weight", "taps", "real", "adv_weight", "disc_lr",
+                "resume")
 
 
 def options(folder, out, method, steps=12, **kwargs) -> DistillOptions:
@@ -84,7 +85,8 @@ def test_pseudo_huber_is_l2_near_zero_and_l1_far_out():
 
 
 @pytest.mark.parametrize("method, kwargs", [("output", {}), ("mi1", {}),
-                                            ("ta", {"ta": "DiT-Nano-XS/2", "ta_steps": 6})])
+                                            ("ta", {"ta": "DiT-Nano-XS/2", "ta_steps": 6}),
+                                            ("adversarial", {"real": "digits", "adv_weight": 0.01})])
 def test_every_method_trains_and_saves_only_the_student(pairs, tmp_path, method, kwargs):
     losses = []
     if method == "ta":
@@ -133,11 +135,18 @@ def test_distilled_students_export_and_match_torch(pairs, tmp_path):
     ("ta", {"ta": "DiT-Nano-XS/2", "ta_depth": 1}, "must be at least as deep and as wide"),
     ("ta", {}, "needs --ta"),
     ("output", {"student": "ckpt-8x8"}, "makes 3x8x8 images .* the pairs are 1x16x16"),
+    ("adversarial", {}, "--method adversarial needs --real DATA"),
+    ("output", {"real": "digits"}, "--real is only for --method adversarial"),
+    ("adversarial", {"real": "npz-8x8"}, "npz:.*: the real images are 3x8x8, the student makes 1x16x16"),
+    ("adversarial", {"real": "digits", "disc_lr": 0.0}, "--disc-lr must be > 0"),
 ])
 def test_bad_input(pairs, tmp_path, method, kwargs, message):
     folder = pairs / kwargs.pop("pairs_folder", "with-trajectory")
     if kwargs.get("student") == "ckpt-8x8":
         kwargs["student"] = str(save_model(DiT(TINY_CONFIGS["onestep-uncond"]), tmp_path / "other.safetensors"))
+    if kwargs.get("real") == "npz-8x8":
+        np.savez(tmp_path / "real.npz", images=np.zeros((4, 3, 8, 8), np.float32), labels=np.arange(4))
+        kwargs["real"] = f"npz:{tmp_path / 'real.npz'}"
     if kwargs.pop("ta_depth", None):
         kwargs["ta"] = str(save_model(DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=1,
                                                                  hidden_size=32, num_heads=2, patch_size=4)),
@@ -156,6 +165,33 @@ def test_a_refused_distillation_is_one_line_before_any_progress(pairs, tmp_path)
     assert result.exit_code == 2
     assert result.stderr.splitlines() == ["edgedit: error: --method ta needs --ta PRESET|CKPT (the teaching assistant)"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_adversarial_training_moves_the_student_and_its_discriminator_and_resumes_bit_exactly(pairs, tmp_path):
+    """Each step trains the discriminator on real training digits against the student, then the student;
+    a run stopped at a checkpoint and resumed ends on the same bits as one that never stopped (same
+    machine: identical operations in the same order)."""
+    from safetensors import safe_open
+
+    from edgedit.train.trainer import state_path
+
+    start = save_model(random_weights(DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=2, hidden_size=32,
+                                                         num_heads=2, patch_size=4)), seed=4),
+                       tmp_path / "start.safetensors")
+    kwargs = {"student": str(start), "real": "digits", "adv_weight": 0.5}
+    straight = distil(pairs, tmp_path / "straight.safetensors", "adversarial", steps=8, **kwargs)
+    distil(pairs, tmp_path / "resumed.safetensors", "adversarial", steps=4, **kwargs)
+    resumed = distil(pairs, tmp_path / "resumed.safetensors", "adversarial", steps=8, resume=True, **kwargs)
+    with safe_open(str(state_path(straight)), "pt") as f:
+        discriminator = {k: f.get_tensor(k) for k in f.keys() if k.startswith("objective.discriminator.")}  # noqa: SIM118
+        assert any(k.startswith("doptim.") for k in f.keys())  # noqa: SIM118
+    assert discriminator and all(torch.isfinite(v).all() for v in discriminator.values())
+    a, b, s0 = (load_model(p)[0].state_dict() for p in (straight, resumed, start))
+    assert any(not torch.equal(a[k], s0[k]) for k in a)  # the student moved
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    provenance = load_model(straight)[1].provenance
+    assert provenance["real"] == "digits train split (1438 images)" and provenance["adv_weight"] == 0.5
 
 
 @pytest.mark.slow
