@@ -143,8 +143,9 @@ def file_report(path: str | os.PathLike) -> dict:
 
 
 def model_config(model: str, **overrides) -> tuple:
-    """(DiTConfig, display name) of a preset name (with overrides), a checkpoint, an ONNX export or
-    an engine, read from the file's header without loading weights."""
+    """(DiTConfig, display name, precision plan or None) of a preset name (with overrides), a
+    checkpoint, an ONNX export (a quantized one has a plan) or an engine, read from the file's header
+    without loading weights."""
     from edgedit.contract.config import get_preset, resolve_config
 
     path = Path(model)
@@ -158,12 +159,14 @@ def model_config(model: str, **overrides) -> tuple:
             from edgedit.contract.onnx_header import read_onnx_header
             from edgedit.contract.spec import ModelMeta
 
-            return ModelMeta.from_metadata(read_onnx_header(path)[0], str(path)).config, path.name
+            meta = ModelMeta.from_metadata(read_onnx_header(path)[0], str(path))
+            return meta.config, path.name, meta.precision_plan
         if path.suffix == ".plan":
             from edgedit.contract.sidecar import read_sidecar, sidecar_meta
 
-            return sidecar_meta(read_sidecar(path), str(path)).config, path.name
+            meta = sidecar_meta(read_sidecar(path), str(path))
+            return meta.config, path.name, meta.precision_plan
         from edgedit.models.checkpoint import read_checkpoint
 
-        return read_checkpoint(path).config, path.name
-    return resolve_config(model, **overrides), get_preset(model).name + (" (modified)" if changed else "")
+        return read_checkpoint(path).config, path.name, None
+    return resolve_config(model, **overrides), get_preset(model).name + (" (modified)" if changed else ""), None

@@ -27,7 +27,8 @@ HELDOUT_SAMPLES = 16
 
 def quantize_with_calibration(onnx: str | os.PathLike, output: str | os.PathLike | None = None, options=None, *,
                               calib: str | os.PathLike | None = None, calib_samples: int = CALIBRATION_SAMPLES,
-                              heldout_samples: int = HELDOUT_SAMPLES, steps: int | None = None):
+                              heldout_samples: int = HELDOUT_SAMPLES, steps: int | None = None,
+                              say=lambda message: None):
     """INT8 Q/DQ ONNX from an FP32 export (`edgedit quantize`); returns the QuantizeReport."""
     from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, load_calibration, record_inputs
     from edgedit.export.quantize import QuantizeOptions, quantize_onnx
@@ -45,7 +46,31 @@ def quantize_with_calibration(onnx: str | os.PathLike, output: str | os.PathLike
     calibration = load_calibration(calib,
                                    fp32.meta) if calib else record_inputs(fp32, calib_samples, CALIBRATION_SEED, steps)
     heldout = record_inputs(fp32, heldout_samples, HELDOUT_SEED, steps)
-    return quantize_onnx(onnx, output, calibration, heldout, options or QuantizeOptions())
+    return quantize_onnx(onnx, output, calibration, heldout, options or QuantizeOptions(), say)
+
+
+def choose_precision(onnx: str | os.PathLike, device: str = "orin-nano") -> tuple[str, str]:
+    """(precision, why) for `build-engine --precision auto`: of the precisions this file can build that
+    meet the quality budget (an FP16 export's parity check, the INT8 file's PSNR budget; an FP32 file can
+    be quantized, which enforces the budget), the faster one by the device estimate; INT8 only when it
+    is estimated at least INT8_PAYS faster than FP16."""
+    from edgedit.cost.calibration import estimate
+    from edgedit.cost.summary import INT8_PAYS
+
+    onnx = Path(onnx)
+    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
+    plan = meta.precision_plan
+    fp16, int8 = (estimate(meta.config, device, p, plan=plan)["ms"] for p in ("fp16", "int8"))
+    numbers = f"estimated on an {device.replace('-', ' ').title()}: INT8 {int8:.2f} ms, FP16 {fp16:.2f} ms per call"
+    if meta.precision == "fp16":
+        return "fp16", f"an FP16 export builds FP16 ({numbers})"
+    pays = fp16 >= INT8_PAYS * int8
+    if meta.precision == "int8":
+        return "int8", (f"a Q/DQ file builds INT8 ({numbers}" + ("" if pays else "; INT8 does not pay here: build "
+                                                                 "FP16 from the FP32 export instead") + ")")
+    if pays:
+        return "int8", f"INT8 pays ({numbers}); the FP32 file is quantized first"
+    return "fp16", f"INT8 does not pay ({numbers}, less than {INT8_PAYS:.2f}x)"
 
 
 def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions, *,

@@ -12,13 +12,15 @@
 # precision (printed with the numbers; written to WORK/compare.json).
 #
 #   apt-get install qemu-user-static debootstrap binfmt-support     # once, as root
-#   jetson/emulate_arm64.sh [WORK]                                  # as root; WORK default runs/arm64
+#   jetson/emulate_arm64.sh [WORK]                    # as root; WORK default /var/tmp/edgedit-arm64
+#
+# WORK lies outside the checkout: the root holds a whole Debian with /proc mounted while it runs.
 #
 # Slow (emulated: minutes for the root, a few minutes per command); never part of CI. Re-runs reuse
 # the root, the wheels and the exports. Needs the workstation install (.venv with the dev extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work="${1:-runs/arm64}"
+work="${1:-/var/tmp/edgedit-arm64}"
 root="${work}/rootfs"
 venv="${VENV:-.venv}"
 suite="${SUITE:-bookworm}"  # Debian 12: Python 3.11 (JetPack 6 has 3.10; both have manylinux aarch64 wheels)
@@ -34,7 +36,7 @@ mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc
 [[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] || update-binfmts --enable qemu-aarch64
 
 # The Debian mirror apt already uses (deb822 .sources or one-line .list).
-mirror=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null \
+mirror=$( (grep -shoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list.d/* /etc/apt/sources.list || true) \
     | grep -v security | head -n 1 | awk '{print $2}')
 [[ -n "${mirror}" ]] || die "found no Debian mirror in /etc/apt/sources*"
 

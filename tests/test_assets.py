@@ -40,8 +40,11 @@ def test_the_shipped_student_scores_what_its_provenance_claims():
     report = evaluate(STUDENT_DIGITS, "digits", n=1000, seed=0)
     assert report["noise"] == claimed["eval_noise"]
     measured = {m["metric"]: m["value"] for m in report["metrics"]}
-    for metric in ("FID", "KID", "label agreement"):
-        assert abs(measured[metric] - claimed["eval"][metric]) < 1e-3, metric
+    # The claim is rounded to 4 decimals (5e-5). Kernel paths move the float32 images by ~4e-6 and FID (~102) by
+    # ~1e-5, KID (~1.4e-3) by ~1e-9. Label agreement is a count out of 1000: < 1e-3 is the same count (the
+    # closest call has top-2 probabilities 1.6e-3 apart, against ~1e-6 between kernel paths).
+    for metric, tolerance in (("FID", 1e-3), ("KID", 1e-4), ("label agreement", 1e-3)):
+        assert abs(measured[metric] - claimed["eval"][metric]) < tolerance, metric
 
 
 def test_the_shipped_student_makes_the_digits_it_is_asked_for_in_torch_and_onnx_alike(tmp_path):
@@ -51,7 +54,8 @@ def test_the_shipped_student_makes_the_digits_it_is_asked_for_in_torch_and_onnx_
     seeds = list(range(100))
     images = generate(torch_backend, seeds, batch=10)
     exported = generate(load_backend(onnx), seeds, batch=10)
-    assert np.abs(images - exported).max() < 1e-4  # the same images through ONNX Runtime
+    # the same images through ONNX Runtime: float32, 2.3e-6 measured on |image| < 1.2; 1e-4 = export parity bound
+    assert np.abs(images - exported).max() < 1e-4
     _, probs = embed(images)
     agreement = float((probs.argmax(1) == default_labels(seeds, 10)).mean())
     # The classifier reads the asked-for digit about as often as the sweep measured on 1000 samples.

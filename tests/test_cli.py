@@ -56,7 +56,9 @@ def test_models_table_shows_names_and_labels_latency_as_an_estimate():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
     assert "DiT-XL/2" in result.stdout and "675.13M" in result.stdout and "DiT-Nano-M-Wide/2" in result.stdout
-    assert "estimate (calibrated on 19 public measurements)" in " ".join(result.stdout.split())
+    from edgedit.cost.calibration import active_fit
+
+    assert f"estimate (calibrated on {active_fit().public_points} public measurements)" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize("kind", ["checkpoint", "onnx"])
@@ -257,9 +259,13 @@ def test_quantize_refuses_calibration_data_of_the_wrong_shape(tmp_path, exported
 
 
 def test_quantize_below_psnr_threshold_exits_1_and_writes_nothing(tmp_path, exported):
+    result = runner.invoke(app, ["quantize", str(exported["onestep-uncond"][0]), "--min-psnr", "200", "--plan",
+                                 "recipe", "--calib-samples", "8", "-o", str(tmp_path / "q.onnx")])
+    assert result.exit_code == 1 and "below 200 dB" in result.stderr
+    assert not (tmp_path / "q.onnx").exists()
     result = runner.invoke(app, ["quantize", str(exported["onestep-uncond"][0]), "--min-psnr", "200",
                                  "--calib-samples", "8", "-o", str(tmp_path / "q.onnx")])
-    assert result.exit_code == 1 and "below 200 dB" in result.stderr
+    assert result.exit_code == 1 and "no INT8 layer class meets the 200 dB budget even alone" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -128,7 +128,7 @@ def test_sample_killed_anywhere_leaves_whole_files_and_the_rerun_is_the_same(stu
         if (out / name).exists():
             assert (out / name).read_bytes() == (ref / name).read_bytes()
     reference(args(out))
-    with np.load(out / "g.npz") as got, np.load(ref / "g.npz") as want:
+    with np.load(out / "g.npz") as got, np.load(ref / "g.npz") as want:  # the same batches on this machine
         assert all(np.array_equal(got[k], want[k]) for k in ("images", "seeds", "labels"))
     Image.open(out / "g.png").verify()
     assert staging(out) == []
@@ -160,6 +160,6 @@ def test_teacher_train_killed_anywhere_resumes_to_the_same_weights(tmp_path):
         Image.open(grid).verify()
     reference([*args, str(model), *(["--resume"] if state.exists() else [])])
     want, got = load_model(ref / "t.safetensors")[0].state_dict(), load_model(model)[0].state_dict()
-    for key, value in want.items():
+    for key, value in want.items():  # resumed = uninterrupted: the same operations in the same order, this machine
         torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
     assert staging(out) == []

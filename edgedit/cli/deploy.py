@@ -114,11 +114,15 @@ def quantize_command(
     heldout_samples: Annotated[int, typer.Option("--heldout-samples", min=1, help="Held-out samples for the accuracy "
                                                                                   "check.")] = 16,
     method: Annotated[str, typer.Option("--method", help="Activation ranges: max, entropy or percentile.")] = "max",
+    plan: Annotated[str, typer.Option("--plan", help="INT8 layer classes: auto (measured: the most INT8 MACs within "
+                                      "--min-psnr) or recipe (the block Linear layers).")] = "auto",
+    high_precision: Annotated[str, typer.Option("--high-precision", help="Type of the rest: fp16 (FP32 only where "
+                                                "measured necessary) or fp32 (the FP32-typed form).")] = "fp16",
+    io_dtype: Annotated[str, typer.Option("--io-dtype", help="Input/output type: fp32 or fp16.")] = "fp32",
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Keep nodes matching this pattern in high "
                        "precision (repeatable), e.g. 'blocks.0.*'.")] = None,
-    no_default_excludes: Annotated[bool, typer.Option("--no-default-excludes", help="Quantize every MatMul/Gemm/Conv "
-                                   "with a weight, not only the block Linear layers (the default INT8 set).")] = False,
-    min_psnr: Annotated[float, typer.Option("--min-psnr", help="Refuse below this output PSNR (dB) vs FP32.")] = 30.0,
+    min_psnr: Annotated[float, typer.Option("--min-psnr", help="The quality budget: output PSNR (dB) vs FP32 on "
+                                            "held-out inputs; refused below it.")] = 30.0,
     force: Annotated[bool, typer.Option("--force", help="Write even below --min-psnr, and over an existing file of "
                                         "another kind.")] = False,
     tool: Annotated[str, typer.Option(
@@ -129,29 +133,69 @@ def quantize_command(
 ) -> None:
     """Quantize to explicit INT8 (Q/DQ: symmetric, per-channel weights) that TensorRT builds strongly typed.
 
-    The block Linear layers become INT8; embedders, adaLN, the final layer and the attention products
-    stay in high precision. The INT8 model is measured against FP32 on held-out inputs and refused
-    (exit 1) below --min-psnr unless --force.
+    A precision plan decides which layer classes run INT8 (measured one class at a time on held-out
+    inputs, or the recipe's block Linear layers) and types the rest FP16, keeping in FP32 only what
+    overflows or loses accuracy in FP16. The plan is printed as a table and written beside the
+    model (NAME.int8.precision.json); the model is refused (exit 1) below --min-psnr unless --force.
     """
-    from edgedit.export.quantize import QuantizeOptions
+    from edgedit.export.quantize import QuantizeOptions, plan_path
     from edgedit.pipeline import quantize_with_calibration
 
     output = output or onnx.with_name(onnx.name.removesuffix(".onnx") + ".int8.onnx")
-    check_outputs([Output("-o", output, "onnx")], {"ONNX": onnx, "--calib": calib}, force=force)
-    options = QuantizeOptions(method=method, excludes=tuple(exclude or ()), recipe_layers=not no_default_excludes,
-                              min_psnr=min_psnr, force=force, tool=tool)
+    check_outputs([Output("-o", output, "onnx", (plan_path(output),))], {"ONNX": onnx, "--calib": calib},
+                  force=force)
+    options = QuantizeOptions(method=method, excludes=tuple(exclude or ()), plan=plan, high=high_precision,
+                              io=io_dtype, min_psnr=min_psnr, force=force, tool=tool)
     r = quantize_with_calibration(onnx, output, options, calib=calib, calib_samples=calib_samples,
-                                  heldout_samples=heldout_samples, steps=steps)
+                                  heldout_samples=heldout_samples, steps=steps, say=stderr_say)
     if json_out:
-        return print_json({"path": str(r.path), "tool": r.tool, "method": r.method, "quantized": r.quantized,
-                           "excluded": r.excluded, "psnr_db": r.psnr_db, "max_abs_error": r.max_abs_error,
-                           "calibration_rows": r.calibration_rows, "heldout_rows": r.heldout_rows,
-                           "zero_points_checked": r.zero_points})
-    stdout.print(f"wrote {r.path} with {r.tool} ({r.method} calibration on {r.calibration_rows} rows)")
+        return print_json(r.to_dict())
+    stdout.print(f"wrote {r.path} with {r.tool} ({r.method} calibration on {r.calibration_rows} rows) and "
+                 f"{plan_path(r.path).name}")
+    print_plan(r)
     stdout.print(f"  quantized {len(r.quantized)} layers to INT8, kept {len(r.excluded)} in high precision; "
                  f"all {r.zero_points} zero points are 0")
     stdout.print(f"  vs FP32 on {r.heldout_rows} held-out inputs: PSNR {r.psnr_db:.1f} dB, "
                  f"max abs error {r.max_abs_error:.3g}")
+    advice = int8_advice(r.path)
+    if advice:
+        stdout.print(f"  {advice}")
+
+
+def int8_advice(onnx: Path) -> str | None:
+    """The cost model's word on a quantized file: one line when INT8 cannot pay for it."""
+    from edgedit.contract.onnx_header import read_onnx_header
+    from edgedit.contract.spec import ModelMeta
+    from edgedit.cost.summary import int8_advice as advice
+
+    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
+    return advice(meta.config, meta.precision_plan)
+
+
+def stderr_say(message: str) -> None:
+    stderr.print(f"  {message}", markup=False, highlight=False)
+
+
+def print_plan(r) -> None:
+    """The plan's two tables: INT8 classes (MACs, error alone, decision) and FP32 candidates."""
+    from rich.table import Table
+
+    table = Table(title=f"INT8 plan ({r.plan.high.upper()} elsewhere)", title_justify="left", box=None,
+                  pad_edge=False)
+    for header, justify in (("class", "left"), ("MACs/image", "right"), ("PSNR alone dB", "right"),
+                            ("decision", "left"), ("why", "left")):
+        table.add_column(header, justify=justify, overflow="fold")
+    for row in r.int8_rows:
+        table.add_row(row.name, si(row.macs), f"{row.psnr_db:.1f}", row.decision.upper(), row.why)
+    stdout.print(table)
+    if r.fp32_rows:
+        kept = Table(title="FP32 candidates in the FP16 graph", title_justify="left", box=None, pad_edge=False)
+        for header, justify in (("class", "left"), ("max |x|", "right"), ("PSNR in FP16 dB", "right"),
+                                ("decision", "left"), ("why", "left")):
+            kept.add_column(header, justify=justify, overflow="fold")
+        for row in r.fp32_rows:
+            kept.add_row(row.name, f"{row.extra['peak']:.3g}", f"{row.psnr_db:.1f}", row.decision.upper(), row.why)
+        stdout.print(kept)
 
 
 @command("sample")
@@ -190,7 +234,8 @@ def build_engine_command(
     onnx: Annotated[Path, typer.Argument(help="An .onnx from `edgedit export` (FP32, FP16) or `edgedit quantize` "
                                               "(INT8).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: engines/NAME.PRECISION.plan")] = None,
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16, int8 or best (FP16+INT8 flags).")] = "fp16",
+    precision: Annotated[str, typer.Option("--precision", help="auto (the faster by the device estimate, and "
+                                           "why), fp32, fp16, int8 or best (FP16+INT8 flags).")] = "auto",
     calib: Annotated[Path | None, typer.Option(
         "--calib", help="Calibration .npz for int8/best from an FP32 ONNX.")] = None,
     workspace_mb: Annotated[int, typer.Option("--workspace-mb", help="Builder workspace cap (MiB): the Orin Nano's "
@@ -210,13 +255,21 @@ def build_engine_command(
     Engines are specific to their GPU and TensorRT version: build them where they run.
     """
     from edgedit.engines.build import BuildOptions
-    from edgedit.pipeline import build, build_outputs
+    from edgedit.pipeline import build, build_outputs, choose_precision
 
+    why = None
+    if precision == "auto":
+        precision, why = choose_precision(onnx)
+        why = f"--precision auto: {precision}: {why}"
+    elif precision == "int8":
+        why = int8_advice(onnx)
     output = output or Path("engines") / f"{onnx.name.removesuffix('.onnx')}.{precision}.plan"
     options = BuildOptions(precision=precision, workspace_mb=workspace_mb, opt_level=opt_level,
                            timing_cache=timing_cache, use_trtexec=trtexec)
     if not dry_run:  # a dry run writes nothing
         check_outputs(build_outputs(onnx, output, options), {"ONNX": onnx, "--calib": calib}, force=force)
+    if why:  # once the inputs and outputs are known to be fine: a refusal stays one line
+        stderr_say(why)
     report = build(onnx, output, options, calib=calib, dry_run=dry_run)
     if json_out:
         return print_json({"plan": str(report.plan) if report.plan else None, "onnx": str(report.onnx),

@@ -62,6 +62,8 @@ def models_command(
     _print_model_tables(reports)
     if len(reports) == 1:
         _print_estimates(reports[0])
+        if reports[0]["int8_advice"]:
+            stdout.print(reports[0]["int8_advice"])
     stdout.print(f"Nano / Super ms: fp16 / int8 on an Orin Nano 8GB (15W) / Orin Nano Super (MAXN_SUPER), "
                  f"{reports[0]['device_estimate_note']}. kernels: TensorRT kernels per call (assumed fusions); "
                  "W: weight memory.", style="dim")

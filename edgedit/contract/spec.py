@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.quantization import FP32_CLASSES, HIGH_PRECISIONS, INT8_CLASSES, PrecisionPlan
 from edgedit.contract.schedules import NOISE_UNRECORDED
 from edgedit.contract.schema import MAX_BATCH, MAX_SIDE, Name, Record, Sha256, loads, parse
 
@@ -45,16 +46,17 @@ class TensorSpec:
         return cls(d["name"], d["dtype"], tuple(d["shape"]))
 
 
-def io_spec(cfg: DiTConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    image = (BATCH, cfg.in_channels, cfg.input_size, cfg.input_size)
+def io_spec(cfg: DiTConfig, float_dtype: str = "float32") -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The exported graph's inputs and outputs; `float_dtype` "float16" for an FP16-I/O INT8 model."""
+    image, f = (BATCH, cfg.in_channels, cfg.input_size, cfg.input_size), float_dtype
     if cfg.diffusion == "one-step":
-        inputs, output = [TensorSpec("z", "float32", image)], TensorSpec("image", "float32", image)
+        inputs, output = [TensorSpec("z", f, image)], TensorSpec("image", f, image)
     elif cfg.diffusion == "edm":
-        inputs = [TensorSpec("x", "float32", image), TensorSpec("sigma", "float32", (BATCH,))]
-        output = TensorSpec("denoised", "float32", image)
+        inputs = [TensorSpec("x", f, image), TensorSpec("sigma", f, (BATCH,))]
+        output = TensorSpec("denoised", f, image)
     else:
-        inputs = [TensorSpec("x", "float32", image), TensorSpec("t", "float32", (BATCH,))]
-        output = TensorSpec("out", "float32", (BATCH, cfg.out_channels, cfg.input_size, cfg.input_size))
+        inputs = [TensorSpec("x", f, image), TensorSpec("t", f, (BATCH,))]
+        output = TensorSpec("out", f, (BATCH, cfg.out_channels, cfg.input_size, cfg.input_size))
     if cfg.class_conditional:
         inputs.append(TensorSpec("y", "int32", (BATCH,)))
     return inputs, [output]
@@ -88,6 +90,16 @@ class ModelMeta:
     @property
     def random_weights(self) -> bool:
         return self.source.get("weights") == "random"
+
+    @property
+    def precision_plan(self) -> PrecisionPlan | None:
+        """A quantized file's plan; files from before plans ran the recipe's classes typed FP32."""
+        record = self.extra.get("quantization")
+        if record is None:
+            return None
+        if record.get("plan") is None:
+            return PrecisionPlan(high="fp32", fp32=())
+        return PrecisionPlan.from_dict(record["plan"])
 
     def to_metadata(self) -> dict[str, str]:
         meta = {
@@ -139,8 +151,10 @@ class ModelMeta:
                        where, "edgedit metadata", "re-export it")
         inputs = [TensorSpec(t.name, t.dtype, tuple(t.shape)) for t in record.inputs]
         outputs = [TensorSpec(t.name, t.dtype, tuple(t.shape)) for t in record.outputs]
-        # Self-consistency: the I/O and the sampler are functions of the config.
-        expected_in, expected_out = io_spec(config)
+        # Self-consistency: the I/O and the sampler are functions of the config (float I/O FP32, or all of
+        # it FP16 for a model quantized with --io-dtype fp16).
+        half = record.precision == "int8" and any(t.dtype == "float16" for t in [*inputs, *outputs])
+        expected_in, expected_out = io_spec(config, float_dtype="float16" if half else "float32")
         for key, found, expected in (("inputs", inputs, expected_in), ("outputs", outputs, expected_out)):
             if found != expected:
                 size = f"{config.in_channels}x{config.input_size}x{config.input_size}"
@@ -238,15 +252,29 @@ class ParityCheck(Record):
     tolerance: float = Field(gt=0)
 
 
+class PlanRecord(Record):
+    """A precision plan (`edgedit.contract.quantization.PrecisionPlan`)."""
+
+    int8: list[Literal[tuple(INT8_CLASSES)]] = Field(max_length=len(INT8_CLASSES))
+    high: Literal[HIGH_PRECISIONS]
+    fp32: list[Literal[tuple(FP32_CLASSES)]] = Field(max_length=len(FP32_CLASSES))
+    io: Literal[HIGH_PRECISIONS]
+
+
 class QuantizationRecord(Record):
-    """`quantize`'s account of an INT8 file: what was quantized and how close it stays to FP32."""
+    """`quantize`'s account of an INT8 file: what was quantized and how close it stays to FP32. Files
+    written before precision plans (edgedit 0.1) carry `recipe_layers` instead: the recipe's classes,
+    the rest typed FP32."""
 
     tool: Annotated[str, Field(max_length=64)]
     method: Annotated[str, Field(max_length=64)]
     quantized_nodes: int = Field(ge=0, le=1_000_000)
     excluded_nodes: int = Field(ge=0, le=1_000_000)
     exclude_patterns: list[Annotated[str, Field(max_length=256)]] = Field(max_length=256)
-    recipe_layers: bool
+    plan: PlanRecord | None = None
+    plan_search: Literal["auto", "recipe"] | None = None
+    budget_psnr_db: float | None = None
+    recipe_layers: bool | None = None
     calibration_rows: int = Field(ge=1)
     heldout_rows: int = Field(ge=1)
     psnr_db: float | None  # None: identical to FP32 (infinite PSNR, which JSON cannot hold)

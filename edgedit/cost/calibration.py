@@ -28,9 +28,10 @@ from pydantic import Field
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.hardware import DEVICES, POWER_MODES, DeviceSpec
+from edgedit.contract.quantization import PrecisionPlan
 from edgedit.contract.schema import Record, load_json, loads, parse
 from edgedit.cost import kernels as K
-from edgedit.cost.latency import PRECISIONS, Constants, Workload, network_ms
+from edgedit.cost.latency import ESTIMATE_PLAN, PRECISIONS, Constants, Workload, network_ms, unfuses_attention
 
 POINTS_FORMAT = "edgedit.latency-points/1"
 FIT_FORMAT = "edgedit.latency-fit/1"
@@ -104,7 +105,7 @@ class Point(Record):
     use: Literal["fit", "check"]
     network: Network
     device: str
-    precision: Literal["fp32", "fp16", "int8", "best"]
+    precision: Literal["fp32", "fp16", "int8", "int8-fp32", "best"]
     batch: int = Field(ge=1, le=4096)
     cuda_graph: bool
     timing: Literal["gpu", "framework"]
@@ -416,20 +417,23 @@ def active_fit() -> Fit:
 
 
 def estimate(cfg: DiTConfig, device: str | DeviceSpec, precision: str, batch: int = 1, cuda_graph: bool = False,
-             fit: Fit | None = None) -> dict[str, Any]:
-    """The estimated GPU time of one network call: {"ms", "low_ms", "high_ms", "label"}."""
+             fit: Fit | None = None, plan: PrecisionPlan | None = None) -> dict[str, Any]:
+    """The estimated GPU time of one network call: {"ms", "low_ms", "high_ms", "label"}; `plan`: a
+    quantized file's precision plan (default: the recipe's INT8 classes, no FP32 island)."""
     fit = fit or active_fit()
     spec = device if isinstance(device, DeviceSpec) else POWER_MODES.get(device)
     if spec is None:
         raise EdgeditError(f"unknown device '{device}'; known: {', '.join(POWER_MODES)}")
     if precision not in PRECISIONS:
         raise EdgeditError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
-    ms = network_ms(K.dit_kernels(cfg, batch), spec, precision, fit.constants, cuda_graph)
+    plan = plan or ESTIMATE_PLAN
+    kernels = K.dit_kernels(cfg, batch, unfused_attention=unfuses_attention(precision, plan))
+    ms = network_ms(kernels, spec, precision, fit.constants, cuda_graph, plan=plan)
     low, high = fit.range_ratios
     return {"ms": ms, "low_ms": ms * low, "high_ms": ms * high, "label": fit.label}
 
 
-def estimates(cfg: DiTConfig, fit: Fit | None = None) -> dict[str, dict[str, Any]]:
+def estimates(cfg: DiTConfig, fit: Fit | None = None, plan: PrecisionPlan | None = None) -> dict[str, dict[str, Any]]:
     """Every shown target x precision x launch mode, keyed 'orin_nano_fp16' / '..._graph'."""
     fit = fit or active_fit()
     out = {}
@@ -437,5 +441,5 @@ def estimates(cfg: DiTConfig, fit: Fit | None = None) -> dict[str, dict[str, Any
         for precision in ("fp16", "int8"):
             for graph in (False, True):
                 name = f"{key.replace('-', '_')}_{precision}" + ("_graph" if graph else "")
-                out[name] = estimate(cfg, spec, precision, cuda_graph=graph, fit=fit)
+                out[name] = estimate(cfg, spec, precision, cuda_graph=graph, fit=fit, plan=plan)
     return out

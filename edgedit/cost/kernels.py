@@ -19,7 +19,11 @@ ones with its layer fusions; "TensorRT Developer Guide: Optimizing Performance /
   slices and chunk()s are free; a transpose that changes memory order (unpatchify) is a copy.
 Unfused elementwise leftovers (EDM preconditioning, embeddings) are one memory kernel each.
 
-Kernels also say whether `edgedit quantize` makes them INT8 (`edgedit.contract.quantization`).
+Kernels also say which layer class they belong to (`edgedit.contract.quantization`): the INT8 class
+of a GEMM or convolution (`layer`), the FP32 candidate classes of any kernel (`islands`), and
+whether TensorRT can quantize a GEMM's input in its producer's epilogue (`fused_quantize`: after a
+normalization or another GEMM it can; after fused attention, or on a network input, a standalone
+quantize kernel runs). The latency model turns a precision plan into each kernel's types from these.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import math
 from dataclasses import dataclass
 
 from edgedit.contract.config import FREQUENCY_EMBEDDING_SIZE, DiTConfig
-from edgedit.contract.quantization import INT8_LAYERS
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,11 @@ class Kernel:
     weights: int = 0  # parameter elements read
     reads: int = 0  # activation elements read
     writes: int = 0  # activation elements written
-    quantized: bool = False  # INT8 in edgedit's quantization recipe
     count: int = 1  # identical launches (per block)
     group: str = ""  # what its MACs are reported under (`edgedit models`)
+    layer: str = ""  # its INT8 layer class (a GEMM or convolution of a DiT), or ""
+    islands: tuple[str, ...] = ()  # the FP32 candidate classes it belongs to
+    fused_quantize: bool = True  # an INT8 input is quantized by its producer (else a kernel of its own)
 
     @property
     def flops(self) -> int:
@@ -54,29 +59,35 @@ class Kernel:
         return 2 * products * self.m * self.n * self.k * self.groups
 
 
-def gemm(name: str, m: int, n: int, k: int, *, bias: bool = True, extra_reads: int = 0, quantized: bool = False,
-         groups: int = 1, count: int = 1, weights: bool = True, group: str = "") -> Kernel:
+def gemm(name: str, m: int, n: int, k: int, *, bias: bool = True, extra_reads: int = 0, groups: int = 1,
+         count: int = 1, weights: bool = True, group: str = "", layer: str = "", islands: tuple[str, ...] = (),
+         fused_quantize: bool = True) -> Kernel:
     """x (m, k) @ W (k, n) [+ b], fused epilogue reading `extra_reads` more elements (residual, gate);
     `weights=False`: both operands are activations (an attention product)."""
     w = (k * n + (n if bias else 0)) * groups if weights else 0
     reads = m * k * groups + (0 if weights else k * n * groups) + extra_reads
-    return Kernel(name, "gemm", m, n, k, groups, w, reads, m * n * groups, quantized, count, group)
+    return Kernel(name, "gemm", m, n, k, groups, w, reads, m * n * groups, count, group, layer, islands,
+                  fused_quantize)
 
 
-def memory(name: str, reads: int, writes: int, weights: int = 0, count: int = 1) -> Kernel:
-    return Kernel(name, "memory", weights=weights, reads=reads, writes=writes, count=count)
+def memory(name: str, reads: int, writes: int, weights: int = 0, count: int = 1,
+           islands: tuple[str, ...] = ()) -> Kernel:
+    return Kernel(name, "memory", weights=weights, reads=reads, writes=writes, count=count, islands=islands)
 
 
-def attention(name: str, batch: int, tokens: int, heads: int, head_dim: int, count: int = 1) -> list[Kernel]:
-    """softmax(q k^T) v over `heads` heads of `tokens` tokens, fused when TensorRT can (see above)."""
+def attention(name: str, batch: int, tokens: int, heads: int, head_dim: int, count: int = 1,
+              fused: bool = True, layer: str = "") -> list[Kernel]:
+    """softmax(q k^T) v over `heads` heads of `tokens` tokens, fused when TensorRT can (see above) and
+    `fused` (a precision plan that splits the pattern, FP32 softmax or INT8 products, unfuses it)."""
     g, t, d = batch * heads, tokens, head_dim
-    if head_dim % 8 == 0 and head_dim <= 256:
+    if fused and head_dim % 8 == 0 and head_dim <= 256:
         return [Kernel(f"{name} (fused MHA)", "attention", t, t, d, g, reads=3 * g * t * d, writes=g * t * d,
-                       count=count, group="attention_matmul")]
+                       count=count, group="attention_matmul", islands=("softmax",))]
+    products = dict(groups=g, bias=False, weights=False, count=count, group="attention_matmul", layer=layer)
     return [
-        gemm(f"{name}.q@kT", t, t, d, groups=g, bias=False, weights=False, count=count, group="attention_matmul"),
-        memory(f"{name}.softmax", g * t * t, g * t * t, count=count),
-        gemm(f"{name}.attn@v", t, d, t, groups=g, bias=False, weights=False, count=count, group="attention_matmul"),
+        gemm(f"{name}.q@kT", t, t, d, fused_quantize=True, **products),
+        memory(f"{name}.softmax", g * t * t, g * t * t, count=count, islands=("softmax",)),
+        gemm(f"{name}.attn@v", t, d, t, fused_quantize=True, **products),
     ]
 
 
@@ -106,29 +117,31 @@ class TransformerShape:
         return self.width // self.heads
 
 
-def encoder_blocks(s: TransformerShape, batch: int, quantize: bool = True) -> list[Kernel]:
+def encoder_blocks(s: TransformerShape, batch: int, unfused_attention: bool = False) -> list[Kernel]:
     """The kernels of `s.depth` identical blocks (counted, not repeated)."""
     T, D, R, L, B = s.tokens, s.width, s.mlp_hidden, s.depth, batch
     M = B * T  # GEMM rows: every token of every image
-    q = {layer: quantize and layer in INT8_LAYERS for layer in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
     kernels = []
     if s.adaln:
-        kernels.append(gemm("blocks.adaLN_modulation", B, 6 * D, D, count=L, group="adaln"))
+        kernels.append(gemm("blocks.adaLN_modulation", B, 6 * D, D, count=L, group="adaln", layer="adaln",
+                            fused_quantize=False))
     gate = B * D if s.adaln else 0  # the adaLN gate read by the residual epilogue
     kernels += [
-        memory("blocks.norm1" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L),
-        gemm("blocks.attn.qkv", M, 3 * D, D, quantized=q["attn.qkv"], count=L, group="attention_linear"),
+        memory("blocks.norm1" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L,
+               islands=("layernorm",)),
+        gemm("blocks.attn.qkv", M, 3 * D, D, count=L, group="attention_linear", layer="qkv"),
     ]
     if s.rope:
         kernels.append(memory("blocks.attn.rope(q, k)", 2 * M * D, 2 * M * D, count=L))
-    kernels += attention("blocks.attn", B, T, s.heads, s.head_dim, count=L)
+    kernels += attention("blocks.attn", B, T, s.heads, s.head_dim, count=L, fused=not unfused_attention,
+                         layer="attention")
     kernels += [
-        gemm("blocks.attn.proj + residual", M, D, D, extra_reads=M * D + gate, quantized=q["attn.proj"], count=L,
-             group="attention_linear"),
-        memory("blocks.norm2" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L),
-        gemm("blocks.mlp.fc1 + GELU", M, R, D, quantized=q["mlp.fc1"], count=L, group="mlp"),
-        gemm("blocks.mlp.fc2 + residual", M, D, R, extra_reads=M * D + gate, quantized=q["mlp.fc2"], count=L,
-             group="mlp"),
+        gemm("blocks.attn.proj + residual", M, D, D, extra_reads=M * D + gate, count=L, group="attention_linear",
+             layer="proj", fused_quantize=False),  # its input comes out of the attention kernel
+        memory("blocks.norm2" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L,
+               islands=("layernorm",)),
+        gemm("blocks.mlp.fc1 + GELU", M, R, D, count=L, group="mlp", layer="fc1"),
+        gemm("blocks.mlp.fc2 + residual", M, D, R, extra_reads=M * D + gate, count=L, group="mlp", layer="fc2"),
     ]
     return kernels
 
@@ -138,7 +151,7 @@ def dit_shape(cfg: DiTConfig) -> TransformerShape:
                             adaln=cfg.conditioned)
 
 
-def dit_kernels(cfg: DiTConfig, batch: int = 1) -> list[Kernel]:
+def dit_kernels(cfg: DiTConfig, batch: int = 1, unfused_attention: bool = False) -> list[Kernel]:
     """One network evaluation of an exported DiT (edgedit's graph: EDM preconditioning in-graph)."""
     B, T, D = batch, cfg.num_patches, cfg.hidden_size
     C, p, H = cfg.in_channels, cfg.patch_size, cfg.input_size
@@ -146,26 +159,31 @@ def dit_kernels(cfg: DiTConfig, batch: int = 1) -> list[Kernel]:
     out = B * cfg.out_channels * H * H
     kernels = []
     if cfg.diffusion == "edm":
-        kernels.append(memory("edm c_in * x, c_noise", pixels + B, pixels + B))
-    kernels.append(gemm("x_embedder.proj + pos_embed", B * T, D, C * p * p, extra_reads=T * D, group="patch_embed"))
+        kernels.append(memory("edm c_in * x, c_noise", pixels + B, pixels + B, islands=("outside",)))
+    kernels.append(gemm("x_embedder.proj + pos_embed", B * T, D, C * p * p, extra_reads=T * D, group="patch_embed",
+                        layer="embed", fused_quantize=False))
     if not cfg.one_step:
         kernels += [
-            memory("t_embedder.frequencies", B, B * FREQUENCY_EMBEDDING_SIZE),
-            gemm("t_embedder.mlp.0 + SiLU", B, D, FREQUENCY_EMBEDDING_SIZE, group="timestep_embed"),
-            gemm("t_embedder.mlp.2", B, D, D, group="timestep_embed"),
+            memory("t_embedder.frequencies", B, B * FREQUENCY_EMBEDDING_SIZE, islands=("timestep",)),
+            gemm("t_embedder.mlp.0 + SiLU", B, D, FREQUENCY_EMBEDDING_SIZE, group="timestep_embed", layer="embed",
+                 islands=("timestep",), fused_quantize=False),
+            gemm("t_embedder.mlp.2", B, D, D, group="timestep_embed", layer="embed", islands=("timestep",)),
         ]
     if cfg.class_conditional:
         kernels.append(memory("y_embedder (gather) + c", B, B * D, B * D))
-    kernels += encoder_blocks(dit_shape(cfg), batch)
+    kernels += encoder_blocks(dit_shape(cfg), batch, unfused_attention)
     if cfg.conditioned:
-        kernels.append(gemm("final_layer.adaLN_modulation", B, 2 * D, D, group="adaln"))
+        kernels.append(gemm("final_layer.adaLN_modulation", B, 2 * D, D, group="adaln", layer="adaln",
+                            islands=("final",), fused_quantize=False))
     kernels += [
-        memory("final_layer.norm_final" + (" + modulate" if cfg.conditioned else ""), B * T * D, B * T * D, 2 * D),
-        gemm("final_layer.linear", B * T, p * p * cfg.out_channels, D, group="final"),
-        memory("unpatchify", out, out),
+        memory("final_layer.norm_final" + (" + modulate" if cfg.conditioned else ""), B * T * D, B * T * D, 2 * D,
+               islands=("layernorm", "final")),
+        gemm("final_layer.linear", B * T, p * p * cfg.out_channels, D, group="final", layer="final",
+             islands=("final",)),
+        memory("unpatchify", out, out, islands=("outside",)),
     ]
     if cfg.diffusion == "edm":
-        kernels.append(memory("edm c_skip * x + c_out * F", 2 * pixels + B, pixels))
+        kernels.append(memory("edm c_skip * x + c_out * F", 2 * pixels + B, pixels, islands=("outside",)))
     return kernels
 
 
@@ -176,7 +194,7 @@ def vit_kernels(shape: TransformerShape, patch: int, patches: int, in_channels: 
     B, D, T = batch, shape.width, shape.tokens
     kernels = [gemm("patch_embed", B * patches, D, in_channels * patch * patch * temporal_patch),
                memory("cls token + pos_embed", B * T * D + T * D, B * T * D)]
-    kernels += encoder_blocks(shape, batch, quantize=False)
+    kernels += encoder_blocks(shape, batch)
     kernels.append(memory("norm", B * T * D, B * T * D, 2 * D))
     if head_outputs:
         kernels.append(gemm("head (class token)", B if cls_token else B * T, head_outputs, D))

@@ -25,6 +25,7 @@ from edgedit import __version__
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output
+from edgedit.contract.quantization import RECIPE_FP32
 from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
@@ -34,7 +35,6 @@ DEFAULT_OPSET = 18  # the dynamo exporter's native opset: no version conversion 
 PRECISIONS = ("fp32", "fp16")
 # Parity tolerance on max |onnx - torch| / max |torch|, against the FP32 torch model.
 PARITY_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
-FP32_OPS_IN_FP16_GRAPHS = ["LayerNormalization", "Softmax"]  # FP16 overflow in transformer norms
 
 
 @dataclass(frozen=True)
@@ -106,18 +106,6 @@ def trace_to_onnx(module, args: tuple, names_in: list[str], names_out: list[str]
     return program.model_proto
 
 
-def to_fp16(model):
-    """An FP16-typed graph with FP32 inputs/outputs (Casts at the boundary), LayerNorm and Softmax
-    in FP32, and nodes outside the DiT (the EDM preconditioning, named '/...') in FP32."""
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
-    outside = [n.name for n in model.graph.node if n.name.startswith("/")]
-    with _quiet_exporter():
-        return convert_float_to_float16(model, keep_io_types=True,
-                                        op_block_list=DEFAULT_OP_BLOCK_LIST + FP32_OPS_IN_FP16_GRAPHS,
-                                        node_block_list=outside)
-
-
 def check_parity(path: Path, module, net, batches: list[int], precision: str) -> list[dict[str, Any]]:
     """ONNX Runtime (CPU) vs the torch module on fresh inputs; raise CheckFailed beyond tolerance."""
     torch = require("torch", extra="train")
@@ -162,7 +150,9 @@ def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: B
     graph.name_nodes_by_module(proto)
     proto = graph.fold_constants(proto)
     if precision == "fp16":
-        proto = graph.fold_constants(to_fp16(proto))  # folds the casts of constant weights, toposorts
+        # LayerNorm and Softmax in FP32 (the known FP16 overflow in transformer norms), and the nodes
+        # outside the DiT (the EDM preconditioning, named '/...')
+        proto = graph.fold_constants(graph.to_fp16(proto, RECIPE_FP32))  # folds the weights' casts, toposorts
     graph.check_tensorrt_friendly(proto, cfg.depth)
     sampler = sampler_spec(cfg, net.noise)  # the checkpoint's noise scheme: its seeds keep their images
     meta = ModelMeta(cfg, inputs, outputs, sampler, precision, batch.to_dict(), source, __version__)

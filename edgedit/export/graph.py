@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ast
 import collections
+import contextlib
+import io
 import os
+import warnings
 from pathlib import Path
 
 from edgedit.contract.deps import require
@@ -86,6 +89,37 @@ def name_nodes_by_module(model, strip_prefix: str = "net.") -> None:
         base = f"{module}/{node.op_type}"
         node.name = base if not seen[base] else f"{base}_{seen[base]}"
         seen[base] += 1
+
+
+QDQ_FP16_OPSET = 19  # QuantizeLinear / DequantizeLinear take float16 scales from opset 19 on
+
+
+def to_fp16(model, keep_fp32: tuple[str, ...], io: str = "fp32"):
+    """An FP16-typed graph: every float tensor FP16 except the nodes of the FP32 classes `keep_fp32`
+    (`edgedit.contract.quantization.FP32_CLASSES`), with Casts at their borders (ONNX Runtime's float16
+    converter); inputs and outputs FP32 (Casts at the boundary) unless `io` is "fp16". A Q/DQ graph
+    keeps its INT8 tensors, its scales become FP16, and its opset is raised to 19 for that."""
+    onnx = require("onnx", extra="train")
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    from edgedit.contract.quantization import FP32_CLASSES, fp32_class
+
+    if is_qdq(model) and default_opset(model) < QDQ_FP16_OPSET:
+        model = onnx.version_converter.convert_version(model, QDQ_FP16_OPSET)
+    ops = [op for name in keep_fp32 for op in FP32_CLASSES[name][0]]
+    nodes = [n.name for n in model.graph.node if fp32_class(n.name, n.op_type) in keep_fp32
+             and n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    with _quiet():
+        return convert_float_to_float16(model, keep_io_types=io == "fp32", op_block_list=DEFAULT_OP_BLOCK_LIST + ops,
+                                        node_block_list=nodes)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ONNX Runtime's converters warn about what they do on purpose here."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
 
 
 def fold_constants(model):

@@ -3,25 +3,31 @@
 The recipe TensorRT's explicit quantization wants (TensorRT Developer Guide, "Explicit
 Quantization"; the ONNX parser's Q/DQ rules in onnx/onnx-tensorrt docs/operators.md): symmetric
 INT8 (every zero point 0), per-output-channel weights, per-tensor activations, Q/DQ on the inputs
-of the quantized layers only. By default the layers of `edgedit.contract.quantization` (the block
-Linear layers) are quantized and everything else stays in high precision.
+of the quantized layers only. Which layer classes are INT8 is a precision plan
+(`edgedit.contract.quantization`): measured (`plan="auto"`, `edgedit.export.precision`) or the
+recipe's block Linear layers. Everything else is typed FP16 (opset 19, FP16 scales), except the
+FP32 candidates the measurements keep in FP32, so that a strongly typed TensorRT build runs it in
+FP16; `high="fp32"` keeps the FP32-typed form for comparison.
 
-NVIDIA ModelOpt's ONNX PTQ is used when `nvidia-modelopt` is importable, ONNX Runtime's
-`quantize_static` otherwise. Either way the result is measured against the FP32 model on
-held-out inputs with ONNX Runtime (CPU), and refused below a PSNR threshold unless forced.
+NVIDIA ModelOpt's ONNX PTQ makes the final file when `nvidia-modelopt` is importable (the plan is
+measured with ONNX Runtime's quantizer either way), ONNX Runtime's `quantize_static` otherwise.
+The result is measured against the FP32 model on held-out inputs with ONNX Runtime (CPU), and
+refused below the PSNR budget unless forced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import importlib.util
 import io
+import json
 import logging
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +35,16 @@ import numpy as np
 
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
-from edgedit.contract.fileio import atomic_output, sha256_file
-from edgedit.contract.quantization import is_int8_node
-from edgedit.contract.spec import PREFIX, ModelMeta
+from edgedit.contract.fileio import atomic_output, sha256_file, write_text_atomic
+from edgedit.contract.quantization import HIGH_PRECISIONS, INT8_CLASSES, RECIPE_INT8, PrecisionPlan, int8_class
+from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
 from edgedit.eval.metrics import psnr_db
 from edgedit.export import graph
 from edgedit.export.calibration import check_calibration
 
 METHODS = ("max", "entropy", "percentile")
 TOOLS = ("auto", "modelopt", "onnxruntime")
+PLANS = ("auto", "recipe")  # measured, or the recipe's INT8 classes
 QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
 
 
@@ -45,18 +52,21 @@ QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
 class QuantizeOptions:
     method: str = "max"  # activation ranges: max, entropy or percentile
     excludes: tuple[str, ...] = ()  # fnmatch patterns over node names, kept in high precision
-    recipe_layers: bool = True  # only edgedit's INT8 layers; False: every MatMul/Gemm/Conv with a weight
-    min_psnr: float = 30.0  # refuse below this output PSNR (dB) against FP32
+    plan: str = "auto"  # INT8 classes: "auto" (measured) or "recipe" (the block Linear layers)
+    high: str = "fp16"  # the type of everything that is not INT8: fp16 (typed per the measurements) or fp32
+    io: str = "fp32"  # the graph's input/output type
+    min_psnr: float = 30.0  # the quality budget: output PSNR (dB) against FP32 on held-out inputs
     force: bool = False  # write even below min_psnr
     tool: str = "auto"  # modelopt when installed, else onnxruntime
 
     def check(self) -> None:
-        if self.method not in METHODS:
-            raise EdgeditError(f"--method must be one of {', '.join(METHODS)} (got {self.method!r})")
-        if self.tool not in TOOLS:
-            raise EdgeditError(f"--tool must be one of {', '.join(TOOLS)} (got {self.tool!r})")
+        for name, value, allowed in (("method", self.method, METHODS), ("tool", self.tool, TOOLS),
+                                     ("plan", self.plan, PLANS), ("high", self.high, HIGH_PRECISIONS),
+                                     ("io", self.io, HIGH_PRECISIONS)):
+            if value not in allowed:
+                raise EdgeditError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
         if not math.isfinite(self.min_psnr):
-            raise EdgeditError(f"--min-psnr must be a finite number of dB (got {self.min_psnr})")
+            raise EdgeditError(f"min_psnr must be a finite number of dB (got {self.min_psnr})")
 
 
 @dataclass
@@ -71,18 +81,43 @@ class QuantizeReport:
     calibration_rows: int
     heldout_rows: int
     zero_points: int  # how many Q/DQ zero points were checked (all are 0)
+    plan: PrecisionPlan = field(default_factory=PrecisionPlan)
+    int8_rows: list = field(default_factory=list)  # LayerChoice per INT8 class
+    fp32_rows: list = field(default_factory=list)  # LayerChoice per FP32 candidate
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What `--json` prints and NAME.int8.precision.json holds."""
+        def rows(choices) -> list[dict[str, Any]]:  # an infinite PSNR (identical outputs) is written as None
+            return [{k: None if isinstance(v, float) and not math.isfinite(v) else v
+                     for k, v in dataclasses.asdict(c).items()} for c in choices]
 
-def select_nodes(model, excludes: list[str], recipe_layers: bool = True) -> tuple[list[str], list[str]]:
-    """(nodes to quantize, candidates kept in high precision): MatMul/Gemm/Conv with a constant
-    weight, of edgedit's INT8 layers (unless `recipe_layers` is False), minus `excludes`."""
+        return {"path": str(self.path), "tool": self.tool, "method": self.method, "plan": self.plan.to_dict(),
+                "int8_classes": rows(self.int8_rows), "fp32_candidates": rows(self.fp32_rows),
+                "quantized": self.quantized, "excluded": self.excluded,
+                "psnr_db": self.psnr_db if math.isfinite(self.psnr_db) else None,
+                "max_abs_error": self.max_abs_error, "calibration_rows": self.calibration_rows,
+                "heldout_rows": self.heldout_rows, "zero_points_checked": self.zero_points}
+
+
+def plan_path(onnx: str | os.PathLike) -> Path:
+    """Where the plan's tables are written beside a quantized model: NAME.int8.onnx -> NAME.int8.precision.json."""
+    onnx = Path(onnx)
+    return onnx.with_name(onnx.name.removesuffix(".onnx") + ".precision.json")
+
+
+def candidate_nodes(model, excludes: list[str]) -> dict[str, list[str]]:
+    """INT8 class -> its MatMul/Gemm/Conv nodes: with a constant weight, or both operands activations
+    for the attention products; minus `excludes`."""
     constants = {t.name for t in model.graph.initializer}
-    candidates = [n.name for n in model.graph.node
-                  if n.op_type in QUANTIZABLE_OPS and any(i in constants for i in n.input[1:2])]
-    chosen = [n for n in candidates if (is_int8_node(n) or not recipe_layers)
-              and not any(fnmatch.fnmatchcase(n, p) for p in excludes)]
-    return chosen, [n for n in candidates if n not in chosen]
+    found: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        name = int8_class(n.name) if n.op_type in QUANTIZABLE_OPS else None
+        if name is None or any(fnmatch.fnmatchcase(n.name, p) for p in excludes):
+            continue
+        if (name == "attention") != any(i in constants for i in n.input[1:2]):
+            found.setdefault(name, []).append(n.name)
+    return {c: found[c] for c in INT8_CLASSES if c in found}
 
 
 def check_patterns(model, patterns: list[str]) -> None:
@@ -126,10 +161,10 @@ def activation_ranges(model_path: Path, batches: list[dict[str, np.ndarray]], me
     return {name: tuple(np.float32(np.asarray(v).ravel()[0]) for v in ranges[name].range_value) for name in ranges}
 
 
-def _quantize_onnxruntime(src: Path, dst: Path, data, meta, method: str, nodes: list[str]) -> None:
+def quantize_nodes(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], ranges: dict[str, tuple],
+                   nodes: list[str]) -> None:
+    """ONNX Runtime's QDQ quantizer on `nodes`, with activation ranges calibrated beforehand."""
     q = require("onnxruntime.quantization", hint="pip install onnxruntime")
-    batches = _batches(data, meta)
-    ranges = activation_ranges(src, batches, method)
     with _quiet():
         q.quantize_static(
             str(src), str(dst), _Reader(batches[:1]), quant_format=q.QuantFormat.QDQ, per_channel=True,
@@ -137,6 +172,7 @@ def _quantize_onnxruntime(src: Path, dst: Path, data, meta, method: str, nodes: 
             calibrate_method=q.CalibrationMethod.MinMax, calibration_providers=["CPUExecutionProvider"],
             extra_options={
                 "ActivationSymmetric": True, "WeightSymmetric": True,  # zero points 0: TensorRT rejects others
+                "QuantizeBias": False,  # biases stay float: TensorRT fuses them into the INT8 layer
                 "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # MatMul weights are (in, out): channel axis 1
                 "OpTypesToExcludeOutputQuantization": list(QUANTIZABLE_OPS),  # Q/DQ on layer inputs only
                 # The ranges calibrated above, whatever the method (quantize_static's own pass is a formality).
@@ -172,8 +208,10 @@ def _quiet():
         root.setLevel(level)
 
 
-def _quantize_modelopt(src: Path, dst: Path, data, method: str, nodes: list[str]) -> None:
+def _quantize_modelopt(src: Path, dst: Path, data, method: str, nodes: list[str], plan: PrecisionPlan) -> None:
     from modelopt.onnx.quantization import quantize as modelopt_quantize
+
+    from edgedit.contract.quantization import FP32_CLASSES
 
     if method == "percentile":
         raise EdgeditError("ModelOpt's INT8 calibration offers max and entropy, not percentile; "
@@ -182,8 +220,9 @@ def _quantize_modelopt(src: Path, dst: Path, data, method: str, nodes: list[str]
         modelopt_quantize(
             onnx_path=str(src), quantize_mode="int8", calibration_data=data, calibration_method=method,
             calibration_eps=["cpu"], nodes_to_quantize=[f"^{re.escape(n)}$" for n in nodes], output_path=str(dst),
-            high_precision_dtype="fp32",  # the same graph types as the ONNX Runtime route
-            log_level="WARNING",
+            high_precision_dtype=plan.high,  # ModelOpt types the rest itself (its default is fp16)
+            op_types_to_exclude_fp16=[op for c in plan.kept_fp32 for op in FP32_CLASSES[c][0]],
+            keep_io_types=plan.io == "fp32", log_level="WARNING",
         )
 
 
@@ -205,9 +244,21 @@ def check_zero_points(model) -> int:
 
 
 def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibration: dict[str, np.ndarray],
-                  heldout: dict[str, np.ndarray], options: QuantizeOptions = QuantizeOptions()) -> QuantizeReport:
+                  heldout: dict[str, np.ndarray], options: QuantizeOptions = QuantizeOptions(),
+                  say=lambda message: None) -> QuantizeReport:
     """Quantize with `calibration` inputs and measure against FP32 on `heldout` inputs (both keyed by
-    input name); atomic: nothing is written below the PSNR floor."""
+    input name); the plan is chosen first (`options.plan`). Atomic: nothing is written below the budget."""
+    from edgedit.cost.calibration import estimate
+    from edgedit.export.precision import (
+        Int8Search,
+        Trial,
+        choose_fp32,
+        choose_int8,
+        class_macs,
+        magnitudes,
+        outputs,
+    )
+
     options.check()
     method, tool = options.method, options.tool
     has_modelopt = importlib.util.find_spec("modelopt") is not None
@@ -227,38 +278,63 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
     check_calibration(heldout, meta, "held-out data")
     user = list(options.excludes)
     check_patterns(model, user)
-    nodes, excluded = select_nodes(model, user, options.recipe_layers)
-    if not nodes:
+    found = candidate_nodes(model, user)
+    search = Int8Search(found if options.plan == "auto" else {c: n for c, n in found.items() if c in RECIPE_INT8},
+                        class_macs(meta.config))
+    if not search.nodes:
         raise EdgeditError("the exclude patterns leave no MatMul/Gemm/Conv layer to quantize")
 
     output = Path(output)
     with atomic_output(output) as tmp:
         scratch = tmp.with_name("fp32-input.onnx")
         graph.save_onnx(model, scratch)
+        calib_batches, heldout_batches = _batches(calibration, meta), _batches(heldout, meta)
+        say(f"calibrating activation ranges ({method}) on {len(calib_batches)} batches")
+        ranges = activation_ranges(scratch, calib_batches, method)
+        trial = Trial(scratch, model, calib_batches, heldout_batches, ranges, tmp.parent)
+        plan = PrecisionPlan(int8=(), high=options.high, fp32=(), io=options.io)
+        fp32_rows = []
+        if options.high == "fp16":
+            kept, fp32_rows = choose_fp32(trial, magnitudes(model, calib_batches), say)
+            plan = replace(plan, fp32=kept)
+        classes, int8_rows = choose_int8(trial, search, plan, options.min_psnr, options.plan == "auto", say,
+                                         lambda p: estimate(meta.config, "orin-nano", "int8", plan=p)["ms"])
+        if not classes and not options.force:
+            best = max(int8_rows, key=lambda r: r.psnr_db)
+            raise CheckFailed(f"no INT8 layer class meets the {options.min_psnr:g} dB budget even alone (the best, "
+                              f"{best.name}, gives {best.psnr_db:.1f} dB); lower --min-psnr, pass --force for the "
+                              "recipe's classes, or keep this model in FP16")
+        classes = classes or tuple(c for c in RECIPE_INT8 if c in search.nodes)  # forced
+        plan = replace(plan, int8=classes)
+        nodes = [n for c in classes for n in search.nodes[c]]
+        excluded = [n for c, ns in found.items() for n in ns if n not in nodes]
+
         if tool == "modelopt":
-            _quantize_modelopt(scratch, tmp, calibration, method, nodes)
+            _quantize_modelopt(scratch, tmp, calibration, method, nodes, plan)
         else:
-            _quantize_onnxruntime(scratch, tmp, calibration, meta, method, nodes)
+            trial.build(nodes, plan, tmp)
         quantized = graph.load_onnx(tmp)
         zero_points = check_zero_points(quantized)
 
         # Accuracy on held-out inputs, INT8 against FP32, both on ONNX Runtime CPU.
-        ref, got = (_outputs(path, _batches(heldout, meta)) for path in (scratch, tmp))
+        ref, got = (outputs(path, heldout_batches) for path in (scratch, tmp))
         psnr, max_abs = psnr_db(ref, got), float(np.abs(ref - got).max())
         report = QuantizeReport(output, tool, method, nodes, excluded, psnr, max_abs,
                                 next(iter(calibration.values())).shape[0], next(iter(heldout.values())).shape[0],
-                                zero_points)
+                                zero_points, plan, int8_rows, fp32_rows)
         if not psnr >= options.min_psnr and not options.force:
             raise CheckFailed(f"INT8 output PSNR {psnr:.1f} dB against FP32 on {report.heldout_rows} held-out inputs "
-                              "is "
-                              f"below {options.min_psnr:g} dB (max abs error {max_abs:.3g}); nothing was written. "
-                              "Exclude more "
-                              "layers (--exclude), try --method entropy|percentile, or pass --force")
+                              f"is below {options.min_psnr:g} dB (max abs error {max_abs:.3g}); nothing was written. "
+                              "Exclude more layers (--exclude), try --plan auto or --method entropy|percentile, or "
+                              "pass --force")
         meta.precision = "int8"
+        if plan.io == "fp16":
+            meta.inputs, meta.outputs = io_spec(meta.config, float_dtype="float16")
         meta.extra.pop("parity", None)  # that was the FP32 export's check; this file's is below
         meta.extra["quantization"] = {
             "tool": tool, "method": method, "quantized_nodes": len(nodes), "excluded_nodes": len(excluded),
-            "exclude_patterns": user, "recipe_layers": options.recipe_layers,
+            "exclude_patterns": user, "plan": plan.to_dict(), "plan_search": options.plan,
+            "budget_psnr_db": options.min_psnr,
             "calibration_rows": report.calibration_rows, "heldout_rows": report.heldout_rows,
             "psnr_db": psnr if np.isfinite(psnr) else None, "max_abs_error": max_abs,
             "source_sha256": sha256_file(source),
@@ -266,12 +342,7 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         graph.set_metadata(quantized, meta.to_metadata(), replace_prefix=PREFIX)
         graph.save_onnx(quantized, tmp)
         scratch.unlink()
+    write_text_atomic(plan_path(output), json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
     return report
 
 
-
-def _outputs(path: Path, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
-    """The first output over all batches, straight from an ONNX Runtime CPU session."""
-    ort = require("onnxruntime", hint="pip install onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, feeds)[0] for feeds in batches])

@@ -103,8 +103,17 @@ class Backend(ABC):
         return cache[batch]
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Samplers speak float32: a model with FP16 inputs and outputs (`quantize --io fp16`) gets its
+        float inputs cast to FP16 here, and gives float32 back."""
+        if self.half_io:
+            feeds = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in feeds.items()}
         self.check_feeds(feeds)
-        return self._run(feeds)
+        out = self._run(feeds)
+        return {k: v.astype(np.float32) for k, v in out.items()} if self.half_io else out
+
+    @property
+    def half_io(self) -> bool:
+        return any(s.dtype == "float16" for s in [*self.inputs, *self.outputs])
 
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...

@@ -4,8 +4,18 @@ import pytest
 
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.hardware import DEVICES, POWER_MODES
+from edgedit.contract.quantization import PrecisionPlan
 from edgedit.cost.kernels import Kernel, gemm, memory
-from edgedit.cost.latency import REFERENCE_CPU_GHZ, REFERENCE_GPU_MHZ, Constants, kernel_precision, network_ms
+from edgedit.cost.latency import (
+    REFERENCE_CPU_GHZ,
+    REFERENCE_GPU_MHZ,
+    Constants,
+    Precision,
+    Workload,
+    kernel_precision,
+    network_ms,
+    unfuses_attention,
+)
 
 C = Constants(tensor_efficiency=0.5, conv_efficiency=0.25, int8_efficiency=0.8, bandwidth_efficiency=0.5,
               kernel_floor_us=10.0, launch_us=6.0)
@@ -61,17 +71,52 @@ def test_tiny_kernels_are_launch_bound_without_a_cuda_graph():
 
 
 def test_precisions_are_what_edgedit_builds():
-    linear = gemm("blocks.attn.qkv", 64, 64, 64, quantized=True)
-    adaln = gemm("blocks.adaLN_modulation", 1, 64, 64)
+    linear = gemm("blocks.attn.qkv", 64, 64, 64, layer="qkv")
+    adaln = gemm("blocks.adaLN_modulation", 1, 64, 64, layer="adaln")
+    norm = memory("blocks.norm1", 64, 64, islands=("layernorm",))
     conv = Kernel("conv", "conv", 64, 64, 64)
-    assert kernel_precision(linear, "int8").math == "int8" and kernel_precision(linear, "int8").write_bytes == 4
-    assert kernel_precision(adaln, "int8").math == "tf32"  # strongly typed Q/DQ: the rest stays FP32
-    assert kernel_precision(adaln, "best").math == "fp16"  # FP16 + INT8 flags
-    assert kernel_precision(linear, "best").write_bytes == 2
-    assert kernel_precision(conv, "int8").math == "tf32" and kernel_precision(conv, "int8", "all").math == "int8"
+    plan = PrecisionPlan(int8=("qkv",), high="fp16", fp32=("layernorm",))
+    # typed FP16 Q/DQ: the plan's classes INT8 with FP16 out, its FP32 islands FP32, the rest FP16
+    assert kernel_precision(linear, "int8", plan=plan) == Precision("int8", 1, 1, 2)
+    assert kernel_precision(adaln, "int8", plan=plan).math == "fp16"
+    assert kernel_precision(norm, "int8", plan=plan).math == "tf32" and kernel_precision(norm, "best", plan=plan).math \
+        == "fp16"  # weakly typed: TensorRT chooses FP16, no island
+    assert kernel_precision(norm, "fp16", plan=plan).math == "tf32"  # the FP16 export keeps the same islands
+    assert kernel_precision(linear, "int8-fp32", plan=plan) == Precision("int8", 1, 1, 4)  # the FP32-typed form
+    assert kernel_precision(adaln, "int8-fp32", plan=plan).math == "tf32"
+    # unplanned networks (the public points): every layer the precision's type; "all" = implicit INT8
+    assert kernel_precision(conv, "int8", "all") == Precision("int8", 1, 1, 1)
+    assert kernel_precision(norm, "int8", "all").math == "tf32" and kernel_precision(norm, "best", "all").math == "fp16"
     assert kernel_precision(conv, "fp32").math == "tf32" and kernel_precision(conv, "fp16").read_bytes == 2
     with pytest.raises(EdgeditError, match="precision must be one of"):
-        kernel_precision(linear, "fp8")
+        kernel_precision(linear, "fp8", plan=plan)
+
+
+def test_typed_graphs_pay_for_casts_and_standalone_quantizes():
+    """Every Cast around an FP32 island is a reformat kernel, and an INT8 layer whose input its producer
+    cannot quantize gets a quantize kernel: both appear in the workload and cost time."""
+    norm = memory("blocks.norm1", 4096, 4096, islands=("layernorm",))
+    proj = gemm("blocks.attn.proj", 64, 64, 64, layer="proj", fused_quantize=False)
+    qkv = gemm("blocks.attn.qkv", 64, 192, 64, layer="qkv")
+    names = lambda precision, plan: [k.name for k, _ in Workload([norm, qkv, proj], NANO, precision,  # noqa: E731
+                                                                 plan=plan).kernels]
+    islands = PrecisionPlan(int8=("qkv", "proj"), high="fp16", fp32=("layernorm",))
+    assert names("int8", islands) == ["blocks.norm1 cast in", "blocks.norm1 cast out", "blocks.norm1",
+                                      "blocks.attn.qkv", "blocks.attn.proj input quantize", "blocks.attn.proj"]
+    assert names("best", islands) == ["blocks.norm1", "blocks.attn.qkv", "blocks.attn.proj input quantize",
+                                      "blocks.attn.proj"]
+    assert names("fp16", PrecisionPlan(int8=(), high="fp16", fp32=())) == ["blocks.norm1", "blocks.attn.qkv",
+                                                                           "blocks.attn.proj"]
+    assert network_ms([norm, qkv, proj], NANO, "int8", C, plan=islands) > network_ms([norm, qkv, proj], NANO, "best",
+                                                                                      C, plan=islands)
+
+
+def test_fp32_softmax_or_int8_attention_products_unfuse_attention():
+    plan = PrecisionPlan(int8=("qkv",), high="fp16", fp32=())
+    assert not unfuses_attention("int8", plan) and not unfuses_attention("fp16", plan)
+    assert unfuses_attention("int8", PrecisionPlan(int8=("attention",), fp32=()))
+    assert unfuses_attention("fp16", PrecisionPlan(int8=(), fp32=("softmax",)))
+    assert not unfuses_attention("best", PrecisionPlan(int8=(), fp32=("softmax",)))  # weakly typed: no island
 
 
 def test_power_modes_scale_as_their_clocks():

@@ -83,6 +83,8 @@ def test_pairs_regenerate_bit_identically_from_their_seeds(teacher, tmp_path):
     make(teacher, tmp_path / "b", shard=(1, 2))  # another worker's share, then the rest
     make(teacher, tmp_path / "b", shard=(0, 2))
     a, b = PairsStore(tmp_path / "a"), PairsStore(tmp_path / "b")
+    # every shard samples its own seeds in the same batches whichever worker makes it: the same operations in
+    # the same order on this machine, so equal bits
     for i in range(len(a)):
         for key in ("z", "image", "label", "trajectory"):
             assert np.array_equal(a[i][key], b[i][key]), (i, key)
@@ -151,6 +153,7 @@ def test_get_import(tmp_path, conditional):
     assert manifest["complete"] and manifest["seeds"] == {"first": 0, "count": 6}
     store = PairsStore(tmp_path / "p")
     original = torch.load(tmp_path / "get" / "image" / "000000005.pkl", weights_only=True)
+    # GET's images (float64 when unconditional) stored as float32: one rounding, <= 2^-24 = 6e-8 relative; 16x
     np.testing.assert_allclose(store[4]["image"], original[1].numpy(), rtol=1e-6)
     assert list(store[3]["seeds"].reshape(-1)) == [3]
     if conditional:

@@ -45,6 +45,8 @@ def test_export_is_tensorrt_shaped_self_describing_and_matches_torch(tmp_path, n
     assert meta.config == net.config and meta.source == SOURCE and meta.precision == "fp32"
     assert meta.sampler["type"] == net.config.diffusion
     (check,) = meta.extra["parity"]
+    # max |ONNX - torch| / max |torch|, float32 through <= 3 blocks: <= 3.5e-7 measured (3 eps); 1e-4 is the
+    # exporter's own fp32 bound
     assert check["batch"] == 2 and check["max_rel_error"] < 1e-4
 
 
@@ -72,7 +74,10 @@ def test_edm_preconditioning_is_inside_the_graph(exported):
                                                                                      sigma.log() / 4, y.long())
         wrapped = edm_denoise(net, x, sigma, y.long())
     got = backend.run({"x": x.numpy(), "sigma": sigma.numpy(), "y": y.numpy()})["denoised"]
-    torch.testing.assert_close(wrapped, by_hand)
+    # float32, the network on inputs one rounding apart (x * c_in against x / sqrt(.)): 3.6e-7 measured on
+    # |D| < 1.6, on every kernel path; atol 1e-5 + rtol 1.3e-6 (assert_close's float32 default) leaves 25x.
+    torch.testing.assert_close(wrapped, by_hand, atol=1e-5, rtol=1.3e-6)
+    # ONNX Runtime against torch: 7e-7 measured; 1e-4 is the exporter's fp32 parity bound (~150x).
     np.testing.assert_allclose(got, by_hand.numpy(), atol=1e-4, rtol=1e-4)
 
 
@@ -147,5 +152,5 @@ def test_deployable_module_is_what_the_torch_backend_runs():
     net = tiny("onestep-cond")
     module = DeployableDiT(net)
     z, y = example_inputs(net, 2)
-    with torch.no_grad():
+    with torch.no_grad():  # the very same modules on the same inputs: equal bits
         assert torch.equal(module(z, y), net(z, y=y.long()))

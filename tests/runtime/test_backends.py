@@ -79,7 +79,11 @@ def test_same_seed_same_image_through_torch_onnx_fp32_fp16_and_int8(exported, tm
               for label, path in (("torch", checkpoint), ("fp32", onnx_path), ("fp16", fp16), ("int8", int8))}
     reference = images["torch"]
     assert reference.std() > 0.1
-    np.testing.assert_array_equal(images["fp32"][1], images["fp32"][3])  # seed 1 twice, different batch slots
+    # Seed 1 twice, in different slots of one batch: a kernel may round two rows differently (vector body or
+    # tail, thread split). float32 through up to 15 network calls: batch compositions move torch's images
+    # <= 1e-6 (|image| < 5); 1e-5 leaves 10x and still tells seed 1 from any other seed (differences ~1).
+    np.testing.assert_allclose(images["fp32"][1], images["fp32"][3], rtol=0, atol=1e-5)
+    # 80 dB: an RMS error below 1e-4 of the image range, against ~1e-6 between torch and ONNX Runtime (float32).
     assert psnr_db(reference, images["fp32"]) > 80
     assert psnr_db(reference, images["fp16"]) > 45
     assert psnr_db(reference, images["int8"]) > 25
@@ -99,8 +103,9 @@ def test_a_file_keeps_the_noise_scheme_it_was_made_with(exported, tmp_path):
     old = OnnxRuntimeBackend(tmp_path / "old.onnx", "cpu")
     assert old.meta.sampler["noise"] == "pcg64"
     seeds = [0, 1, 2]
+    # The same graph in ONNX Runtime, the same batches and noise, on this machine: equal bits.
     np.testing.assert_array_equal(generate(old, seeds, batch=2), generate(new, seeds, batch=2, noise="pcg64"))
-    assert not np.allclose(generate(old, seeds, batch=2), generate(new, seeds, batch=2))
+    assert not np.allclose(generate(old, seeds, batch=2), generate(new, seeds, batch=2))  # other noise: ~1 apart
 
 
 def test_the_null_backend_answers_with_the_contract_and_computes_nothing(exported):
