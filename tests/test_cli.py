@@ -58,7 +58,8 @@ def test_models_table_shows_names_and_labels_latency_as_an_estimate():
     assert "DiT-XL/2" in result.stdout and "675.13M" in result.stdout and "DiT-Nano-M-Wide/2" in result.stdout
     from edgedit.cost.calibration import active_fit
 
-    assert f"estimate (calibrated on {active_fit().public_points} public measurements)" in " ".join(result.stdout.split())
+    label = f"estimate (calibrated on {active_fit().public_points} public measurements)"
+    assert label in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize("kind", ["checkpoint", "onnx"])
