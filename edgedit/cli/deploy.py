@@ -268,9 +268,9 @@ def build_engine_command(
                            timing_cache=timing_cache, use_trtexec=trtexec)
     if not dry_run:  # a dry run writes nothing
         check_outputs(build_outputs(onnx, output, options), {"ONNX": onnx, "--calib": calib}, force=force)
-    if why:  # once the inputs and outputs are known to be fine: a refusal stays one line
-        stderr_say(why)
     report = build(onnx, output, options, calib=calib, dry_run=dry_run)
+    if why:  # after the work: a refusal stays one line
+        stderr_say(why)
     if json_out:
         return print_json({"plan": str(report.plan) if report.plan else None, "onnx": str(report.onnx),
                            "quantized_from": str(report.quantized_from) if report.quantized_from else None,

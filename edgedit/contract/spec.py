@@ -93,13 +93,11 @@ class ModelMeta:
 
     @property
     def precision_plan(self) -> PrecisionPlan | None:
-        """A quantized file's plan; files from before plans ran the recipe's classes typed FP32."""
-        record = self.extra.get("quantization")
-        if record is None:
-            return None
-        if record.get("plan") is None:
-            return PrecisionPlan(high="fp32", fp32=())
-        return PrecisionPlan.from_dict(record["plan"])
+        """A typed file's plan (`edgedit.plan`: FP16 exports and INT8 files); INT8 files from before plans
+        ran the recipe's classes typed FP32; FP32 files have none."""
+        if "plan" in self.extra:
+            return PrecisionPlan.from_dict(self.extra["plan"])
+        return PrecisionPlan(high="fp32", fp32=()) if "quantization" in self.extra else None
 
     def to_metadata(self) -> dict[str, str]:
         meta = {
@@ -167,7 +165,7 @@ class ModelMeta:
             config=config, inputs=inputs, outputs=outputs, sampler=record.sampler.model_dump(),
             precision=record.precision, batch=record.batch.model_dump(), source=record.source, version=record.version,
             extra={**{k: v for k, v in decoded.items() if k not in MetadataRecord.model_fields and k != "format"},
-                   **record.model_dump(include={"parity", "quantization"}, exclude_none=True)},
+                   **record.model_dump(include={"parity", "plan", "quantization"}, exclude_none=True)},
         )
 
 
@@ -262,16 +260,15 @@ class PlanRecord(Record):
 
 
 class QuantizationRecord(Record):
-    """`quantize`'s account of an INT8 file: what was quantized and how close it stays to FP32. Files
-    written before precision plans (edgedit 0.1) carry `recipe_layers` instead: the recipe's classes,
-    the rest typed FP32."""
+    """`quantize`'s account of an INT8 file: what was quantized and how close it stays to FP32 (its
+    plan is the file's `plan`). Files written before precision plans (edgedit 0.1) carry
+    `recipe_layers` instead: the recipe's classes, the rest typed FP32."""
 
     tool: Annotated[str, Field(max_length=64)]
     method: Annotated[str, Field(max_length=64)]
     quantized_nodes: int = Field(ge=0, le=1_000_000)
     excluded_nodes: int = Field(ge=0, le=1_000_000)
     exclude_patterns: list[Annotated[str, Field(max_length=256)]] = Field(max_length=256)
-    plan: PlanRecord | None = None
     plan_search: Literal["auto", "recipe"] | None = None
     budget_psnr_db: float | None = None
     recipe_layers: bool | None = None
@@ -294,4 +291,5 @@ class MetadataRecord(Record):
     batch: BatchRecord
     source: dict[str, Any]
     parity: list[ParityCheck] | None = Field(default=None, max_length=16)
+    plan: PlanRecord | None = None  # typed FP16 and INT8 files: what runs in which type
     quantization: QuantizationRecord | None = None

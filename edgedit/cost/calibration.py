@@ -15,6 +15,7 @@ exists, else the shipped data/fit.json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -427,6 +428,8 @@ def estimate(cfg: DiTConfig, device: str | DeviceSpec, precision: str, batch: in
     if precision not in PRECISIONS:
         raise EdgeditError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     plan = plan or ESTIMATE_PLAN
+    if precision in ("int8", "int8-fp32", "best") and not plan.int8:  # an FP16 file: INT8 as the recipe would
+        plan = dataclasses.replace(plan, int8=ESTIMATE_PLAN.int8)
     kernels = K.dit_kernels(cfg, batch, unfused_attention=unfuses_attention(precision, plan))
     ms = network_ms(kernels, spec, precision, fit.constants, cuda_graph, plan=plan)
     low, high = fit.range_ratios

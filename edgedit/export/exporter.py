@@ -25,11 +25,11 @@ from edgedit import __version__
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output
-from edgedit.contract.quantization import RECIPE_FP32
 from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
 from edgedit.export import graph
+from edgedit.export.precision import fp16_plan
 
 DEFAULT_OPSET = 18  # the dynamo exporter's native opset: no version conversion needed
 PRECISIONS = ("fp32", "fp16")
@@ -149,13 +149,15 @@ def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: B
                           [s.name for s in outputs], batch, opset)
     graph.name_nodes_by_module(proto)
     proto = graph.fold_constants(proto)
-    if precision == "fp16":
-        # LayerNorm and Softmax in FP32 (the known FP16 overflow in transformer norms), and the nodes
-        # outside the DiT (the EDM preconditioning, named '/...')
-        proto = graph.fold_constants(graph.to_fp16(proto, RECIPE_FP32))  # folds the weights' casts, toposorts
-    graph.check_tensorrt_friendly(proto, cfg.depth)
     sampler = sampler_spec(cfg, net.noise)  # the checkpoint's noise scheme: its seeds keep their images
-    meta = ModelMeta(cfg, inputs, outputs, sampler, precision, batch.to_dict(), source, __version__)
+    meta = ModelMeta(cfg, inputs, outputs, sampler, "fp32", batch.to_dict(), source, __version__)
+    if precision == "fp16":
+        # FP32 only where measurements say FP16 overflows or loses accuracy (LayerNorm, softmax, ...: the
+        # same decision `edgedit quantize` makes for its FP16-typed INT8 graphs).
+        plan, _ = fp16_plan(proto, meta)
+        proto = graph.fold_constants(graph.to_fp16(proto, plan.kept_fp32))  # folds the weights' casts, toposorts
+        meta.precision, meta.extra["plan"] = "fp16", plan.to_dict()
+    graph.check_tensorrt_friendly(proto, cfg.depth)
     graph.set_metadata(proto, meta.to_metadata(), replace_prefix=PREFIX)
     proto.producer_name, proto.producer_version = "edgedit", __version__
     proto.doc_string = f"edgedit {cfg.kind}; inputs {', '.join(s.name for s in inputs)}"

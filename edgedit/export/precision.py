@@ -39,6 +39,40 @@ FP16_DATA_MAX = 512.0  # ModelOpt AutoCast's data_max: activations above it keep
 FP16_LOSS_DB = 1.0  # an FP32 candidate runs in FP16 when that costs at most this much output PSNR
 
 
+def batches_of(data: dict[str, np.ndarray], meta) -> list[dict[str, np.ndarray]]:
+    """Rows grouped into equal batches the model accepts (the exported batch, or its optimum for a
+    dynamic one); the last batch is padded, as histogram calibrators need equal shapes."""
+    from edgedit.runtime.backends import pad_batch
+
+    size = meta.batch["opt"] if meta.dynamic_batch else meta.batch["max"]
+    rows = next(iter(data.values())).shape[0]
+    return [pad_batch({k: v[start:start + size] for k, v in data.items()}, size) for start in range(0, rows, size)]
+
+
+def fp16_plan(model, meta, say: Callable[[str], None] = lambda message: None,
+              samples: int = 16) -> tuple[PrecisionPlan, list[LayerChoice]]:
+    """The plan of an FP16 export: the FP32 candidates measured (choose_fp32) on inputs recorded from
+    `samples` calibration seeds and half as many held-out ones, on the FP32 graph `model` (`meta` its
+    FP32 metadata)."""
+    from edgedit.contract.spec import PREFIX
+    from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
+    from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
+
+    onnx = require("onnx", extra="train")
+    with tempfile.TemporaryDirectory(prefix="edgedit-fp16-") as folder:
+        source = Path(folder) / "fp32.onnx"
+        described = onnx.ModelProto()
+        described.CopyFrom(model)
+        graph.set_metadata(described, meta.to_metadata(), replace_prefix=PREFIX)
+        graph.save_onnx(described, source)
+        backend = OnnxRuntimeBackend(source, "cpu")
+        calibration, heldout = (batches_of(record_inputs(backend, n, seed), meta)
+                                for n, seed in ((samples, CALIBRATION_SEED), (max(1, samples // 2), HELDOUT_SEED)))
+        trial = Trial(source, described, calibration, heldout, {}, Path(folder))
+        kept, rows = choose_fp32(trial, magnitudes(described, calibration), say)
+    return PrecisionPlan(int8=(), high="fp16", fp32=kept), rows
+
+
 def class_macs(cfg: DiTConfig) -> dict[str, int]:
     """MACs per image of each INT8 layer class (the kernel model's layers)."""
     from edgedit.cost.kernels import dit_kernels

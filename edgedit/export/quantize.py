@@ -60,13 +60,13 @@ class QuantizeOptions:
     tool: str = "auto"  # modelopt when installed, else onnxruntime
 
     def check(self) -> None:
-        for name, value, allowed in (("method", self.method, METHODS), ("tool", self.tool, TOOLS),
-                                     ("plan", self.plan, PLANS), ("high", self.high, HIGH_PRECISIONS),
-                                     ("io", self.io, HIGH_PRECISIONS)):
+        for flag, value, allowed in (("--method", self.method, METHODS), ("--tool", self.tool, TOOLS),
+                                     ("--plan", self.plan, PLANS), ("--high-precision", self.high, HIGH_PRECISIONS),
+                                     ("--io-dtype", self.io, HIGH_PRECISIONS)):
             if value not in allowed:
-                raise EdgeditError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+                raise EdgeditError(f"{flag} must be one of {', '.join(allowed)} (got {value!r})")
         if not math.isfinite(self.min_psnr):
-            raise EdgeditError(f"min_psnr must be a finite number of dB (got {self.min_psnr})")
+            raise EdgeditError(f"--min-psnr must be a finite number of dB (got {self.min_psnr})")
 
 
 @dataclass
@@ -126,16 +126,6 @@ def check_patterns(model, patterns: list[str]) -> None:
     if unmatched:
         raise EdgeditError(f"--exclude {', '.join(unmatched)} matches no node; node names look like "
                            f"'blocks.0.attn.qkv/MatMul' or 'final_layer.linear/MatMul'")
-
-
-def _batches(data: dict[str, np.ndarray], meta: ModelMeta) -> list[dict[str, np.ndarray]]:
-    """Rows grouped into equal batches the model accepts (the exported batch, or its optimum for a
-    dynamic one); the last batch is padded, as histogram calibrators need equal shapes."""
-    from edgedit.runtime.backends import pad_batch
-
-    size = meta.batch["opt"] if meta.dynamic_batch else meta.batch["max"]
-    rows = next(iter(data.values())).shape[0]
-    return [pad_batch({k: v[start:start + size] for k, v in data.items()}, size) for start in range(0, rows, size)]
 
 
 # Histogram settings of TensorRT's entropy calibrator (2048 bins searched down to 128). ONNX
@@ -222,7 +212,7 @@ def _quantize_modelopt(src: Path, dst: Path, data, method: str, nodes: list[str]
             calibration_eps=["cpu"], nodes_to_quantize=[f"^{re.escape(n)}$" for n in nodes], output_path=str(dst),
             high_precision_dtype=plan.high,  # ModelOpt types the rest itself (its default is fp16)
             op_types_to_exclude_fp16=[op for c in plan.kept_fp32 for op in FP32_CLASSES[c][0]],
-            keep_io_types=plan.io == "fp32", log_level="WARNING",
+            direct_io_types=plan.io == "fp16", log_level="WARNING",
         )
 
 
@@ -252,6 +242,7 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
     from edgedit.export.precision import (
         Int8Search,
         Trial,
+        batches_of,
         choose_fp32,
         choose_int8,
         class_macs,
@@ -288,7 +279,7 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
     with atomic_output(output) as tmp:
         scratch = tmp.with_name("fp32-input.onnx")
         graph.save_onnx(model, scratch)
-        calib_batches, heldout_batches = _batches(calibration, meta), _batches(heldout, meta)
+        calib_batches, heldout_batches = batches_of(calibration, meta), batches_of(heldout, meta)
         say(f"calibrating activation ranges ({method}) on {len(calib_batches)} batches")
         ranges = activation_ranges(scratch, calib_batches, method)
         trial = Trial(scratch, model, calib_batches, heldout_batches, ranges, tmp.parent)
@@ -331,9 +322,10 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         if plan.io == "fp16":
             meta.inputs, meta.outputs = io_spec(meta.config, float_dtype="float16")
         meta.extra.pop("parity", None)  # that was the FP32 export's check; this file's is below
+        meta.extra["plan"] = plan.to_dict()
         meta.extra["quantization"] = {
             "tool": tool, "method": method, "quantized_nodes": len(nodes), "excluded_nodes": len(excluded),
-            "exclude_patterns": user, "plan": plan.to_dict(), "plan_search": options.plan,
+            "exclude_patterns": user, "plan_search": options.plan,
             "budget_psnr_db": options.min_psnr,
             "calibration_rows": report.calibration_rows, "heldout_rows": report.heldout_rows,
             "psnr_db": psnr if np.isfinite(psnr) else None, "max_abs_error": max_abs,

@@ -99,19 +99,32 @@ def _elem_types(model):
     return types
 
 
-def test_fp16_graph_is_fp16_typed_with_fp32_layernorm_softmax_and_io(tmp_path):
+def test_fp16_graph_is_fp16_typed_and_fp32_only_where_measured_necessary(tmp_path, monkeypatch):
+    """LayerNorm and softmax run FP16 when their activations are small and FP16 costs no accuracy (the
+    measurement `edgedit quantize` makes too), FP32 when not; I/O stays FP32; the plan is recorded."""
+    from edgedit.contract.spec import ModelMeta
+    from edgedit.export import graph, precision
+
     net = tiny("edm-cond")
+    by_op = lambda model, op: [n for n in model.graph.node if n.op_type == op]  # noqa: E731
     report = export_onnx(net, tmp_path / "m.fp16.onnx", SOURCE, BatchSpec.static(2), precision="fp16")
     model = onnx.load(report.path)
     types = _elem_types(model)
-    by_op = lambda op: [n for n in model.graph.node if n.op_type == op]  # noqa: E731
-    assert all(types[n.input[1]] == TensorProto.FLOAT16 for n in by_op("MatMul") if n.input[1] in
+    assert all(types[n.input[1]] == TensorProto.FLOAT16 for n in by_op(model, "MatMul") if n.input[1] in
                {t.name for t in model.graph.initializer})
-    assert all(types[n.input[0]] == TensorProto.FLOAT for n in by_op("LayerNormalization"))
-    assert all(types[n.input[0]] == TensorProto.FLOAT for n in by_op("Softmax"))
+    plan = ModelMeta.from_metadata(graph.metadata(model), "m.fp16.onnx").precision_plan
+    assert plan.int8 == () and plan.high == "fp16" and "layernorm" not in plan.kept_fp32
+    assert all(types[n.input[0]] == TensorProto.FLOAT16 for n in by_op(model, "LayerNormalization"))
     assert all(i.type.tensor_type.elem_type != TensorProto.FLOAT16 for i in model.graph.input)
     check = report.parity[0]
     assert 0 < check["max_rel_error"] < exporter.PARITY_TOLERANCE["fp16"]
+    # activations beyond the FP16 bound keep their classes FP32, with Casts around them
+    monkeypatch.setattr(precision, "FP16_DATA_MAX", 1e-3)
+    kept = onnx.load(export_onnx(net, tmp_path / "k.fp16.onnx", SOURCE, BatchSpec.static(2), precision="fp16").path)
+    types = _elem_types(kept)
+    assert all(types[n.input[0]] == TensorProto.FLOAT for op in ("LayerNormalization", "Softmax")
+               for n in by_op(kept, op))
+    assert {"layernorm", "softmax"} <= set(ModelMeta.from_metadata(graph.metadata(kept), "k").precision_plan.fp32)
 
 
 def test_failed_parity_writes_nothing(tmp_path, monkeypatch):

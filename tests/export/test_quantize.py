@@ -232,7 +232,7 @@ def test_modelopt_is_used_when_installed(quantized, tmp_path, monkeypatch):
     assert result.tool == "modelopt"
     assert calls["quantize_mode"] == "int8" and calls["calibration_method"] == "entropy"
     # the rest typed as the plan says: FP16, with the FP32 classes it keeps excluded by op type
-    assert calls["high_precision_dtype"] == "fp16" and calls["keep_io_types"] is True
+    assert calls["high_precision_dtype"] == "fp16" and calls["direct_io_types"] is False
     assert set(calls["op_types_to_exclude_fp16"]) == {op for c in result.plan.kept_fp32
                                                       for op in FP32_CLASSES[c][0]}
     assert calls["calibration_data"]["z"].shape == calib["z"].shape
