@@ -42,7 +42,7 @@ def test_the_shipped_student_scores_what_its_provenance_claims():
     measured = {m["metric"]: m["value"] for m in report["metrics"]}
     # The claim is rounded to 4 decimals (5e-5). Kernel paths move the float32 images by ~4e-6 and FID (~102) by
     # ~1e-5, KID (~1.4e-3) by ~1e-9. Label agreement is a count out of 1000: < 1e-3 is the same count (the
-    # closest call has top-2 probabilities 1.6e-3 apart, against ~1e-6 between kernel paths).
+    # closest call has top-2 probabilities 1.6e-3 apart; kernel paths move probabilities by ~5e-6).
     for metric, tolerance in (("FID", 1e-3), ("KID", 1e-4), ("label agreement", 1e-3)):
         assert abs(measured[metric] - claimed["eval"][metric]) < tolerance, metric
 

@@ -21,6 +21,7 @@ from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output, write_text_atomic
 from edgedit.contract.schema import OpenRecord, load_json, parse
+from edgedit.eval.metrics import significant
 
 DEVICE_KEYS = ("orin_nano_fp16", "orin_nano_int8", "orin_nano_super_fp16", "orin_nano_super_int8")
 CSV_FIELDS = ("name", "budget", "method", "depth", "width", "heads", "params", "macs", "fid", "latency_p50_ms",
@@ -247,7 +248,7 @@ def save_pick(best: dict[str, Any], results_path: str | os.PathLike, dest: str |
     if not student.is_file():
         raise EdgeditError(f"{student}: the picked candidate's student is missing; re-run the sweep into "
                            f"{student.parent.parent} (finished candidates are skipped)")
-    evaluation = {m["metric"]: round(m["value"], 4) for m in best["metrics"]}
+    evaluation = {m["metric"]: significant(m["value"]) for m in best["metrics"]}
     sweep = {k: best[k] for k in ("name", "budget", "params", "macs", "steps", "batch", "lr", "fid_metric")}
     return copy_with_provenance(student, dest, eval=evaluation, eval_samples=best["metrics"][0]["samples"],
                                 sweep={**sweep, "latency": best["latency"]})

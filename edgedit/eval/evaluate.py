@@ -21,7 +21,7 @@ from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import suffix_kind
 from edgedit.contract.schedules import NOISE_UNRECORDED
 from edgedit.data.datasets import ImageData, has_test_split, load_data
-from edgedit.eval.metrics import fid, kid, psnr_db
+from edgedit.eval.metrics import fid, kid, psnr_db, significant
 from edgedit.runtime.backends import Backend, load_backend
 from edgedit.runtime.samplers import check_request, default_labels, generate
 
@@ -177,7 +177,7 @@ def _save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: d
     (replacing an earlier "eval"), so that the file carries the evaluation it was shipped on."""
     from edgedit.models.checkpoint import copy_with_provenance
 
-    copy_with_provenance(model, dest, eval={m["metric"]: round(m["value"], 4) for m in report["metrics"]},
+    copy_with_provenance(model, dest, eval={m["metric"]: significant(m["value"]) for m in report["metrics"]},
                          eval_samples=report["samples"], eval_seeds=report["seeds"], eval_noise=report["noise"],
                          eval_data=report["data"], eval_sampling=report["sampling"],
                          eval_reference=sorted({m["reference"] for m in report["metrics"]}))

@@ -10,6 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def significant(value, digits: int = 6):
+    """A metric as a file records it: `digits` significant digits (a KID of 1.35e-3 keeps its 1.35, which
+    rounding to decimals would cut to 1e-3); integers as they are."""
+    return value if isinstance(value, int) else float(f"{value:.{digits}g}")
+
+
 def psnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     """10 log10(peak^2 / MSE), with peak the reference's value range."""
     mse = float(np.mean((reference.astype(np.float64) - test) ** 2))

@@ -11,6 +11,7 @@ from edgedit.cost import accounting
 from edgedit.data.pairs import generate_pairs
 from edgedit.design.report import pareto_front, pick, save_pick
 from edgedit.design.sweep import SweepOptions, candidates_for, parse_budget, retime, sweep
+from edgedit.eval.metrics import significant
 from edgedit.models.checkpoint import read_checkpoint, save_model
 from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
@@ -97,7 +98,7 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
     assert best["fid"] == min(r["fid"] for r in results)
     shipped = save_pick(best, out / "results.json", tmp_path / "best.safetensors")
     info = read_checkpoint(shipped)
-    assert info.provenance["eval"]["FID"] == round(best["fid"], 4) and info.provenance["sweep"]["name"] == best["name"]
+    assert info.provenance["eval"]["FID"] == significant(best["fid"]) and info.provenance["sweep"]["name"] == best["name"]
     assert info.provenance["method"] == best["method"]  # the distillation's own provenance is kept
     source = load_file(str(out / best["name"] / "student.safetensors"))
     assert all(np.array_equal(source[k], v) for k, v in load_file(str(shipped)).items())
