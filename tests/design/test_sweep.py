@@ -98,7 +98,8 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
     assert best["fid"] == min(r["fid"] for r in results)
     shipped = save_pick(best, out / "results.json", tmp_path / "best.safetensors")
     info = read_checkpoint(shipped)
-    assert info.provenance["eval"]["FID"] == significant(best["fid"]) and info.provenance["sweep"]["name"] == best["name"]
+    assert info.provenance["eval"]["FID"] == significant(best["fid"])
+    assert info.provenance["sweep"]["name"] == best["name"]
     assert info.provenance["method"] == best["method"]  # the distillation's own provenance is kept
     source = load_file(str(out / best["name"] / "student.safetensors"))
     assert all(np.array_equal(source[k], v) for k, v in load_file(str(shipped)).items())
