@@ -55,9 +55,18 @@ from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 out, method = Path(sys.argv[1]), sys.argv[2]
 source = out / "student.fp32.onnx"
 data = record_inputs(OnnxRuntimeBackend(source, "cpu"), 64, CALIBRATION_SEED)  # edgedit's calibration inputs
+target = out / f"modelopt-default-{method}.onnx"
 quantize(onnx_path=str(source), quantize_mode="int8", calibration_data=data, calibration_method=method,
-         calibration_eps=["cpu"], high_precision_dtype="fp16", output_path=str(out / f"modelopt-default-{method}.onnx"),
-         log_level="WARNING")
+         calibration_eps=["cpu"], high_precision_dtype="fp16", output_path=str(target), log_level="WARNING")
+# ModelOpt drops metadata_props: the source's edgedit metadata, as an INT8 file (its FP32 parity dropped)
+import onnx
+
+from edgedit.export import graph
+
+meta = {k: v for k, v in graph.metadata(onnx.load(source, load_external_data=False)).items() if k != "edgedit.parity"}
+model = onnx.load(target)
+graph.set_metadata(model, {**meta, "edgedit.precision": "int8"}, replace_prefix="edgedit.")
+onnx.save(model, target)
 PY
 done
 

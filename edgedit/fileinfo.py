@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgedit.contract.config import names_a_file
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import sha256_file
+from edgedit.contract.fileio import regular_file, sha256_file
 from edgedit.cost import accounting
 
 
@@ -129,9 +129,7 @@ def describe_engine(path: Path) -> dict:
 
 
 def file_report(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeditError(f"{path}: no such file")
+    path = regular_file(path)
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         return describe_checkpoint(path)
     if path.suffix == ".onnx":
@@ -153,8 +151,7 @@ def model_config(model: str, **overrides) -> tuple:
     if names_a_file(path):
         if changed:
             raise EdgeditError(f"{model}: model overrides apply to presets, not to a file (its config is fixed)")
-        if not path.is_file():
-            raise EdgeditError(f"{model}: no such file")
+        regular_file(path)
         if path.suffix == ".onnx":
             from edgedit.contract.onnx_header import read_onnx_header
             from edgedit.contract.spec import ModelMeta

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import Output
+from edgedit.contract.fileio import Output, same_file
 from edgedit.contract.onnx_header import read_onnx_header
 from edgedit.contract.spec import ModelMeta
 from edgedit.engines.build import BuildOptions, BuildReport, build_engine, plan_build
@@ -38,7 +38,7 @@ def quantize_with_calibration(onnx: str | os.PathLike, output: str | os.PathLike
     if onnx.suffix != ".onnx":
         raise EdgeditError(f"{onnx}: expected an .onnx file from `edgedit export`")
     output = Path(output) if output else onnx.with_name(onnx.name[: -len(".onnx")] + ".int8.onnx")
-    if output.resolve() == onnx.resolve():
+    if same_file(output, onnx):
         raise EdgeditError(f"{output}: is the input model; write the INT8 model elsewhere (-o NAME.int8.onnx)")
     if calib_samples < 1 or heldout_samples < 1:
         raise EdgeditError("--calib-samples and --heldout-samples must be at least 1")
@@ -138,13 +138,13 @@ def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: s
 
     import numpy as np
 
-    from edgedit.contract.fileio import save_npz
+    from edgedit.contract.fileio import SAMPLES_NPZ, save_npz
     from edgedit.runtime.backends import RunOptions, load_backend
     from edgedit.runtime.images import make_grid, save_png
     from edgedit.runtime.samplers import check_request, default_labels, generate
 
     for path in (output, npz):
-        if path is not None and Path(path).resolve() == Path(model).resolve():
+        if path is not None and same_file(Path(path), Path(model)):
             raise EdgeditError(f"{path}: is the input model; write the images elsewhere")
     runner = load_backend(model, options.backend, RunOptions(provider=options.provider))
     cfg = runner.meta.config
@@ -160,5 +160,6 @@ def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: s
     if npz:
         used = np.asarray(labels if labels is not None else default_labels(seeds, cfg.num_classes), np.int32) \
             if cfg.class_conditional else np.zeros(0, np.int32)
-        save_npz(npz, {"images": images, "seeds": np.asarray(seeds, np.int64), "labels": used})
+        arrays = {"images": images, "seeds": np.asarray(seeds, np.int64), "labels": used}
+        save_npz(npz, {name: arrays[name] for name in SAMPLES_NPZ})
     return runner.title, seconds

@@ -11,6 +11,7 @@ from edgedit.cli import app
 from edgedit.contract.config import PRESETS, resolve_config
 from edgedit.contract.errors import EdgeditError
 from edgedit.cost import accounting
+from edgedit.eval.metrics import significant
 from edgedit.models.checkpoint import read_checkpoint, save_model
 from edgedit.models.dit import DiT
 from tests.helpers import TINY_CONFIGS
@@ -397,7 +398,7 @@ def test_eval_save_ships_the_checkpoint_with_the_evaluation_it_measured(tmp_path
     done = runner.invoke(app, ["eval", str(student), "-n", "20", "--seed", "7", "--save", str(shipped), "--json"])
     assert done.exit_code == 0, done.output
     report, info = json.loads(done.stdout), read_checkpoint(shipped)
-    assert info.provenance["eval"] == {m["metric"]: round(m["value"], 4) for m in report["metrics"]}
+    assert info.provenance["eval"] == {m["metric"]: significant(m["value"]) for m in report["metrics"]}
     assert info.provenance["eval_seeds"] == [7, 26] and info.provenance["eval_noise"] == report["noise"]
     assert info.provenance["eval_samples"] == 20 and info.config == read_checkpoint(student).config
     original, copied = load_file(student), load_file(shipped)
@@ -413,7 +414,7 @@ def test_eval_save_ships_the_checkpoint_with_the_evaluation_it_measured(tmp_path
     (["teacher", "train", "--data", "folder:/no/such", "--steps", "1", "-o", "x.safetensors"], "does not exist"),
     (["teacher", "train", "--data", "digits", "--steps", "1", "--batch", "3", "--preset", "DiT-Nano-Q",
       "-o", "x.safetensors"], "unknown model preset"),
-    (["pairs", "generate", "missing.safetensors", "-n", "2", "-o", "p"], "no such checkpoint file"),
+    (["pairs", "generate", "missing.safetensors", "-n", "2", "-o", "p"], "no such teacher file"),
     (["pairs", "generate", "t.safetensors", "-n", "2", "--shard", "2/2", "-o", "p"], "need 0 <= I < N"),
     (["pairs", "import-get", ".", "-o", "p"], "expected GET's layout"),
     (["eval", "DiT-Teacher-CIFAR10/2", "-n", "2"], "makes 3x32x32 images but digits has 1x16x16"),

@@ -24,9 +24,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import regular_file
 
 # Numbers have at most 9 digits: a longer one is not a reading, and the line counts as malformed.
 RAM = re.compile(r"\bRAM (\d{1,9})/(\d{1,9})MB\b")
@@ -195,9 +195,7 @@ class TegrastatsSampler:
 
 def summarize_log(path: str | os.PathLike, interval_ms: float | None = None) -> dict:
     """`edgedit tegrastats`: a log file's summary; refuses a missing file or one without tegrastats lines."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeditError(f"{path}: no such file")
+    path = regular_file(path)
     if interval_ms is not None and not (math.isfinite(interval_ms) and 0 < interval_ms <= 3_600_000):
         raise EdgeditError(f"--interval-ms must be a number of milliseconds in (0, 3600000] (got {interval_ms})")
     with open(path, errors="replace") as lines:  # streamed: a day's log is hundreds of MB

@@ -221,7 +221,7 @@ def sample_command(
     """
     from edgedit.pipeline import SampleOptions, sample
 
-    check_outputs([Output("-o", output, "png"), Output("--npz", npz, "npz")], {"MODEL": model}, force=force)
+    check_outputs([Output("-o", output, "png"), Output("--npz", npz, "samples")], {"MODEL": model}, force=force)
     options = SampleOptions(n=n, batch=batch, seed=seed, steps=steps, sampler=sampler, class_label=class_label,
                             backend=backend, provider=provider)
     title, seconds = sample(model, output, options, npz)

@@ -254,6 +254,17 @@ def names_a_file(model: str | os.PathLike) -> bool:
     return path.suffix in MODEL_FILES or path.exists()
 
 
+def require_model_file(model: str | os.PathLike, what: str, how: str) -> Path:
+    """MODEL where only a file will do (a teacher's pairs need its weights): a preset name is refused as
+    such, with `how` to make the file; a missing or irregular file is refused by what it is."""
+    from edgedit.contract.fileio import regular_file
+
+    if not names_a_file(model) and _key(str(model)) in _BY_KEY:
+        raise EdgeditError(f"{model}: is a preset (an architecture with no trained weights); give a {what} "
+                           f"checkpoint or ONNX file (see `{how}`)")
+    return regular_file(model, f"{what} file")
+
+
 def resolve_config(preset: str, **overrides: Any) -> DiTConfig:
     """The preset's config with CLI overrides (None = keep) applied and validated."""
     return get_preset(preset).config.replace(**overrides)

@@ -34,6 +34,44 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (some writers create 0600 files)
 
 
+NAME_MAX = 255  # bytes in one path component on Linux filesystems (ext4, xfs, btrfs, tmpfs)
+
+
+def name_problem(path: str | os.PathLike, reserve: int = 0) -> str | None:
+    """Why a path cannot name a file on any common filesystem (a component over NAME_MAX bytes, less
+    `reserve` for the file's own name: what staging adds to it), or None."""
+    parts = [len(p.encode(errors="surrogateescape")) for p in Path(path).parts] or [0]
+    limits = [NAME_MAX] * (len(parts) - 1) + [NAME_MAX - reserve]
+    over = [(n, limit) for n, limit in zip(parts, limits) if n > limit]
+    return f"file name too long ({over[0][0]} bytes in one name, at most {over[0][1]})" if over else None
+
+
+def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """`path` as a Path when it is a regular file (a symlink to one counts); else one line that names
+    the real problem: missing, a directory, a FIFO, a device or socket, a symlink loop, a name too long."""
+    import errno
+    import stat
+
+    path = Path(path)
+    problem = name_problem(path)
+    if problem is None:
+        try:
+            mode = path.stat().st_mode
+        except OSError as err:
+            problem = {errno.ENOENT: f"no such {what}", errno.ELOOP: "a symlink loop (too many levels of symbolic "
+                       "links)", errno.ENAMETOOLONG: "file name too long", errno.EACCES: "permission denied",
+                       errno.ENOTDIR: f"no such {what} (a part of the path is not a folder)"}.get(
+                err.errno, f"cannot be read ({err.strerror})")
+        else:
+            if stat.S_ISREG(mode):
+                return path
+            problem = ("is a directory, not a file" if stat.S_ISDIR(mode) else
+                       "is a FIFO (named pipe), not a regular file" if stat.S_ISFIFO(mode) else
+                       "is a device, not a regular file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                       "is a socket, not a regular file" if stat.S_ISSOCK(mode) else "is not a regular file")
+    raise EdgeditError(f"{path}: {problem}")
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path for `path`; move it onto `path` only if the block succeeds.
@@ -242,6 +280,7 @@ KINDS = {
     "train-state": ("an edgedit training state", ()),
     "onnx": ("an ONNX model", (".onnx",)),
     "npz": ("an .npz archive", (".npz",)),
+    "samples": ("an .npz of sampled images (`edgedit sample --npz`)", ()),
     "npy": ("a .npy array", (".npy",)),
     "png": ("a PNG image", (".png",)),
     "json": ("a JSON file", (".json",)),
@@ -273,7 +312,7 @@ def file_kind(path: str | os.PathLike) -> str | None:
     if head.startswith(b"\x89PNG\r\n\x1a\n"):  # https://www.w3.org/TR/png/#5PNG-file-signature
         return "png"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip: np.savez, and torch.save since torch 1.6
-        return "torch" if suffix_kind(path) == "torch" else "npz"
+        return "torch" if suffix_kind(path) == "torch" else _npz_kind(path)
     if head.startswith(b"\x93NUMPY"):  # https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
         return "npy"
     if len(head) > 8 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
@@ -288,6 +327,22 @@ def file_kind(path: str | os.PathLike) -> str | None:
         if text is not None:
             return "json" if text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[") else "text"
     return suffix_kind(path) or "unknown"
+
+
+SAMPLES_NPZ = ("images", "seeds", "labels")  # what `edgedit sample --npz` writes
+
+
+def _npz_kind(path: Path) -> str:
+    """An .npz told apart by its members (the zip's central directory only): sampled images, or another
+    archive (calibration inputs, a dataset, ...)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {n.removesuffix(".npy") for n in archive.namelist()[:64]}
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return "npz"
+    return "samples" if names == set(SAMPLES_NPZ) else "npz"
 
 
 def _safetensors_kind(path: Path, header_bytes: int) -> str:
@@ -348,7 +403,9 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))  # symlinks and .. resolved, also below missing parts
 
 
-def _same(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """The same file: one path resolving to the other (symlinks, .., loops included) or a hard link."""
+    a, b = Path(a), Path(b)
     if _real(a) == _real(b):
         return True
     try:
@@ -361,8 +418,14 @@ def _inside(path: Path, folder: Path) -> bool:
     return _real(folder) in _real(path).parents
 
 
+STAGING_RESERVE = 64  # what staging adds to a name: ".NAME.PID@HOST.RANDOM.partial" is NAME + at most 59
+
+
 def _cannot_write(path: Path, folder: bool) -> str | None:
     """Why `path` cannot be written as a file (or made and written in, as a folder), or None."""
+    problem = name_problem(path, 0 if folder else STAGING_RESERVE)
+    if problem:
+        return problem
     if folder:
         if path.exists() and not path.is_dir():
             return "is a file, not a folder"
@@ -414,7 +477,7 @@ def check_outputs(outputs: Iterable[Output], inputs: Mapping[str, str | os.PathL
 
     for path, words, folder in written:
         for source, what, source_folder in protected:
-            if _same(path, source):
+            if same_file(path, source):
                 raise EdgeditError(f"{words} would overwrite {what}; choose another output path")
             if source_folder and _inside(path, source):
                 raise EdgeditError(f"{words} is inside {what}; write it outside that folder")
@@ -422,7 +485,7 @@ def check_outputs(outputs: Iterable[Output], inputs: Mapping[str, str | os.PathL
                 raise EdgeditError(f"{words} is a folder that holds {what}; choose another output folder")
     for i, (path, words, _) in enumerate(written):
         for other, other_words, _ in written[:i]:
-            if _same(path, other):
+            if same_file(path, other):
                 raise EdgeditError(f"{other_words} and {words} are the same file; give each output its own path")
     for path, words, folder in written:
         reason = _cannot_write(path, folder)

@@ -13,6 +13,7 @@ import os
 from typing import BinaryIO
 
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import regular_file
 
 OPSET_IMPORT, METADATA_PROPS = 8, 14
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
@@ -99,6 +100,7 @@ def read_onnx_header(path: str | os.PathLike) -> tuple[dict[str, str], dict[str,
     """(metadata_props, {opset domain: version}) of an ONNX file; one-line errors otherwise."""
     metadata: dict[str, str] = {}
     opsets: dict[str, int] = {}
+    regular_file(path)
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:

@@ -19,7 +19,7 @@ from pydantic import Field
 from edgedit import __version__
 from edgedit.contract import device, jetson
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import sha256_file, write_text_atomic
+from edgedit.contract.fileio import regular_file, sha256_file, write_text_atomic
 from edgedit.contract.schema import Name, OpenRecord, Record, Sha256, load_json, parse
 from edgedit.contract.spec import ModelMeta
 
@@ -90,8 +90,7 @@ def read_sidecar(plan: str | os.PathLike) -> dict[str, Any]:
     """The engine's sidecar, checked against its schema and against the engine file (its size), before
     anything deserializes the engine."""
     path, plan = sidecar_path(plan), Path(plan)
-    if not plan.is_file():
-        raise EdgeditError(f"{plan}: no such engine file")
+    regular_file(plan, "engine file")
     if not path.is_file():
         raise EdgeditError(f"{plan}: its sidecar {path.name} is missing; edgedit needs it to know the engine's "
                            "inputs and where it was built. Rebuild with `edgedit build-engine`")

@@ -50,6 +50,7 @@ import numpy as np
 from pydantic import Field
 
 from edgedit import __version__
+from edgedit.contract.config import require_model_file
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import sha256_file, write_text_atomic
 from edgedit.contract.schedules import (
@@ -679,7 +680,7 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
         raise EdgeditError("--image-dtype must be float16 or float32")
     if not 1 <= steps <= MAX_STEPS:
         raise EdgeditError(f"--steps must be 1..{MAX_STEPS}")
-    teacher = Path(teacher)
+    teacher = require_model_file(teacher, "teacher", "edgedit teacher train")
     backend = load_backend(teacher, options=RunOptions(device=device))
     spec = backend.meta.sampler
     if spec["type"] not in ("edm", "ddpm"):

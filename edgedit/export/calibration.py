@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import load_npz
+from edgedit.contract.fileio import load_npz, same_file
 from edgedit.contract.spec import ModelMeta
 from edgedit.runtime.backends import Backend
 from edgedit.runtime.samplers import generate, network_evaluations
@@ -66,6 +66,9 @@ def load_calibration(path: str | os.PathLike, meta: ModelMeta) -> dict[str, np.n
     return data
 
 
+FP16_MAX = float(np.finfo(np.float16).max)  # 65504: what an FP16 engine can receive
+
+
 def check_calibration(data: dict[str, np.ndarray], meta: ModelMeta, where: str) -> None:
     names = [s.name for s in meta.inputs]
     missing = [n for n in names if n not in data]
@@ -85,6 +88,10 @@ def check_calibration(data: dict[str, np.ndarray], meta: ModelMeta, where: str) 
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise EdgeditError(f"{where}: input '{spec.name}' holds {int((~np.isfinite(array)).sum())} NaN or "
                                "infinite values; calibration data must be what the model really receives")
+        if array.dtype.kind == "f" and array.size and np.abs(array).max() > FP16_MAX:
+            raise EdgeditError(f"{where}: input '{spec.name}' reaches {float(np.abs(array).max()):.3g}, beyond FP16's "
+                               f"{FP16_MAX:g}: no deployed precision represents it, so no INT8 scale can be "
+                               "calibrated on it; calibration data must be what the model really receives")
         if spec.name == "y" and array.size and not 0 <= array.min() <= array.max() < meta.config.num_classes:
             raise EdgeditError(f"{where}: labels 'y' must be 0..{meta.config.num_classes - 1} (got "
                                f"{array.min()}..{array.max()})")
@@ -100,7 +107,7 @@ def write_calibration_data(model: str, output: str | os.PathLike, samples: int, 
     from edgedit.contract.fileio import save_npz
     from edgedit.runtime.backends import load_backend
 
-    if Path(model).resolve() == Path(output).resolve():
+    if same_file(Path(model), Path(output)):
         raise EdgeditError(f"{output}: is the input model; write the calibration data elsewhere (-o calib.npz)")
     backend = load_backend(model)
     data = record_inputs(backend, samples, CALIBRATION_SEED if seed is None else seed, steps, sampler)

@@ -24,7 +24,7 @@ import numpy as np
 from edgedit import __version__
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
-from edgedit.contract.fileio import atomic_output
+from edgedit.contract.fileio import atomic_output, same_file
 from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
@@ -205,7 +205,7 @@ def export_model(model: str, output: str | os.PathLike | None, options: ExportOp
     spec = options.batch_spec()
     graph.check_opset(options.opset)
     output = Path(output) if output else default_export_path(model, options.precision)
-    if Path(model).resolve() == output.resolve():
+    if same_file(Path(model), output):
         raise EdgeditError(f"{output}: is the input model; write the ONNX file elsewhere (-o NAME.onnx)")
     net, source = load_model_or_preset(model, **options.overrides)
     return export_onnx(net, output, source, spec, options.precision, options.opset)

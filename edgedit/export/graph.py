@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import regular_file
 
 # TensorRT 10.3 (JetPack 6.1/6.2) parses ONNX opsets up to 20; LayerNormalization needs 17.
 SUPPORTED_OPSETS = range(17, 21)
@@ -34,9 +35,7 @@ def default_opset(model) -> int:
 def load_onnx(path: str | os.PathLike, load_external_data: bool = True):
     """onnx.load with one-line errors for missing, truncated or non-ONNX files."""
     onnx = require("onnx", extra="train")
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeditError(f"{path}: no such file")
+    path = regular_file(path)
     try:
         model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as err:  # DecodeError, missing external data ...

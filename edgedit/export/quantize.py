@@ -282,7 +282,8 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         calib_batches, heldout_batches = batches_of(calibration, meta), batches_of(heldout, meta)
         say(f"calibrating activation ranges ({method}) on {len(calib_batches)} batches")
         ranges = activation_ranges(scratch, calib_batches, method)
-        trial = Trial(scratch, model, calib_batches, heldout_batches, ranges, tmp.parent)
+        trial = Trial(scratch, model, calib_batches, heldout_batches, ranges, tmp.parent,
+                      next(iter(heldout.values())).shape[0])
         plan = PrecisionPlan(int8=(), high=options.high, fp32=(), io=options.io)
         fp32_rows = []
         if options.high == "fp16":
@@ -308,7 +309,8 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         zero_points = check_zero_points(quantized)
 
         # Accuracy on held-out inputs, INT8 against FP32, both on ONNX Runtime CPU.
-        ref, got = (outputs(path, heldout_batches) for path in (scratch, tmp))
+        rows = next(iter(heldout.values())).shape[0]
+        ref, got = (outputs(path, heldout_batches)[:rows] for path in (scratch, tmp))
         psnr, max_abs = psnr_db(ref, got), float(np.abs(ref - got).max())
         report = QuantizeReport(output, tool, method, nodes, excluded, psnr, max_abs,
                                 next(iter(calibration.values())).shape[0], next(iter(heldout.values())).shape[0],

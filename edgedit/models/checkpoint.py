@@ -34,7 +34,7 @@ from edgedit import __version__
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import atomic_output
+from edgedit.contract.fileio import atomic_output, regular_file
 from edgedit.contract.schedules import NOISE_SCHEMES, NOISE_UNRECORDED
 from edgedit.contract.schema import OpenRecord, loads, parse
 from edgedit.cost.accounting import parameter_shapes
@@ -138,9 +138,7 @@ def check_tensor_shapes(
 def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     """Read and validate a checkpoint's header (config, provenance, tensor names and shapes)."""
     safetensors = require("safetensors", extra="train")
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeditError(f"{path}: no such checkpoint file")
+    path = regular_file(path, "checkpoint file")
     try:
         with safetensors.safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}

@@ -13,6 +13,7 @@ in pyproject.toml): the runtime names none of them, and one that lives in a work
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,19 @@ class RunOptions:
     device: str = "cpu"  # torch device
     overrides: dict[str, Any] = field(default_factory=dict)  # preset model overrides (torch)
     quiet: bool = False  # no warning for a preset's random weights
+
+    def __post_init__(self):
+        limit = max_threads()
+        if not 0 <= self.threads <= limit:
+            raise EdgeditError(f"--threads must be 0..{limit} (this machine's {os.cpu_count() or 1} cores x "
+                               f"{THREADS_PER_CORE}; 0 = the runtime's default), got {self.threads}")
+
+
+THREADS_PER_CORE = 4  # oversubscription beyond this only adds contention (and thousands of threads crash)
+
+
+def max_threads() -> int:
+    return (os.cpu_count() or 1) * THREADS_PER_CORE
 
 
 class Backend(ABC):

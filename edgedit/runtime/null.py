@@ -6,11 +6,9 @@ Torch-free; reads the model's contract from the ONNX header or the engine's side
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import regular_file
 from edgedit.contract.spec import ModelMeta
 from edgedit.runtime.backends import Backend, RunOptions
 
@@ -27,9 +25,7 @@ class NullBackend(Backend):
 
     @classmethod
     def open(cls, model: str, options: RunOptions) -> NullBackend:
-        path = Path(model)
-        if not path.is_file():
-            raise EdgeditError(f"{path}: no such file")
+        path = regular_file(model)
         if path.suffix == ".plan":
             from edgedit.contract.sidecar import read_sidecar, sidecar_meta
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import regular_file
 from edgedit.contract.spec import ModelMeta
 from edgedit.runtime.backends import Backend, RunOptions
 
@@ -49,9 +48,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, path, provider: str = "auto", threads: int = 0):
         ort = require("onnxruntime", hint="pip install onnxruntime (on a Jetson: onnxruntime-gpu from the Jetson AI "
                                           "Lab index)")
-        path = Path(path)
-        if not path.is_file():
-            raise EdgeditError(f"{path}: no such file")
+        path = regular_file(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only
