@@ -21,27 +21,27 @@ from edgedit.contract.quantization import INT8_CLASSES, PrecisionPlan, fp32_clas
 from edgedit.cost.calibration import estimate
 from edgedit.eval.evaluate import evaluate
 from edgedit.eval.metrics import psnr_db
+from edgedit.export import graph
 from edgedit.export.calibration import HELDOUT_SEED, record_inputs
 from edgedit.export.precision import outputs
 from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
-
-TYPES = {1: "fp32", 10: "fp16", 3: "int8", 6: "int32", 7: "int64"}
 
 
 def graph_facts(path: Path) -> dict:
     """Q/DQ counts, the INT8 classes (a MatMul/Gemm/Conv fed by a DequantizeLinear), the FP32 candidate
     classes that stayed FP32 and a histogram of the float types the other nodes produce."""
-    model = onnx.shape_inference.infer_shapes(onnx.load(path))
-    types = {v.name: TYPES.get(v.type.tensor_type.elem_type, "?") for v in [*model.graph.value_info,
-                                                                           *model.graph.output]}
+    model = onnx.load(path)
+    node_types = graph.node_output_types(model)
     producer = {o: n for n in model.graph.node for o in n.output}
     ops = collections.Counter(n.op_type for n in model.graph.node)
     int8 = {int8_class(n.name) for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")
             and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in n.input)}
-    float_types = collections.Counter(types.get(n.output[0], "?") for n in model.graph.node
+    float_types = collections.Counter(node_types.get(n.name, "?") for n in model.graph.node
                                       if n.op_type not in ("QuantizeLinear", "DequantizeLinear", "Cast"))
+    typed_fp16 = "fp16" in node_types.values()  # an FP32 graph keeps nothing: it is all FP32
     fp32_kept = sorted({fp32_class(n.name, n.op_type) for n in model.graph.node
-                        if types.get(n.output[0]) == "fp32" and n.op_type not in ("Cast", "DequantizeLinear")} - {None})
+                        if typed_fp16 and node_types.get(n.name) == "fp32"
+                        and n.op_type not in ("Cast", "DequantizeLinear")} - {None})
     return {"q": ops["QuantizeLinear"], "dq": ops["DequantizeLinear"], "casts": ops["Cast"],
             "int8_classes": [c for c in INT8_CLASSES if c in int8], "fp32_classes": fp32_kept,
             "fp32_nodes": float_types["fp32"], "fp16_nodes": float_types["fp16"]}

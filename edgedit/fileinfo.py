@@ -68,6 +68,7 @@ def describe_onnx(path: Path) -> dict:
         "outputs": [tensor(v) for v in model.graph.output],
         "nodes": len(model.graph.node),
         "ops": graph.op_histogram(model),
+        "types": graph.type_histogram(model),
         "qdq": graph.is_qdq(model),
     }
     metadata = graph.metadata(model)
@@ -90,7 +91,7 @@ def _describe_onnx_header(path: Path) -> dict:
     metadata, opsets = read_onnx_header(path)
     report = {"type": "onnx", "path": str(path), "size_bytes": path.stat().st_size,
               "external_data": None, "sha256": sha256_file(path), "opset": opsets.get("ai.onnx"), "producer": None,
-              "inputs": None, "outputs": None, "nodes": None, "ops": None, "qdq": None,
+              "inputs": None, "outputs": None, "nodes": None, "ops": None, "types": None, "qdq": None,
               "graph_not_read": "the onnx package is not installed: the header's metadata only"}
     if not any(key.startswith(PREFIX) for key in metadata):
         report["edgedit"] = None

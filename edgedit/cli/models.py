@@ -194,6 +194,13 @@ def _print_onnx_info(report: dict) -> None:
     else:
         ops = ", ".join(f"{op} {n}" for op, n in report["ops"].items())
         stdout.print(f"  nodes      {report['nodes']}: {ops}")
+        totals: dict[str, int] = {}
+        for by_type in report["types"].values():
+            for dtype, count in by_type.items():
+                totals[dtype] = totals.get(dtype, 0) + count
+        float32 = sorted(op for op, by_type in report["types"].items() if "fp32" in by_type and op != "Cast")
+        stdout.print(f"  types      nodes by output type: {', '.join(f'{t} {n}' for t, n in sorted(totals.items()))}"
+                     + (f"; FP32: {', '.join(float32)}" if float32 else ""))
         stdout.print(f"  Q/DQ       {'yes (explicit INT8)' if report['qdq'] else 'no'}")
     meta = report["edgedit"]
     if meta is None:

@@ -52,6 +52,29 @@ def op_histogram(model) -> dict[str, int]:
     return dict(counts.most_common())
 
 
+ELEMENT_TYPES = {1: "fp32", 10: "fp16", 16: "bf16", 3: "int8", 2: "uint8", 6: "int32", 7: "int64", 9: "bool"}
+
+
+def node_output_types(model) -> dict[str, str]:
+    """Node name -> the element type of its first output (ONNX shape inference): what a strongly typed
+    TensorRT build runs each node in."""
+    onnx = require("onnx", extra="train")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: ELEMENT_TYPES.get(v.type.tensor_type.elem_type, "?")
+             for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    return {n.name: types.get(n.output[0], "?") for n in inferred.graph.node if n.output}
+
+
+def type_histogram(model) -> dict[str, dict[str, int]]:
+    """{op type: {output type: nodes}}: an INT8 file's 'no FP32 GEMM' is read off it."""
+    types = node_output_types(model)
+    histogram: dict[str, dict[str, int]] = {}
+    for n in model.graph.node:
+        by_type = histogram.setdefault(n.op_type, {})
+        by_type[types.get(n.name, "?")] = by_type.get(types.get(n.name, "?"), 0) + 1
+    return dict(sorted(histogram.items()))
+
+
 def is_qdq(model) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 

@@ -241,15 +241,8 @@ def test_modelopt_is_used_when_installed(quantized, tmp_path, monkeypatch):
         quantize_onnx(source, tmp_path / "mo2.onnx", calib, heldout, QuantizeOptions(method="percentile"))
 
 
-ONNX_TYPES = {1: "float32", 10: "float16", 3: "int8", 6: "int32", 7: "int64"}
-
-
 def _output_types(model) -> dict[str, str]:
-    """Node name -> the type of its first output, from ONNX shape inference."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: ONNX_TYPES.get(v.type.tensor_type.elem_type, "?")
-             for v in [*inferred.graph.value_info, *inferred.graph.output]}
-    return {n.name: types.get(n.output[0], "?") for n in inferred.graph.node}
+    return {k: {"fp32": "float32", "fp16": "float16"}.get(v, v) for k, v in graph.node_output_types(model).items()}
 
 
 def test_the_int8_graph_is_typed_fp16_outside_its_int8_layers(quantized):
