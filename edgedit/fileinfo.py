@@ -40,79 +40,54 @@ def describe_checkpoint(path: Path) -> dict:
 
 
 def describe_onnx(path: Path) -> dict:
-    """Graph facts and the edgedit metadata, or what is missing from it. Where the onnx package is
-    not installed (the device image), the file's header alone: metadata and opsets, no graph facts."""
-    from edgedit.contract.spec import PREFIX, ModelMeta
-    from edgedit.export import graph
+    """Graph facts and the edgedit metadata (checked against the graph and the weights' hash, as every
+    command reads an ONNX), or what is missing from it; read without onnx (the device image has none).
+    Where onnx is installed, the nodes' output types too (shape inference)."""
+    import collections
 
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return _describe_onnx_header(path)
-    model = graph.load_onnx(path, load_external_data=False)
+    from edgedit.contract.onnx_header import read_onnx_graph
+    from edgedit.contract.spec import PREFIX, read_model
 
-    def tensor(value) -> dict:
-        t = value.type.tensor_type
-        return {"name": value.name, "elem_type": t.elem_type,
-                "shape": [d.dim_param or d.dim_value for d in t.shape.dim]}
-
+    graph = read_onnx_graph(path)
     report = {
         "type": "onnx",
         "path": str(path),
         "size_bytes": path.stat().st_size,
-        "external_data": any(t.data_location == 1 for t in model.graph.initializer),
+        "external_data": any(w.external for w in graph.weights.values()),
         "sha256": sha256_file(path),
-        "opset": graph.default_opset(model),
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "inputs": [tensor(v) for v in model.graph.input],
-        "outputs": [tensor(v) for v in model.graph.output],
-        "nodes": len(model.graph.node),
-        "ops": graph.op_histogram(model),
-        "types": graph.type_histogram(model),
-        "qdq": graph.is_qdq(model),
+        "opset": graph.opsets.get("ai.onnx"),
+        "producer": graph.producer,
+        "inputs": [_tensor(v) for v in graph.inputs],
+        "outputs": [_tensor(v) for v in graph.outputs],
+        "nodes": len(graph.nodes),
+        "ops": dict(collections.Counter(n.op_type for n in graph.nodes).most_common()),
+        "types": _types(path),
+        "qdq": any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.nodes),
     }
-    metadata = graph.metadata(model)
-    if not any(key.startswith(PREFIX) for key in metadata):  # a foreign model: describe the graph alone
+    if not any(key.startswith(PREFIX) for key in graph.metadata):  # a foreign model: describe the graph alone
         report["edgedit"] = None
         report["edgedit_problem"] = "no edgedit metadata (not exported by `edgedit export`)"
         return report
-    meta = ModelMeta.from_metadata(metadata, str(path))  # present but damaged: refused like everywhere else
-    meta.check_graph(str(path), *(_graph_io(report[kind]) for kind in ("inputs", "outputs")))
+    meta, _ = read_model(path)  # present but damaged or lying: refused like everywhere else
     report["edgedit"] = {"version": meta.version, "kind": meta.config.kind, "config": meta.config.to_dict(),
                          "precision": meta.precision, "batch": meta.batch, "sampler": meta.sampler,
                          "source": meta.source, **meta.extra}
     return report
 
 
-def _describe_onnx_header(path: Path) -> dict:
-    from edgedit.contract.onnx_header import read_onnx_header
-    from edgedit.contract.spec import PREFIX, ModelMeta
-
-    metadata, opsets = read_onnx_header(path)
-    report = {"type": "onnx", "path": str(path), "size_bytes": path.stat().st_size,
-              "external_data": None, "sha256": sha256_file(path), "opset": opsets.get("ai.onnx"), "producer": None,
-              "inputs": None, "outputs": None, "nodes": None, "ops": None, "types": None, "qdq": None,
-              "graph_not_read": "the onnx package is not installed: the header's metadata only"}
-    if not any(key.startswith(PREFIX) for key in metadata):
-        report["edgedit"] = None
-        report["edgedit_problem"] = "no edgedit metadata (not exported by `edgedit export`)"
-        return report
-    meta = ModelMeta.from_metadata(metadata, str(path))
-    report["inputs"], report["outputs"] = ([{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in specs]
-                                           for specs in (meta.inputs, meta.outputs))
-    report["edgedit"] = {"version": meta.version, "kind": meta.config.kind, "config": meta.config.to_dict(),
-                         "precision": meta.precision, "batch": meta.batch, "sampler": meta.sampler,
-                         "source": meta.source, **meta.extra}
-    return report
+def _tensor(value) -> dict:
+    return {"name": value.name, "elem_type": value.elem_type, "shape": list(value.dims)}
 
 
-# ONNX TensorProto element types of the tensors edgedit's graphs exchange.
-_ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64"}
+def _types(path: Path) -> dict | None:
+    """{op: {output type: nodes}} where onnx is installed, else None."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return None
+    from edgedit.export import graph
 
-
-def _graph_io(tensors: list[dict]) -> list[tuple]:
-    return [(t["name"], _ONNX_DTYPES.get(t["elem_type"], str(t["elem_type"])),
-             tuple(d if isinstance(d, int) and d > 0 else "N" for d in t["shape"])) for t in tensors]
+    return graph.type_histogram(graph.load_onnx(path, load_external_data=False))
 
 
 def describe_engine(path: Path) -> dict:
@@ -154,10 +129,9 @@ def model_config(model: str, **overrides) -> tuple:
             raise EdgeditError(f"{model}: model overrides apply to presets, not to a file (its config is fixed)")
         regular_file(path)
         if path.suffix == ".onnx":
-            from edgedit.contract.onnx_header import read_onnx_header
-            from edgedit.contract.spec import ModelMeta
+            from edgedit.contract.spec import read_model
 
-            meta = ModelMeta.from_metadata(read_onnx_header(path)[0], str(path))
+            meta = read_model(path)[0]
             return meta.config, path.name, meta.precision_plan
         if path.suffix == ".plan":
             from edgedit.contract.sidecar import read_sidecar, sidecar_meta

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import Output, same_file
-from edgedit.contract.onnx_header import read_onnx_header
-from edgedit.contract.spec import ModelMeta
+from edgedit.contract.spec import read_model
 from edgedit.engines.build import BuildOptions, BuildReport, build_engine, plan_build
 
 CALIBRATION_SAMPLES = 64  # noise seeds (a denoiser records every step of their sampling)
@@ -55,12 +54,14 @@ def choose_precision(onnx: str | os.PathLike, device: str = "orin-nano") -> tupl
     be quantized, which enforces the budget), the faster one by the device estimate; INT8 only when it
     is estimated at least INT8_PAYS faster than FP16."""
     from edgedit.cost.calibration import estimate
+    from edgedit.cost.latency import int8_plan
     from edgedit.cost.summary import INT8_PAYS
 
     onnx = Path(onnx)
-    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
+    meta = read_model(onnx)[0]
     plan = meta.precision_plan
-    fp16, int8 = (estimate(meta.config, device, p, plan=plan)["ms"] for p in ("fp16", "int8"))
+    fp16, int8 = (estimate(meta.config, device, p, plan=int8_plan(plan) if p == "int8" else plan)["ms"]
+                  for p in ("fp16", "int8"))
     numbers = f"estimated on an {device.replace('-', ' ').title()}: INT8 {int8:.2f} ms, FP16 {fp16:.2f} ms per call"
     if meta.precision == "fp16":
         return "fp16", f"an FP16 export builds FP16 ({numbers})"
@@ -78,7 +79,7 @@ def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOpti
           dry_run: bool = False, tegrastats: bool = True) -> BuildReport:
     """An engine (+ sidecar) from an exported ONNX, quantizing an FP32 file first for int8 / best."""
     onnx, output = Path(onnx), Path(output)
-    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
+    meta = read_model(onnx)[0]
     quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
     if calib is not None and not quantize_first:
         raise EdgeditError("--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already "
@@ -113,7 +114,7 @@ def build_outputs(onnx: str | os.PathLike, output: str | os.PathLike, options: B
     from edgedit.contract.sidecar import sidecar_path
 
     onnx, output = Path(onnx), Path(output)
-    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
+    meta = read_model(onnx)[0]
     quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
     written = (sidecar_path(output), *([_int8_path(onnx, output)] if quantize_first else []))
     return [Output("-o", output, "engine", written), Output("--timing-cache", options.timing_cache, None)]

@@ -32,7 +32,8 @@ def _version(value: bool) -> None:
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
     no_verify: Annotated[bool, typer.Option(
-        "--no-verify", help="Read checkpoints whose tensors fail their content hash (to recover a damaged file).")
+        "--no-verify", help="Read checkpoints and ONNX files whose weights fail their content hash (to recover a "
+                      "damaged file).")
     ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")

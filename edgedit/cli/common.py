@@ -82,7 +82,7 @@ def command(name: str | None = None, parent: typer.Typer | None = None) -> Calla
             try:
                 if state["verify"]:
                     return fn(*args, **kwargs)
-                from edgedit.models.checkpoint import verification
+                from edgedit.contract.fileio import verification
 
                 with verification(False):
                     return fn(*args, **kwargs)

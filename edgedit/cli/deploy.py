@@ -164,11 +164,10 @@ def quantize_command(
 
 def int8_advice(onnx: Path) -> str | None:
     """The cost model's word on a quantized file: one line when INT8 cannot pay for it."""
-    from edgedit.contract.onnx_header import read_onnx_header
-    from edgedit.contract.spec import ModelMeta
+    from edgedit.contract.spec import read_model
     from edgedit.cost.summary import int8_advice as advice
 
-    meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], str(onnx))
+    meta = read_model(onnx)[0]
     return advice(meta.config, meta.precision_plan)
 
 

@@ -186,14 +186,12 @@ def _print_onnx_info(report: dict) -> None:
     stdout.print(f"[bold]{report['path']}[/bold]  (ONNX opset {report['opset']}, {si(report['size_bytes'], 'B')}"
                  f"{', external data' if report['external_data'] else ''}, {report['producer'] or 'unknown producer'})")
     for kind in ("inputs", "outputs"):
-        if report[kind] is not None:
-            shown = ", ".join(f"{t['name']} {t['shape']}" for t in report[kind])
-            stdout.print(f"  {kind:<10} {shown}")
-    if report.get("graph_not_read"):
-        stdout.print(f"  graph      not read: {report['graph_not_read']}")
-    else:
-        ops = ", ".join(f"{op} {n}" for op, n in report["ops"].items())
-        stdout.print(f"  nodes      {report['nodes']}: {ops}")
+        shown = ", ".join(f"{t['name']} {t['shape']}" for t in report[kind])
+        stdout.print(f"  {kind:<10} {shown}")
+    ops = ", ".join(f"{op} {n}" for op, n in report["ops"].items())
+    stdout.print(f"  nodes      {report['nodes']}: {ops}")
+    stdout.print(f"  Q/DQ       {'yes (explicit INT8)' if report['qdq'] else 'no'}")
+    if report["types"] is not None:  # needs onnx: not on the device
         totals: dict[str, int] = {}
         for by_type in report["types"].values():
             for dtype, count in by_type.items():
@@ -201,7 +199,6 @@ def _print_onnx_info(report: dict) -> None:
         float32 = sorted(op for op, by_type in report["types"].items() if "fp32" in by_type and op != "Cast")
         stdout.print(f"  types      nodes by output type: {', '.join(f'{t} {n}' for t, n in sorted(totals.items()))}"
                      + (f"; FP32: {', '.join(float32)}" if float32 else ""))
-        stdout.print(f"  Q/DQ       {'yes (explicit INT8)' if report['qdq'] else 'no'}")
     meta = report["edgedit"]
     if meta is None:
         stdout.print(f"  edgedit    [yellow]{report['edgedit_problem']}[/yellow]")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import contextvars
 import hashlib
 import os
 import re
@@ -32,6 +33,24 @@ def _umask() -> int:
 
 
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (some writers create 0600 files)
+
+
+_VERIFY = contextvars.ContextVar("edgedit_verify_content", default=True)
+
+
+@contextmanager
+def verification(enabled: bool) -> Iterator[None]:
+    """Check (the default) or skip the content hash of every checkpoint and ONNX file read in the block
+    (the CLI's --no-verify, to recover a damaged file)."""
+    token = _VERIFY.set(enabled)
+    try:
+        yield
+    finally:
+        _VERIFY.reset(token)
+
+
+def verifying() -> bool:
+    return _VERIFY.get()
 
 
 NAME_MAX = 255  # bytes in one path component on Linux filesystems (ext4, xfs, btrfs, tmpfs)

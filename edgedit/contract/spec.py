@@ -15,7 +15,9 @@ function; the samplers only step the ODE. Labels are int32, the type TensorRT ha
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -23,6 +25,7 @@ from pydantic import Field, model_validator
 
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.onnx_header import OnnxGraph
 from edgedit.contract.quantization import FP32_CLASSES, HIGH_PRECISIONS, INT8_CLASSES, PrecisionPlan
 from edgedit.contract.schedules import NOISE_UNRECORDED
 from edgedit.contract.schema import MAX_BATCH, MAX_SIDE, Name, Record, Sha256, loads, parse
@@ -114,15 +117,34 @@ class ModelMeta:
         }
         return {PREFIX + k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in meta.items()}
 
-    def check_graph(self, where: str, inputs: list[tuple], outputs: list[tuple]) -> None:
-        """The graph's own I/O, as (name, numpy dtype name, dims with "N" for a symbolic one), must be
-        what this metadata says, or every run would fail later inside the executor."""
-        static = None if self.dynamic_batch else self.batch["max"]  # a static export fixes N in the graph
-        for kind, found, specs in (("inputs", inputs, self.inputs), ("outputs", outputs, self.outputs)):
+    def check_graph(self, graph: OnnxGraph) -> None:
+        """The graph must be what this metadata says, or a lying file would fail later inside the executor
+        (or worse, run): its inputs and outputs (names, types, dims; a static export fixes N), the class
+        count against the label embedding's rows, and the precision against the weights' types and Q/DQ."""
+        where = str(graph.path)
+        static = None if self.dynamic_batch else self.batch["max"]
+        for kind, found, specs in (("inputs", graph.inputs, self.inputs), ("outputs", graph.outputs, self.outputs)):
             wanted = [(s.name, s.dtype, s.concrete(static) if static else s.shape) for s in specs]
-            if [tuple(t) for t in found] != wanted:
-                raise EdgeditError(f"{where}: the graph's {kind} {found} disagree with its edgedit metadata {wanted}; "
+            have = [(v.name, ONNX_DTYPES.get(v.elem_type, str(v.elem_type)),
+                     tuple(d if isinstance(d, int) and d > 0 else "N" for d in v.dims)) for v in found]
+            if have != wanted:
+                raise EdgeditError(f"{where}: the graph's {kind} {have} disagree with its edgedit metadata {wanted}; "
                                    "re-export it")
+        cfg = self.config
+        tables = [graph.weights[n.inputs[0]] for n in graph.nodes if n.op_type == "Gather"
+                  and n.name.startswith("y_embedder") and n.inputs and n.inputs[0] in graph.weights]
+        rows = cfg.num_classes + (1 if cfg.class_dropout_prob > 0 else 0)  # DiT's extra row: the null class of CFG
+        if cfg.class_conditional and [t.dims[0] for t in tables] != [rows]:
+            found = f"{tables[0].dims[0]} rows" if tables else "no label embedding"
+            raise EdgeditError(f"{where}: its edgedit metadata claims {cfg.num_classes} classes (a label embedding of "
+                               f"{rows} rows) but the graph has {found}; the file was altered: re-export it")
+        qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.nodes)
+        half = any(w.data_type == ONNX_FLOAT16 for w in graph.weights.values())
+        actual = "int8" if qdq else "fp16" if half else "fp32"
+        if actual != self.precision:
+            raise EdgeditError(f"{where}: its edgedit metadata says {self.precision} but the graph is {actual} "
+                               f"({'Q/DQ nodes' if qdq else 'FP16 weights' if half else 'FP32 weights, no Q/DQ'}); "
+                               "the file was altered: re-export it")
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], where: str) -> ModelMeta:
@@ -139,7 +161,7 @@ class ModelMeta:
             raise EdgeditError(f"{where}: incomplete edgedit metadata, missing {', '.join(missing)}; re-export it")
         if ours["format"] != FORMAT:
             raise EdgeditError(f"{where}: edgedit metadata format {ours['format']!r} is not {FORMAT!r}; re-export it")
-        decoded = {k: v if k in ("format", "version", "precision") else
+        decoded = {k: v if k in ("format", "version", "precision", "weights_sha256") else
                    loads(v, where, f"edgedit metadata ({PREFIX}{k})", "re-export it") for k, v in ours.items()}
         try:
             config = DiTConfig.from_dict(decoded.pop("config"))
@@ -165,8 +187,44 @@ class ModelMeta:
             config=config, inputs=inputs, outputs=outputs, sampler=record.sampler.model_dump(),
             precision=record.precision, batch=record.batch.model_dump(), source=record.source, version=record.version,
             extra={**{k: v for k, v in decoded.items() if k not in MetadataRecord.model_fields and k != "format"},
-                   **record.model_dump(include={"parity", "plan", "quantization"}, exclude_none=True)},
+                   **record.model_dump(include={"parity", "plan", "quantization", "weights_sha256"},
+                                       exclude_none=True)},
         )
+
+
+ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64"}  # TensorProto element types of edgedit's I/O
+ONNX_FLOAT16 = 10
+_READ: dict[tuple, tuple[ModelMeta, OnnxGraph]] = {}  # (path, size, mtime, verifying) -> what was read
+
+
+def read_model(path: str | os.PathLike) -> tuple[ModelMeta, OnnxGraph]:
+    """An edgedit ONNX file, validated: its metadata against its schema, the graph against the metadata,
+    and (unless verification is off: --no-verify) its weights against the content hash the metadata
+    records. Files written before the hash are read unverified, with a warning. Read once per process
+    while the file is unchanged; every command that takes an .onnx reads it here."""
+    import logging
+
+    from edgedit.contract.fileio import regular_file, verifying
+    from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
+
+    path = regular_file(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, verifying())
+    if key not in _READ:
+        graph = read_onnx_graph(path)
+        meta = ModelMeta.from_metadata(graph.metadata, str(path))
+        meta.check_graph(graph)
+        recorded = meta.extra.get("weights_sha256")
+        if verifying() and recorded is None:
+            logging.getLogger("edgedit").warning("%s: written before ONNX files carried a content hash; its weights "
+                                                 "are not verified", path.name)
+        elif verifying() and weights_sha256(graph) != recorded:
+            raise EdgeditError(f"{path}: its weights do not match the content hash in its metadata (the file is "
+                               "damaged or was altered); restore it from a good copy, or read it anyway with "
+                               "`edgedit --no-verify ...`")
+        _READ[key] = (meta, graph)
+    meta, graph = _READ[key]
+    return dataclasses.replace(meta, extra=dict(meta.extra)), graph  # callers may change their copy
 
 
 def _tensors(specs: list[TensorSpec]) -> str:
@@ -292,4 +350,5 @@ class MetadataRecord(Record):
     source: dict[str, Any]
     parity: list[ParityCheck] | None = Field(default=None, max_length=16)
     plan: PlanRecord | None = None  # typed FP16 and INT8 files: what runs in which type
+    weights_sha256: Sha256 | None = None  # over every weight (contract.onnx_header.weights_sha256)
     quantization: QuantizationRecord | None = None

@@ -15,7 +15,6 @@ exists, else the shipped data/fit.json.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -32,7 +31,15 @@ from edgedit.contract.hardware import DEVICES, POWER_MODES, DeviceSpec
 from edgedit.contract.quantization import PrecisionPlan
 from edgedit.contract.schema import Record, load_json, loads, parse
 from edgedit.cost import kernels as K
-from edgedit.cost.latency import ESTIMATE_PLAN, PRECISIONS, Constants, Workload, network_ms, unfuses_attention
+from edgedit.cost.latency import (
+    ESTIMATE_PLAN,
+    PRECISIONS,
+    Constants,
+    Workload,
+    int8_plan,
+    network_ms,
+    unfuses_attention,
+)
 
 POINTS_FORMAT = "edgedit.latency-points/1"
 FIT_FORMAT = "edgedit.latency-fit/1"
@@ -428,8 +435,6 @@ def estimate(cfg: DiTConfig, device: str | DeviceSpec, precision: str, batch: in
     if precision not in PRECISIONS:
         raise EdgeditError(f"precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     plan = plan or ESTIMATE_PLAN
-    if precision in ("int8", "int8-fp32", "best") and not plan.int8:  # an FP16 file: INT8 as the recipe would
-        plan = dataclasses.replace(plan, int8=ESTIMATE_PLAN.int8)
     kernels = K.dit_kernels(cfg, batch, unfused_attention=unfuses_attention(precision, plan))
     ms = network_ms(kernels, spec, precision, fit.constants, cuda_graph, plan=plan)
     low, high = fit.range_ratios
@@ -444,5 +449,6 @@ def estimates(cfg: DiTConfig, fit: Fit | None = None, plan: PrecisionPlan | None
         for precision in ("fp16", "int8"):
             for graph in (False, True):
                 name = f"{key.replace('-', '_')}_{precision}" + ("_graph" if graph else "")
-                out[name] = estimate(cfg, spec, precision, cuda_graph=graph, fit=fit, plan=plan)
+                out[name] = estimate(cfg, spec, precision, cuda_graph=graph, fit=fit,
+                                     plan=int8_plan(plan) if precision == "int8" else plan)
     return out

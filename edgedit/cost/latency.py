@@ -85,6 +85,13 @@ class Precision:
 FP32, FP16 = Precision("tf32", 4, 4, 4), Precision("fp16", 2, 2, 2)
 
 
+def int8_plan(plan: PrecisionPlan | None) -> PrecisionPlan:
+    """What INT8 would run for a file of this plan: its own INT8 classes, or for an FP32/FP16 file (no
+    INT8 class yet) the recipe's, with the file's FP32 islands."""
+    plan = plan or ESTIMATE_PLAN
+    return plan if plan.int8 else PrecisionPlan(int8=ESTIMATE_PLAN.int8, high=plan.high, fp32=plan.fp32, io=plan.io)
+
+
 def effective_plan(precision: str, plan: PrecisionPlan | None) -> PrecisionPlan | None:
     """The plan `precision` runs a planned network under (None: an unplanned network, every layer in
     the precision's type)."""

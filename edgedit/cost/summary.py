@@ -9,7 +9,7 @@ from edgedit.contract.config import DiTConfig
 from edgedit.cost import accounting
 from edgedit.cost.calibration import Fit, active_fit, estimates
 from edgedit.cost.kernels import dit_kernels, total_kernels
-from edgedit.cost.latency import ESTIMATE_PLAN
+from edgedit.cost.latency import int8_plan
 
 
 def summarize(cfg: DiTConfig, name: str | None = None, plan=None, fit: Fit | None = None) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def summarize(cfg: DiTConfig, name: str | None = None, plan=None, fit: Fit | Non
         "activation_peak_bytes": {"fp32": accounting.activation_peak_bytes(cfg, 4),
                                   "fp16": accounting.activation_peak_bytes(cfg, 2)},
         "device_estimates": estimates(cfg, fit, plan),
-        "int8_plan": (plan or ESTIMATE_PLAN).to_dict(),
+        "int8_plan": int8_plan(plan).to_dict(),
         "int8_advice": int8_advice(cfg, plan, fit),
         "device_estimate_note": (f"{fit.label}: GPU time of one TensorRT call at batch 1, in ms; range = "
                                  f"x{low:.2f}..x{high:.2f} of the point (the 10th-90th percentiles of the fit's "
@@ -45,7 +45,8 @@ def int8_advice(cfg: DiTConfig, plan=None, fit: Fit | None = None, device: str =
     e.g. a small model whose time is TensorRT's per-kernel floor), else None."""
     from edgedit.cost.calibration import estimate
 
-    fp16, int8 = (estimate(cfg, device, p, fit=fit, plan=plan)["ms"] for p in ("fp16", "int8"))
+    fp16, int8 = (estimate(cfg, device, p, fit=fit, plan=int8_plan(plan) if p == "int8" else plan)["ms"]
+                  for p in ("fp16", "int8"))
     if fp16 >= INT8_PAYS * int8:
         return None
     return (f"INT8 does not pay for this model on an {device.replace('-', ' ').title()}: estimated {int8:.2f} ms per "

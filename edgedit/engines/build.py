@@ -34,9 +34,8 @@ from edgedit.contract import device
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output, sha256_file
-from edgedit.contract.onnx_header import read_onnx_header
 from edgedit.contract.sidecar import device_facts, sidecar_path, write_sidecar
-from edgedit.contract.spec import ModelMeta
+from edgedit.contract.spec import ModelMeta, read_model
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 MAX_OPSET = 20  # TensorRT 10.3's ONNX parser
@@ -166,8 +165,8 @@ def plan_build(onnx: str | os.PathLike, output: str | os.PathLike, options: Buil
     """Check the ONNX and the options and work out the build, without TensorRT (a dry run).
     `meta` / `source`: the model and file the build will use, when a pipeline makes it first."""
     onnx, output = Path(onnx), Path(output)
-    metadata, opsets = read_onnx_header(onnx)
-    meta = meta or ModelMeta.from_metadata(metadata, str(onnx))
+    read, graph = read_model(onnx)
+    meta, opsets = meta or read, graph.opsets
     if opsets.get("ai.onnx", 0) > MAX_OPSET:
         raise EdgeditError(f"{onnx}: opset {opsets['ai.onnx']} is above {MAX_OPSET}, the newest TensorRT 10.3 parses; "
                            "re-export with --opset 17..20")
@@ -187,8 +186,8 @@ def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, options: Bu
     trt = require("tensorrt", hint=TENSORRT_HINT)
     if not device.cuda_devices()["devices"]:
         raise EdgeditError(f"no CUDA device here: {NOT_PORTABLE}")
-    metadata = read_onnx_header(onnx)[0]
-    meta = ModelMeta.from_metadata(metadata, str(onnx))
+    meta, graph = read_model(onnx)
+    metadata = graph.metadata
     start, monitor = time.perf_counter(), monitor or contextlib.nullcontext()
     with monitor, atomic_output(output, sidecar_path(output)) as tmp:
         if options.use_trtexec:

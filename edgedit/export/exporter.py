@@ -25,6 +25,7 @@ from edgedit import __version__
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output, same_file
+from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
 from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
@@ -171,6 +172,7 @@ def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: B
         parity = check_parity(tmp, module, net, batches, precision)
         header = graph.load_onnx(tmp, load_external_data=False)  # record the parity, weights untouched
         meta.extra["parity"] = parity
+        meta.extra["weights_sha256"] = weights_sha256(read_onnx_graph(tmp))  # what every reader verifies
         graph.set_metadata(header, meta.to_metadata(), replace_prefix=PREFIX)
         onnx.save_model(header, str(tmp))
     return ExportReport(output, output.with_name(data.name) if data else None, meta, graph.op_histogram(proto), parity,

@@ -205,15 +205,18 @@ class Int8Search:
 
 def choose_int8(trial: Trial, search: Int8Search, plan: PrecisionPlan, budget_db: float, measured: bool,
                 say: Callable[[str], None],
-                cost_ms: Callable[[PrecisionPlan], float] | None = None) -> tuple[tuple[str, ...], list[LayerChoice]]:
+                cost_ms: Callable[[PrecisionPlan], float] | None = None,
+                alone: dict[str, float] | None = None) -> tuple[tuple[str, ...], list[LayerChoice]]:
     """(INT8 classes, table rows). `measured`: the greedy search, largest MACs first, where a class joins
     when the set with it meets the budget and, by `cost_ms` (the device estimate), is not slower than
     without it (an INT8 class that adds kernels, such as a standalone quantize or an unfused attention,
-    buys no time); else the recipe's classes. Every class is measured alone for the table."""
-    alone = {}
-    for name, nodes in search.nodes.items():
-        alone[name] = trial.psnr(nodes, replace(plan, int8=(name,)))
-        say(f"INT8 {name} alone: {alone[name]:.1f} dB")
+    buys no time; when none does, the budget alone decides, the file being INT8 as asked); else the
+    recipe's classes. Every class is measured alone for the table (`alone`: measured already)."""
+    if alone is None:
+        alone = {}
+        for name, nodes in search.nodes.items():
+            alone[name] = trial.psnr(nodes, replace(plan, int8=(name,)))
+            say(f"INT8 {name} alone: {alone[name]:.1f} dB")
     chosen: list[str] = []
     rows = {}
     order = sorted(search.nodes, key=lambda c: (-search.macs.get(c, 0), -alone[c]))
@@ -237,5 +240,8 @@ def choose_int8(trial: Trial, search: Int8Search, plan: PrecisionPlan, budget_db
             else:
                 rows[name] = ("high", f"with the INT8 classes above: {together:.1f} dB < {budget_db:g} dB")
         say(f"INT8 {name}: {rows[name][0]} ({rows[name][1]})")
+    if measured and not chosen and cost_ms is not None and any(a >= budget_db for a in alone.values()):
+        say("no INT8 class makes this model faster by estimate: choosing by the budget alone")
+        return choose_int8(trial, search, plan, budget_db, measured, say, None, alone)
     table = [LayerChoice(name, search.macs.get(name, 0), alone[name], *rows[name]) for name in order]
     return tuple(c for c in INT8_CLASSES if c in chosen), table

@@ -36,6 +36,7 @@ import numpy as np
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output, sha256_file, write_text_atomic
+from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
 from edgedit.contract.quantization import HIGH_PRECISIONS, INT8_CLASSES, RECIPE_INT8, PrecisionPlan, int8_class
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
 from edgedit.eval.metrics import psnr_db
@@ -324,6 +325,7 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         if plan.io == "fp16":
             meta.inputs, meta.outputs = io_spec(meta.config, float_dtype="float16")
         meta.extra.pop("parity", None)  # that was the FP32 export's check; this file's is below
+        meta.extra.pop("weights_sha256", None)  # the source's; this file's is computed once it is written
         meta.extra["plan"] = plan.to_dict()
         meta.extra["quantization"] = {
             "tool": tool, "method": method, "quantized_nodes": len(nodes), "excluded_nodes": len(excluded),
@@ -333,6 +335,9 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
             "psnr_db": psnr if np.isfinite(psnr) else None, "max_abs_error": max_abs,
             "source_sha256": sha256_file(source),
         }
+        graph.set_metadata(quantized, meta.to_metadata(), replace_prefix=PREFIX)
+        graph.save_onnx(quantized, tmp)
+        meta.extra["weights_sha256"] = weights_sha256(read_onnx_graph(tmp))  # what every reader verifies
         graph.set_metadata(quantized, meta.to_metadata(), replace_prefix=PREFIX)
         graph.save_onnx(quantized, tmp)
         scratch.unlink()

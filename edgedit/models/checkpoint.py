@@ -3,7 +3,7 @@ and a content hash of the tensors.
 
 Nothing is ever unpickled. Reading a checkpoint (`read_checkpoint`) validates its header (config,
 provenance, tensor names and shapes against the config) and, unless verification is switched off
-(`verification(False)`, the CLI's --no-verify), the tensors' bytes against the hash, with
+(`contract.fileio.verification(False)`, the CLI's --no-verify), the tensors' bytes against the hash, with
 safetensors and numpy and without torch; checkpoints are workstation files (the device image has no
 safetensors: the device gets ONNX files and engines). `save_model` / `load_model` move weights in and
 out of a torch `DiT`. Files of format /1 (before the hash) are read unverified, with a warning.
@@ -15,13 +15,11 @@ files that name none were made with the first scheme (NOISE_UNRECORDED).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +32,7 @@ from edgedit import __version__
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import atomic_output, regular_file
+from edgedit.contract.fileio import atomic_output, regular_file, verifying
 from edgedit.contract.schedules import NOISE_SCHEMES, NOISE_UNRECORDED
 from edgedit.contract.schema import OpenRecord, loads, parse
 from edgedit.cost.accounting import parameter_shapes
@@ -51,19 +49,6 @@ META_PROVENANCE = "edgedit.provenance"
 META_TENSORS_SHA256 = "edgedit.tensors_sha256"
 META_NOISE = "edgedit.noise"
 log = logging.getLogger("edgedit")
-_VERIFY = contextvars.ContextVar("edgedit_verify_checkpoints", default=True)
-
-
-@contextlib.contextmanager
-def verification(enabled: bool) -> Iterator[None]:
-    """Check (the default) or skip the content hash of every checkpoint read inside the block."""
-    token = _VERIFY.set(enabled)
-    try:
-        yield
-    finally:
-        _VERIFY.reset(token)
-
-
 def tensors_sha256(tensors: Iterable[tuple[str, Any]]) -> str:
     """sha256 over (name, dtype, shape, little-endian bytes) of numpy arrays, in name order: the
     same value whatever the file layout, so it can be written into the header it covers."""
@@ -165,7 +150,7 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
         raise EdgeditError(f"{path}: metadata '{META_NOISE}' is {metadata[META_NOISE][:40]!r}, not one of "
                            f"{', '.join(NOISE_SCHEMES)}; the file was altered: restore it from a good copy")
     info = CheckpointInfo(path, config, provenance, tensors, metadata)
-    if _VERIFY.get():
+    if verifying():
         verify_tensors(info)
     return info
 

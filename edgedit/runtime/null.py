@@ -30,9 +30,9 @@ class NullBackend(Backend):
             from edgedit.contract.sidecar import read_sidecar, sidecar_meta
 
             return cls(sidecar_meta(read_sidecar(path), str(path)))
-        from edgedit.contract.onnx_header import read_onnx_header
+        from edgedit.contract.spec import read_model
 
-        return cls(ModelMeta.from_metadata(read_onnx_header(path)[0], str(path)))
+        return cls(read_model(path)[0])
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = feeds[self.inputs[0].name].shape[0]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import regular_file
-from edgedit.contract.spec import ModelMeta
+from edgedit.contract.spec import read_model
 from edgedit.runtime.backends import Backend, RunOptions
 
 ORT_PROVIDERS = {
@@ -31,16 +32,6 @@ def ort_providers(choice: str, available: list[str]) -> list[str]:
     return [provider, "CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [provider]
 
 
-ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int32)": "int32",
-             "tensor(int64)": "int64"}
-
-
-def graph_io(session) -> tuple[list[tuple], list[tuple]]:
-    """A session's inputs and outputs as (name, numpy dtype name, dims with "N" for a symbolic one)."""
-    return tuple([(t.name, ORT_TYPES.get(t.type, t.type), tuple(d if isinstance(d, int) else "N" for d in t.shape))
-                  for t in graph] for graph in (session.get_inputs(), session.get_outputs()))
-
-
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     suffixes = (".onnx",)
@@ -48,7 +39,8 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, path, provider: str = "auto", threads: int = 0):
         ort = require("onnxruntime", hint="pip install onnxruntime (on a Jetson: onnxruntime-gpu from the Jetson AI "
                                           "Lab index)")
-        path = regular_file(path)
+        self.meta, _ = read_model(path)  # validated and hash-checked before ONNX Runtime parses anything
+        path = Path(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only
@@ -59,9 +51,7 @@ class OnnxRuntimeBackend(Backend):
             raise
         except Exception as err:
             raise EdgeditError(f"{path}: ONNX Runtime cannot load it ({str(err).splitlines()[0][:160]})") from err
-        self.meta = ModelMeta.from_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         self.device = self.session.get_providers()[0]
-        self.meta.check_graph(str(path), *graph_io(self.session))
 
     @classmethod
     def open(cls, model: str, options: RunOptions) -> OnnxRuntimeBackend:

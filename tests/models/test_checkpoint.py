@@ -8,6 +8,7 @@ from safetensors.numpy import save_file as save_numpy
 
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.fileio import verification
 from edgedit.models import checkpoint
 from edgedit.models.checkpoint import load_model, read_checkpoint, save_model
 from edgedit.models.dit import DiT
@@ -128,7 +129,7 @@ def test_altered_tensor_bytes_are_refused_unless_verification_is_off(tmp_path):
     rewrite(path, tensors={"final_layer.linear.bias": flipped})
     with pytest.raises(EdgeditError, match=r"m.safetensors: its tensors do not match the content hash .* --no-verify"):
         load_model(path)
-    with checkpoint.verification(False):
+    with verification(False):
         model, _ = load_model(path)
     assert torch.equal(model.state_dict()["final_layer.linear.bias"], flipped)
 
