@@ -19,7 +19,9 @@
 # cheaper). The report evaluates every final student, the shipped student and the teacher on five
 # disjoint sets of 1,000 fresh seeds (100000-104999). Resumable at every level (each leg continues from its
 # training state; finished legs and evaluations are skipped). Outputs in runs/digits/adversarial/
-# (git-ignored); plots and tables into docs/results-digits/adversarial*.
+# (git-ignored); plots and tables into docs/results-digits/adversarial*. The shipped student and the
+# teacher draw their noise with their own (older) scheme, the fine-tunes with the pairs': `start` is the
+# shipped weights under the fine-tunes' scheme, their step 0 (the same weights, other noise draws).
 set -euo pipefail
 
 out="${OUT:-runs/digits}"
@@ -104,12 +106,30 @@ step_cost() {  # 200 steps of each from the shipped student, two interleaved rou
     mv "${dir}/seconds.txt.partial" "${dir}/seconds.txt"
 }
 
-seed_sets() {  # every final student, the shipped student and the teacher on five sets of fresh seeds
-    local model name first
-    for model in "${runs}"/adversarial-seed*/step-4000.safetensors "${runs}"/control-seed*/step-6000.safetensors \
-                 "${student}" "${teacher}"; do
+start() {  # the shipped weights drawing the fine-tunes' noise (the pairs' scheme): their step 0
+    local file="${runs}/start/student.safetensors"
+    [[ -s "${file}" ]] && return 0
+    mkdir -p "${runs}/start"
+    "${python}" - "${student}" "${out}/pairs" "${file}" <<'PY'
+import sys
+
+from edgedit.data.pairs import PairsStore
+from edgedit.models.checkpoint import load_model, save_model
+
+net, info = load_model(sys.argv[1])
+net.noise = PairsStore(sys.argv[2]).manifest["sampler"]["noise"]  # what `distill` gives a student of these pairs
+save_model(net, sys.argv[3], provenance={**info.provenance, "note": "the shipped weights, the pairs' noise scheme"})
+PY
+}
+
+seed_sets() {  # the final students (control also at 4,000 and 5,000 steps: equal steps and equal wall time),
+    local model name first  # the fine-tunes' start, the shipped student and the teacher, on five sets of fresh seeds
+    start
+    for model in "${runs}"/adversarial-seed*/step-4000.safetensors "${runs}"/control-seed*/step-[456]000.safetensors \
+                 "${runs}/start/student.safetensors" "${student}" "${teacher}"; do
         [[ -e "${model}" ]] || continue
-        name="$(basename "$(dirname "${model}")")"
+        name="$(basename "$(dirname "${model}")")-$(basename "${model}" .safetensors)"
+        [[ "${model}" == "${runs}/start/student.safetensors" ]] && name=start
         [[ "${model}" == "${student}" ]] && name=shipped
         [[ "${model}" == "${teacher}" ]] && name=teacher
         mkdir -p "${runs}/seed-sets"

@@ -9,12 +9,14 @@ without torch. One module per group of commands; `common` holds what they share.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from edgedit import __version__
 from edgedit.cli.common import app, setup_logging, state
+from edgedit.contract.errors import EdgeditError
 
 # isort: off
 # Importing a module registers its commands; --help lists them in this order.
@@ -35,11 +37,23 @@ def _root(
         "--no-verify", help="Read checkpoints and ONNX files whose weights fail their content hash (to recover a "
                       "damaged file).")
     ] = False,
+    fit: Annotated[Path | None, typer.Option(
+        "--fit", help="A device latency fit from `edgedit models --calibrate` for every estimate (default: the "
+                      "shipped one).")
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    state["debug"], state["verify"] = debug, not no_verify
+    if fit is not None:
+        from edgedit.contract.fileio import regular_file
+
+        try:
+            regular_file(fit, "latency fit")
+        except EdgeditError as err:
+            typer.echo(f"edgedit: error: --fit {err}", err=True)
+            raise typer.Exit(err.exit_code) from None
+    state["debug"], state["verify"], state["fit"] = debug, not no_verify, fit
     setup_logging()
 
 

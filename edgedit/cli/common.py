@@ -54,7 +54,7 @@ app = typer.Typer(
 )
 stdout = Console(width=max(Console().width, 100), soft_wrap=True)  # tables fit 100 columns; lines never break
 stderr = Console(stderr=True, soft_wrap=True)  # a warning is one line, however long
-state = {"debug": False, "verify": True}
+state = {"debug": False, "verify": True, "fit": None}
 
 
 class _StderrHandler(logging.Handler):
@@ -80,11 +80,10 @@ def command(name: str | None = None, parent: typer.Typer | None = None) -> Calla
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                if state["verify"]:
-                    return fn(*args, **kwargs)
                 from edgedit.contract.fileio import verification
+                from edgedit.cost.calibration import using_fit
 
-                with verification(False):
+                with verification(state["verify"]), using_fit(state["fit"]):
                     return fn(*args, **kwargs)
             except (typer.Exit, typer.Abort):
                 raise

@@ -41,8 +41,7 @@ def models_command(
                          "these `edgedit bench --json` files from a Jetson (repeatable).")] = None,
     calibration_out: Annotated[Path | None, typer.Option(
         "--calibration-out",
-        help="Where --calibrate writes the fit "
-             "(default: ~/.config/edgedit/latency-calibration.json, used from then on).")] = None,
+        help="Where --calibrate writes the fit (then used with `edgedit --fit FILE ...`).")] = None,
     json_out: JsonFlag = False,
     force: Force = False,
 ) -> None:
@@ -53,10 +52,11 @@ def models_command(
     """
     from edgedit.cost.summary import summarize
 
-    if calibrate:
-        return _calibrate_latency(calibrate, calibration_out, json_out, force)
-    reports = _model_reports(model, overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels,
-                                              num_classes), summarize)
+    changes = overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels, num_classes)
+    if calibrate:  # then MODEL's estimates under the new fit, if a MODEL is named
+        return _calibrate_latency(calibrate, calibration_out, json_out, force,
+                                  lambda: _model_reports(model, changes, summarize) if model else [])
+    reports = _model_reports(model, changes, summarize)
     if json_out:
         return print_json(reports)
     _print_model_tables(reports)
@@ -111,23 +111,31 @@ def _print_estimates(report: dict) -> None:
                          f"with a CUDA graph {graph['ms']:.3f} ({graph['low_ms']:.3f}-{graph['high_ms']:.3f})")
 
 
-def _calibrate_latency(files: list[Path], out: Path | None, json_out: bool, force: bool) -> None:
+def _calibrate_latency(files: list[Path], out: Path | None, json_out: bool, force: bool,
+                       model_reports: Callable[[], list[dict]]) -> None:
     from edgedit.bench.report import bench_files, load_records
-    from edgedit.cost.calibration import calibrate_with_device, fit_table, loo_error, save_fit, user_calibration_path
+    from edgedit.cost.calibration import calibrate_with_device, fit_table, loo_error, save_fit, using_fit
 
-    out, files = out or user_calibration_path(), bench_files(files)
+    if out is None:
+        raise EdgeditError("--calibrate needs --calibration-out FILE: where the refitted model goes (use it with "
+                           "`edgedit --fit FILE ...`)")
+    files = bench_files(files)
     check_outputs([Output("--calibration-out", out, "json")], {"--calibrate": files}, force=force)
     fit, skipped = calibrate_with_device({str(f): load_records([f]) for f in files})
     path = save_fit(fit, out)
+    with using_fit(path):
+        reports = model_reports()
     if json_out:
-        return print_json({"calibration": str(path), "skipped": skipped, **fit.to_dict()})
+        return print_json({"calibration": str(path), "skipped": skipped, **fit.to_dict(), "models": reports})
     for reason in skipped:
         typer.echo(f"edgedit: skipped {reason}", err=True)
     error = loo_error(fit)
     stdout.print(fit_table(fit), markup=False, soft_wrap=False)
     stdout.print("constants: " + ", ".join(f"{k} {v:.4g}" for k, v in fit.constants.to_dict().items()))
     stdout.print(f"leave-one-out: median x{error['median_factor']:.2f}, worst x{error['max_factor']:.2f}; "
-                 f"wrote {path}: every estimate is now an {fit.label}")
+                 f"wrote {path} ({fit.label}): use it with `edgedit --fit {path} ...`")
+    for report in reports:
+        _print_estimates(report)
 
 
 @command("info")

@@ -8,16 +8,19 @@ least_squares), and its quality is reported per point and leave-one-out: each po
 fit without it. An estimate is a point and a range: the point times the 10th and 90th percentile
 of the leave-one-out ratios measured / predicted.
 
-Which calibration is in force: $EDGEDIT_LATENCY_CALIBRATION (a file written by
-`edgedit models --calibrate`), else the user's ~/.config/edgedit/latency-calibration.json if it
-exists, else the shipped data/fit.json.
+Which calibration is in force: the shipped data/fit.json, or a file the user names
+(`edgedit --fit FILE ...`, a fit written by `edgedit models --calibrate ... --calibration-out FILE`;
+`using_fit` in Python). Nothing is read from the home folder or the environment.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -43,7 +46,6 @@ from edgedit.cost.latency import (
 
 POINTS_FORMAT = "edgedit.latency-points/1"
 FIT_FORMAT = "edgedit.latency-fit/1"
-ENV = "EDGEDIT_LATENCY_CALIBRATION"
 # CPU enqueue cost per kernel without a CUDA graph. Not identifiable from the public points (none
 # is launch-bound), so taken from a public trtexec log on an Orin Nano (TensorRT 8.5, original
 # clocks): YOLOX-S "Enqueue Time ... median = 1.19873 ms" for its ~90 kernels (83 convolutions,
@@ -383,19 +385,6 @@ class FitFile(Record):
     rows: list[dict[str, Any]]
 
 
-def user_calibration_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "edgedit" / "latency-calibration.json"
-
-
-def calibration_path() -> tuple[Path | None, str]:
-    """(file, where it came from): the environment's, the user's, or None for the shipped fit."""
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV]), f"${ENV}"
-    user = user_calibration_path()
-    return (user, "user calibration") if user.is_file() else (None, "shipped")
-
-
 def load_fit(path: str | os.PathLike | None = None) -> Fit:
     where = str(path) if path else "edgedit/cost/data/fit.json"
     fix = "rewrite it with `edgedit models --calibrate`"
@@ -413,11 +402,22 @@ def load_fit(path: str | os.PathLike | None = None) -> Fit:
 
 
 _ACTIVE: dict[str, Fit] = {}
+_FIT_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("edgedit_latency_fit", default=None)
+
+
+@contextlib.contextmanager
+def using_fit(path: str | os.PathLike | None) -> Iterator[None]:
+    """Estimates inside the block come from the fit in `path` (None: the shipped one)."""
+    token = _FIT_FILE.set(Path(path) if path is not None else None)
+    try:
+        yield
+    finally:
+        _FIT_FILE.reset(token)
 
 
 def active_fit() -> Fit:
     """The calibration in force (see the module docstring), loaded once per process and path."""
-    path, _ = calibration_path()
+    path = _FIT_FILE.get()
     key = str(path)
     if key not in _ACTIVE:
         _ACTIVE[key] = load_fit(path)

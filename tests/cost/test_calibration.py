@@ -96,10 +96,17 @@ def test_calibrate_refits_from_a_jetsons_bench_json_and_every_estimate_follows(t
     target = student(4, 80, 4)
     truth = network_ms(dit_kernels(target), device, "fp16", TRUE)
     before = cal.estimate(target, "orin-nano-super", "fp16", fit=cal.load_fit())["ms"]
-    monkeypatch.setenv(cal.ENV, str(out))
-    after = runner.invoke(app, ["models", "DiT-Nano-XS/2", "--depth", "4", "--width", "80", "--heads", "4",
-                                "--input-size", "16", "--in-channels", "1", "--num-classes", "10", "--json"])
+    shape = ["DiT-Nano-XS/2", "--depth", "4", "--width", "80", "--heads", "4", "--input-size", "16",
+             "--in-channels", "1", "--num-classes", "10"]
+    after = runner.invoke(app, ["--fit", str(out), "models", *shape, "--json"])  # the fit the user names
     (row,) = json.loads(after.stdout)
+    assert report["models"] == []  # no MODEL was named with --calibrate
+    # --calibrate with a MODEL reports that MODEL under the new fit
+    again = runner.invoke(app, ["models", *shape, "--calibrate", str(bench), "--calibration-out", str(out),
+                                "--json"])
+    assert json.loads(again.stdout)["models"][0]["device_estimates"] == row["device_estimates"]
+    shipped = json.loads(runner.invoke(app, ["models", *shape, "--json"]).stdout)[0]  # nothing else changed
+    assert "device measurements" not in shipped["device_estimate_note"]
     public = sum(p.use == "fit" for p in cal.load_points())
     assert f"{public} public + 24 device measurements" in row["device_estimate_note"]
     now = row["device_estimates"]["orin_nano_super_fp16"]["ms"]
@@ -122,13 +129,15 @@ def test_calibrate_refuses_files_without_device_measurements(records, message, t
     assert not (tmp_path / "c.json").exists()
 
 
-def test_a_damaged_calibration_file_is_one_clear_line(tmp_path, monkeypatch):
+def test_a_damaged_calibration_file_is_one_clear_line(tmp_path):
     bad = tmp_path / "c.json"
     bad.write_text(json.dumps({"format": "edgedit.latency-fit/1", "constants": {"tensor_efficiency": "high"}}))
-    monkeypatch.setenv(cal.ENV, str(bad))
-    cal._ACTIVE.clear()
-    result = runner.invoke(app, ["models", "DiT-Nano-S/2"])
+    result = runner.invoke(app, ["--fit", str(bad), "models", "DiT-Nano-S/2"])
     assert result.exit_code == 2 and "c.json: not a valid latency calibration" in result.output
-    cal._ACTIVE.clear()
+    missing = runner.invoke(app, ["--fit", str(tmp_path / "none.json"), "models"])
+    assert missing.exit_code == 2 and missing.stderr.strip() == f"edgedit: error: --fit {tmp_path / 'none.json'}: no " \
+        "such latency fit"
+    no_out = runner.invoke(app, ["models", "--calibrate", str(bad)])
+    assert no_out.exit_code == 2 and "--calibrate needs --calibration-out FILE" in no_out.stderr
     with pytest.raises(EdgeditError, match="unknown device"):
         cal.estimate(student(2, 64, 4), "orin-agx", "fp16", fit=cal.load_fit())
