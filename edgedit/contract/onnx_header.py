@@ -17,6 +17,7 @@ data_location; ValueInfoProto 1 name, 2 type {1 tensor_type {1 elem_type, 2 shap
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,15 +51,9 @@ def _corrupt():
 
 def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
     """(field number, wire type, value) of a small embedded message."""
-    view, out, pos = memoryview(data), [], 0
-
-    def read(n: int) -> bytes:
-        nonlocal pos
-        chunk = bytes(view[pos:pos + n])
-        pos += len(chunk)
-        return chunk
-
-    while pos < len(data):
+    stream, out = io.BytesIO(data), []
+    read = stream.read
+    while stream.tell() < len(data):
         key = _varint(read)
         number, wire = key >> 3, key & 7
         if wire == VARINT:
@@ -213,16 +208,9 @@ def _read(f: BinaryIO, span: tuple[int, int]) -> bytes:
 
 
 def _packed_varints(data: bytes) -> list[int]:
-    view, pos, out = memoryview(data), 0, []
-
-    def read(n: int) -> bytes:
-        nonlocal pos
-        chunk = bytes(view[pos:pos + n])
-        pos += len(chunk)
-        return chunk
-
-    while pos < len(data):
-        out.append(_varint(read))
+    stream, out = io.BytesIO(data), []
+    while stream.tell() < len(data):
+        out.append(_varint(stream.read))
     return out
 
 

@@ -56,3 +56,58 @@ def test_random_bytes_are_refused_in_one_line(tmp_path):
             read_onnx_header(path)
         except EdgeditError as err:
             assert "\n" not in str(err)
+
+
+@pytest.mark.parametrize("name", ["onestep-uncond", "onestep-cond", "edm-cond"])
+def test_the_graph_reads_as_onnx_reads_it(exported, name):
+    from edgedit.contract.onnx_header import read_onnx_graph
+
+    path = exported[name][0]
+    model, graph = onnx.load(path), read_onnx_graph(path)
+    assert [(n.op_type, n.name, tuple(n.input)) for n in model.graph.node] == \
+        [(n.op_type, n.name, n.inputs) for n in graph.nodes]
+    assert {t.name: (t.data_type, tuple(t.dims)) for t in model.graph.initializer} == \
+        {w.name: (w.data_type, w.dims) for w in graph.weights.values()}
+    dims = lambda v: tuple(d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim)  # noqa: E731
+    assert [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.output] == \
+        [(v.name, v.elem_type, v.dims) for v in graph.outputs]
+    assert graph.producer == f"{model.producer_name} {model.producer_version}".strip()
+
+
+def test_the_weights_hash_covers_the_weights_not_the_metadata_or_the_layout(exported, tmp_path):
+    """A bit flip in any weight changes it; new metadata or weights moved to an external file do not."""
+    from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
+
+    path = exported["onestep-cond"][0]
+    reference = weights_sha256(read_onnx_graph(path))
+    model = onnx.load(path)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "note", "anything"
+    onnx.save_model(model, tmp_path / "meta.onnx")
+    onnx.save_model(model, tmp_path / "ext.onnx", save_as_external_data=True, location="ext.onnx.data",
+                    size_threshold=0)
+    assert weights_sha256(read_onnx_graph(tmp_path / "meta.onnx")) == reference
+    assert weights_sha256(read_onnx_graph(tmp_path / "ext.onnx")) == reference
+    model = onnx.load(path)  # saving with external data moved the weights out of the one in memory
+    for weight in model.graph.initializer:
+        if len(weight.raw_data) > 16:
+            data = bytearray(weight.raw_data)
+            data[7] ^= 0x10
+            weight.raw_data = bytes(data)
+            break
+    onnx.save_model(model, tmp_path / "flip.onnx")
+    assert weights_sha256(read_onnx_graph(tmp_path / "flip.onnx")) != reference
+    (tmp_path / "ext.onnx.data").write_bytes((tmp_path / "ext.onnx.data").read_bytes()[:-8])  # truncated
+    with pytest.raises(EdgeditError, match="ends past the end of ext.onnx.data"):
+        weights_sha256(read_onnx_graph(tmp_path / "ext.onnx"))
+
+
+def test_external_data_outside_the_models_folder_is_refused(exported, tmp_path):
+    from edgedit.contract.onnx_header import read_onnx_graph
+
+    model = onnx.load(exported["onestep-cond"][0])
+    onnx.save_model(model, tmp_path / "e.onnx", save_as_external_data=True, location="e.onnx.data", size_threshold=0)
+    raw = (tmp_path / "e.onnx").read_bytes().replace(b"e.onnx.data", b"../../etc/x")
+    (tmp_path / "evil.onnx").write_bytes(raw)
+    with pytest.raises(EdgeditError, match="outside the model's folder"):
+        read_onnx_graph(tmp_path / "evil.onnx")
