@@ -14,6 +14,7 @@ import json
 import os
 import select
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -88,7 +89,8 @@ class Zygote:
 
 def snapshot(folder: Path) -> dict[str, tuple]:
     """Every entry under `folder` (hidden ones included, nothing ignored): files by sha256, size,
-    inode and mtime (a rewrite with the same bytes still shows), folders and links by kind."""
+    inode and mtime (a rewrite with the same bytes still shows); folders, links and special files
+    (a FIFO a case planted: reading it would block) by kind."""
     entries: dict[str, tuple] = {}
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
@@ -98,8 +100,9 @@ def snapshot(folder: Path) -> dict[str, tuple]:
                 entries[rel] = ("link", os.readlink(path))
             elif path.is_dir():
                 entries[rel] = ("dir",)
+            elif not stat.S_ISREG((st := path.stat()).st_mode):
+                entries[rel] = ("special", stat.S_IFMT(st.st_mode), st.st_ino)
             else:
-                st = path.stat()
                 digest = hashlib.sha256()
                 with open(path, "rb") as f:
                     while chunk := f.read(1 << 20):
