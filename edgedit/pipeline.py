@@ -110,14 +110,14 @@ def _int8_path(onnx: Path, output: Path) -> Path:
 
 def build_outputs(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions) -> list[Output]:
     """What `build` writes, for check_outputs: the engine with its sidecar, the INT8 ONNX quantized
-    first (int8/best from an FP32 file) and the timing cache (also read: only kept off the inputs)."""
+    first (int8/best from an FP32 file) and the timing cache (read and rewritten: never a file of another kind)."""
     from edgedit.contract.sidecar import sidecar_path
 
     onnx, output = Path(onnx), Path(output)
     meta = read_model(onnx)[0]
     quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
     written = (sidecar_path(output), *([_int8_path(onnx, output)] if quantize_first else []))
-    return [Output("-o", output, "engine", written), Output("--timing-cache", options.timing_cache, None)]
+    return [Output("-o", output, "engine", written), Output("--timing-cache", options.timing_cache, "timing-cache")]
 
 
 @dataclass(frozen=True, kw_only=True)

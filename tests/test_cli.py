@@ -140,6 +140,15 @@ def test_a_sample_count_beyond_memory_is_refused_before_any_work(exported, tmp_p
     assert "1000000000000 images of 1x16x16 need" in result.stderr and "ask for fewer (-n)" in result.stderr
 
 
+@pytest.mark.parametrize("label", ["10", "1000000"])
+def test_a_class_label_outside_the_models_classes_is_refused_naming_them(exported, tmp_path, label):
+    # the tiny conditional model has 10 classes: 0..9 are labels, 10 and beyond are not
+    result = runner.invoke(app, ["sample", str(exported["onestep-cond"][0]), "-n", "2", "--class-label", label,
+                                 "-o", str(tmp_path / "grid.png")])
+    assert result.exit_code == 2 and list(tmp_path.iterdir()) == []
+    assert f"class label {label} is outside this model's 10 classes (0..9)" in result.stderr
+
+
 def test_no_arguments_print_the_help():
     result = runner.invoke(app, [])
     assert "Usage" in result.stdout and "edgedit: error" not in result.stderr
@@ -562,6 +571,8 @@ def test_an_engines_sidecar_is_kept_off_the_inputs(workdir):
     (["eval", "s.safetensors", "--grid", "c.npz"], "--grid c.npz: exists and is an .npz archive, not a PNG"),
     (["design", "pick", "--results", "sweep/results.json", "--save", "c.npz"], "exists and is an .npz archive"),
     (["build-engine", "s.onnx", "-o", "c.npz"], "exists and is an .npz archive, not a TensorRT engine"),
+    (["build-engine", "s.onnx", "--timing-cache", "c.npz"],
+     "--timing-cache c.npz: exists and is an .npz archive, not a TensorRT timing cache"),
 ])
 def test_a_file_of_another_kind_is_replaced_only_with_force(workdir, args, message):
     _refused(args, workdir, message)

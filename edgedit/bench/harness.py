@@ -43,6 +43,7 @@ from edgedit.runtime.samplers import generate, network_evaluations
 log = logging.getLogger("edgedit")
 
 WHAT = ("model", "sampler")
+MAX_BATCH_SIZES = 16  # batch sizes in one run: every power of two up to MAX_BATCH (13) fits
 
 
 @dataclass
@@ -60,8 +61,12 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         """Every value checked where settings are made: a bad one is bad usage (exit 2)."""
+        self.batches = list(dict.fromkeys(self.batches))  # a size given twice is measured once
         if not self.batches or any(not 1 <= b <= MAX_BATCH for b in self.batches):
             raise EdgeditError(f"--batch sizes must be 1..{MAX_BATCH}, e.g. 1,4,8 (got {self.batches})")
+        if len(self.batches) > MAX_BATCH_SIZES:
+            raise EdgeditError(f"--batch lists {len(self.batches)} sizes; at most {MAX_BATCH_SIZES} are measured "
+                               "in one run (each is a record of its own)")
         if (self.iters is None) == (self.duration_s is None):
             raise EdgeditError("give one of --iters and --duration")
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 86400):

@@ -307,6 +307,7 @@ KINDS = {
     "engine": ("a TensorRT engine", (".plan", ".engine", ".trt")),
     "torch": ("a torch file", (".pt", ".pth")),
     "onnx-data": ("ONNX external weights", (".data",)),
+    "timing-cache": ("a TensorRT timing cache", ()),  # opaque bytes: any file of no other kind
     "unknown": ("a file of unknown kind", ()),
 }
 
@@ -384,16 +385,18 @@ def _safetensors_kind(path: Path, header_bytes: int) -> str:
 
 
 def _same_kind(written: str, found: str) -> bool:
-    """A checkpoint of unknown role (another tool's, a damaged one) may be replaced by any checkpoint."""
+    """A checkpoint of unknown role (another tool's, a damaged one) may be replaced by any checkpoint;
+    a timing cache (TensorRT's own opaque format) replaces a file of no kind edgedit can tell."""
     roles = ("checkpoint", "denoiser", "student")
-    return written == found or (written in roles and found in roles and "checkpoint" in (written, found))
+    return (written == found or (written in roles and found in roles and "checkpoint" in (written, found))
+            or (written == "timing-cache" and found == "unknown"))
 
 
 @dataclass(frozen=True)
 class Output:
     """A path a command writes. `kind`: a KINDS key (what is written there, whatever the suffix),
-    "folder" for a folder the command writes in, or None for a file it also reads back (a
-    timing cache: only checked against the inputs). `companions` are files written with it (an
+    "folder" for a folder the command writes in, or None for a file checked against the inputs
+    only. `companions` are files written with it (an
     ONNX's external data, an engine's sidecar, a checkpoint's training state) and `folders` the
     folders (a training run's sample grids); `flag` names the option in messages."""
 

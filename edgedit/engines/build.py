@@ -61,6 +61,19 @@ class BuildSettings:
         return asdict(self)
 
 
+MIN_WORKSPACE_MB = 16
+MAX_WORKSPACE_MB = 64 << 10  # Jetson AGX Orin 64GB, the most memory of any device TensorRT 10.3 on JetPack 6 runs on
+
+
+def _check_workspace_fits(workspace_mb: int, gpu: dict) -> None:
+    """The workspace within the building GPU's memory: its own, or on a Jetson's integrated GPU what
+    the shared memory still has available (the build runs beside everything else on the board)."""
+    limit = device.available_memory_bytes() if gpu["integrated"] else gpu["memory_bytes"]
+    if limit is not None and workspace_mb << 20 > limit:
+        raise EdgeditError(f"--workspace-mb {workspace_mb} is more than the {limit >> 20} MB {gpu['name']} can give "
+                           f"({'available shared memory' if gpu['integrated'] else 'its memory'}); ask for less")
+
+
 def settings_for(meta: ModelMeta, precision: str, workspace_mb: int = 1024, opt_level: int = 3,
                  timing_cache: str | os.PathLike | None = None) -> BuildSettings:
     """The builder settings for `precision` on an ONNX of precision `meta.precision` (table above)."""
@@ -68,8 +81,9 @@ def settings_for(meta: ModelMeta, precision: str, workspace_mb: int = 1024, opt_
         raise EdgeditError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     if not 0 <= opt_level <= 5:
         raise EdgeditError(f"--opt-level must be 0-5 (TensorRT's builder optimization level), got {opt_level}")
-    if workspace_mb < 16:
-        raise EdgeditError(f"--workspace-mb {workspace_mb} is too small to build anything (at least 16)")
+    if not MIN_WORKSPACE_MB <= workspace_mb <= MAX_WORKSPACE_MB:
+        raise EdgeditError(f"--workspace-mb {workspace_mb} is outside {MIN_WORKSPACE_MB}..{MAX_WORKSPACE_MB} "
+                           "(16 MB builds nothing; the largest Jetson Orin has 64 GB)")
     source = meta.precision
     allowed = {"fp32": {"fp32"}, "fp16": {"fp32", "fp16"}, "int8": {"int8"}, "best": {"int8"}}[precision]
     if source not in allowed:
@@ -184,8 +198,10 @@ def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, options: Bu
     report = plan_build(onnx, output, options)
     onnx, output, settings = report.onnx, Path(output), report.settings
     trt = require("tensorrt", hint=TENSORRT_HINT)
-    if not device.cuda_devices()["devices"]:
+    gpus = device.cuda_devices()["devices"]
+    if not gpus:
         raise EdgeditError(f"no CUDA device here: {NOT_PORTABLE}")
+    _check_workspace_fits(settings.workspace_mb, gpus[0])  # TensorRT builds on the current device, 0
     meta, graph = read_model(onnx)
     metadata = graph.metadata
     start, monitor = time.perf_counter(), monitor or contextlib.nullcontext()

@@ -154,9 +154,15 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
     if cfg.class_conditional and labels is None:
         labels = default_labels(seeds, cfg.num_classes)  # in range by construction
     elif cfg.class_conditional:
-        labels = np.asarray(labels, np.int32)
-        if labels.shape != (len(seeds),) or labels.min() < 0 or labels.max() >= cfg.num_classes:
-            raise EdgeditError(f"class labels must be {len(seeds)} integers in [0, {cfg.num_classes})")
+        labels = np.asarray(labels)
+        if labels.shape != (len(seeds),) or labels.dtype.kind not in "iu":
+            raise EdgeditError(f"class labels: {len(seeds)} integers wanted, one per seed (got shape "
+                               f"{labels.shape}, {labels.dtype})")
+        outside = labels[(labels < 0) | (labels >= cfg.num_classes)]
+        if outside.size:
+            raise EdgeditError(f"class label {outside[0]} is outside this model's {cfg.num_classes} classes "
+                               f"(0..{cfg.num_classes - 1})")
+        labels = labels.astype(np.int32)
     if meta.dynamic_batch:
         batch = min(max(batch, meta.batch["min"]), meta.batch["max"])
     else:

@@ -38,6 +38,14 @@ def test_batches_outside_the_models_range_are_refused(exported):
         run_bench([str(exported["onestep-cond"][0])], ["auto"], BenchSettings([8], warmup=0, iters=1, duration_s=None))
 
 
+def test_a_batch_list_is_measured_once_per_size_and_bounded():
+    assert BenchSettings([4, 1, 4, 1, 8], warmup=0, iters=1, duration_s=None).batches == [4, 1, 8]  # given order
+    with pytest.raises(EdgeditError, match=f"lists {harness.MAX_BATCH_SIZES + 1} sizes; at most"):
+        BenchSettings(list(range(1, harness.MAX_BATCH_SIZES + 2)), warmup=0, iters=1, duration_s=None)
+    with pytest.raises(EdgeditError, match=r"must be 1\.\.4096"):
+        BenchSettings([0], warmup=0, iters=1, duration_s=None)
+
+
 def test_a_backend_that_fails_on_this_machine_is_skipped_with_one_line_and_the_rest_carry_on(exported, monkeypatch):
     """torch.compile's C++ does not compile on some CPUs (an upstream TorchInductor failure): the
     compiled backend raises BackendFailed at its first call, bench names it and times the others."""

@@ -6,7 +6,7 @@ import pytest
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.onnx_header import read_onnx_header
 from edgedit.contract.spec import ModelMeta
-from edgedit.engines.build import BuildOptions, build_engine, settings_for, trtexec_command
+from edgedit.engines.build import BuildOptions, build_engine, plan_build, settings_for, trtexec_command
 from tests.helpers import built
 
 
@@ -69,6 +69,30 @@ def test_without_a_cuda_device_the_build_is_refused(exported, tmp_path, fake_ten
                         lambda: {"driver": None, "devices": [], "error": "none"})
     with pytest.raises(EdgeditError, match="no CUDA device here"):
         build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"))
+
+
+@pytest.mark.parametrize("workspace_mb", [15, (64 << 10) + 1])
+def test_a_workspace_no_device_can_use_is_refused_before_anything(exported, tmp_path, workspace_mb):
+    with pytest.raises(EdgeditError, match=f"--workspace-mb {workspace_mb} is outside 16..65536"):
+        plan_build(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(workspace_mb=workspace_mb))
+
+
+@pytest.mark.parametrize("integrated", [True, False])
+def test_the_workspace_must_fit_the_building_gpus_memory(exported, tmp_path, fake_tensorrt, monkeypatch, integrated):
+    """On a Jetson (integrated GPU) the bound is the shared memory still available; on a discrete GPU
+    its own memory. Nothing is built or written past it."""
+    import edgedit.contract.device
+
+    monkeypatch.setattr(edgedit.contract.device, "cuda_devices", lambda: {"driver": "12.6", "error": None, "devices": [
+        {"index": 0, "name": "GPU (fake)", "compute_capability": "8.7", "memory_bytes": 8 << 30,
+         "integrated": integrated}]})
+    monkeypatch.setattr(edgedit.contract.device, "available_memory_bytes", lambda: 3 << 30)
+    limit = 3 << 10 if integrated else 8 << 10
+    with pytest.raises(EdgeditError, match=f"--workspace-mb {limit + 1} is more than the {limit} MB GPU"):
+        build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(workspace_mb=limit + 1))
+    assert list(tmp_path.iterdir()) == [] and not fake_tensorrt.CALLS
+    build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(workspace_mb=limit))
+    assert built(fake_tensorrt)["memory_pool_limits"] == {"WORKSPACE": limit << 20}
 
 
 def test_build_through_polygraphy_writes_engine_and_sidecar(exported, tmp_path, fake_tensorrt):
