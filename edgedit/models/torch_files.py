@@ -7,6 +7,7 @@ Every refusal is one line naming the file; nothing else in edgedit calls `torch.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -28,10 +29,36 @@ def load_tensors(path: str | os.PathLike, what: str = "PyTorch file", trusted_hi
     except pickle.UnpicklingError as err:
         hint = f"{'; ' + trusted_hint if trusted_hint else ''}"
         found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
-        if found:
-            raise EdgeditError(f"{path}: refused pickle global {found.group(1)}: the file holds Python objects "
+        name = found.group(1) if found else _first_global(path)
+        if name:
+            raise EdgeditError(f"{path}: refused pickle global {name}: the file holds Python objects "
                                f"besides tensors, and edgedit never unpickles them{hint}") from err
         raise EdgeditError(f"{path}: not a readable {what}, truncated or of another format") from err
     except (EOFError, RuntimeError, OSError, ValueError) as err:
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         raise EdgeditError(f"{path}: not a readable {what}, truncated or of another format ({reason})") from err
+
+
+SCAN_BYTES = 16 << 20  # a plain pickle names its globals before its data: the head is enough
+
+
+def _first_global(path: str | os.PathLike) -> str | None:
+    """The first global a plain pickle (not a torch.save zip, which torch.load names itself) would
+    import, read from its opcodes without running any (pickletools only parses them), or None.
+    STACK_GLOBAL takes its module and name from the two strings pushed before it."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            head = io.BytesIO(f.read(SCAN_BYTES))  # a length field cannot make genops read more
+        for opcode, arg, _ in pickletools.genops(head):
+            if opcode.name == "GLOBAL":
+                return str(arg).replace(" ", ".")
+            if opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return ".".join(strings[-2:])
+            if isinstance(arg, str) and "UNICODE" in opcode.name:
+                strings.append(arg)
+    except (ValueError, EOFError, OSError, UnicodeDecodeError):
+        return None  # not a pickle at all: the caller says so
+    return None

@@ -1101,6 +1101,20 @@ def _poisoned_pt(name: str) -> Callable[[Path, Base], None]:
     return build
 
 
+def _poisoned_get(folder: Path, base: Base) -> None:
+    """GET's layout (image/*.pkl, latent/*.pkl) holding plain pickles that would run code."""
+    import pickle
+
+    for part in ("image", "latent"):
+        (folder / "get" / part).mkdir(parents=True)
+        (folder / "get" / part / "0.pkl").write_bytes(pickle.dumps(_Pwn(), protocol=4))
+
+
+def _timing_cache_over_calibration(folder: Path, base: Base) -> None:
+    base.copy(folder, "s.onnx")
+    _npz_file(folder, base)
+
+
 class _Pwn:
     def __reduce__(self):
         return (open, ("PWNED-by-pickle", "w"))
@@ -1122,6 +1136,14 @@ LAST_MILE = [
          ("sample", "s.onnx", *SAMPLE_ONE, "--npz", "c.npz"), ("--npz",)),
     Case("last-mile/convert-dit-poisoned-pickle", "last-mile", _poisoned_pt("DiT-XL-2-256x256.pt"),
          ("convert-dit", "DiT-XL-2-256x256.pt", "-o", "dit.safetensors"), ("refused pickle global",)),
+    Case("last-mile/import-get-plain-pickles", "last-mile", _poisoned_get, ("pairs", "import-get", "get", "-o", "got"),
+         ("refused pickle global",)),
+    Case("last-mile/timing-cache-over-calibration", "last-mile", _timing_cache_over_calibration,
+         ("build-engine", "s.onnx", "--timing-cache", "c.npz", "-o", "s.plan"), ("--timing-cache",)),
+    Case("last-mile/workspace-1e9-mb", "last-mile", _with("s.onnx"),
+         ("build-engine", "s.onnx", "--workspace-mb", "1000000000", "--dry-run"), ("--workspace-mb",)),
+    Case("last-mile/bench-batch-list-100", "last-mile", _with("s.onnx"),
+         ("bench", "s.onnx", "--batch", ",".join(str(b) for b in range(1, 101))), ("--batch",)),
     *[Case(f"last-mile/{what}/{command}", "last-mile", build, ONNX_COMMANDS[command]("m.onnx"), (words,))
       for what, build, words in (("fifo", _fifo, "is a FIFO"), ("directory", _directory, "is a directory"),
                                  ("symlink-loop", _symlink_loop, "symlink loop"),
