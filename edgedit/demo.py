@@ -22,7 +22,7 @@ TEACHER_STEPS = 18  # Heun: 35 network evaluations per image
 
 def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print,
              compile_torch: bool = True) -> dict[str, Any]:
-    from edgedit.bench import report as reports
+    from edgedit.bench import records as reports
     from edgedit.bench.harness import BenchSettings, run_bench
     from edgedit.contract.fileio import write_text_atomic
     from edgedit.export.exporter import BatchSpec, export_onnx
@@ -129,7 +129,7 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
 
 def on_the_device(student, teacher) -> str:
     """The calibrated device latency estimates of both (not measurements: no Jetson here)."""
-    from edgedit.cost.calibration import estimates
+    from edgedit.cost.fit import estimates
     from edgedit.runtime.samplers import network_evaluations
 
     evals = network_evaluations(TEACHER_STEPS, "heun")

@@ -29,7 +29,7 @@ def quantize_with_calibration(onnx: str | os.PathLike, output: str | os.PathLike
                               heldout_samples: int = HELDOUT_SAMPLES, steps: int | None = None,
                               say=lambda message: None):
     """INT8 Q/DQ ONNX from an FP32 export (`edgedit quantize`); returns the QuantizeReport."""
-    from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, load_calibration, record_inputs
+    from edgedit.export.calib_data import CALIBRATION_SEED, HELDOUT_SEED, load_calibration, record_inputs
     from edgedit.export.quantize import QuantizeOptions, quantize_onnx
     from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 
@@ -53,7 +53,7 @@ def choose_precision(onnx: str | os.PathLike, device: str = "orin-nano") -> tupl
     meet the quality budget (an FP16 export's parity check, the INT8 file's PSNR budget; an FP32 file can
     be quantized, which enforces the budget), the faster one by the device estimate; INT8 only when it
     is estimated at least INT8_PAYS faster than FP16."""
-    from edgedit.cost.calibration import estimate
+    from edgedit.cost.fit import estimate
     from edgedit.cost.latency import int8_plan
     from edgedit.cost.summary import INT8_PAYS
 

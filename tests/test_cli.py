@@ -57,7 +57,7 @@ def test_models_table_shows_names_and_labels_latency_as_an_estimate():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
     assert "DiT-XL/2" in result.stdout and "675.13M" in result.stdout and "DiT-Nano-M-Wide/2" in result.stdout
-    from edgedit.cost.calibration import active_fit
+    from edgedit.cost.fit import active_fit
 
     label = f"estimate (calibrated on {active_fit().public_points} public measurements)"
     assert label in " ".join(result.stdout.split())
@@ -149,9 +149,10 @@ def test_a_class_label_outside_the_models_classes_is_refused_naming_them(exporte
     assert f"class label {label} is outside this model's 10 classes (0..9)" in result.stderr
 
 
-def test_no_arguments_print_the_help():
+def test_no_arguments_print_the_help_with_the_exit_codes():
     result = runner.invoke(app, [])
     assert "Usage" in result.stdout and "edgedit: error" not in result.stderr
+    assert "130 interrupted" in " ".join(result.stdout.split())
 
 
 def test_info_describes_a_foreign_onnx_and_refuses_damaged_edgedit_metadata(tmp_path, exported):
@@ -247,7 +248,7 @@ def test_calibration_labels_of_numpys_default_int64_are_cast(tmp_path, exported)
 
     from edgedit.contract.onnx_header import read_onnx_header
     from edgedit.contract.spec import ModelMeta
-    from edgedit.export.calibration import load_calibration
+    from edgedit.export.calib_data import load_calibration
 
     onnx = exported["onestep-cond"][0]
     meta = ModelMeta.from_metadata(read_onnx_header(onnx)[0], "m")

@@ -122,7 +122,7 @@ def test_device_side_imports_and_runs_with_only_the_device_image(exported, tmp_p
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert {"edgedit.runtime.noise", "edgedit.runtime.backends", "edgedit.runtime.samplers", "edgedit.runtime.tensorrt",
             "edgedit.engines.build", "edgedit.bench.harness", "edgedit.bench.tegrastats", "edgedit.contract.spec",
-            "edgedit.cost.calibration"} <= set(result["modules"])
+            "edgedit.cost.fit"} <= set(result["modules"])
     assert result["leaked"] == []
     assert set(result["codes"].values()) == {0}, result["failures"]
     assert (tmp_path / "grid.png").exists()  # sampling an ONNX model needs only numpy + onnxruntime

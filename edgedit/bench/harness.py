@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgedit import __version__
-from edgedit.bench.latency import LatencyStats
+from edgedit.bench.stats import LatencyStats
 from edgedit.bench.tegrastats import TegrastatsSampler, summarize
 from edgedit.contract import jetson
 from edgedit.contract.errors import BackendFailed, EdgeditError

@@ -43,10 +43,14 @@ class OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+EXIT_CODES = ("Exit codes: 0 success; 1 a check failed (export parity, INT8 accuracy) or an internal error "
+              "(`--debug` shows its traceback); 2 bad usage or bad input; 130 interrupted (Ctrl-C).")
+
 app = typer.Typer(
     cls=OneLineErrors,
     name="edgedit",
     help="Design, distil and deploy small diffusion transformers (DiT-Nano) to NVIDIA Jetson Orin Nano.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -81,7 +85,7 @@ def command(name: str | None = None, parent: typer.Typer | None = None) -> Calla
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 from edgedit.contract.fileio import verification
-                from edgedit.cost.calibration import using_fit
+                from edgedit.cost.fit import using_fit
 
                 with verification(state["verify"]), using_fit(state["fit"]):
                     return fn(*args, **kwargs)

@@ -95,7 +95,7 @@ def calib_data_command(
     A one-step model gets the noise it receives; a multi-step denoiser every input met along
     real sampling trajectories, at every step of the schedule.
     """
-    from edgedit.export.calibration import write_calibration_data
+    from edgedit.export.calib_data import write_calibration_data
 
     check_outputs([Output("-o", output, "npz")], {"MODEL": model}, force=force)
     data, title = write_calibration_data(model, output, samples, seed, steps, sampler)
@@ -359,7 +359,7 @@ def bench_report_command(
     force: Force = False,
 ) -> None:
     """Merge bench runs (from several machines) into one table, a Markdown report and a plot."""
-    from edgedit.bench.report import bench_files, load_records
+    from edgedit.bench.records import bench_files, load_records
 
     # The files read, not their folders: a report may go next to the results it merges.
     check_outputs(_bench_outputs(None, csv_path, report, plot), {"RESULTS": bench_files(results)}, force=force)
@@ -396,7 +396,7 @@ class _BenchProgress:
 
 
 def _write_bench(records: list[dict], json_path, csv_path, report, plot) -> None:
-    from edgedit.bench import report as reports
+    from edgedit.bench import records as reports
 
     for path, writer in ((json_path, reports.save_json), (csv_path, reports.save_csv)):
         if path:

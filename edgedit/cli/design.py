@@ -85,7 +85,7 @@ def design_pick_command(
     force: Force = False,
 ) -> None:
     """Name the best-FID configuration whose estimated latency fits the budget (and save its student)."""
-    from edgedit.design.report import pick, picked_student, save_pick
+    from edgedit.design.results import pick, picked_student, save_pick
 
     outputs = [Output("--save", save, "student")]
     check_outputs(outputs, {"--results": results}, force=force)
@@ -111,7 +111,7 @@ def design_report_command(
 ) -> None:
     """Rewrite a sweep's reports from its results.json, with the device latency estimates of the
     calibration in force (e.g. after `edgedit models --calibrate`)."""
-    from edgedit.design.report import load_results, write_reports
+    from edgedit.design.results import load_results, write_reports
 
     check_outputs([Output("-o", output, "folder")])  # rewriting a sweep's reports in place is the point
     records = load_results(results)

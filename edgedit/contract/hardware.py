@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgedit.contract.errors import EdgeditError
-
 SMS = 8
 TENSOR_CORES_PER_SM = 4
 CUDA_CORES_PER_SM = 128
@@ -67,13 +65,6 @@ POWER_MODES: dict[str, DeviceSpec] = {
         DeviceSpec("orin-nano-super-25w", "Jetson Orin Nano 8GB Super (25W mode)", 918.0, 102.0, 1.344),
     )},
 }
-
-
-def get_device(key: str) -> DeviceSpec:
-    try:
-        return POWER_MODES[key]
-    except KeyError:
-        raise EdgeditError(f"unknown device '{key}'; known: {', '.join(POWER_MODES)}") from None
 
 
 def device_for_mode(module: str | None, mode: str | None) -> DeviceSpec | None:

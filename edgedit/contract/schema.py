@@ -73,17 +73,6 @@ def parse(schema: type[R], data: Any, where: str | os.PathLike, what: str, fix: 
             from None
 
 
-def parse_json(schema: type[R], text: str | bytes, where: str | os.PathLike, what: str, fix: str = "") -> R:
-    """JSON text checked against `schema` (JSON arrays may fill tuple fields), or one line."""
-    try:
-        return schema.model_validate_json(text)
-    except ValidationError as err:
-        if any(e["type"] == "json_invalid" for e in err.errors()):
-            raise EdgeditError(f"{where}: not a valid {what}: not JSON" + (f"; {fix}" if fix else "")) from None
-        raise EdgeditError(f"{where}: not a valid {what}: {first_problem(err)}" + (f"; {fix}" if fix else "")) \
-            from None
-
-
 def load_json(path: str | os.PathLike, what: str, fix: str = "", max_bytes: int = 64 << 20) -> Any:
     """A JSON file's value, refusing an oversized file or non-JSON (NaN and Infinity included) in one line."""
     try:

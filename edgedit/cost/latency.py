@@ -36,7 +36,7 @@ fused-attention pattern: the attention then runs unfused.
 Networks costed without a plan (the public points of the fit) run every layer in the precision's
 type; `int8_layers="all"` is an implicitly quantized network (trtexec --int8 on an FP32 ONNX: every
 GEMM and convolution INT8, chained in INT8, the rest FP32, or FP16 under `best`).
-The constants come from a fit to public measurements (`edgedit.cost.calibration`); every number
+The constants come from a fit to public measurements (`edgedit.cost.fit`); every number
 this module returns is an estimate, and is labelled so wherever it is shown.
 """
 

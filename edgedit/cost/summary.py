@@ -7,7 +7,7 @@ from typing import Any
 
 from edgedit.contract.config import DiTConfig
 from edgedit.cost import accounting
-from edgedit.cost.calibration import Fit, active_fit, estimates
+from edgedit.cost.fit import Fit, active_fit, estimates
 from edgedit.cost.kernels import dit_kernels, total_kernels
 from edgedit.cost.latency import int8_plan
 
@@ -43,7 +43,7 @@ INT8_PAYS = 1.03  # INT8 is worth its accuracy cost when estimated at least 3% f
 def int8_advice(cfg: DiTConfig, plan=None, fit: Fit | None = None, device: str = "orin-nano") -> str | None:
     """One line when INT8 cannot pay for this model on the device (estimated no faster than FP16 / INT8_PAYS,
     e.g. a small model whose time is TensorRT's per-kernel floor), else None."""
-    from edgedit.cost.calibration import estimate
+    from edgedit.cost.fit import estimate
 
     fp16, int8 = (estimate(cfg, device, p, fit=fit, plan=int8_plan(plan) if p == "int8" else plan)["ms"]
                   for p in ("fp16", "int8"))

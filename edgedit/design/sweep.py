@@ -96,7 +96,7 @@ def result_path(out: Path, candidate: Candidate | dict[str, Any]) -> Path:
 def read_result(path: Path) -> dict[str, Any] | None:
     """A candidate's result.json, or None when it is missing or fails the results schema (the
     candidate is then run again: its training resumes from its state)."""
-    from edgedit.design.report import SweepResult
+    from edgedit.design.results import SweepResult
 
     try:
         return parse(SweepResult, load_json(path, "candidate result"), path, "candidate result").model_dump()
@@ -208,7 +208,7 @@ def collect(out: Path) -> list[dict[str, Any]]:
 def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
     from edgedit.bench.harness import BenchSettings
     from edgedit.data.pairs import PairsStore
-    from edgedit.design.report import write_reports
+    from edgedit.design.results import write_reports
     from edgedit.train.distill import METHODS, student_config
 
     o = options
@@ -259,7 +259,7 @@ def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency
     over minutes, so the architectures are timed in interleaved rounds (`latency_seconds` each per
     round) and each keeps the median of its rounds' p50s (with the rounds, to show the spread).
     """
-    from edgedit.design.report import write_reports
+    from edgedit.design.results import write_reports
 
     out = Path(out)
     results = collect(out)

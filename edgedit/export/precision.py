@@ -59,7 +59,7 @@ def fp16_plan(model, meta, say: Callable[[str], None] = lambda message: None,
     `samples` calibration seeds and half as many held-out ones, on the FP32 graph `model` (`meta` its
     FP32 metadata)."""
     from edgedit.contract.spec import PREFIX
-    from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
+    from edgedit.export.calib_data import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
     from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 
     onnx = require("onnx", extra="train")

@@ -41,7 +41,7 @@ from edgedit.contract.quantization import HIGH_PRECISIONS, INT8_CLASSES, RECIPE_
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
 from edgedit.eval.metrics import psnr_db
 from edgedit.export import graph
-from edgedit.export.calibration import check_calibration
+from edgedit.export.calib_data import check_calibration
 
 METHODS = ("max", "entropy", "percentile")
 TOOLS = ("auto", "modelopt", "onnxruntime")
@@ -239,7 +239,7 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
                   say=lambda message: None) -> QuantizeReport:
     """Quantize with `calibration` inputs and measure against FP32 on `heldout` inputs (both keyed by
     input name); the plan is chosen first (`options.plan`). Atomic: nothing is written below the budget."""
-    from edgedit.cost.calibration import estimate
+    from edgedit.cost.fit import estimate
     from edgedit.export.precision import (
         Int8Search,
         Trial,

@@ -5,7 +5,7 @@ import pytest
 
 from edgedit.bench import harness
 from edgedit.bench.harness import BenchSettings, comparison_rows, run_bench
-from edgedit.bench.report import load_records, markdown, save_csv, save_plot
+from edgedit.bench.records import load_records, markdown, save_csv, save_plot
 from edgedit.contract.errors import EdgeditError
 
 KEYS = {"min", "mean", "p50", "p90", "p99", "max", "std", "n"}

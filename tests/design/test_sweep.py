@@ -9,7 +9,7 @@ from edgedit.contract.config import get_preset
 from edgedit.contract.errors import EdgeditError
 from edgedit.cost import accounting
 from edgedit.data.pairs import generate_pairs
-from edgedit.design.report import pareto_front, pick, save_pick
+from edgedit.design.results import pareto_front, pick, save_pick
 from edgedit.design.sweep import SweepOptions, candidates_for, parse_budget, retime, sweep
 from edgedit.eval.metrics import significant
 from edgedit.models.checkpoint import read_checkpoint, save_model
@@ -107,7 +107,7 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
 
 def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
     """Deeper students cost more kernels: the estimate orders them, and pick honours the budget."""
-    from edgedit.cost.calibration import estimate
+    from edgedit.cost.fit import estimate
 
     base = get_preset("DiT-Nano-XS/2").config
     configs = {n: base.replace(depth=d) for n, d in (("a", 2), ("b", 4), ("c", 8))}

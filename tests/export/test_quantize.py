@@ -13,7 +13,7 @@ from edgedit.contract.quantization import FP32_CLASSES
 from edgedit.contract.spec import ModelMeta
 from edgedit.eval.metrics import psnr_db
 from edgedit.export import graph
-from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, check_calibration, record_inputs
+from edgedit.export.calib_data import CALIBRATION_SEED, HELDOUT_SEED, check_calibration, record_inputs
 from edgedit.export.quantize import QuantizeOptions, quantize_onnx
 from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 from edgedit.runtime.samplers import karras_sigmas, network_evaluations
@@ -145,7 +145,7 @@ def test_bad_calibration_data_is_refused_in_one_line(quantized, mutate, message)
                                              ([3, 10], r"labels 'y' must be 0..9 \(got 3..10\)")])
 def test_labels_outside_the_classes_are_refused(exported, tmp_path, labels, message):
     from edgedit.contract.fileio import save_npz
-    from edgedit.export.calibration import load_calibration
+    from edgedit.export.calib_data import load_calibration
 
     meta = OnnxRuntimeBackend(exported["onestep-cond"][0], "cpu").meta
     z = np.zeros((2, 1, 16, 16), np.float32)
@@ -160,7 +160,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(exported, tmp_path):
 
     from numpy.lib import format as npy
 
-    from edgedit.export import calibration
+    from edgedit.export import calib_data
 
     header = io.BytesIO()
     npy.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (72 * 2**22, 1, 1, 1)})
@@ -172,7 +172,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(exported, tmp_path):
     assert (tmp_path / "bomb.npz").stat().st_size < 4 * 2**20
     meta = OnnxRuntimeBackend(exported["onestep-uncond"][0], "cpu").meta
     with pytest.raises(EdgeditError, match=r"bomb.npz: unpacks to 1152 MB, more than the 1024 MB"):
-        calibration.load_calibration(tmp_path / "bomb.npz", meta)
+        calib_data.load_calibration(tmp_path / "bomb.npz", meta)
 
 
 def test_only_fp32_edgedit_exports_are_quantized(quantized, tmp_path):

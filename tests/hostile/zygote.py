@@ -57,8 +57,8 @@ def _warm() -> None:
         for name in ("edgedit.fileinfo", "edgedit.pipeline", "edgedit.models.checkpoint", "edgedit.models.dit",
                      "edgedit.runtime.onnxruntime", "edgedit.runtime.tensorrt", "edgedit.models.torch_backend",
                      "edgedit.train.trainer", "edgedit.train.distill", "edgedit.train.teacher", "edgedit.data.pairs",
-                     "edgedit.data.datasets", "edgedit.bench.harness", "edgedit.bench.report",
-                     "edgedit.bench.tegrastats", "edgedit.export.calibration", "edgedit.export.quantize",
+                     "edgedit.data.datasets", "edgedit.bench.harness", "edgedit.bench.records",
+                     "edgedit.bench.tegrastats", "edgedit.export.calib_data", "edgedit.export.quantize",
                      "edgedit.eval.evaluate", "edgedit.design.sweep", "edgedit.cost.summary"):
             try:
                 importlib.import_module(name)

@@ -7,7 +7,7 @@ import pytest
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.spec import ModelMeta
 from edgedit.eval.metrics import psnr_db
-from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
+from edgedit.export.calib_data import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
 from edgedit.export.exporter import BatchSpec, export_onnx
 from edgedit.export.quantize import QuantizeOptions, quantize_onnx
 from edgedit.models.torch_backend import TorchBackend

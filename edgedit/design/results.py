@@ -1,6 +1,6 @@
 """Sweep results as files, the principles they support (computed, not asserted), and `design pick`.
 
-Device latencies are estimates of the calibrated kernel model (`edgedit.cost.calibration`),
+Device latencies are estimates of the calibrated kernel model (`edgedit.cost.fit`),
 recomputed from each result's config whenever the reports are written or a pick is made, so they
 follow the calibration in force (`edgedit models --calibrate`)."""
 
@@ -36,7 +36,7 @@ def row(r: dict[str, Any]) -> dict[str, Any]:
 
 def with_device_estimates(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each result with `device_estimates` from its config under the calibration in force."""
-    from edgedit.cost.calibration import estimates
+    from edgedit.cost.fit import estimates
 
     out = []
     for r in results:
@@ -46,7 +46,7 @@ def with_device_estimates(results: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def estimate_label() -> str:
-    from edgedit.cost.calibration import active_fit
+    from edgedit.cost.fit import active_fit
 
     return active_fit().label
 
@@ -218,7 +218,7 @@ def pick(results_path: str | os.PathLike, latency_ms: float | None = None, devic
     import math
 
     from edgedit.contract.hardware import DEVICES
-    from edgedit.cost.calibration import estimate
+    from edgedit.cost.fit import estimate
 
     if device not in DEVICES:
         raise EdgeditError(f"--device must be one of {', '.join(DEVICES)} (got {device!r})")

@@ -38,7 +38,7 @@ class LatencyRecord(Record):
     min: float = Field(ge=0)
     mean: float = Field(ge=0)
     p50: float = Field(ge=0)
-    p90: float | None = Field(ge=0)  # None: too few calls for it (edgedit.bench.latency)
+    p90: float | None = Field(ge=0)  # None: too few calls for it (edgedit.bench.stats)
     p99: float | None = Field(ge=0)
     max: float = Field(ge=0)
     std: float = Field(ge=0)

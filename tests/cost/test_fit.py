@@ -10,7 +10,7 @@ from edgedit.cli import app
 from edgedit.contract.config import get_preset
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.hardware import POWER_MODES
-from edgedit.cost import calibration as cal
+from edgedit.cost import fit as cal
 from edgedit.cost.kernels import dit_kernels
 from edgedit.cost.latency import Constants, network_ms
 

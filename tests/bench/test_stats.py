@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgedit.bench.harness import settle
-from edgedit.bench.latency import LatencyStats
+from edgedit.bench.stats import LatencyStats
 
 
 def test_statistics_of_known_samples():
