@@ -53,14 +53,14 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
         f"PSNR {int8.psnr_db:.1f} dB vs FP32 on held-out inputs")
     models["onnx-int8"] = int8.path
 
-    from edgedit.contract import device
+    from edgedit.contract import artefacts, device
 
     if importlib.util.find_spec("tensorrt") is not None and device.cuda_devices()["devices"]:
         from edgedit.engines.build import BuildOptions
         from edgedit.pipeline import build
 
         for precision, onnx in (("fp16", models["onnx-fp16"]), ("int8", models["onnx-int8"])):
-            built = build(onnx, out / f"student.{precision}.plan", BuildOptions(precision=precision))
+            built = build(onnx, out / f"student.{precision}{artefacts.ENGINE}", BuildOptions(precision=precision))
             say(f"built {built.plan.name} in {built.sidecar['build_seconds']:.1f} s")
             models[f"tensorrt-{precision}"] = built.plan
     else:

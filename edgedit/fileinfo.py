@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgedit.contract import artefacts
 from edgedit.contract.config import names_a_file
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import regular_file, sha256_file
@@ -106,14 +107,14 @@ def describe_engine(path: Path) -> dict:
 
 def file_report(path: str | os.PathLike) -> dict:
     path = regular_file(path)
-    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+    if path.suffix == artefacts.CHECKPOINT or _looks_like_safetensors(path):
         return describe_checkpoint(path)
-    if path.suffix == ".onnx":
+    if path.suffix == artefacts.ONNX:
         return describe_onnx(path)
-    if path.suffix == ".plan":
+    if artefacts.is_engine(path):
         return describe_engine(path)
     raise EdgeditError(f"{path}: unrecognised file type; `edgedit info` describes .safetensors checkpoints, "
-                       ".onnx models and .plan engines")
+                       f".onnx models and TensorRT engines ({', '.join(artefacts.ENGINE_READ)})")
 
 
 def model_config(model: str, **overrides) -> tuple:
@@ -128,12 +129,12 @@ def model_config(model: str, **overrides) -> tuple:
         if changed:
             raise EdgeditError(f"{model}: model overrides apply to presets, not to a file (its config is fixed)")
         regular_file(path)
-        if path.suffix == ".onnx":
+        if path.suffix == artefacts.ONNX:
             from edgedit.contract.spec import read_model
 
             meta = read_model(path)[0]
             return meta.config, path.name, meta.precision_plan
-        if path.suffix == ".plan":
+        if artefacts.is_engine(path):
             from edgedit.contract.sidecar import read_sidecar, sidecar_meta
 
             meta = sidecar_meta(read_sidecar(path), str(path))

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgedit.contract import artefacts
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import Output, same_file
 from edgedit.contract.spec import read_model
@@ -36,7 +37,7 @@ def quantize_with_calibration(onnx: str | os.PathLike, output: str | os.PathLike
     onnx = Path(onnx)
     if onnx.suffix != ".onnx":
         raise EdgeditError(f"{onnx}: expected an .onnx file from `edgedit export`")
-    output = Path(output) if output else onnx.with_name(onnx.name[: -len(".onnx")] + ".int8.onnx")
+    output = Path(output) if output else artefacts.int8_onnx(onnx)
     if same_file(output, onnx):
         raise EdgeditError(f"{output}: is the input model; write the INT8 model elsewhere (-o NAME.int8.onnx)")
     if calib_samples < 1 or heldout_samples < 1:
@@ -84,7 +85,7 @@ def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOpti
     if calib is not None and not quantize_first:
         raise EdgeditError("--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already "
                            "calibrated)")
-    source = _int8_path(onnx, output) if quantize_first else onnx
+    source = artefacts.int8_onnx(onnx, output.parent) if quantize_first else onnx
     if dry_run:  # the command for the file the build would use (the quantized one is not made)
         if quantize_first:
             meta.precision = "int8"
@@ -104,19 +105,14 @@ def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOpti
     return build_engine(source, output, options, monitor, quantized_from=onnx if quantize_first else None)
 
 
-def _int8_path(onnx: Path, output: Path) -> Path:
-    return output.with_name(onnx.name.removesuffix(".onnx") + ".int8.onnx")
-
-
 def build_outputs(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions) -> list[Output]:
     """What `build` writes, for check_outputs: the engine with its sidecar, the INT8 ONNX quantized
     first (int8/best from an FP32 file) and the timing cache (read and rewritten: never a file of another kind)."""
-    from edgedit.contract.sidecar import sidecar_path
 
     onnx, output = Path(onnx), Path(output)
     meta = read_model(onnx)[0]
     quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
-    written = (sidecar_path(output), *([_int8_path(onnx, output)] if quantize_first else []))
+    written = (artefacts.sidecar(output), *([artefacts.int8_onnx(onnx, output.parent)] if quantize_first else []))
     return [Output("-o", output, "engine", written), Output("--timing-cache", options.timing_cache, "timing-cache")]
 
 

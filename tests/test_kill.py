@@ -138,8 +138,8 @@ def test_teacher_train_killed_anywhere_resumes_to_the_same_weights(tmp_path):
     import torch
     from safetensors import safe_open
 
+    from edgedit.contract.artefacts import train_state
     from edgedit.models.checkpoint import load_model
-    from edgedit.train.trainer import state_path
 
     ref, out = tmp_path / "ref", tmp_path / "out"
     out.mkdir()
@@ -147,7 +147,7 @@ def test_teacher_train_killed_anywhere_resumes_to_the_same_weights(tmp_path):
             "--depth", "1", "--width", "32", "--heads", "2", "--patch", "4", "--lr", "1e-3", "-o"]
     window = reference([*args, str(ref / "t.safetensors")], ref)
     killed([*args, str(out / "t.safetensors")], out, window, random.Random(SEED + 3))
-    model, state = out / "t.safetensors", state_path(out / "t.safetensors")
+    model, state = out / "t.safetensors", train_state(out / "t.safetensors")
     if model.exists():
         load_model(model)  # whole: every tensor there and verified
     if state.exists():

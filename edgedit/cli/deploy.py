@@ -32,6 +32,7 @@ from edgedit.cli.common import (
     stderr,
     stdout,
 )
+from edgedit.contract import artefacts
 from edgedit.contract.errors import BackendFailed, EdgeditError
 from edgedit.contract.fileio import Output, check_outputs, write_text_atomic
 
@@ -59,7 +60,7 @@ def export_command(
     from edgedit.export.exporter import ExportOptions, default_export_path, export_model
 
     output = output or default_export_path(model, precision)
-    check_outputs([Output("-o", output, "onnx", (output.with_name(output.name + ".data"),))], {"MODEL": model},
+    check_outputs([Output("-o", output, "onnx", (artefacts.onnx_data(output),))], {"MODEL": model},
                   force=force)
     options = ExportOptions(batch=batch, dynamic_batch=dynamic_batch, precision=precision, opset=opset,
                             overrides=overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels,
@@ -138,11 +139,11 @@ def quantize_command(
     overflows or loses accuracy in FP16. The plan is printed as a table and written beside the
     model (NAME.int8.precision.json); the model is refused (exit 1) below --min-psnr unless --force.
     """
-    from edgedit.export.quantize import QuantizeOptions, plan_path
+    from edgedit.export.quantize import QuantizeOptions
     from edgedit.pipeline import quantize_with_calibration
 
-    output = output or onnx.with_name(onnx.name.removesuffix(".onnx") + ".int8.onnx")
-    check_outputs([Output("-o", output, "onnx", (plan_path(output),))], {"ONNX": onnx, "--calib": calib},
+    output = output or artefacts.int8_onnx(onnx)
+    check_outputs([Output("-o", output, "onnx", (artefacts.precision_plan(output),))], {"ONNX": onnx, "--calib": calib},
                   force=force)
     options = QuantizeOptions(method=method, excludes=tuple(exclude or ()), plan=plan, high=high_precision,
                               io=io_dtype, min_psnr=min_psnr, force=force, tool=tool)
@@ -151,7 +152,7 @@ def quantize_command(
     if json_out:
         return print_json(r.to_dict())
     stdout.print(f"wrote {r.path} with {r.tool} ({r.method} calibration on {r.calibration_rows} rows) and "
-                 f"{plan_path(r.path).name}")
+                 f"{artefacts.precision_plan(r.path).name}")
     print_plan(r)
     stdout.print(f"  quantized {len(r.quantized)} layers to INT8, kept {len(r.excluded)} in high precision; "
                  f"all {r.zero_points} zero points are 0")
@@ -262,7 +263,7 @@ def build_engine_command(
         why = f"--precision auto: {precision}: {why}"
     elif precision == "int8":
         why = int8_advice(onnx)
-    output = output or Path("engines") / f"{onnx.name.removesuffix('.onnx')}.{precision}.plan"
+    output = output or artefacts.default_engine(onnx, precision)
     options = BuildOptions(precision=precision, workspace_mb=workspace_mb, opt_level=opt_level,
                            timing_cache=timing_cache, use_trtexec=trtexec)
     if not dry_run:  # a dry run writes nothing

@@ -31,6 +31,7 @@ from edgedit.cli.common import (
     stderr,
     stdout,
 )
+from edgedit.contract import artefacts
 from edgedit.contract.fileio import Output, check_outputs
 
 teacher_app = typer.Typer(help="The multi-step EDM teacher that produces the offline pairs.", no_args_is_help=True)
@@ -49,9 +50,9 @@ def _settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, 
 
 def _trained_output(output: Path, kind: str, *also: Path) -> Output:
     """A training run's checkpoint with what it writes beside: training state, sample grids."""
-    from edgedit.train.trainer import SampleGrids, state_path
+    from edgedit.train.trainer import SampleGrids
 
-    return Output("-o", output, kind, (state_path(output), *also), (SampleGrids(output).folder,))
+    return Output("-o", output, kind, (artefacts.train_state(output), *also), (SampleGrids(output).folder,))
 
 
 @command("train", parent=teacher_app)
@@ -225,10 +226,10 @@ def distill_command(
     import time
 
     from edgedit.train.distill import DistillOptions, distill, ta_path
-    from edgedit.train.trainer import SampleGrids, init_world, state_path
+    from edgedit.train.trainer import SampleGrids, init_world
 
     ta_out = ta_path(output) if method == "ta" and ta is not None and not Path(ta).exists() else None  # a preset TA
-    check_outputs([_trained_output(output, "student", *((ta_out, state_path(ta_out)) if ta_out else ()))],
+    check_outputs([_trained_output(output, "student", *((ta_out, artefacts.train_state(ta_out)) if ta_out else ()))],
                   {"--pairs": pairs, "--student": student, "--ta": ta}, force=force)
     world, tapped = init_world(), int_list(taps, "--taps")
     options = DistillOptions(pairs=pairs, output=output, student=student, method=method, ta=ta, ta_steps=ta_steps,

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
+from edgedit.contract import artefacts
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, Record, first_problem, loads
 
@@ -244,14 +245,11 @@ def get_preset(name: str) -> Preset:
     return preset
 
 
-MODEL_FILES = (".safetensors", ".onnx", ".plan")  # checkpoint, export, engine
-
-
 def names_a_file(model: str | os.PathLike) -> bool:
     """Whether a MODEL argument names a file (by its suffix, or because it exists) rather than a
     preset: the one rule every command applies."""
     path = Path(model)
-    return path.suffix in MODEL_FILES or path.exists()
+    return path.suffix in artefacts.MODEL_SUFFIXES or path.exists()
 
 
 def require_model_file(model: str | os.PathLike, what: str, how: str) -> Path:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgedit.contract import artefacts
 from edgedit.contract.errors import EdgeditError
 
 try:
@@ -304,9 +305,9 @@ KINDS = {
     "png": ("a PNG image", (".png",)),
     "json": ("a JSON file", (".json",)),
     "text": ("a text file", (".md", ".csv", ".txt", ".log")),
-    "engine": ("a TensorRT engine", (".plan", ".engine", ".trt")),
+    "engine": ("a TensorRT engine", artefacts.ENGINE_READ),
     "torch": ("a torch file", (".pt", ".pth")),
-    "onnx-data": ("ONNX external weights", (".data",)),
+    "onnx-data": ("ONNX external weights", (artefacts.ONNX_DATA,)),
     "timing-cache": ("a TensorRT timing cache", ()),  # opaque bytes: any file of no other kind
     "unknown": ("a file of unknown kind", ()),
 }
@@ -407,20 +408,6 @@ class Output:
     folders: tuple[str | os.PathLike, ...] = ()
 
 
-def input_companions(path: str | os.PathLike) -> list[Path]:
-    """Files that belong to an input and go with it: an ONNX's external data, an engine's
-    sidecar, a checkpoint's training state (the names edgedit writes)."""
-    path = Path(path)
-    name = path.name
-    if name.endswith(".onnx"):
-        return [path.with_name(name + ".data")]
-    if name.endswith(".plan"):
-        return [path.with_name(name + ".json")]
-    if name.endswith(".safetensors") and not name.endswith(".train-state.safetensors"):
-        return [path.with_name(name.removesuffix(".safetensors") + ".train-state.safetensors")]
-    return []
-
-
 def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))  # symlinks and .. resolved, also below missing parts
 
@@ -489,7 +476,7 @@ def check_outputs(outputs: Iterable[Output], inputs: Mapping[str, str | os.PathL
                 continue
             protected.append((path, f"the input {label} {value}", path.is_dir()))
             protected += [(c, f"{c}, which belongs to the input {label} {value}", False)
-                          for c in input_companions(path) if c.exists()]
+                          for c in artefacts.companions(path) if c.exists()]
     written: list[tuple[Path, str, bool]] = []  # (path, words, is a folder)
     for o in outputs:
         words = f"{o.flag} {o.path}"

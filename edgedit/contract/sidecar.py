@@ -17,18 +17,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from edgedit import __version__
-from edgedit.contract import device, jetson
+from edgedit.contract import artefacts, device, jetson
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import regular_file, sha256_file, write_text_atomic
 from edgedit.contract.schema import Name, OpenRecord, Record, Sha256, load_json, parse
 from edgedit.contract.spec import ModelMeta
 
 FORMAT = "edgedit.engine/1"
-
-
-def sidecar_path(plan: str | os.PathLike) -> Path:
-    plan = Path(plan)
-    return plan.with_name(plan.name + ".json")
 
 
 def device_facts(tensorrt_version: str) -> dict[str, Any]:
@@ -89,8 +84,9 @@ class SidecarRecord(Record):
 def read_sidecar(plan: str | os.PathLike) -> dict[str, Any]:
     """The engine's sidecar, checked against its schema and against the engine file (its size), before
     anything deserializes the engine."""
-    path, plan = sidecar_path(plan), Path(plan)
+    path, plan = artefacts.sidecar(plan), Path(plan)
     regular_file(plan, "engine file")
+    artefacts.note_engine_suffix(plan)
     if not path.is_file():
         raise EdgeditError(f"{plan}: its sidecar {path.name} is missing; edgedit needs it to know the engine's "
                            "inputs and where it was built. Rebuild with `edgedit build-engine`")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgedit.contract import artefacts
 from edgedit.contract.config import DiTConfig, names_a_file
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import write_text_atomic
@@ -28,7 +29,7 @@ from edgedit.contract.schema import load_json, parse
 from edgedit.cost import accounting
 from edgedit.models.checkpoint import read_checkpoint
 from edgedit.train.distill import ta_misfit
-from edgedit.train.trainer import SampleGrids, state_path
+from edgedit.train.trainer import SampleGrids
 
 log = logging.getLogger("edgedit")
 
@@ -181,7 +182,7 @@ def run_candidate(candidate: Candidate, o: SweepOptions, ta: str | None, say) ->
     student = folder / "student.safetensors"
     student = distill(DistillOptions(pairs=o.pairs, output=student, settings=settings, student=str(start_ckpt),
                                      method=candidate.method, ta=ta if candidate.method == "ta" else None,
-                                     resume=state_path(student).exists()),
+                                     resume=artefacts.train_state(student).exists()),
                       on_sample=SampleGrids(student), say=say)  # a final grid per candidate, to look at
     report = evaluate(student, o.eval_data, n=o.eval_samples)
     fid = next(m for m in report["metrics"] if m["metric"] in ("FID (Inception)", "FID"))
@@ -294,5 +295,5 @@ def prepare_ta(o: SweepOptions, manifest: dict, say) -> str:
     if not path.exists():
         say(f"distilling the sweep's teaching assistant {o.ta} -> {path}")
         distill(DistillOptions(pairs=o.pairs, output=path, settings=o.settings, student=o.ta, method="output",
-                               resume=state_path(path).exists()), say=say)
+                               resume=artefacts.train_state(path).exists()), say=say)
     return str(path)

@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedit.contract import device
+from edgedit.contract import artefacts, device
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output, sha256_file
-from edgedit.contract.sidecar import device_facts, sidecar_path, write_sidecar
+from edgedit.contract.sidecar import device_facts, write_sidecar
 from edgedit.contract.spec import ModelMeta, read_model
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
@@ -205,7 +205,7 @@ def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, options: Bu
     meta, graph = read_model(onnx)
     metadata = graph.metadata
     start, monitor = time.perf_counter(), monitor or contextlib.nullcontext()
-    with monitor, atomic_output(output, sidecar_path(output)) as tmp:
+    with monitor, atomic_output(output, artefacts.sidecar(output)) as tmp:
         if options.use_trtexec:
             executable = find_trtexec()
             done = subprocess.run(trtexec_command(onnx, tmp, settings, executable), capture_output=True, text=True)
@@ -232,5 +232,5 @@ def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, options: Bu
             "plan_bytes": tmp.stat().st_size,
             "plan_sha256": sha256_file(tmp),
         }
-        write_sidecar(tmp.with_name(sidecar_path(output).name), record)
+        write_sidecar(tmp.with_name(artefacts.sidecar(output).name), record)
     return BuildReport(output, onnx, settings, report.command, quantized_from, record)

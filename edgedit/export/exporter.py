@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgedit import __version__
+from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output, same_file
@@ -165,7 +166,7 @@ def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: B
 
     onnx = require("onnx", extra="train")
     output = Path(output)
-    with atomic_output(output, output.with_name(output.name + ".data")) as tmp:
+    with atomic_output(output, artefacts.onnx_data(output)) as tmp:
         data = graph.save_onnx(proto, tmp, external_data_bytes)
         onnx.checker.check_model(str(tmp), full_check=True)
         batches = sorted({batch.min, batch.max})

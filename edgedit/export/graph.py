@@ -10,6 +10,7 @@ import os
 import warnings
 from pathlib import Path
 
+from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import regular_file
@@ -180,7 +181,7 @@ def save_onnx(model, path: Path, external_data_bytes: int = EXTERNAL_DATA_BYTES)
     if weight_bytes(model) < external_data_bytes:
         onnx.save_model(model, str(path))
         return None
-    data = path.with_name(path.name + ".data")
+    data = artefacts.onnx_data(path)
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location=data.name, size_threshold=1024)
     return data

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import atomic_output, sha256_file, write_text_atomic
@@ -99,12 +100,6 @@ class QuantizeReport:
                 "psnr_db": self.psnr_db if math.isfinite(self.psnr_db) else None,
                 "max_abs_error": self.max_abs_error, "calibration_rows": self.calibration_rows,
                 "heldout_rows": self.heldout_rows, "zero_points_checked": self.zero_points}
-
-
-def plan_path(onnx: str | os.PathLike) -> Path:
-    """Where the plan's tables are written beside a quantized model: NAME.int8.onnx -> NAME.int8.precision.json."""
-    onnx = Path(onnx)
-    return onnx.with_name(onnx.name.removesuffix(".onnx") + ".precision.json")
 
 
 def candidate_nodes(model, excludes: list[str]) -> dict[str, list[str]]:
@@ -341,7 +336,7 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         graph.set_metadata(quantized, meta.to_metadata(), replace_prefix=PREFIX)
         graph.save_onnx(quantized, tmp)
         scratch.unlink()
-    write_text_atomic(plan_path(output), json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
+    write_text_atomic(artefacts.precision_plan(output), json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
     return report
 
 

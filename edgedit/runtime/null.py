@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgedit.contract import artefacts
 from edgedit.contract.fileio import regular_file
 from edgedit.contract.spec import ModelMeta
 from edgedit.runtime.backends import Backend, RunOptions
@@ -15,7 +16,7 @@ from edgedit.runtime.backends import Backend, RunOptions
 
 class NullBackend(Backend):
     name = "null"
-    suffixes = (".onnx", ".plan")
+    suffixes = (artefacts.ONNX, *artefacts.ENGINE_READ)
     auto = False  # only on request: it computes nothing
 
     def __init__(self, meta: ModelMeta):
@@ -26,7 +27,7 @@ class NullBackend(Backend):
     @classmethod
     def open(cls, model: str, options: RunOptions) -> NullBackend:
         path = regular_file(model)
-        if path.suffix == ".plan":
+        if artefacts.is_engine(path):
             from edgedit.contract.sidecar import read_sidecar, sidecar_meta
 
             return cls(sidecar_meta(read_sidecar(path), str(path)))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.spec import read_model
@@ -34,7 +35,7 @@ def ort_providers(choice: str, available: list[str]) -> list[str]:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    suffixes = (".onnx",)
+    suffixes = (artefacts.ONNX,)
 
     def __init__(self, path, provider: str = "auto", threads: int = 0):
         ort = require("onnxruntime", hint="pip install onnxruntime (on a Jetson: onnxruntime-gpu from the Jetson AI "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.sidecar import check_compatible, read_sidecar, sidecar_meta
@@ -31,7 +32,7 @@ PYCUDA_HINT = ("pip install pycuda inside the edgedit L4T container (it compiles
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
-    suffixes = (".plan",)
+    suffixes = artefacts.ENGINE_READ
 
     def __init__(self, plan: str | os.PathLike, cuda_graph: bool = False):
         plan = Path(plan)

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from pydantic import Field, ValidationError
 
 from edgedit import __version__
+from edgedit.contract import artefacts
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output
@@ -144,11 +145,6 @@ def check_training_memory(cfg: DiTConfig, batch: int, data_bytes: int = 0, on: s
 #################################################################################
 #                                 State files                                   #
 #################################################################################
-
-
-def state_path(output: str | os.PathLike) -> Path:
-    output = Path(output)
-    return output.with_name(output.name.removesuffix(".safetensors") + ".train-state.safetensors")
 
 
 def save_state(path: Path, run: Run, step: int, objective: torch.nn.Module, ema: DiT,
@@ -311,7 +307,7 @@ class SampleGrids:
     evaluation's seeds) as OUTPUT.samples/step-NNNNNNN.png, so that runs can be watched and compared."""
 
     def __init__(self, output: str | os.PathLike, device: torch.device | str = "cpu", seeds: int = 32):
-        self.folder = Path(output).with_name(Path(output).name.removesuffix(".safetensors") + ".samples")
+        self.folder = artefacts.samples_folder(output)
         self.device, self.seeds = str(device), seeds
 
     def __call__(self, step: int, net: DiT) -> None:
@@ -363,7 +359,7 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
     if adversarial:
         optimizers["doptim"] = objective.discriminator_optimizer()
     output = Path(output)
-    state_file = state_path(output)
+    state_file = artefacts.train_state(output)
     step = load_state(state_file, run, objective, ema, optimizers) if resume else 0
     if step > settings.steps:
         raise EdgeditError(f"--resume: {state_file} is at step {step}, past --steps {settings.steps}; give --steps "

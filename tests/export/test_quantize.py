@@ -299,7 +299,7 @@ def test_the_measured_plan_takes_the_most_int8_macs_within_the_budget(quantized,
     budget and the device estimate is not slower; the plan is written beside the model and recorded."""
     import json
 
-    from edgedit.export.quantize import plan_path
+    from edgedit.contract.artefacts import precision_plan
 
     _, _, calib, heldout, source = quantized
     auto = quantize_onnx(source, tmp_path / "a.onnx", calib, heldout, QuantizeOptions(min_psnr=20))
@@ -307,7 +307,7 @@ def test_the_measured_plan_takes_the_most_int8_macs_within_the_budget(quantized,
     assert [r.macs for r in auto.int8_rows] == sorted((r.macs for r in auto.int8_rows), reverse=True)
     assert set(auto.plan.int8) == {n for n, r in rows.items() if r.decision == "int8"} and auto.psnr_db >= 20
     assert all(r.psnr_db >= 20 for r in rows.values() if r.decision == "int8")
-    assert json.loads(plan_path(auto.path).read_text())["plan"] == auto.plan.to_dict()
+    assert json.loads(precision_plan(auto.path).read_text())["plan"] == auto.plan.to_dict()
     meta = ModelMeta.from_metadata(graph.metadata(onnx.load(auto.path)), "a.onnx")
     assert meta.precision_plan == auto.plan
     # a budget above the weakest class's error alone keeps that class out, and says why

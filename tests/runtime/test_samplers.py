@@ -101,8 +101,10 @@ def test_dynamic_batch_is_not_padded_beyond_its_minimum():
 
 
 def test_labels_are_checked():
-    with pytest.raises(EdgeditError, match="integers in \\[0, 3\\)"):
+    with pytest.raises(EdgeditError, match=r"class label 3 is outside this model's 3 classes \(0..2\)"):
         generate(EchoBackend(CFG), [0, 1], labels=[0, 3])
+    with pytest.raises(EdgeditError, match=r"class labels: 2 integers wanted, one per seed"):
+        generate(EchoBackend(CFG), [0, 1], labels=[0])
     uncond = DiTConfig(input_size=4, in_channels=1, patch_size=2, hidden_size=8, depth=1, num_heads=2, num_classes=0,
                        class_dropout_prob=0.0, learn_sigma=False, diffusion="one-step")
     with pytest.raises(EdgeditError, match="unconditional"):

@@ -173,7 +173,7 @@ def test_adversarial_training_moves_the_student_and_its_discriminator_and_resume
     machine: identical operations in the same order)."""
     from safetensors import safe_open
 
-    from edgedit.train.trainer import state_path
+    from edgedit.contract.artefacts import train_state
 
     start = save_model(random_weights(DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=2, hidden_size=32,
                                                          num_heads=2, patch_size=4)), seed=4),
@@ -182,7 +182,7 @@ def test_adversarial_training_moves_the_student_and_its_discriminator_and_resume
     straight = distil(pairs, tmp_path / "straight.safetensors", "adversarial", steps=8, **kwargs)
     distil(pairs, tmp_path / "resumed.safetensors", "adversarial", steps=4, **kwargs)
     resumed = distil(pairs, tmp_path / "resumed.safetensors", "adversarial", steps=8, resume=True, **kwargs)
-    with safe_open(str(state_path(straight)), "pt") as f:
+    with safe_open(str(train_state(straight)), "pt") as f:
         discriminator = {k: f.get_tensor(k) for k in f.keys() if k.startswith("objective.discriminator.")}  # noqa: SIM118
         assert any(k.startswith("doptim.") for k in f.keys())  # noqa: SIM118
     assert discriminator and all(torch.isfinite(v).all() for v in discriminator.values())

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from edgedit.contract.artefacts import train_state
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.data.datasets import load_data
 from edgedit.models.checkpoint import load_model
 from edgedit.models.dit import DiT
 from edgedit.train.objectives import EDMObjective
-from edgedit.train.trainer import Run, TrainSettings, batch_indices, state_path, train
+from edgedit.train.trainer import Run, TrainSettings, batch_indices, train
 
 TINY = DiTConfig(input_size=16, in_channels=1, patch_size=4, hidden_size=32, depth=2, num_heads=2, num_classes=10,
                  class_dropout_prob=0.0, learn_sigma=False, diffusion="edm")
@@ -47,7 +48,7 @@ def test_training_lowers_the_loss_and_saves_the_ema(digits, tmp_path):
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     _model, info = load_model(out)
     assert info.provenance["weights"] == "EMA" and info.provenance["steps"] == 30 and info.config == TINY
-    assert state_path(out).exists()
+    assert train_state(out).exists()
 
 
 def test_the_saved_model_keeps_the_noise_scheme_of_the_model_trained(digits, tmp_path):
@@ -130,7 +131,7 @@ def test_killed_process_loses_at_most_one_interval(tmp_path):
     out = tmp_path / "k.safetensors"
     proc = subprocess.Popen([*CLI, "--steps", "400", "--checkpoint-every", "5", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = state_path(out)
+    state = train_state(out)
     deadline = time.monotonic() + 120
     while not state.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -188,17 +189,17 @@ def _edit_state(path, **metadata):
 def test_a_damaged_train_state_is_refused_in_one_line_and_changes_nothing(digits, tmp_path, change, message):
     out = tmp_path / "s.safetensors"
     train(run_for(3), digits, edm(), out)
-    _edit_state(state_path(out), **change)
-    before = state_path(out).read_bytes(), out.read_bytes()
+    _edit_state(train_state(out), **change)
+    before = train_state(out).read_bytes(), out.read_bytes()
     with pytest.raises(EdgeditError, match=message) as err:
         train(run_for(6), digits, edm(), out, resume=True)
     assert "\n" not in str(err.value) and "delete it to start over" in str(err.value)
-    assert (state_path(out).read_bytes(), out.read_bytes()) == before
+    assert (train_state(out).read_bytes(), out.read_bytes()) == before
 
 
 def test_a_train_state_step_far_past_the_steps_is_refused(digits, tmp_path):
     out = tmp_path / "s.safetensors"
     train(run_for(3), digits, edm(), out)
-    _edit_state(state_path(out), step=str(10**11))
+    _edit_state(train_state(out), step=str(10**11))
     with pytest.raises(EdgeditError, match="is at step 100000000000, past --steps 6"):
         train(run_for(6), digits, edm(), out, resume=True)
