@@ -18,11 +18,11 @@ import onnx
 
 from edgedit.contract.fileio import write_text_atomic
 from edgedit.contract.quantization import INT8_CLASSES, PrecisionPlan, fp32_class, int8_class
-from edgedit.cost.calibration import estimate
+from edgedit.cost.fit import estimate
 from edgedit.eval.evaluate import evaluate
 from edgedit.eval.metrics import psnr_db
 from edgedit.export import graph
-from edgedit.export.calibration import HELDOUT_SEED, record_inputs
+from edgedit.export.calib_data import HELDOUT_SEED, record_inputs
 from edgedit.export.precision import outputs
 from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 

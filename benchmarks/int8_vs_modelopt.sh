@@ -49,7 +49,7 @@ from pathlib import Path
 
 from modelopt.onnx.quantization import quantize
 
-from edgedit.export.calibration import CALIBRATION_SEED, record_inputs
+from edgedit.export.calib_data import CALIBRATION_SEED, record_inputs
 from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 
 out, method = Path(sys.argv[1]), sys.argv[2]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedit.eval.metrics import psnr_db
-from edgedit.export.calibration import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
+from edgedit.export.calib_data import CALIBRATION_SEED, HELDOUT_SEED, record_inputs
 from edgedit.export.exporter import BatchSpec, export_onnx
 from edgedit.export.quantize import QuantizeOptions, quantize_onnx
 from edgedit.models.loading import load_model_or_preset

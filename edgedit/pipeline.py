@@ -10,6 +10,7 @@ building meet. The CLI and the demo call these, so every policy here exists once
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -86,10 +87,9 @@ def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOpti
         raise EdgeditError("--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already "
                            "calibrated)")
     source = artefacts.int8_onnx(onnx, output.parent) if quantize_first else onnx
-    if dry_run:  # the command for the file the build would use (the quantized one is not made)
-        if quantize_first:
-            meta.precision = "int8"
-        return plan_build(onnx, output, options, meta=meta, source=source)
+    if dry_run:  # the command for the file the build would use (the quantized one is not made): nothing changes
+        planned = dataclasses.replace(meta, precision="int8") if quantize_first else meta
+        return plan_build(onnx, output, options, meta=planned, source=source)
     if quantize_first:
         missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
