@@ -43,8 +43,13 @@ def load_runs(folder: Path) -> dict[str, dict]:
             total += legs.get(step, 0)
             wall.append(total)
         kind, seed = RUN.fullmatch(run.name).groups()
-        runs[run.name] = {"kind": kind, "seed": int(seed or 0), "steps": steps, "wall_s": wall,
-                          "fid": [fid_of(run / f"eval-{s}.json") for s in steps]}
+        runs[run.name] = {
+            "kind": kind,
+            "seed": int(seed or 0),
+            "steps": steps,
+            "wall_s": wall,
+            "fid": [fid_of(run / f"eval-{s}.json") for s in steps],
+        }
     return runs
 
 
@@ -93,8 +98,11 @@ def best(sets: dict[str, dict[int, dict]]) -> str | None:
     if "teacher" not in sets:
         return None
     teacher = group(sets, "teacher")
-    finals = {name: statistics.mean(fid_of(r) for r in s.values()) for name, s in sets.items()
-              if re.fullmatch(r"adversarial-seed\d+-step-4000", name)}
+    finals = {
+        name: statistics.mean(fid_of(r) for r in s.values())
+        for name, s in sets.items()
+        if re.fullmatch(r"adversarial-seed\d+-step-4000", name)
+    }
     for name in sorted(finals, key=finals.get):
         mean, half, _ = paired(group(sets, re.escape(name)), teacher)
         if mean + half < 0:
@@ -105,10 +113,15 @@ def best(sets: dict[str, dict[int, dict]]) -> str | None:
 def curve_lines(runs: dict[str, dict], sets: dict[str, dict[int, dict]], first: int) -> list[str]:
     steps = sorted({s for r in runs.values() for s in r["steps"]})
     start = sets.get("start", {}).get(first)
-    lines = [f"FID on the sample seeds {first}-{first + 999} (domain FID, the digits classifier's features), "
-             f"every 1,000 steps; step 0 is the shipped student's weights drawing the fine-tunes' noise"
-             + (f" ({fid_of(start):.1f})" if start else "") + ":", "",
-             "| run | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---|" * len(steps)]
+    lines = [
+        f"FID on the sample seeds {first}-{first + 999} (domain FID, the digits classifier's features), "
+        f"every 1,000 steps; step 0 is the shipped student's weights drawing the fine-tunes' noise"
+        + (f" ({fid_of(start):.1f})" if start else "")
+        + ":",
+        "",
+        "| run | " + " | ".join(str(s) for s in steps) + " |",
+        "|---|" + "---|" * len(steps),
+    ]
     for name, r in runs.items():
         by = dict(zip(r["steps"], r["fid"]))
         lines.append(f"| {name} | " + " | ".join(f"{by[s]:.1f}" if s in by else "-" for s in steps) + " |")
@@ -117,35 +130,57 @@ def curve_lines(runs: dict[str, dict], sets: dict[str, dict[int, dict]], first: 
 
 def set_lines(sets: dict[str, dict[int, dict]], control_step: int | None) -> list[str]:
     n = len(next(iter(sets.values()))) if sets else 0
-    rows = [("adversarial, 4,000 steps", r"adversarial-seed\d+-step-4000"),
-            ("control (output), 4,000 steps", r"control-seed\d+-step-4000"),
-            ("control (output), 6,000 steps", r"control-seed\d+-step-6000"),
-            ("start (shipped weights, fine-tunes' noise)", "start"),
-            ("shipped student (its own noise)", "shipped"), ("teacher (18 Heun steps)", "teacher")]
+    rows = [
+        ("adversarial, 4,000 steps", r"adversarial-seed\d+-step-4000"),
+        ("control (output), 4,000 steps", r"control-seed\d+-step-4000"),
+        ("control (output), 6,000 steps", r"control-seed\d+-step-6000"),
+        ("start (shipped weights, fine-tunes' noise)", "start"),
+        ("shipped student (its own noise)", "shipped"),
+        ("teacher (18 Heun steps)", "teacher"),
+    ]
     if control_step and control_step not in (4000, 6000):
         rows.insert(2, (f"control (output), {control_step:,} steps", rf"control-seed\d+-step-{control_step}"))
-    lines = ["", f"On {n} disjoint sets of 1,000 fresh sample seeds, FID mean and sd over the sets (runs of one "
-             "kind pooled), and the classifier's view (mean over sets and runs):", "",
-             "| model | runs | FID mean | sd over sets | per run | classifier confidence | class coverage | "
-             "label agreement |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"On {n} disjoint sets of 1,000 fresh sample seeds, FID mean and sd over the sets (runs of one "
+        "kind pooled), and the classifier's view (mean over sets and runs):",
+        "",
+        "| model | runs | FID mean | sd over sets | per run | classifier confidence | class coverage | "
+        "label agreement |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, pattern in rows:
         members = [s for name, s in sorted(sets.items()) if re.fullmatch(pattern, name)]
         if not members:
             continue
         per_set = [statistics.mean(fid_of(m[f]) for m in members) for f in members[0]]
         per_run = ", ".join(f"{statistics.mean(fid_of(r) for r in m.values()):.1f}" for m in members)
-        view = [statistics.mean(metric(r, k) or 0 for m in members for r in m.values())
-                for k in ("classifier confidence", "class coverage", "label agreement")]
-        lines.append(f"| {label} | {len(members)} | {statistics.mean(per_set):.1f} | {statistics.stdev(per_set):.1f} | "
-                     f"{per_run} | {view[0]:.3f} | {view[1]:.1f} | {view[2]:.3f} |")
-    lines += ["", "Paired differences over the seed sets (each set's mean over runs; negative: the first is better), "
-              "95% intervals (t over the sets):", ""]
+        view = [
+            statistics.mean(metric(r, k) or 0 for m in members for r in m.values())
+            for k in ("classifier confidence", "class coverage", "label agreement")
+        ]
+        lines.append(
+            f"| {label} | {len(members)} | {statistics.mean(per_set):.1f} | {statistics.stdev(per_set):.1f} | "
+            f"{per_run} | {view[0]:.3f} | {view[1]:.1f} | {view[2]:.3f} |"
+        )
+    lines += [
+        "",
+        "Paired differences over the seed sets (each set's mean over runs; negative: the first is better), "
+        "95% intervals (t over the sets):",
+        "",
+    ]
     adversarial = group(sets, r"adversarial-seed\d+-step-4000")
-    for label, pattern in (("control at 4,000 steps (equal steps)", r"control-seed\d+-step-4000"),
-                           *([(f"control at {control_step:,} steps (equal wall time)",
-                               rf"control-seed\d+-step-{control_step}")] if control_step else []),
-                           ("the start (shipped weights, same noise scheme)", "start"),
-                           ("the shipped student", "shipped"), ("the teacher", "teacher")):
+    for label, pattern in (
+        ("control at 4,000 steps (equal steps)", r"control-seed\d+-step-4000"),
+        *(
+            [(f"control at {control_step:,} steps (equal wall time)", rf"control-seed\d+-step-{control_step}")]
+            if control_step
+            else []
+        ),
+        ("the start (shipped weights, same noise scheme)", "start"),
+        ("the shipped student", "shipped"),
+        ("the teacher", "teacher"),
+    ):
         other = group(sets, pattern)
         if adversarial and other:
             mean, half, k = paired(adversarial, other)
@@ -165,11 +200,23 @@ def plot(runs: dict[str, dict], teacher_fid: float | None, start_fid: float | No
         if r["kind"] not in colors:
             continue
         steps, fid = [0, *r["steps"]], [start_fid, *r["fid"]] if start_fid else r["fid"]
-        by_step.plot(steps if start_fid else r["steps"], fid, marker="o", color=colors[r["kind"]], alpha=0.8,
-                     label=f"{r['kind']}" if r["seed"] == 0 else None)
+        by_step.plot(
+            steps if start_fid else r["steps"],
+            fid,
+            marker="o",
+            color=colors[r["kind"]],
+            alpha=0.8,
+            label=f"{r['kind']}" if r["seed"] == 0 else None,
+        )
         if any(r["wall_s"]):
-            by_wall.plot([0, *r["wall_s"]] if start_fid else r["wall_s"], fid, marker="o", color=colors[r["kind"]],
-                         alpha=0.8, label=f"{r['kind']}" if r["seed"] == 0 else None)
+            by_wall.plot(
+                [0, *r["wall_s"]] if start_fid else r["wall_s"],
+                fid,
+                marker="o",
+                color=colors[r["kind"]],
+                alpha=0.8,
+                label=f"{r['kind']}" if r["seed"] == 0 else None,
+            )
     for axis in (by_step, by_wall):
         if teacher_fid:
             axis.axhline(teacher_fid, color="black", linestyle="--", label="teacher (35 evaluations)")
@@ -202,22 +249,38 @@ def main() -> None:
     first = 100000
     teacher = sets.get("teacher", {}).get(first)
     start = sets.get("start", {}).get(first)
-    lines = ["# Adversarial fine-tuning on digits (benchmarks/digits_adversarial.sh)", "",
-             *curve_lines(runs, sets, first), *set_lines(sets, control_step)]
+    lines = [
+        "# Adversarial fine-tuning on digits (benchmarks/digits_adversarial.sh)",
+        "",
+        *curve_lines(runs, sets, first),
+        *set_lines(sets, control_step),
+    ]
     if cost:
-        lines += ["", "Seconds per 1,000 steps on a quiet core (200 steps, two interleaved rounds, the training loop "
-                  "only): " + ", ".join(f"{m} {v:.0f} s" for m, v in cost.items())
-                  + (f"; equal wall time: adversarial 4,000 steps = control {control_step:,}" if control_step else "")]
+        lines += [
+            "",
+            "Seconds per 1,000 steps on a quiet core (200 steps, two interleaved rounds, the training loop "
+            "only): "
+            + ", ".join(f"{m} {v:.0f} s" for m, v in cost.items())
+            + (f"; equal wall time: adversarial 4,000 steps = control {control_step:,}" if control_step else ""),
+        ]
     winner = best(sets)
-    lines += ["", f"Verdict: {winner} beats the teacher on the five sets (mean and paired difference)." if winner else
-              "Verdict: no adversarial student beats the teacher on the five sets (mean and paired difference)."]
+    lines += [
+        "",
+        f"Verdict: {winner} beats the teacher on the five sets (mean and paired difference)."
+        if winner
+        else "Verdict: no adversarial student beats the teacher on the five sets (mean and paired difference).",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
         (args.output / "adversarial.md").write_text(text)
-        plot(runs, fid_of(teacher) if teacher else None, fid_of(start) if start else None,
-             args.output / "adversarial.png")
+        plot(
+            runs,
+            fid_of(teacher) if teacher else None,
+            fid_of(start) if start else None,
+            args.output / "adversarial.png",
+        )
 
 
 if __name__ == "__main__":

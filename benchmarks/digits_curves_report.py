@@ -41,9 +41,14 @@ def load_runs(curves: Path) -> dict[str, dict]:
         for step in steps:
             total += legs.get(step, 0)
             cumulative.append(total)
-        runs[folder.name] = {"method": match[1], "seed": int(match[2]), "steps": steps,
-                             "fid": [fid_of(folder / f"eval-{s}.json") for s in steps], "wall_s": cumulative,
-                             "leg_s": [legs.get(s) for s in steps]}
+        runs[folder.name] = {
+            "method": match[1],
+            "seed": int(match[2]),
+            "steps": steps,
+            "fid": [fid_of(folder / f"eval-{s}.json") for s in steps],
+            "wall_s": cumulative,
+            "leg_s": [legs.get(s) for s in steps],
+        }
     return runs
 
 
@@ -58,8 +63,10 @@ def load_seed_sets(curves: Path) -> dict[str, dict[int, float]]:
         sets.setdefault(name, {})[int(first)] = fid_of(report)
         schemes[path.name] = report.get("noise")
     if len(set(schemes.values())) > 1 or None in schemes.values():
-        raise SystemExit(f"{curves / 'seed-sets'}: evaluations of several or unrecorded noise schemes "
-                         f"({sorted(set(map(str, schemes.values())))}); remove them and run digits_curves.sh report")
+        raise SystemExit(
+            f"{curves / 'seed-sets'}: evaluations of several or unrecorded noise schemes "
+            f"({sorted(set(map(str, schemes.values())))}); remove them and run digits_curves.sh report"
+        )
     return sets
 
 
@@ -103,25 +110,35 @@ def seed_set_lines(sets: dict[str, dict[int, float]]) -> list[str]:
         match = re.fullmatch(r"(output|ta|mi1|output-16k)-seed(\d+)-step-(\d+)", name)
         if match:
             by.setdefault((match[1], int(match[3])), []).append(s)
-    lines = ["", f"On {n_sets} disjoint sets of 1,000 sample seeds (0-999, 1000-1999, ...), FID mean +- sd over the "
-             "sets (each run's students; runs of one method pooled):", "",
-             "| model | step | runs | FID mean | sd over sets | per run (mean over sets) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"On {n_sets} disjoint sets of 1,000 sample seeds (0-999, 1000-1999, ...), FID mean +- sd over the "
+        "sets (each run's students; runs of one method pooled):",
+        "",
+        "| model | step | runs | FID mean | sd over sets | per run (mean over sets) |",
+        "|---|---|---|---|---|---|",
+    ]
     for (method, step), runs in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         per_set = [statistics.mean(r[f] for r in runs) for f in runs[0]]
         per_run = ", ".join(f"{statistics.mean(r.values()):.1f}" for r in runs)
-        lines.append(f"| {method} | {step} | {len(runs)} | {statistics.mean(per_set):.1f} | "
-                     f"{statistics.stdev(per_set):.1f} | {per_run} |")
+        lines.append(
+            f"| {method} | {step} | {len(runs)} | {statistics.mean(per_set):.1f} | "
+            f"{statistics.stdev(per_set):.1f} | {per_run} |"
+        )
     if "teacher" in sets:
         t = list(sets["teacher"].values())
         lines.append(f"| teacher (18 Heun steps) | - | 1 | {statistics.mean(t):.1f} | {statistics.stdev(t):.1f} | - |")
     within = [statistics.variance(s.values()) for name, s in sets.items() if name != "teacher"]
-    lines += ["", f"Evaluation noise: the sd of one model's FID over the seed sets, pooled over the {len(within)} "
-              f"students: {statistics.mean(within) ** 0.5:.1f}.", "",
-              "Differences to output distillation (negative: better than output), with two 95% intervals: over "
-              "the seed sets (paired: the evaluation's noise only) and over the training seeds (two-sample t on the "
-              "runs' means over the sets, the variance pooled over the methods with two or more runs at that step):",
-              ""]
+    lines += [
+        "",
+        f"Evaluation noise: the sd of one model's FID over the seed sets, pooled over the {len(within)} "
+        f"students: {statistics.mean(within) ** 0.5:.1f}.",
+        "",
+        "Differences to output distillation (negative: better than output), with two 95% intervals: over "
+        "the seed sets (paired: the evaluation's noise only) and over the training seeds (two-sample t on the "
+        "runs' means over the sets, the variance pooled over the methods with two or more runs at that step):",
+        "",
+    ]
     for step in sorted({s for _, s in by}):
         seeds = _seed_spread(by, step)
         for method in ("ta", "mi1", "output-16k"):
@@ -133,17 +150,23 @@ def seed_set_lines(sets: dict[str, dict[int, float]]) -> list[str]:
             if seeds is not None:
                 sd, df = seeds
                 runs = f"; over training seeds +- {t95(df + 1) * sd * (1 / len(a) + 1 / len(b)) ** 0.5:.1f}"
-            lines.append(f"- {method} - output at {step} steps ({len(a)} vs {len(b)} runs): {mean:+.1f} FID; "
-                         f"over the sets +- {half:.1f}{runs}")
+            lines.append(
+                f"- {method} - output at {step} steps ({len(a)} vs {len(b)} runs): {mean:+.1f} FID; "
+                f"over the sets +- {half:.1f}{runs}"
+            )
         if seeds is not None:
-            lines.append(f"- training-seed sd at {step} steps (pooled): {seeds[0]:.1f} FID ({seeds[1]} degrees of "
-                         "freedom)")
+            lines.append(
+                f"- training-seed sd at {step} steps (pooled): {seeds[0]:.1f} FID ({seeds[1]} degrees of freedom)"
+            )
     if "teacher" in sets:
         best = best_student(sets)
         ratios = [sets[best][f] / sets["teacher"][f] for f in sets["teacher"]]
-        lines += ["", f"Best student by mean FID over the sets: {best}, {statistics.mean(sets[best].values()):.1f}; "
-                  f"per set {statistics.mean(ratios):.3f}x the teacher's FID "
-                  f"(range {min(ratios):.3f}-{max(ratios):.3f})."]
+        lines += [
+            "",
+            f"Best student by mean FID over the sets: {best}, {statistics.mean(sets[best].values()):.1f}; "
+            f"per set {statistics.mean(ratios):.3f}x the teacher's FID "
+            f"(range {min(ratios):.3f}-{max(ratios):.3f}).",
+        ]
     return lines
 
 
@@ -160,10 +183,15 @@ def step_cost_lines(seconds: dict[str, list[float]]) -> list[str]:
     if not seconds:
         return []
     base = statistics.mean(seconds["output"])
-    cells = [f"{m} {statistics.mean(v):.0f} s ({', '.join(f'{x:.0f}' for x in v)}; {statistics.mean(v) / base:.2f}x "
-             "output)" for m, v in seconds.items()]
-    return ["", "Seconds per 1,000 steps on a quiet machine (one core; 200 steps of each method, two interleaved "
-            "rounds; the training loop only): " + "; ".join(cells) + "."]
+    cells = [
+        f"{m} {statistics.mean(v):.0f} s ({', '.join(f'{x:.0f}' for x in v)}; {statistics.mean(v) / base:.2f}x output)"
+        for m, v in seconds.items()
+    ]
+    return [
+        "",
+        "Seconds per 1,000 steps on a quiet machine (one core; 200 steps of each method, two interleaved "
+        "rounds; the training loop only): " + "; ".join(cells) + ".",
+    ]
 
 
 def _seed_spread(by: dict, step: int) -> tuple[float, int] | None:
@@ -210,8 +238,13 @@ def main() -> None:
     cost = {m: statistics.mean(v) for m, v in rounds.items()}
     fig, (by_step, by_wall) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for r in runs.values():
-        style = dict(color=colours[r["method"]], linestyle=styles[r["seed"] % 3], marker="o", markersize=3,
-                     label=f"{r['method']} seed {r['seed']}")
+        style = dict(
+            color=colours[r["method"]],
+            linestyle=styles[r["seed"] % 3],
+            marker="o",
+            markersize=3,
+            label=f"{r['method']} seed {r['seed']}",
+        )
         by_step.plot(r["steps"], r["fid"], **style)
         per_step = cost.get(r["method"].removesuffix("-16k"))
         if per_step is not None:
@@ -225,11 +258,17 @@ def main() -> None:
             ax.axhline(t, color="black", linewidth=1, label=f"teacher (18 Heun steps) {t:.1f}")
             ax.axhline(1.15 * t, color="grey", linewidth=1, linestyle="--", label=f"1.15x teacher {1.15 * t:.1f}")
         ax.grid(alpha=0.3)
-    by_step.set(xlabel="optimizer steps (batch 64)", ylabel="FID (digits classifier features, 1,000 samples)",
-                title="FID against steps")
-    by_wall.set(xlabel="minutes on one quiet CPU core (steps x measured step cost)" if cost
-                else "training wall-clock, minutes (one CPU core, shared)",
-                title="FID against wall-clock")
+    by_step.set(
+        xlabel="optimizer steps (batch 64)",
+        ylabel="FID (digits classifier features, 1,000 samples)",
+        title="FID against steps",
+    )
+    by_wall.set(
+        xlabel="minutes on one quiet CPU core (steps x measured step cost)"
+        if cost
+        else "training wall-clock, minutes (one CPU core, shared)",
+        title="FID against wall-clock",
+    )
     by_step.legend(fontsize=8)
     fig.suptitle("One-step 4 x 80 students (485k parameters) distilled from 4,096 digits pairs (output-16k: 16,384)")
     fig.tight_layout()
@@ -237,13 +276,18 @@ def main() -> None:
 
     rows = ["run,method,seed,step,fid,leg_seconds"]
     for name, r in runs.items():
-        rows += [f"{name},{r['method']},{r['seed']},{s},{f:.3f},{w if w is not None else ''}"
-                 for s, f, w in zip(r["steps"], r["fid"], r["leg_s"])]
+        rows += [
+            f"{name},{r['method']},{r['seed']},{s},{f:.3f},{w if w is not None else ''}"
+            for s, f, w in zip(r["steps"], r["fid"], r["leg_s"])
+        ]
     (args.output / "curves.csv").write_text("\n".join(rows) + "\n")
 
-    lines = ["| method | " + " | ".join(f"step {s}" for s in _checkpoints(runs))
-             + " | s per 1,000 steps (median of the legs; shared CPU) |",
-             "|---|" + "---|" * (len(_checkpoints(runs)) + 1)]
+    lines = [
+        "| method | "
+        + " | ".join(f"step {s}" for s in _checkpoints(runs))
+        + " | s per 1,000 steps (median of the legs; shared CPU) |",
+        "|---|" + "---|" * (len(_checkpoints(runs)) + 1),
+    ]
     for method in ("output", "ta", "mi1", "output-16k"):  # output-16k: output distillation on 16,384 pairs
         mine = [r for r in runs.values() if r["method"] == method]
         if not mine:

@@ -28,12 +28,18 @@ def main() -> None:
     fit = calibrate(load_points())
     write_text_atomic(args.fit, json.dumps(fit.to_dict(), indent=1) + "\n")
     error = loo_error(fit)
-    lines = ["Constants: " + ", ".join(f"{k} = {v:.4g}" for k, v in fit.constants.to_dict().items())
-             + " (launch_us is not fitted, see above).", "",
-             f"Leave-one-out over {error['points']} points: median error x{error['median_factor']:.2f}, "
-             f"worst x{error['max_factor']:.2f}, RMS of log ratios {error['rms_log']:.3f}. Estimates show the point "
-             f"and the range x{fit.range_ratios[0]:.2f}..x{fit.range_ratios[1]:.2f} (10th-90th percentile of the "
-             "leave-one-out ratios measured / predicted).", "", fit_table(fit)]
+    lines = [
+        "Constants: "
+        + ", ".join(f"{k} = {v:.4g}" for k, v in fit.constants.to_dict().items())
+        + " (launch_us is not fitted, see above).",
+        "",
+        f"Leave-one-out over {error['points']} points: median error x{error['median_factor']:.2f}, "
+        f"worst x{error['max_factor']:.2f}, RMS of log ratios {error['rms_log']:.3f}. Estimates show the point "
+        f"and the range x{fit.range_ratios[0]:.2f}..x{fit.range_ratios[1]:.2f} (10th-90th percentile of the "
+        "leave-one-out ratios measured / predicted).",
+        "",
+        fit_table(fit),
+    ]
     doc = args.doc.read_text()
     begin, end = "<!-- fit:begin -->", "<!-- fit:end -->"
     head, rest = doc.split(begin)

@@ -45,6 +45,7 @@ from edgedit.runtime.samplers import generate
 try:
     from edgedit.runtime.null import NullBackend
 except ImportError:  # an edgedit before the null backend: the same thing, here
+
     class NullBackend(Backend):
         name, suffixes, auto = "null", (".onnx",), False
 
@@ -68,8 +69,21 @@ def open_null(model: Path) -> Backend:
 def export_shipped_student(folder: Path) -> Path:
     student = Path(edgedit.__file__).parent / "assets" / "student-digits.safetensors"
     out = folder / "student.onnx"
-    subprocess.run([sys.executable, "-c", "from edgedit.cli import main; main()", "export", str(student), "-o",
-                    str(out), "--dynamic-batch", "1:8:8"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from edgedit.cli import main; main()",
+            "export",
+            str(student),
+            "-o",
+            str(out),
+            "--dynamic-batch",
+            "1:8:8",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return out
 
 
@@ -82,8 +96,9 @@ def variants(backend: Backend) -> dict[str, callable]:
         found[f"generate b{batch}"] = lambda seeds=seeds, batch=batch: generate(backend, seeds, batch=batch)
         for scheme in ("pcg64-keyed", "pcg64") if has_schemes else ("pcg64",):
             kwargs = {"scheme": scheme} if has_schemes else {}
-            found[f"noise {scheme} b{batch}"] = lambda seeds=seeds, kwargs=kwargs: noise_from_seeds(seeds, shape,
-                                                                                                   **kwargs)
+            found[f"noise {scheme} b{batch}"] = lambda seeds=seeds, kwargs=kwargs: noise_from_seeds(
+                seeds, shape, **kwargs
+            )
     return found
 
 
@@ -103,8 +118,18 @@ def tensorrt_variants(model: Path, scratch: Path) -> dict[str, callable]:
     from edgedit.runtime.backends import load_backend
 
     edgedit.contract.device.cuda_devices = lambda: {
-        "driver": "12.6", "error": None, "devices": [{"index": 0, "name": "Orin (fake)", "compute_capability": "8.7",
-                                                      "memory_bytes": 7_600_000_000, "integrated": True}]}
+        "driver": "12.6",
+        "error": None,
+        "devices": [
+            {
+                "index": 0,
+                "name": "Orin (fake)",
+                "compute_capability": "8.7",
+                "memory_bytes": 7_600_000_000,
+                "integrated": True,
+            }
+        ],
+    }
     edgedit.runtime.cuda_graph._DRIVER = libcuda
     tensorrt.IExecutionContext._execute = lambda self: None  # the engine's work: zero
     backend = load_backend(build(model, scratch / "s.plan", BuildOptions(precision="fp16")).plan)
@@ -115,6 +140,7 @@ def tensorrt_variants(model: Path, scratch: Path) -> dict[str, callable]:
         def run(feeds=feeds):
             backend.run(feeds)
             tensorrt.CALLS.clear()  # the fake's call log, not ours
+
         found[f"tensorrt run b{batch}"] = run
     return found
 
@@ -150,9 +176,15 @@ def main() -> None:
         if "tensorrt" not in sys.modules and hasattr(edgedit.runtime, "null"):  # a current checkout
             calls.update(tensorrt_variants(model, Path(scratch)))
         us = measure(calls, args.rounds, args.calls)
-    result = {"edgedit": str(Path(edgedit.__file__).parent), "machine": f"{platform.machine()} "
-              f"{platform.processor() or ''}".strip(), "python": platform.python_version(),
-              "numpy": np.__version__, "rounds": args.rounds, "calls_per_round": args.calls, "us_per_call": us}
+    result = {
+        "edgedit": str(Path(edgedit.__file__).parent),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "rounds": args.rounds,
+        "calls_per_round": args.calls,
+        "us_per_call": us,
+    }
     for what in ["generate", "tensorrt run"] + [f"noise {s}" for s in ("pcg64-keyed", "pcg64")]:
         if f"{what} b8" in us:
             image = (us[f"{what} b8"] - us[f"{what} b1"]) / 7
@@ -168,9 +200,11 @@ def main() -> None:
         parts = [result[w] for w in ("generate", "tensorrt run") if w in result]  # the sampler, then the engine call
         for batch in (1, 8):
             host = 3 * sum(r["us_per_call"] + batch * r["us_per_image"] for r in parts)  # an A78AE core as 3x slower
-            print(f"  estimate for a Cortex-A78AE (3x this machine per core), batch {batch}: {host:.0f} us host "
-                  f"per call ({' + '.join(w for w in ('generate', 'tensorrt run') if w in result)}), "
-                  f"{host / 500:.0%} of a 0.5 ms engine call")
+            print(
+                f"  estimate for a Cortex-A78AE (3x this machine per core), batch {batch}: {host:.0f} us host "
+                f"per call ({' + '.join(w for w in ('generate', 'tensorrt run') if w in result)}), "
+                f"{host / 500:.0%} of a 0.5 ms engine call"
+            )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -43,15 +43,22 @@ def tally(verdicts: list, classes: tuple[str, ...]) -> dict:
         mine = [v for v in verdicts if v.cls == cls]
         if not mine:
             continue
-        exits = Counter("other" if v.exit not in ("0", "1", "2", "hang") and not v.exit.startswith("signal")
-                        else ("crash" if v.exit.startswith("signal") else v.exit) for v in mine)
+        exits = Counter(
+            "other"
+            if v.exit not in ("0", "1", "2", "hang") and not v.exit.startswith("signal")
+            else ("crash" if v.exit.startswith("signal") else v.exit)
+            for v in mine
+        )
         flags: dict[str, list[str]] = {}
         for v in mine:
             for flag in dict.fromkeys(v.flags):
                 flags.setdefault(flag, []).append(v.case_id)
-        out[cls] = {"cases": len(mine), "ok": sum(v.ok for v in mine),
-                    "exit": {k: exits.get(k, 0) for k in ("0", "1", "2", "hang", "crash", "other")},
-                    "flags": {k: flags[k] for k in sorted(flags)}}
+        out[cls] = {
+            "cases": len(mine),
+            "ok": sum(v.ok for v in mine),
+            "exit": {k: exits.get(k, 0) for k in ("0", "1", "2", "hang", "crash", "other")},
+            "flags": {k: flags[k] for k in sorted(flags)},
+        }
     return out
 
 
@@ -59,27 +66,37 @@ FLAG_COLUMNS = ("internal-error", "traceback", "not-one-line", "unnamed", "wrote
 
 
 def print_tally(table: dict) -> None:
-    head = f"{'class':<18} {'cases':>5} {'ok':>4} | {'ex0':>4} {'ex1':>4} {'ex2':>4} {'hang':>4} {'crash':>5} | " + \
-        " ".join(f"{c[:8]:>8}" for c in FLAG_COLUMNS)
+    head = (
+        f"{'class':<18} {'cases':>5} {'ok':>4} | {'ex0':>4} {'ex1':>4} {'ex2':>4} {'hang':>4} {'crash':>5} | "
+        + " ".join(f"{c[:8]:>8}" for c in FLAG_COLUMNS)
+    )
     print(head)
     print("-" * len(head))
     totals = Counter()
     for cls, row in table.items():
         e, f = row["exit"], row["flags"]
         cells = [len(f.get(c, [])) for c in FLAG_COLUMNS]
-        print(f"{cls:<18} {row['cases']:>5} {row['ok']:>4} | {e['0']:>4} {e['1']:>4} {e['2']:>4} {e['hang']:>4} "
-              f"{e['crash']:>5} | " + " ".join(f"{n:>8}" for n in cells))
+        print(
+            f"{cls:<18} {row['cases']:>5} {row['ok']:>4} | {e['0']:>4} {e['1']:>4} {e['2']:>4} {e['hang']:>4} "
+            f"{e['crash']:>5} | " + " ".join(f"{n:>8}" for n in cells)
+        )
         totals.update({"cases": row["cases"], "ok": row["ok"], **e, **dict(zip(FLAG_COLUMNS, cells))})
     print("-" * len(head))
-    print(f"{'all':<18} {totals['cases']:>5} {totals['ok']:>4} | {totals['0']:>4} {totals['1']:>4} {totals['2']:>4} "
-          f"{totals['hang']:>4} {totals['crash']:>5} | " + " ".join(f"{totals[c]:>8}" for c in FLAG_COLUMNS))
+    print(
+        f"{'all':<18} {totals['cases']:>5} {totals['ok']:>4} | {totals['0']:>4} {totals['1']:>4} {totals['2']:>4} "
+        f"{totals['hang']:>4} {totals['crash']:>5} | " + " ".join(f"{totals[c]:>8}" for c in FLAG_COLUMNS)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="Write the tally and every case's verdict here.")
-    parser.add_argument("--only", action="append", default=[], help="Run the cases whose id starts with this "
-                        "(repeatable), e.g. metadata/ or pairs/labels.")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="Run the cases whose id starts with this (repeatable), e.g. metadata/ or pairs/labels.",
+    )
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="Multiply every case's time limit.")
     parser.add_argument("--keep", type=Path, help="Keep the case folders (and the valid artefacts) under this folder.")
     parser.add_argument("--quiet", action="store_true", help="No line per case.")
@@ -95,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         hello = zygote.hello
-        print(f"edgedit {hello.get('version')} from {hello['edgedit']} (Python {hello['python']}); "
-              f"{len(cases)} cases", file=sys.stderr)
+        print(
+            f"edgedit {hello.get('version')} from {hello['edgedit']} (Python {hello['python']}); {len(cases)} cases",
+            file=sys.stderr,
+        )
         base = cases_module.build_base(work / "base", zygote.run)
         print(f"valid artefacts made in {time.monotonic() - start:.0f} s", file=sys.stderr)
         verdicts = []
@@ -108,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(folder, ignore_errors=True)
             if not args.quiet:
                 status = "ok" if verdict.ok else ",".join(dict.fromkeys(verdict.flags))
-                print(f"[{index + 1}/{len(cases)}] {case.id}: exit {verdict.exit} {verdict.seconds:.1f}s {status} | "
-                      f"{verdict.message[:160]}", file=sys.stderr, flush=True)
+                print(
+                    f"[{index + 1}/{len(cases)}] {case.id}: exit {verdict.exit} {verdict.seconds:.1f}s {status} | "
+                    f"{verdict.message[:160]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if args.explain and not verdict.ok:
                 print(verdict.explain(), file=sys.stderr, flush=True)
     finally:
@@ -122,10 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(verdicts)} cases in {seconds:.0f} s against {hello['edgedit']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "edgedit": hello["edgedit"], "version": hello.get("version"), "python": hello["python"],
-            "memory_limit_mb": hello.get("memory_limit_mb"), "cases": len(verdicts), "seconds": round(seconds, 1),
-            "classes": table, "results": [v.to_dict() for v in verdicts]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "edgedit": hello["edgedit"],
+                    "version": hello.get("version"),
+                    "python": hello["python"],
+                    "memory_limit_mb": hello.get("memory_limit_mb"),
+                    "cases": len(verdicts),
+                    "seconds": round(seconds, 1),
+                    "classes": table,
+                    "results": [v.to_dict() for v in verdicts],
+                },
+                indent=2,
+            )
+        )
         print(f"wrote {args.json}")
     return 0 if all(v.ok for v in verdicts) else 1
 

@@ -38,8 +38,10 @@ def main() -> None:
     def session(path: Path) -> None:
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-    print("| model | size | checks, no hash (ms) | checks + weights hash (ms) | hash alone (ms) | "
-          "ONNX Runtime session (ms) | verification / session |")
+    print(
+        "| model | size | checks, no hash (ms) | checks + weights hash (ms) | hash alone (ms) | "
+        "ONNX Runtime session (ms) | verification / session |"
+    )
     print("|---|---|---|---|---|---|---|")
     for path in args.models:
         times: dict[str, list[float]] = {"plain": [], "hashed": [], "session": []}
@@ -48,8 +50,10 @@ def main() -> None:
             times["hashed"].append(timed(read, path, True))
             times["session"].append(timed(session, path))
         plain, hashed, session = (statistics.median(times[k]) for k in ("plain", "hashed", "session"))
-        print(f"| {path.name} | {path.stat().st_size / 2**20:.1f} MiB | {plain:.2f} | {hashed:.2f} | "
-              f"{hashed - plain:.2f} | {session:.1f} | {hashed / session:.2f}x |")
+        print(
+            f"| {path.name} | {path.stat().st_size / 2**20:.1f} MiB | {plain:.2f} | {hashed:.2f} | "
+            f"{hashed - plain:.2f} | {session:.1f} | {hashed / session:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

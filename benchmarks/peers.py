@@ -65,29 +65,39 @@ def main() -> None:
         onnx = exports(args.checkpoint, Path(scratch))
         peak = gemm_peak_gflop_s()
         settings = BenchSettings([1, 8], warmup=5, duration_s=args.duration, rounds=10)
-        records, _ = run_bench([str(args.checkpoint), *map(str, onnx)], ["auto"], settings,
-                               RunOptions(threads=args.threads))
+        records, _ = run_bench(
+            [str(args.checkpoint), *map(str, onnx)], ["auto"], settings, RunOptions(threads=args.threads)
+        )
     rows = {(r["backend"], r["precision"], r["batch"]): r for r in records}
-    lines = [f"{records[0]['env'].get('cpu')}, {platform.python_version()}, practical peak {peak:.0f} GFLOP/s "
-             f"(float32 GEMM 2048, numpy BLAS); {args.duration:g} s per row in 10 interleaved rounds", "",
-             "| backend | precision | batch | p50 ms | GFLOP/s | % of peak | vs torch eager (95% CI) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{records[0]['env'].get('cpu')}, {platform.python_version()}, practical peak {peak:.0f} GFLOP/s "
+        f"(float32 GEMM 2048, numpy BLAS); {args.duration:g} s per row in 10 interleaved rounds",
+        "",
+        "| backend | precision | batch | p50 ms | GFLOP/s | % of peak | vs torch eager (95% CI) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         eager = rows[("torch", "fp32", r["batch"])]
         ci = ratio_interval(eager["round_p50_ms"], r["round_p50_ms"]) if r is not eager else None
         ratio = eager["latency_ms"]["p50"] / r["latency_ms"]["p50"]
-        lines.append(f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['latency_ms']['p50']:.3f} | "
-                     f"{r['gflop_s']:.2f} | {r['gflop_s'] / peak:.1%} | {ratio:.2f}x"
-                     + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "") + " |")
+        lines.append(
+            f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['latency_ms']['p50']:.3f} | "
+            f"{r['gflop_s']:.2f} | {r['gflop_s'] / peak:.1%} | {ratio:.2f}x"
+            + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+            + " |"
+        )
     verdicts = []
     for batch in (1, 8):
         ort, compiled = rows[("onnxruntime", "fp32", batch)], rows[("torch-compile", "fp32", batch)]
         ratio = compiled["latency_ms"]["p50"] / ort["latency_ms"]["p50"]
         low, high = ratio_interval(compiled["round_p50_ms"], ort["round_p50_ms"]) or (float("nan"),) * 2
-        verdicts.append({"batch": batch, "ort_fp32_vs_torch_compile": ratio, "ci95": [low, high],
-                         "target_1_5x_met": ratio >= 1.5})
-        lines.append(f"\nbatch {batch}: ONNX Runtime FP32 is {ratio:.2f}x torch.compile (95% CI {low:.2f}-{high:.2f}); "
-                     f"target >= 1.5x {'met' if ratio >= 1.5 else 'missed'}")
+        verdicts.append(
+            {"batch": batch, "ort_fp32_vs_torch_compile": ratio, "ci95": [low, high], "target_1_5x_met": ratio >= 1.5}
+        )
+        lines.append(
+            f"\nbatch {batch}: ONNX Runtime FP32 is {ratio:.2f}x torch.compile (95% CI {low:.2f}-{high:.2f}); "
+            f"target >= 1.5x {'met' if ratio >= 1.5 else 'missed'}"
+        )
     print("\n".join(lines))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"peak_gflop_s": peak, "verdicts": verdicts, "records": records}, indent=2) + "\n")

@@ -45,14 +45,22 @@ def agreement(preset: str, samples: int, calib_samples: int, folder: Path) -> di
     for name, path in (("onnx_fp32", fp32.path), ("onnx_fp16", fp16.path), ("onnx_int8", int8.path)):
         images[name] = generate(OnnxRuntimeBackend(path, "cpu"), seeds)
     return {
-        "preset": preset, "kind": net.config.kind, "samples": samples,
+        "preset": preset,
+        "kind": net.config.kind,
+        "samples": samples,
         "sampler": "one step" if net.config.one_step else "EDM Heun, 18 steps (35 evaluations)",
-        "parity_fp32": fp32.parity, "parity_fp16": fp16.parity,
-        "int8": {"psnr_db_network_output": int8.psnr_db, "calibration_rows": int8.calibration_rows,
-                 "quantized_layers": len(int8.quantized), "zero_points_checked": int8.zero_points},
+        "parity_fp32": fp32.parity,
+        "parity_fp16": fp16.parity,
+        "int8": {
+            "psnr_db_network_output": int8.psnr_db,
+            "calibration_rows": int8.calibration_rows,
+            "quantized_layers": len(int8.quantized),
+            "zero_points_checked": int8.zero_points,
+        },
         "image_psnr_db_vs_torch": {k: psnr_db(images["torch"], v) for k, v in images.items() if k != "torch"},
-        "image_max_abs_vs_torch": {k: float(np.abs(images["torch"] - v).max())
-                                   for k, v in images.items() if k != "torch"},
+        "image_max_abs_vs_torch": {
+            k: float(np.abs(images["torch"] - v).max()) for k, v in images.items() if k != "torch"
+        },
     }
 
 
@@ -68,15 +76,20 @@ def main() -> None:
         rows = [agreement(p, args.samples, args.calib_samples, Path(tmp) / p.replace("/", "-")) for p in args.presets]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
-    print("| preset | sampler | export parity FP32 / FP16 (max rel, batch 1 and 8) "
-          "| image PSNR vs torch: ONNX FP32 | FP16 | INT8 |")
+    print(
+        "| preset | sampler | export parity FP32 / FP16 (max rel, batch 1 and 8) "
+        "| image PSNR vs torch: ONNX FP32 | FP16 | INT8 |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
-        parity = " / ".join(", ".join(f"{c['max_rel_error']:.1e}" for c in r[k])
-                            for k in ("parity_fp32", "parity_fp16"))
+        parity = " / ".join(
+            ", ".join(f"{c['max_rel_error']:.1e}" for c in r[k]) for k in ("parity_fp32", "parity_fp16")
+        )
         p = r["image_psnr_db_vs_torch"]
-        print(f"| {r['preset']} | {r['sampler']} | {parity} | {p['onnx_fp32']:.1f} dB | {p['onnx_fp16']:.1f} dB | "
-              f"{p['onnx_int8']:.1f} dB |")
+        print(
+            f"| {r['preset']} | {r['sampler']} | {parity} | {p['onnx_fp32']:.1f} dB | {p['onnx_fp16']:.1f} dB | "
+            f"{p['onnx_int8']:.1f} dB |"
+        )
 
 
 if __name__ == "__main__":

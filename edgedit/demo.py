@@ -20,8 +20,9 @@ BATCHES = [1, 8]
 TEACHER_STEPS = 18  # Heun: 35 network evaluations per image
 
 
-def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print,
-             compile_torch: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print, compile_torch: bool = True
+) -> dict[str, Any]:
     from edgedit.bench import records as reports
     from edgedit.bench.harness import BenchSettings, run_bench
     from edgedit.contract.fileio import write_text_atomic
@@ -37,9 +38,11 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     out.mkdir(parents=True, exist_ok=True)
     net, info = load_model(STUDENT_DIGITS)
     teacher_info = read_checkpoint(TEACHER_DIGITS)  # the header: its weights load once, for sampling
-    say(f"student: {STUDENT_DIGITS.name}, {info.num_params:,} params, one step ({info.provenance.get('method')} "
+    say(
+        f"student: {STUDENT_DIGITS.name}, {info.num_params:,} params, one step ({info.provenance.get('method')} "
         f"distillation); teacher: {TEACHER_DIGITS.name}, {teacher_info.num_params:,} params, {TEACHER_STEPS} Heun "
-        "steps")
+        "steps"
+    )
     source = {"checkpoint": STUDENT_DIGITS.name, "weights": "trained"}
     batch = BatchSpec(min(BATCHES), max(BATCHES), max(BATCHES))
     models: dict[str, Path] = {}
@@ -49,8 +52,10 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
         say(f"exported {report.path.name}: parity vs torch, max relative error {worst:.2g}")
         models[f"onnx-{precision}"] = report.path
     int8 = quantize_with_calibration(models["onnx-fp32"], out / "student.int8.onnx", calib_samples=256)
-    say(f"quantized {int8.path.name} with {int8.tool}: {len(int8.quantized)} layers INT8, "
-        f"PSNR {int8.psnr_db:.1f} dB vs FP32 on held-out inputs")
+    say(
+        f"quantized {int8.path.name} with {int8.tool}: {len(int8.quantized)} layers INT8, "
+        f"PSNR {int8.psnr_db:.1f} dB vs FP32 on held-out inputs"
+    )
     models["onnx-int8"] = int8.path
 
     from edgedit.contract import artefacts, device
@@ -88,9 +93,14 @@ def run_demo(out: Path, duration_s: float = 1.5, say: Callable[[str], None] = pr
     samplers = BenchSettings(BATCHES, warmup=1, duration_s=duration_s, what="sampler", steps=TEACHER_STEPS, rounds=5)
     records += run_bench([str(STUDENT_DIGITS), str(TEACHER_DIGITS)], ["torch"], samplers)[0]
     reports.save_json(out / "bench.json", records)
-    write_text_atomic(out / "report.md", "# edgedit demo\n\n" + reports.markdown(records) + "\n"
-                      + student_vs_teacher(records, info.provenance, teacher_info.provenance)
-                      + on_the_device(info.config, teacher_info.config))
+    write_text_atomic(
+        out / "report.md",
+        "# edgedit demo\n\n"
+        + reports.markdown(records)
+        + "\n"
+        + student_vs_teacher(records, info.provenance, teacher_info.provenance)
+        + on_the_device(info.config, teacher_info.config),
+    )
     return {"records": records, "models": models}
 
 
@@ -98,32 +108,42 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
     """Latency per image measured now; quality as measured when the models were made (their provenance)."""
     from edgedit.bench.harness import ratio_interval
 
-    lines = [f"## Student (one step) vs teacher ({TEACHER_STEPS} Heun steps)", "",
-             "Per image, p50. Samplers (noise, label, network calls) on torch FP32, this machine, interleaved in",
-             "rounds (the speedup's 95% interval: bootstrap over rounds); and the student's fastest deployed network",
-             "call.", "",
-             "| batch | teacher sampler ms | student sampler ms | speedup (95% CI) | student fastest deployed ms |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"## Student (one step) vs teacher ({TEACHER_STEPS} Heun steps)",
+        "",
+        "Per image, p50. Samplers (noise, label, network calls) on torch FP32, this machine, interleaved in",
+        "rounds (the speedup's 95% interval: bootstrap over rounds); and the student's fastest deployed network",
+        "call.",
+        "",
+        "| batch | teacher sampler ms | student sampler ms | speedup (95% CI) | student fastest deployed ms |",
+        "|---|---|---|---|---|",
+    ]
     for b in BATCHES:
         rows = [r for r in records if r["batch"] == b]
         t = next(r for r in rows if r["what"] == "sampler" and r["model"] == TEACHER_DIGITS.name)
         s = next(r for r in rows if r["what"] == "sampler" and r["model"] != TEACHER_DIGITS.name)
         best = min((r for r in rows if r["what"] == "model"), key=lambda r: r["latency_per_image_ms"])
         ci = ratio_interval(t.get("round_p50_ms"), s.get("round_p50_ms"))
-        lines.append(f"| {b} | {t['latency_per_image_ms']:.1f} | {s['latency_per_image_ms']:.3f} | "
-                     f"{t['latency_per_image_ms'] / s['latency_per_image_ms']:.0f}x"
-                     + (f" ({ci[0]:.0f}-{ci[1]:.0f})" if ci else "") + " | "
-                     f"{best['latency_per_image_ms']:.3f} ({best['backend']} {best['precision']}) |")
+        lines.append(
+            f"| {b} | {t['latency_per_image_ms']:.1f} | {s['latency_per_image_ms']:.3f} | "
+            f"{t['latency_per_image_ms'] / s['latency_per_image_ms']:.0f}x"
+            + (f" ({ci[0]:.0f}-{ci[1]:.0f})" if ci else "")
+            + " | "
+            f"{best['latency_per_image_ms']:.3f} ({best['backend']} {best['precision']}) |"
+        )
     s_eval, t_eval = student.get("eval", {}), teacher.get("eval_18_step_heun_1000_samples", {})
-    lines += ["", "Quality, measured when the models were made (their provenance): domain FID on the features of the",
-              "shipped digits classifier, 1000 samples against the 359 held-out digits (lower is better).", "",
-              "| | student (1 step) | teacher (18 Heun steps) | real-vs-real floor |", "|---|---|---|---|",
-              f"| FID | {_num(s_eval.get('FID'))} | {_num(t_eval.get('FID'))} | {_num(t_eval.get('FID real-vs-real'))} "
-              "|",
-              f"| classifier confidence | {_num(s_eval.get('classifier confidence'), 3)} | "
-              f"{_num(t_eval.get('classifier confidence'), 3)} | |",
-              f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | "
-              f"{_num(t_eval.get('label agreement'), 3)} | |"]
+    lines += [
+        "",
+        "Quality, measured when the models were made (their provenance): domain FID on the features of the",
+        "shipped digits classifier, 1000 samples against the 359 held-out digits (lower is better).",
+        "",
+        "| | student (1 step) | teacher (18 Heun steps) | real-vs-real floor |",
+        "|---|---|---|---|",
+        f"| FID | {_num(s_eval.get('FID'))} | {_num(t_eval.get('FID'))} | {_num(t_eval.get('FID real-vs-real'))} |",
+        f"| classifier confidence | {_num(s_eval.get('classifier confidence'), 3)} | "
+        f"{_num(t_eval.get('classifier confidence'), 3)} | |",
+        f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | {_num(t_eval.get('label agreement'), 3)} | |",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -135,18 +155,25 @@ def on_the_device(student, teacher) -> str:
     evals = network_evaluations(TEACHER_STEPS, "heun")
     s, t = estimates(student), estimates(teacher)
     label = next(iter(s.values()))["label"]
-    lines = ["", f"## On a Jetson Orin Nano: {label}", "",
-             "GPU ms per image at batch 1 with TensorRT (point and range); the teacher's sampler makes "
-             f"{evals} network calls.", "",
-             f"| target | student, 1 call | teacher, 1 call | teacher, {evals} calls | speedup |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"## On a Jetson Orin Nano: {label}",
+        "",
+        "GPU ms per image at batch 1 with TensorRT (point and range); the teacher's sampler makes "
+        f"{evals} network calls.",
+        "",
+        f"| target | student, 1 call | teacher, 1 call | teacher, {evals} calls | speedup |",
+        "|---|---|---|---|---|",
+    ]
     for key in s:
         if key.endswith("_graph"):
             continue
         a, b = s[key], t[key]
-        lines.append(f"| {key} | {a['ms']:.2f} ({a['low_ms']:.2f}-{a['high_ms']:.2f}) | {b['ms']:.2f} "
-                     f"({b['low_ms']:.2f}-{b['high_ms']:.2f}) | {evals * b['ms']:.1f} | "
-                     f"{evals * b['ms'] / a['ms']:.0f}x |")
+        lines.append(
+            f"| {key} | {a['ms']:.2f} ({a['low_ms']:.2f}-{a['high_ms']:.2f}) | {b['ms']:.2f} "
+            f"({b['low_ms']:.2f}-{b['high_ms']:.2f}) | {evals * b['ms']:.1f} | "
+            f"{evals * b['ms'] / a['ms']:.0f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -70,9 +70,16 @@ def describe_onnx(path: Path) -> dict:
         report["edgedit_problem"] = "no edgedit metadata (not exported by `edgedit export`)"
         return report
     meta, _ = read_model(path)  # present but damaged or lying: refused like everywhere else
-    report["edgedit"] = {"version": meta.version, "kind": meta.config.kind, "config": meta.config.to_dict(),
-                         "precision": meta.precision, "batch": meta.batch, "sampler": meta.sampler,
-                         "source": meta.source, **meta.extra}
+    report["edgedit"] = {
+        "version": meta.version,
+        "kind": meta.config.kind,
+        "config": meta.config.to_dict(),
+        "precision": meta.precision,
+        "batch": meta.batch,
+        "sampler": meta.sampler,
+        "source": meta.source,
+        **meta.extra,
+    }
     return report
 
 
@@ -97,12 +104,23 @@ def describe_engine(path: Path) -> dict:
 
     record = read_sidecar(path)
     meta = sidecar_meta(record, str(path))
-    return {"type": "engine", "path": str(path), "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
-            "kind": meta.config.kind, "config": meta.config.to_dict(), "precision": record["precision"],
-            "strongly_typed": record["strongly_typed"], "batch": meta.batch, "device": record["device"],
-            "onnx": {k: v for k, v in record["onnx"].items() if k != "metadata"}, "builder": record["builder"],
-            "build_seconds": record["build_seconds"], "peak_rss_mb": record["peak_rss_mb"],
-            "edgedit_version": record.get("edgedit_version")}
+    return {
+        "type": "engine",
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "kind": meta.config.kind,
+        "config": meta.config.to_dict(),
+        "precision": record["precision"],
+        "strongly_typed": record["strongly_typed"],
+        "batch": meta.batch,
+        "device": record["device"],
+        "onnx": {k: v for k, v in record["onnx"].items() if k != "metadata"},
+        "builder": record["builder"],
+        "build_seconds": record["build_seconds"],
+        "peak_rss_mb": record["peak_rss_mb"],
+        "edgedit_version": record.get("edgedit_version"),
+    }
 
 
 def file_report(path: str | os.PathLike) -> dict:
@@ -113,8 +131,10 @@ def file_report(path: str | os.PathLike) -> dict:
         return describe_onnx(path)
     if artefacts.is_engine(path):
         return describe_engine(path)
-    raise EdgeditError(f"{path}: unrecognised file type; `edgedit info` describes .safetensors checkpoints, "
-                       f".onnx models and TensorRT engines ({', '.join(artefacts.ENGINE_READ)})")
+    raise EdgeditError(
+        f"{path}: unrecognised file type; `edgedit info` describes .safetensors checkpoints, "
+        f".onnx models and TensorRT engines ({', '.join(artefacts.ENGINE_READ)})"
+    )
 
 
 def model_config(model: str, **overrides) -> tuple:

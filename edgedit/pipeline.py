@@ -26,10 +26,17 @@ CALIBRATION_SAMPLES = 64  # noise seeds (a denoiser records every step of their 
 HELDOUT_SAMPLES = 16
 
 
-def quantize_with_calibration(onnx: str | os.PathLike, output: str | os.PathLike | None = None, options=None, *,
-                              calib: str | os.PathLike | None = None, calib_samples: int = CALIBRATION_SAMPLES,
-                              heldout_samples: int = HELDOUT_SAMPLES, steps: int | None = None,
-                              say=lambda message: None):
+def quantize_with_calibration(
+    onnx: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    options=None,
+    *,
+    calib: str | os.PathLike | None = None,
+    calib_samples: int = CALIBRATION_SAMPLES,
+    heldout_samples: int = HELDOUT_SAMPLES,
+    steps: int | None = None,
+    say=lambda message: None,
+):
     """INT8 Q/DQ ONNX from an FP32 export (`edgedit quantize`); returns the QuantizeReport."""
     from edgedit.export.calib_data import CALIBRATION_SEED, HELDOUT_SEED, load_calibration, record_inputs
     from edgedit.export.quantize import QuantizeOptions, quantize_onnx
@@ -44,8 +51,9 @@ def quantize_with_calibration(onnx: str | os.PathLike, output: str | os.PathLike
     if calib_samples < 1 or heldout_samples < 1:
         raise EdgeditError("--calib-samples and --heldout-samples must be at least 1")
     fp32 = OnnxRuntimeBackend(onnx, provider="cpu")
-    calibration = load_calibration(calib,
-                                   fp32.meta) if calib else record_inputs(fp32, calib_samples, CALIBRATION_SEED, steps)
+    calibration = (
+        load_calibration(calib, fp32.meta) if calib else record_inputs(fp32, calib_samples, CALIBRATION_SEED, steps)
+    )
     heldout = record_inputs(fp32, heldout_samples, HELDOUT_SEED, steps)
     return quantize_onnx(onnx, output, calibration, heldout, options or QuantizeOptions(), say)
 
@@ -62,30 +70,42 @@ def choose_precision(onnx: str | os.PathLike, device: str = "orin-nano") -> tupl
     onnx = Path(onnx)
     meta = read_model(onnx)[0]
     plan = meta.precision_plan
-    fp16, int8 = (estimate(meta.config, device, p, plan=int8_plan(plan) if p == "int8" else plan)["ms"]
-                  for p in ("fp16", "int8"))
+    fp16, int8 = (
+        estimate(meta.config, device, p, plan=int8_plan(plan) if p == "int8" else plan)["ms"] for p in ("fp16", "int8")
+    )
     numbers = f"estimated on an {device.replace('-', ' ').title()}: INT8 {int8:.2f} ms, FP16 {fp16:.2f} ms per call"
     if meta.precision == "fp16":
         return "fp16", f"an FP16 export builds FP16 ({numbers})"
     pays = fp16 >= INT8_PAYS * int8
     if meta.precision == "int8":
-        return "int8", (f"a Q/DQ file builds INT8 ({numbers}" + ("" if pays else "; INT8 does not pay here: build "
-                                                                 "FP16 from the FP32 export instead") + ")")
+        return "int8", (
+            f"a Q/DQ file builds INT8 ({numbers}"
+            + ("" if pays else "; INT8 does not pay here: build FP16 from the FP32 export instead")
+            + ")"
+        )
     if pays:
         return "int8", f"INT8 pays ({numbers}); the FP32 file is quantized first"
     return "fp16", f"INT8 does not pay ({numbers}, less than {INT8_PAYS:.2f}x)"
 
 
-def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions, *,
-          calib: str | os.PathLike | None = None, calib_samples: int = CALIBRATION_SAMPLES,
-          dry_run: bool = False, tegrastats: bool = True) -> BuildReport:
+def build(
+    onnx: str | os.PathLike,
+    output: str | os.PathLike,
+    options: BuildOptions,
+    *,
+    calib: str | os.PathLike | None = None,
+    calib_samples: int = CALIBRATION_SAMPLES,
+    dry_run: bool = False,
+    tegrastats: bool = True,
+) -> BuildReport:
     """An engine (+ sidecar) from an exported ONNX, quantizing an FP32 file first for int8 / best."""
     onnx, output = Path(onnx), Path(output)
     meta = read_model(onnx)[0]
     quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
     if calib is not None and not quantize_first:
-        raise EdgeditError("--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already "
-                           "calibrated)")
+        raise EdgeditError(
+            "--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already calibrated)"
+        )
     source = artefacts.int8_onnx(onnx, output.parent) if quantize_first else onnx
     if dry_run:  # the command for the file the build would use (the quantized one is not made): nothing changes
         planned = dataclasses.replace(meta, precision="int8") if quantize_first else meta
@@ -93,9 +113,11 @@ def build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOpti
     if quantize_first:
         missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
-            raise EdgeditError(f"{onnx}: {options.precision} from an FP32 ONNX needs calibration and quantization, "
-                               f"which need {' and '.join(missing)} here; install them, or run `edgedit quantize` on "
-                               "the workstation and build its .int8.onnx")
+            raise EdgeditError(
+                f"{onnx}: {options.precision} from an FP32 ONNX needs calibration and quantization, "
+                f"which need {' and '.join(missing)} here; install them, or run `edgedit quantize` on "
+                "the workstation and build its .int8.onnx"
+            )
         quantize_with_calibration(onnx, source, calib=calib, calib_samples=calib_samples)
     monitor = None
     if tegrastats:
@@ -146,8 +168,12 @@ def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: s
     runner = load_backend(model, options.backend, RunOptions(provider=options.provider))
     cfg = runner.meta.config
     # Before any list of seeds is made: -n 10^9 is refused with its memory need, not a MemoryError.
-    check_request(range(options.seed, options.seed + options.n), options.batch, options.steps,
-                  runner.meta.inputs[0].concrete(1)[1:])
+    check_request(
+        range(options.seed, options.seed + options.n),
+        options.batch,
+        options.steps,
+        runner.meta.inputs[0].concrete(1)[1:],
+    )
     seeds = list(range(options.seed, options.seed + options.n))
     labels = [options.class_label] * options.n if options.class_label is not None else None
     start = time.perf_counter()
@@ -155,8 +181,11 @@ def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: s
     seconds = time.perf_counter() - start
     save_png(output, make_grid(images))
     if npz:
-        used = np.asarray(labels if labels is not None else default_labels(seeds, cfg.num_classes), np.int32) \
-            if cfg.class_conditional else np.zeros(0, np.int32)
+        used = (
+            np.asarray(labels if labels is not None else default_labels(seeds, cfg.num_classes), np.int32)
+            if cfg.class_conditional
+            else np.zeros(0, np.int32)
+        )
         arrays = {"images": images, "seeds": np.asarray(seeds, np.int64), "labels": used}
         save_npz(npz, {name: arrays[name] for name in SAMPLES_NPZ})
     return runner.title, seconds

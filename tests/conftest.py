@@ -21,8 +21,15 @@ def _hermetic_environment() -> str:
     variables edgedit reads (its latency fit, torchrun's world) are cleared. Set at import, before any
     of those libraries is imported; subprocesses inherit it. Each xdist worker gets its own."""
     home = tempfile.mkdtemp(prefix="edgedit-test-home-")
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "MPLCONFIGDIR",
-                 "TORCH_HOME"):
+    for name in (
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_DATA_HOME",
+        "XDG_STATE_HOME",
+        "MPLCONFIGDIR",
+        "TORCH_HOME",
+    ):
         folder = home if name == "HOME" else os.path.join(home, name.lower())
         os.makedirs(folder, exist_ok=True)
         os.environ[name] = folder
@@ -61,8 +68,11 @@ def exported(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("exported")
     made = {}
-    for name, batch in (("onestep-uncond", BatchSpec.static(4)), ("onestep-cond", BatchSpec.parse("1:2:4")),
-                        ("edm-cond", BatchSpec.parse("1:2:4"))):
+    for name, batch in (
+        ("onestep-uncond", BatchSpec.static(4)),
+        ("onestep-cond", BatchSpec.parse("1:2:4")),
+        ("edm-cond", BatchSpec.parse("1:2:4")),
+    ):
         net = random_weights(DiT(TINY_CONFIGS[name]), seed=5).eval()
         checkpoint = save_model(net, folder / f"{name}.safetensors")
         source = {"checkpoint": checkpoint.name, "weights": "random"}
@@ -87,10 +97,23 @@ def fake_tensorrt(monkeypatch):
     import edgedit.contract.device
     import edgedit.runtime.cuda_graph
 
-    monkeypatch.setattr(edgedit.contract.device, "cuda_devices", lambda: {
-        "driver": "12.6", "error": None,
-        "devices": [{"index": 0, "name": "Orin (fake)", "compute_capability": "8.7", "memory_bytes": 7_600_000_000,
-                     "integrated": True}]})
+    monkeypatch.setattr(
+        edgedit.contract.device,
+        "cuda_devices",
+        lambda: {
+            "driver": "12.6",
+            "error": None,
+            "devices": [
+                {
+                    "index": 0,
+                    "name": "Orin (fake)",
+                    "compute_capability": "8.7",
+                    "memory_bytes": 7_600_000_000,
+                    "integrated": True,
+                }
+            ],
+        },
+    )
     import libcuda
     import tensorrt
 

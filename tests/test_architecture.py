@@ -29,8 +29,13 @@ def import_graph() -> dict[str, set[str]]:
         if source is None:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                else []
+            )
             if isinstance(node, ast.ImportFrom) and node.module == "edgedit":
                 names += [f"edgedit.{a.name}" for a in node.names if a.name != "__version__"]
             for name in names:
@@ -73,8 +78,11 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_every_unit_is_classified():
-    units = {p.stem if p.is_file() else p.name for p in ROOT.iterdir()
-             if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    units = {
+        p.stem if p.is_file() else p.name
+        for p in ROOT.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())
+    }
     assert units == DEVICE | WORKSTATION | APPLICATION
 
 

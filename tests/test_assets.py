@@ -22,8 +22,10 @@ def test_the_shipped_digits_teacher_is_the_documented_model():
 def test_the_shipped_digits_student_is_a_small_one_step_model_of_that_teacher(tmp_path):
     teacher, student = read_checkpoint(TEACHER_DIGITS), read_checkpoint(STUDENT_DIGITS)
     assert student.config.diffusion == "one-step" and student.num_params <= 0.1 * teacher.num_params
-    assert ((student.config.input_size, student.config.in_channels)
-            == (teacher.config.input_size, teacher.config.in_channels))
+    assert (student.config.input_size, student.config.in_channels) == (
+        teacher.config.input_size,
+        teacher.config.in_channels,
+    )
     # distilled from pairs of this teacher: its tensors where the teacher file was re-saved since, else the file
     record = student.provenance["teacher"]
     if "tensors_sha256" in record:

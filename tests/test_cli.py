@@ -17,8 +17,25 @@ from edgedit.models.dit import DiT
 from tests.helpers import TINY_CONFIGS
 
 runner = CliRunner()
-COMMANDS = {"models", "info", "doctor", "convert-dit", "export", "calib-data", "quantize", "sample", "build-engine",
-            "bench", "tegrastats", "demo", "teacher", "pairs", "eval", "distill", "design"}
+COMMANDS = {
+    "models",
+    "info",
+    "doctor",
+    "convert-dit",
+    "export",
+    "calib-data",
+    "quantize",
+    "sample",
+    "build-engine",
+    "bench",
+    "tegrastats",
+    "demo",
+    "teacher",
+    "pairs",
+    "eval",
+    "distill",
+    "design",
+}
 
 
 def test_help_lists_exactly_the_implemented_commands():
@@ -98,8 +115,10 @@ def test_models_with_overrides_describes_the_modified_model():
         (["models", "missing.safetensors"], "missing.safetensors: no such file"),
         (["info", "missing.safetensors"], "missing.safetensors: no such file"),
         (["design", "retime", "-o", "no-such-sweep"], "no-such-sweep: no finished candidates"),
-        (["design", "pick", "--results", "no-such-sweep/results.json"],
-         "no-such-sweep/results.json: no such sweep results file"),
+        (
+            ["design", "pick", "--results", "no-such-sweep/results.json"],
+            "no-such-sweep/results.json: no such sweep results file",
+        ),
         # Usage errors too: one line naming the option, not a usage box.
         (["teacher", "train", "-o", "t.safetensors", "--steps", "1", "--width", "2"], "Invalid value for '--width'"),
         (["info", "--bogus", "x.onnx"], "No such option: --bogus (see `edgedit info --help`)"),
@@ -134,8 +153,9 @@ def test_info_describes_a_checkpoint(tmp_path):
 
 
 def test_a_sample_count_beyond_memory_is_refused_before_any_work(exported, tmp_path):
-    result = runner.invoke(app, ["sample", str(exported["onestep-cond"][0]), "-n", "1000000000000",
-                                 "-o", str(tmp_path / "grid.png")])
+    result = runner.invoke(
+        app, ["sample", str(exported["onestep-cond"][0]), "-n", "1000000000000", "-o", str(tmp_path / "grid.png")]
+    )
     assert result.exit_code == 2 and list(tmp_path.iterdir()) == []
     assert "1000000000000 images of 1x16x16 need" in result.stderr and "ask for fewer (-n)" in result.stderr
 
@@ -143,8 +163,19 @@ def test_a_sample_count_beyond_memory_is_refused_before_any_work(exported, tmp_p
 @pytest.mark.parametrize("label", ["10", "1000000"])
 def test_a_class_label_outside_the_models_classes_is_refused_naming_them(exported, tmp_path, label):
     # the tiny conditional model has 10 classes: 0..9 are labels, 10 and beyond are not
-    result = runner.invoke(app, ["sample", str(exported["onestep-cond"][0]), "-n", "2", "--class-label", label,
-                                 "-o", str(tmp_path / "grid.png")])
+    result = runner.invoke(
+        app,
+        [
+            "sample",
+            str(exported["onestep-cond"][0]),
+            "-n",
+            "2",
+            "--class-label",
+            label,
+            "-o",
+            str(tmp_path / "grid.png"),
+        ],
+    )
     assert result.exit_code == 2 and list(tmp_path.iterdir()) == []
     assert f"class label {label} is outside this model's 10 classes (0..9)" in result.stderr
 
@@ -168,8 +199,10 @@ def test_info_describes_a_foreign_onnx_and_refuses_damaged_edgedit_metadata(tmp_
     assert foreign.exit_code == 0 and json.loads(foreign.stdout)["edgedit"] is None
 
     batch = json.loads(meta["edgedit.batch"])
-    for key, value in (("edgedit.batch", json.dumps({**batch, "min": 0})),
-                       ("edgedit.quantization", json.dumps(["not", "a", "record"]))):
+    for key, value in (
+        ("edgedit.batch", json.dumps({**batch, "min": 0})),
+        ("edgedit.quantization", json.dumps(["not", "a", "record"])),
+    ):
         onnx.helper.set_model_props(model, {**meta, key: value})
         onnx.save(model, tmp_path / "damaged.onnx")
         damaged = runner.invoke(app, ["info", str(tmp_path / "damaged.onnx")])
@@ -229,13 +262,16 @@ def test_export_quantize_sample_pipeline(tmp_path, exported):
     assert Image.open(grid).size == (3 * 18 + 2, 2 * 18 + 2)  # 16 px images, 2 px padding, 3 columns
 
 
-@pytest.mark.parametrize("args, message", [
-    (["export", "DiT-Nano-XS/2", "--opset", "21"], "TensorRT 10.3"),
-    (["export", "DiT-Nano-XS/2", "--batch", "2", "--dynamic-batch", "1:2:4"], "exclude each other"),
-    (["export", "DiT-Nano-XS/2", "--precision", "int8"], "INT8 comes from `edgedit quantize`"),
-    (["quantize", "model.safetensors"], "expected an .onnx file"),
-    (["sample", "DiT-Nano-XS/2", "--sampler", "heun"], "takes no --steps or --sampler"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "DiT-Nano-XS/2", "--opset", "21"], "TensorRT 10.3"),
+        (["export", "DiT-Nano-XS/2", "--batch", "2", "--dynamic-batch", "1:2:4"], "exclude each other"),
+        (["export", "DiT-Nano-XS/2", "--precision", "int8"], "INT8 comes from `edgedit quantize`"),
+        (["quantize", "model.safetensors"], "expected an .onnx file"),
+        (["sample", "DiT-Nano-XS/2", "--sampler", "heun"], "takes no --steps or --sampler"),
+    ],
+)
 def test_pipeline_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
@@ -264,19 +300,52 @@ def test_quantize_refuses_calibration_data_of_the_wrong_shape(tmp_path, exported
     import numpy as np
 
     np.savez(tmp_path / "bad.npz", z=np.zeros((4, 1, 8, 8), np.float32), y=np.zeros(4, np.int32))
-    result = runner.invoke(app, ["quantize", str(exported["onestep-cond"][0]), "--calib", str(tmp_path / "bad.npz"),
-                                 "-o", str(tmp_path / "out.onnx")])
+    result = runner.invoke(
+        app,
+        [
+            "quantize",
+            str(exported["onestep-cond"][0]),
+            "--calib",
+            str(tmp_path / "bad.npz"),
+            "-o",
+            str(tmp_path / "out.onnx"),
+        ],
+    )
     assert result.exit_code == 2 and "input 'z' must be float32 of shape [rows, 1, 16, 16]" in result.stderr
     assert not (tmp_path / "out.onnx").exists()
 
 
 def test_quantize_below_psnr_threshold_exits_1_and_writes_nothing(tmp_path, exported):
-    result = runner.invoke(app, ["quantize", str(exported["onestep-uncond"][0]), "--min-psnr", "200", "--plan",
-                                 "recipe", "--calib-samples", "8", "-o", str(tmp_path / "q.onnx")])
+    result = runner.invoke(
+        app,
+        [
+            "quantize",
+            str(exported["onestep-uncond"][0]),
+            "--min-psnr",
+            "200",
+            "--plan",
+            "recipe",
+            "--calib-samples",
+            "8",
+            "-o",
+            str(tmp_path / "q.onnx"),
+        ],
+    )
     assert result.exit_code == 1 and "below 200 dB" in result.stderr
     assert not (tmp_path / "q.onnx").exists()
-    result = runner.invoke(app, ["quantize", str(exported["onestep-uncond"][0]), "--min-psnr", "200",
-                                 "--calib-samples", "8", "-o", str(tmp_path / "q.onnx")])
+    result = runner.invoke(
+        app,
+        [
+            "quantize",
+            str(exported["onestep-uncond"][0]),
+            "--min-psnr",
+            "200",
+            "--calib-samples",
+            "8",
+            "-o",
+            str(tmp_path / "q.onnx"),
+        ],
+    )
     assert result.exit_code == 1 and "no INT8 layer class meets the 200 dB budget even alone" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -284,9 +353,30 @@ def test_quantize_below_psnr_threshold_exits_1_and_writes_nothing(tmp_path, expo
 def test_bench_writes_json_csv_report_and_prints_a_comparison(tmp_path, exported):
     onnx, checkpoint = exported["onestep-cond"]
     out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "md", "png")}
-    result = runner.invoke(app, ["bench", str(onnx), str(checkpoint), "--backend", "onnxruntime,torch",
-                                 "--batch", "1,2", "--iters", "3", "--warmup", "1", "--json", str(out["json"]),
-                                 "--csv", str(out["csv"]), "-o", str(out["md"]), "--plot", str(out["png"])])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(onnx),
+            str(checkpoint),
+            "--backend",
+            "onnxruntime,torch",
+            "--batch",
+            "1,2",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+            str(out["json"]),
+            "--csv",
+            str(out["csv"]),
+            "-o",
+            str(out["md"]),
+            "--plot",
+            str(out["png"]),
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(out["json"].read_text())
     assert len(records) == 4 and {r["backend"] for r in records} == {"onnxruntime", "torch"}
@@ -300,13 +390,20 @@ def test_the_comparison_table_fits_100_columns_and_cuts_nothing_off(tmp_path, ex
     """The demo's and bench's table at its widest (a sampler next to a model, slow CPU numbers,
     a long file name): every value is printed whole in a 100-column terminal."""
     onnx = exported["onestep-cond"][0]
-    runner.invoke(app, ["bench", str(onnx), "--iters", "100", "--rounds", "5", "--warmup", "0", "--json",
-                        str(tmp_path / "a.json")])
+    runner.invoke(
+        app,
+        ["bench", str(onnx), "--iters", "100", "--rounds", "5", "--warmup", "0", "--json", str(tmp_path / "a.json")],
+    )
     record = json.loads((tmp_path / "a.json").read_text())[0]
     assert record["latency_ms"]["p90"] is not None and len(record["round_p50_ms"]) == 5
-    slow = {**record, "model": "student-of-a-very-long-distillation-run.safetensors", "what": "sampler",
-            "network_evaluations_per_call": 35, "round_p50_ms": [v * 1.2e5 for v in record["round_p50_ms"]],
-            "latency_ms": {k: v * 1e5 if isinstance(v, float) else v for k, v in record["latency_ms"].items()}}
+    slow = {
+        **record,
+        "model": "student-of-a-very-long-distillation-run.safetensors",
+        "what": "sampler",
+        "network_evaluations_per_call": 35,
+        "round_p50_ms": [v * 1.2e5 for v in record["round_p50_ms"]],
+        "latency_ms": {k: v * 1e5 if isinstance(v, float) else v for k, v in record["latency_ms"].items()},
+    }
     slower = {**slow, "what": "model", "network_evaluations_per_call": 1}  # its ratio to `record`, with an interval
     (tmp_path / "b.json").write_text(json.dumps([record, slow, slower]))
     result = runner.invoke(app, ["bench", "report", str(tmp_path / "b.json")], env={"COLUMNS": "100"})
@@ -322,14 +419,17 @@ def test_the_comparison_table_fits_100_columns_and_cuts_nothing_off(tmp_path, ex
     assert "student-of-a-very-long-distillation-run" in folded
 
 
-@pytest.mark.parametrize("args, message", [
-    (["bench", "x.onnx", "--batch", "1,a"], "not a comma list of integers"),
-    (["bench", "x.onnx", "--iters", "3", "--duration", "1"], "exclude each other"),
-    (["bench", "report"], "Missing argument"),
-    (["build-engine", "missing.onnx"], "missing.onnx: no such file"),
-    (["build-engine", "{onnx}", "--precision", "int4"], "--precision must be one of fp32, fp16, int8, best"),
-    (["tegrastats", "missing.log"], "no such file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "x.onnx", "--batch", "1,a"], "not a comma list of integers"),
+        (["bench", "x.onnx", "--iters", "3", "--duration", "1"], "exclude each other"),
+        (["bench", "report"], "Missing argument"),
+        (["build-engine", "missing.onnx"], "missing.onnx: no such file"),
+        (["build-engine", "{onnx}", "--precision", "int4"], "--precision must be one of fp32, fp16, int8, best"),
+        (["tegrastats", "missing.log"], "no such file"),
+    ],
+)
 def test_device_commands_bad_input(args, message, exported):
     args = [a.format(onnx=exported["onestep-cond"][0]) for a in args]
     result = runner.invoke(app, args)
@@ -337,11 +437,15 @@ def test_device_commands_bad_input(args, message, exported):
 
 
 def test_build_engine_dry_run_prints_the_trtexec_command(exported):
-    result = runner.invoke(app, ["build-engine", str(exported["onestep-uncond"][0]), "--precision", "fp16",
-                                 "--dry-run"])
+    result = runner.invoke(
+        app, ["build-engine", str(exported["onestep-uncond"][0]), "--precision", "fp16", "--dry-run"]
+    )
     assert result.exit_code == 0
-    assert ("trtexec --onnx=" in result.stdout and "--fp16" in result.stdout
-            and "--saveEngine=engines/onestep-uncond.fp16.plan" in result.stdout)
+    assert (
+        "trtexec --onnx=" in result.stdout
+        and "--fp16" in result.stdout
+        and "--saveEngine=engines/onestep-uncond.fp16.plan" in result.stdout
+    )
 
 
 def test_build_engine_without_tensorrt_says_engines_are_built_on_the_device(exported, tmp_path):
@@ -368,15 +472,27 @@ def test_demo_runs_the_deploy_path_on_the_shipped_student(tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
     assert "student: student-digits.safetensors" in result.stdout and "skipped, no TensorRT" in result.stdout
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"student.fp32.onnx", "student.fp16.onnx", "student.int8.onnx", "bench.json", "report.md",
-            "grid-torch-fp32.png", "grid-onnx-int8.png", "grid-teacher.png"} <= names
+    assert {
+        "student.fp32.onnx",
+        "student.fp16.onnx",
+        "student.int8.onnx",
+        "bench.json",
+        "report.md",
+        "grid-torch-fp32.png",
+        "grid-onnx-int8.png",
+        "grid-teacher.png",
+    } <= names
     records = json.loads((tmp_path / "out" / "bench.json").read_text())
     models = {(r["backend"], r["precision"], r["batch"]) for r in records if r["what"] == "model"}
-    assert models == {(b, p, n) for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"),
-                                             ("onnxruntime", "int8")) for n in (1, 2)}
+    assert models == {
+        (b, p, n)
+        for b, p in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"))
+        for n in (1, 2)
+    }
     samplers = {(r["model"], r["network_evaluations_per_call"], r["batch"]) for r in records if r["what"] == "sampler"}
-    assert samplers == {(m, e, n) for m, e in (("student-digits.safetensors", 1), ("teacher-digits.safetensors", 3))
-                        for n in (1, 2)}  # 2 Heun steps = 3 evaluations
+    assert samplers == {
+        (m, e, n) for m, e in (("student-digits.safetensors", 1), ("teacher-digits.safetensors", 3)) for n in (1, 2)
+    }  # 2 Heun steps = 3 evaluations
     report = (tmp_path / "out" / "report.md").read_text()
     student_fid = read_checkpoint(edgedit.demo.STUDENT_DIGITS).provenance["eval"]["FID"]
     assert "## Student (one step) vs teacher (2 Heun steps)" in report and f"| FID | {student_fid:.1f} |" in report
@@ -384,14 +500,52 @@ def test_demo_runs_the_deploy_path_on_the_shipped_student(tmp_path, monkeypatch)
 
 def test_teacher_pairs_and_eval_from_the_command_line(tmp_path):
     teacher = tmp_path / "t.safetensors"
-    done = runner.invoke(app, ["teacher", "train", "--data", "digits", "--steps", "4", "--batch", "8", "--depth", "1",
-                               "--width", "32", "--heads", "2", "--patch", "4", "--checkpoint-every", "2",
-                               "-o", str(teacher)])
+    done = runner.invoke(
+        app,
+        [
+            "teacher",
+            "train",
+            "--data",
+            "digits",
+            "--steps",
+            "4",
+            "--batch",
+            "8",
+            "--depth",
+            "1",
+            "--width",
+            "32",
+            "--heads",
+            "2",
+            "--patch",
+            "4",
+            "--checkpoint-every",
+            "2",
+            "-o",
+            str(teacher),
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert (tmp_path / "t.samples" / "step-0000004.png").exists() and (tmp_path / "t.train-state.safetensors").exists()
     pairs = tmp_path / "pairs"
-    done = runner.invoke(app, ["pairs", "generate", str(teacher), "-n", "6", "--steps", "3", "--trajectory", "1",
-                               "--shard-size", "4", "-o", str(pairs)])
+    done = runner.invoke(
+        app,
+        [
+            "pairs",
+            "generate",
+            str(teacher),
+            "-n",
+            "6",
+            "--steps",
+            "3",
+            "--trajectory",
+            "1",
+            "--shard-size",
+            "4",
+            "-o",
+            str(pairs),
+        ],
+    )
     assert done.exit_code == 0 and "6 pairs in 2 shards (complete)" in done.stdout
     (pairs / "shard-000001" / "z.npy").write_bytes(b"broken")
     verify = runner.invoke(app, ["pairs", "verify", str(pairs)])
@@ -420,15 +574,33 @@ def test_eval_save_ships_the_checkpoint_with_the_evaluation_it_measured(tmp_path
     assert not (tmp_path / "x.safetensors").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["teacher", "train", "--data", "folder:/no/such", "--steps", "1", "-o", "x.safetensors"], "does not exist"),
-    (["teacher", "train", "--data", "digits", "--steps", "1", "--batch", "3", "--preset", "DiT-Nano-Q",
-      "-o", "x.safetensors"], "unknown model preset"),
-    (["pairs", "generate", "missing.safetensors", "-n", "2", "-o", "p"], "no such teacher file"),
-    (["pairs", "generate", "t.safetensors", "-n", "2", "--shard", "2/2", "-o", "p"], "need 0 <= I < N"),
-    (["pairs", "import-get", ".", "-o", "p"], "expected GET's layout"),
-    (["eval", "DiT-Teacher-CIFAR10/2", "-n", "2"], "makes 3x32x32 images but digits has 1x16x16"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["teacher", "train", "--data", "folder:/no/such", "--steps", "1", "-o", "x.safetensors"], "does not exist"),
+        (
+            [
+                "teacher",
+                "train",
+                "--data",
+                "digits",
+                "--steps",
+                "1",
+                "--batch",
+                "3",
+                "--preset",
+                "DiT-Nano-Q",
+                "-o",
+                "x.safetensors",
+            ],
+            "unknown model preset",
+        ),
+        (["pairs", "generate", "missing.safetensors", "-n", "2", "-o", "p"], "no such teacher file"),
+        (["pairs", "generate", "t.safetensors", "-n", "2", "--shard", "2/2", "-o", "p"], "need 0 <= I < N"),
+        (["pairs", "import-get", ".", "-o", "p"], "expected GET's layout"),
+        (["eval", "DiT-Teacher-CIFAR10/2", "-n", "2"], "makes 3x32x32 images but digits has 1x16x16"),
+    ],
+)
 def test_workstation_commands_bad_input(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     if "t.safetensors" in args:
@@ -469,9 +641,24 @@ def workdir(tmp_path, monkeypatch, exported):
     (Path("pairs") / "manifest.json").write_text("{}")
     shutil.copy(student, "sweep/c1/student.safetensors")
     cfg = TINY_CONFIGS["onestep-cond"]
-    Path("sweep/results.json").write_text(json.dumps([{
-        "name": "c1", "config": cfg.to_dict(), "fid": 1.0, "depth": cfg.depth, "width": cfg.hidden_size,
-        "heads": cfg.num_heads, "method": "output", "budget": 1000, "params": 1, "latency": {"p50_ms": 1.0}}]))
+    Path("sweep/results.json").write_text(
+        json.dumps(
+            [
+                {
+                    "name": "c1",
+                    "config": cfg.to_dict(),
+                    "fid": 1.0,
+                    "depth": cfg.depth,
+                    "width": cfg.hidden_size,
+                    "heads": cfg.num_heads,
+                    "method": "output",
+                    "budget": 1000,
+                    "params": 1,
+                    "latency": {"p50_ms": 1.0},
+                }
+            ]
+        )
+    )
     os.symlink("s.safetensors", "link.safetensors")
     os.link("s.onnx", "hard.onnx")
     return tmp_path
@@ -517,20 +704,32 @@ OVER_AN_INPUT = [
     (["build-engine", "s.onnx", "--timing-cache", "s.onnx"], "--timing-cache s.onnx would overwrite the input ONNX"),
     (["convert-dit", "official.pt", "-o", "official.pt"], "-o official.pt would overwrite the input OFFICIAL"),
     (["teacher", "train", "--data", "npz:d.npz", "--steps", "1", "-o", "d.npz"], "would overwrite the input --data"),
-    (["teacher", "train", "--data", "folder:imgs", "--steps", "1", "-o", "imgs/t.safetensors"],
-     "-o imgs/t.safetensors is inside the input --data imgs"),
+    (
+        ["teacher", "train", "--data", "folder:imgs", "--steps", "1", "-o", "imgs/t.safetensors"],
+        "-o imgs/t.safetensors is inside the input --data imgs",
+    ),
     (["distill", "--pairs", "pairs", "--steps", "1", "-o", "pairs/x.safetensors"], "is inside the input --pairs pairs"),
-    (["distill", "--pairs", "pairs", "--student", "s.safetensors", "--steps", "1", "-o", "s.safetensors"],
-     "-o s.safetensors would overwrite the input --student s.safetensors"),
+    (
+        ["distill", "--pairs", "pairs", "--student", "s.safetensors", "--steps", "1", "-o", "s.safetensors"],
+        "-o s.safetensors would overwrite the input --student s.safetensors",
+    ),
     (["eval", "s.safetensors", "--grid", "s.safetensors"], "--grid s.safetensors would overwrite the input MODEL"),
-    (["design", "sweep", "--pairs", "pairs", "--budget", "1k", "--steps", "1", "-o", "."],
-     "-o . is a folder that holds the input --pairs pairs"),
-    (["design", "pick", "--results", "sweep/results.json", "--save", "sweep/c1/student.safetensors"],
-     "would overwrite the input the picked student sweep/c1/student.safetensors"),
-    (["design", "pick", "--results", "sweep/results.json", "--save", "sweep/results.json"],
-     "would overwrite the input --results"),
-    (["models", "--calibrate", "b.bench.json", "--calibration-out", "b.bench.json"],
-     "--calibration-out b.bench.json would overwrite the input --calibrate b.bench.json"),
+    (
+        ["design", "sweep", "--pairs", "pairs", "--budget", "1k", "--steps", "1", "-o", "."],
+        "-o . is a folder that holds the input --pairs pairs",
+    ),
+    (
+        ["design", "pick", "--results", "sweep/results.json", "--save", "sweep/c1/student.safetensors"],
+        "would overwrite the input the picked student sweep/c1/student.safetensors",
+    ),
+    (
+        ["design", "pick", "--results", "sweep/results.json", "--save", "sweep/results.json"],
+        "would overwrite the input --results",
+    ),
+    (
+        ["models", "--calibrate", "b.bench.json", "--calibration-out", "b.bench.json"],
+        "--calibration-out b.bench.json would overwrite the input --calibrate b.bench.json",
+    ),
     (["demo", "-o", "{assets}"], "is a folder that holds the input student"),
     (["pairs", "generate", "t.safetensors", "-n", "2", "-o", "."], "-o . is a folder that holds the input TEACHER"),
     (["pairs", "import-get", "get", "-o", "get"], "-o get is a folder that holds the input SOURCE get/image"),
@@ -550,31 +749,44 @@ def test_an_engines_sidecar_is_kept_off_the_inputs(workdir):
     Path("c.plan.json").write_text("{}")
     with pytest.raises(EdgeditError, match=r"c.plan.json \(written with -o c.plan\) would overwrite the input --calib"):
         check_outputs(build_outputs("s.onnx", "c.plan", BuildOptions(precision="int8")), {"--calib": "c.plan.json"})
-    (quantized,) = [p for o in build_outputs("s.onnx", "e/c.plan", BuildOptions(precision="int8"))
-                    for p in o.companions if str(p).endswith(".onnx")]
+    (quantized,) = [
+        p
+        for o in build_outputs("s.onnx", "e/c.plan", BuildOptions(precision="int8"))
+        for p in o.companions
+        if str(p).endswith(".onnx")
+    ]
     assert quantized == Path("e/s.int8.onnx")  # the INT8 ONNX `build` quantizes next to the engine
 
 
-@pytest.mark.parametrize("args, message", [
-    (["export", "s.safetensors", "-o", "t.safetensors"], "-o t.safetensors: exists and is a multi-step denoiser "
-                                                         "checkpoint (a teacher), not an ONNX model"),
-    (["calib-data", "s.onnx", "-o", "s.safetensors"], "exists and is a one-step student checkpoint, not an .npz"),
-    (["sample", "s.onnx", "--npz", "s.safetensors"], "--npz s.safetensors: exists and is a one-step student"),
-    (["sample", "s.onnx", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive, not a PNG image"),
-    (["quantize", "s.onnx", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive, not an ONNX model"),
-    (["bench", "s.onnx", "--json", "s.safetensors"], "not a JSON file"),
-    (["bench", "report", "r.json", "-o", "s.safetensors"], "-o s.safetensors: exists and is a one-step student"),
-    (["distill", "--pairs", "pairs", "--steps", "1", "-o", "t.safetensors"],
-     "-o t.safetensors: exists and is a multi-step denoiser checkpoint (a teacher), not a one-step student"),
-    (["teacher", "train", "--steps", "1", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive"),
-    (["convert-dit", "official.pt", "-o", "s.onnx"], "exists and is an ONNX model"),
-    (["models", "--calibrate", "b.bench.json", "--calibration-out", "s.onnx"], "exists and is an ONNX model"),
-    (["eval", "s.safetensors", "--grid", "c.npz"], "--grid c.npz: exists and is an .npz archive, not a PNG"),
-    (["design", "pick", "--results", "sweep/results.json", "--save", "c.npz"], "exists and is an .npz archive"),
-    (["build-engine", "s.onnx", "-o", "c.npz"], "exists and is an .npz archive, not a TensorRT engine"),
-    (["build-engine", "s.onnx", "--timing-cache", "c.npz"],
-     "--timing-cache c.npz: exists and is an .npz archive, not a TensorRT timing cache"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["export", "s.safetensors", "-o", "t.safetensors"],
+            "-o t.safetensors: exists and is a multi-step denoiser checkpoint (a teacher), not an ONNX model",
+        ),
+        (["calib-data", "s.onnx", "-o", "s.safetensors"], "exists and is a one-step student checkpoint, not an .npz"),
+        (["sample", "s.onnx", "--npz", "s.safetensors"], "--npz s.safetensors: exists and is a one-step student"),
+        (["sample", "s.onnx", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive, not a PNG image"),
+        (["quantize", "s.onnx", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive, not an ONNX model"),
+        (["bench", "s.onnx", "--json", "s.safetensors"], "not a JSON file"),
+        (["bench", "report", "r.json", "-o", "s.safetensors"], "-o s.safetensors: exists and is a one-step student"),
+        (
+            ["distill", "--pairs", "pairs", "--steps", "1", "-o", "t.safetensors"],
+            "-o t.safetensors: exists and is a multi-step denoiser checkpoint (a teacher), not a one-step student",
+        ),
+        (["teacher", "train", "--steps", "1", "-o", "c.npz"], "-o c.npz: exists and is an .npz archive"),
+        (["convert-dit", "official.pt", "-o", "s.onnx"], "exists and is an ONNX model"),
+        (["models", "--calibrate", "b.bench.json", "--calibration-out", "s.onnx"], "exists and is an ONNX model"),
+        (["eval", "s.safetensors", "--grid", "c.npz"], "--grid c.npz: exists and is an .npz archive, not a PNG"),
+        (["design", "pick", "--results", "sweep/results.json", "--save", "c.npz"], "exists and is an .npz archive"),
+        (["build-engine", "s.onnx", "-o", "c.npz"], "exists and is an .npz archive, not a TensorRT engine"),
+        (
+            ["build-engine", "s.onnx", "--timing-cache", "c.npz"],
+            "--timing-cache c.npz: exists and is an .npz archive, not a TensorRT timing cache",
+        ),
+    ],
+)
 def test_a_file_of_another_kind_is_replaced_only_with_force(workdir, args, message):
     _refused(args, workdir, message)
     assert "pass --force to replace it" in runner.invoke(app, args).stderr
@@ -589,15 +801,20 @@ def test_force_replaces_a_file_of_another_kind(workdir):
         assert data["z"].shape == (2, 1, 16, 16)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["export", "s.safetensors", "-o", "pairs"], "-o pairs: is a folder, not a file"),
-    (["sample", "s.onnx", "-o", "c.npz/grid.png"], "c.npz is not a folder"),
-    (["design", "sweep", "--pairs", "pairs", "--budget", "1k", "--steps", "1", "-o", "c.npz"],
-     "-o c.npz: is a file, not a folder"),
-    (["demo", "-o", "r.json"], "-o r.json: is a file, not a folder"),
-    (["design", "report", "--results", "sweep/results.json", "-o", "r.json"], "is a file, not a folder"),
-    (["teacher", "train", "--steps", "1", "-o", "c.safetensors"], None),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "s.safetensors", "-o", "pairs"], "-o pairs: is a folder, not a file"),
+        (["sample", "s.onnx", "-o", "c.npz/grid.png"], "c.npz is not a folder"),
+        (
+            ["design", "sweep", "--pairs", "pairs", "--budget", "1k", "--steps", "1", "-o", "c.npz"],
+            "-o c.npz: is a file, not a folder",
+        ),
+        (["demo", "-o", "r.json"], "-o r.json: is a file, not a folder"),
+        (["design", "report", "--results", "sweep/results.json", "-o", "r.json"], "is a file, not a folder"),
+        (["teacher", "train", "--steps", "1", "-o", "c.safetensors"], None),
+    ],
+)
 def test_impossible_output_places_are_one_line(workdir, args, message):
     if message is None:  # a training run's sample grids go to OUTPUT.samples/: a file there is refused too
         Path("c.samples").write_text("x")

@@ -24,8 +24,9 @@ STANDS_IN = {"onnxruntime-gpu": "onnxruntime"}
 def dockerfile_installs() -> tuple[list[str], set[str]]:
     """(pip requirement strings, apt import names) that Dockerfile.l4t installs."""
     text = (ROOT / "Dockerfile.l4t").read_text().replace("\\\n", " ")
-    pip = [spec for command in re.findall(r"pip install ([^&;\n]+)", text)
-           for spec in re.findall(r'"([^"]+)"', command)]
+    pip = [
+        spec for command in re.findall(r"pip install ([^&;\n]+)", text) for spec in re.findall(r'"([^"]+)"', command)
+    ]
     apt = {module for package, module in APT_MODULES.items() if re.search(rf"apt-get install[^&]*\b{package}\b", text)}
     return pip, apt
 
@@ -34,9 +35,12 @@ def device_image_modules() -> set[str]:
     """Top-level modules the device image provides: the closure of its pip requirements (as installed
     here, markers evaluated with the requested extras), the apt ones, and the standard library."""
     pip, apt = dockerfile_installs()
-    wanted = [(canonicalize_name("edgedit"), set(spec[2:-1].split(","))) if spec.startswith(".[") else
-              (canonicalize_name(STANDS_IN.get(Requirement(spec).name, Requirement(spec).name)), set())
-              for spec in pip]
+    wanted = [
+        (canonicalize_name("edgedit"), set(spec[2:-1].split(",")))
+        if spec.startswith(".[")
+        else (canonicalize_name(STANDS_IN.get(Requirement(spec).name, Requirement(spec).name)), set())
+        for spec in pip
+    ]
     closure, modules = set(), set(apt)
     while wanted:
         name, extras = wanted.pop()
@@ -115,14 +119,24 @@ PROBE = textwrap.dedent(
 def test_device_side_imports_and_runs_with_only_the_device_image(exported, tmp_path):
     onnx_model, checkpoint = map(str, exported["onestep-cond"])
     log = str(Path(__file__).parent / "fixtures" / "tegrastats_orin_nano_r36.log")
-    code = (f"ALLOWED = {sorted(device_image_modules())!r}\nALLOWED = set(ALLOWED)\nONNX_MODEL = {onnx_model!r}\n"
-            f"CHECKPOINT = {checkpoint!r}\nGRID = {str(tmp_path / 'grid.png')!r}\nTEGRASTATS_LOG = {log!r}\n" + PROBE)
+    code = (
+        f"ALLOWED = {sorted(device_image_modules())!r}\nALLOWED = set(ALLOWED)\nONNX_MODEL = {onnx_model!r}\n"
+        f"CHECKPOINT = {checkpoint!r}\nGRID = {str(tmp_path / 'grid.png')!r}\nTEGRASTATS_LOG = {log!r}\n" + PROBE
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"edgedit.runtime.noise", "edgedit.runtime.backends", "edgedit.runtime.samplers", "edgedit.runtime.tensorrt",
-            "edgedit.engines.build", "edgedit.bench.harness", "edgedit.bench.tegrastats", "edgedit.contract.spec",
-            "edgedit.cost.fit"} <= set(result["modules"])
+    assert {
+        "edgedit.runtime.noise",
+        "edgedit.runtime.backends",
+        "edgedit.runtime.samplers",
+        "edgedit.runtime.tensorrt",
+        "edgedit.engines.build",
+        "edgedit.bench.harness",
+        "edgedit.bench.tegrastats",
+        "edgedit.contract.spec",
+        "edgedit.cost.fit",
+    } <= set(result["modules"])
     assert result["leaked"] == []
     assert set(result["codes"].values()) == {0}, result["failures"]
     assert (tmp_path / "grid.png").exists()  # sampling an ONNX model needs only numpy + onnxruntime

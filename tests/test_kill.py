@@ -56,8 +56,9 @@ def reference(args: list[str], folder: Path | None = None) -> float:
 def killed(args: list[str], folder: Path, window: float, rng: random.Random) -> bool:
     """Run `edgedit ARGS` writing into `folder`; SIGKILL it a random time within `window` seconds
     after its first entry there appears. True if it was killed, False if it finished first."""
-    proc = subprocess.Popen([sys.executable, "-m", "edgedit", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgedit", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     delay = rng.uniform(0, window)
     deadline = time.monotonic() + 600
     while proc.poll() is None and not any(folder.iterdir()) and time.monotonic() < deadline:
@@ -119,8 +120,18 @@ def test_sample_killed_anywhere_leaves_whole_files_and_the_rerun_is_the_same(stu
     out.mkdir()
 
     def args(folder):
-        return ["sample", str(student), "-n", "256", "--batch", "64", "-o", str(folder / "g.png"),
-                "--npz", str(folder / "g.npz")]
+        return [
+            "sample",
+            str(student),
+            "-n",
+            "256",
+            "--batch",
+            "64",
+            "-o",
+            str(folder / "g.png"),
+            "--npz",
+            str(folder / "g.npz"),
+        ]
 
     window = reference(args(ref), ref)
     killed(args(out), out, window, random.Random(SEED + 2))
@@ -143,8 +154,29 @@ def test_teacher_train_killed_anywhere_resumes_to_the_same_weights(tmp_path):
 
     ref, out = tmp_path / "ref", tmp_path / "out"
     out.mkdir()
-    args = ["teacher", "train", "--data", "digits", "--steps", "48", "--checkpoint-every", "5", "--batch", "8",
-            "--depth", "1", "--width", "32", "--heads", "2", "--patch", "4", "--lr", "1e-3", "-o"]
+    args = [
+        "teacher",
+        "train",
+        "--data",
+        "digits",
+        "--steps",
+        "48",
+        "--checkpoint-every",
+        "5",
+        "--batch",
+        "8",
+        "--depth",
+        "1",
+        "--width",
+        "32",
+        "--heads",
+        "2",
+        "--patch",
+        "4",
+        "--lr",
+        "1e-3",
+        "-o",
+    ]
     window = reference([*args, str(ref / "t.safetensors")], ref)
     killed([*args, str(out / "t.safetensors")], out, window, random.Random(SEED + 3))
     model, state = out / "t.safetensors", train_state(out / "t.safetensors")

@@ -19,11 +19,15 @@ def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([executable, *args], cwd=ROOT, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("tool, args", [
-    ("ruff", ["check", "--no-cache", "."]),
-    ("hadolint", ["Dockerfile.l4t"]),
-    ("shellcheck", SHELL_SCRIPTS),
-])
+@pytest.mark.parametrize(
+    "tool, args",
+    [
+        ("ruff", ["check", "--no-cache", "."]),
+        ("ruff", ["format", "--check", "--no-cache", "."]),  # one layout, the formatter's: `ruff format .` fixes it
+        ("hadolint", ["Dockerfile.l4t"]),
+        ("shellcheck", SHELL_SCRIPTS),
+    ],
+)
 def test_lint_clean(tool, args):
     done = run_tool(tool, *args)
     assert done.returncode == 0, done.stdout + done.stderr

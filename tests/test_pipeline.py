@@ -22,8 +22,10 @@ def test_int8_from_an_fp32_onnx_quantizes_first_then_builds_strongly_typed(expor
     report = build(exported["onestep-uncond"][0], tmp_path / "m.plan", BuildOptions(precision="int8"), calib_samples=16)
     call = built(fake_tensorrt)
     assert call["strongly_typed"] is True and call["flags"] == ["TF32"] and call["qdq"]
-    assert (call["onnx"] == str(tmp_path / "onestep-uncond.int8.onnx")
-            and report.quantized_from == exported["onestep-uncond"][0])
+    assert (
+        call["onnx"] == str(tmp_path / "onestep-uncond.int8.onnx")
+        and report.quantized_from == exported["onestep-uncond"][0]
+    )
     sidecar = json.loads((tmp_path / "m.plan.json").read_text())
     assert sidecar["onnx"]["quantized_from"] == "onestep-uncond.onnx" and sidecar["strongly_typed"]
     assert sidecar["onnx"]["metadata"]["edgedit.precision"] == "int8"
@@ -37,5 +39,6 @@ def test_best_sets_fp16_int8_and_prefers_the_qdq_precisions(exported, tmp_path, 
 
 def test_calib_is_only_for_quantizing_builds(exported, tmp_path):
     with pytest.raises(EdgeditError, match="--calib is for int8/best engines"):
-        build(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"),
-              calib=tmp_path / "c.npz")
+        build(
+            exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"), calib=tmp_path / "c.npz"
+        )

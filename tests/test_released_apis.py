@@ -42,8 +42,11 @@ def public_surface(module) -> set[str]:
         elif inspect.isclass(value):
             members = set(vars(value))
             for node in ast.walk(ast.parse(inspect.getsource(value))):
-                if (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
-                        and ast.unparse(node.value) == "self"):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.ctx, ast.Store)
+                    and ast.unparse(node.value) == "self"
+                ):
                     members.add(node.attr)
             found |= {f"{name}.{m}" for m in members if not m.startswith("_") or m in REAL_DUNDERS}
     return found
@@ -83,8 +86,10 @@ def test_every_name_of_the_tensorrt_fake_is_a_tensorrt_10_3_name(fake_tensorrt):
 def test_every_tensorrt_name_edgedit_calls_is_in_the_fake_and_in_tensorrt_10_3(fake_tensorrt):
     used = set()
     for module in ("edgedit/engines/build.py", "edgedit/runtime/tensorrt.py"):
-        used |= attributes_of(ROOT / module, {"trt", "self.trt", "trt.Logger", "trt.TensorIOMode",
-                                              "trt.MemoryPoolType", "trt.ProfilingVerbosity"})
+        used |= attributes_of(
+            ROOT / module,
+            {"trt", "self.trt", "trt.Logger", "trt.TensorIOMode", "trt.MemoryPoolType", "trt.ProfilingVerbosity"},
+        )
     used -= {"__version__"}
     assert {"Runtime", "nptype", "TensorIOMode", "INPUT", "WORKSPACE", "DETAILED"} <= used
     fake = {n.split(".")[-1] for n in public_surface(fake_tensorrt)}
@@ -96,9 +101,16 @@ def test_what_tensorrt_11_removed_from_our_paths(fake_tensorrt):
     """The weakly typed builder flags (edgedit's `fp16` from an FP32 ONNX and `best`), and names only
     Polygraphy 0.49 reads (precision of layers, the INT8 calibrator, EXPLICIT_BATCH before 10.0)."""
     gone = sorted(n for n in public_surface(fake_tensorrt) if not exists(n, TRT_11))
-    assert gone == ["BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
-                    "BuilderFlag.PREFER_PRECISION_CONSTRAINTS", "IBuilderConfig.int8_calibrator", "ILayer.precision",
-                    "ILayer.precision_is_set", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]
+    assert gone == [
+        "BuilderFlag.FP16",
+        "BuilderFlag.INT8",
+        "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+        "BuilderFlag.PREFER_PRECISION_CONSTRAINTS",
+        "IBuilderConfig.int8_calibrator",
+        "ILayer.precision",
+        "ILayer.precision_is_set",
+        "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+    ]
 
 
 #################################################################################
@@ -145,8 +157,9 @@ def test_every_cuda_driver_symbol_edgedit_or_the_fake_uses_is_exported_by_cuda_1
 TRTEXEC = names(RELEASED / "trtexec-10.3.options.txt")
 
 
-@pytest.mark.parametrize("precision, onnx", [("fp32", "fp32"), ("fp16", "fp16"), ("fp16", "fp32"), ("int8", "int8"),
-                                             ("best", "int8")])
+@pytest.mark.parametrize(
+    "precision, onnx", [("fp32", "fp32"), ("fp16", "fp16"), ("fp16", "fp32"), ("int8", "int8"), ("best", "int8")]
+)
 def test_every_trtexec_flag_we_print_is_a_trtexec_10_3_option(exported, precision, onnx):
     from edgedit.contract.onnx_header import read_onnx_header
     from edgedit.contract.spec import ModelMeta

@@ -65,8 +65,10 @@ class BenchSettings:
         if not self.batches or any(not 1 <= b <= MAX_BATCH for b in self.batches):
             raise EdgeditError(f"--batch sizes must be 1..{MAX_BATCH}, e.g. 1,4,8 (got {self.batches})")
         if len(self.batches) > MAX_BATCH_SIZES:
-            raise EdgeditError(f"--batch lists {len(self.batches)} sizes; at most {MAX_BATCH_SIZES} are measured "
-                               "in one run (each is a record of its own)")
+            raise EdgeditError(
+                f"--batch lists {len(self.batches)} sizes; at most {MAX_BATCH_SIZES} are measured "
+                "in one run (each is a record of its own)"
+            )
         if (self.iters is None) == (self.duration_s is None):
             raise EdgeditError("give one of --iters and --duration")
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 86400):
@@ -81,14 +83,31 @@ class BenchSettings:
             raise EdgeditError(f"--what must be model or sampler (got {self.what!r})")
 
     @classmethod
-    def from_options(cls, *, batches: list[int] | None, warmup: int = 5, iters: int | None = None,
-                     duration_s: float | None = None, what: str = "model", steps: int | None = None,
-                     tegrastats: bool = False, rounds: int = 10) -> BenchSettings:
+    def from_options(
+        cls,
+        *,
+        batches: list[int] | None,
+        warmup: int = 5,
+        iters: int | None = None,
+        duration_s: float | None = None,
+        what: str = "model",
+        steps: int | None = None,
+        tegrastats: bool = False,
+        rounds: int = 10,
+    ) -> BenchSettings:
         """`edgedit bench`'s options: timed for 3 s unless --iters or --duration says otherwise."""
         if iters is not None and duration_s is not None:
             raise EdgeditError("--iters and --duration exclude each other")
-        return cls(batches or [], warmup, iters, duration_s if duration_s is not None or iters else 3.0, what,
-                   steps, tegrastats, rounds=rounds)
+        return cls(
+            batches or [],
+            warmup,
+            iters,
+            duration_s if duration_s is not None or iters else 3.0,
+            what,
+            steps,
+            tegrastats,
+            rounds=rounds,
+        )
 
 
 def _status_mb(field: str) -> float | None:
@@ -122,8 +141,14 @@ def environment(backend: Backend) -> dict[str, Any]:
 
     cpu = platform.processor()
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name")) or cpu
+        cpu = (
+            next(
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            )
+            or cpu
+        )
     wanted = {"numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "torch"}
     return {
         "edgedit": __version__,
@@ -180,8 +205,9 @@ class _Row:
         return ms
 
 
-def _call(backend: Backend, model: str, batch: int, settings: BenchSettings) -> tuple[Callable[[], None], int,
-                                                                                           int | None]:
+def _call(
+    backend: Backend, model: str, batch: int, settings: BenchSettings
+) -> tuple[Callable[[], None], int, int | None]:
     """(the call to time, network evaluations per call, sampler steps) for one record."""
     meta = backend.meta
     if settings.what == "sampler" and meta.sampler["type"] == "one-step":  # --steps is for multi-step models
@@ -192,14 +218,22 @@ def _call(backend: Backend, model: str, batch: int, settings: BenchSettings) -> 
         return lambda: generate(backend, range(batch), batch=batch, steps=steps), evaluations, steps
     lo, hi = meta.batch["min"], meta.batch["max"]
     if not lo <= batch <= hi:
-        raise EdgeditError(f"{model}: batch {batch} is outside its batch range {lo}..{hi}; export or build "
-                           f"with --batch {batch} or a --dynamic-batch that covers it")
+        raise EdgeditError(
+            f"{model}: batch {batch} is outside its batch range {lo}..{hi}; export or build "
+            f"with --batch {batch} or a --dynamic-batch that covers it"
+        )
     feeds = pad_batch(fixed_inputs(backend, batch), batch)
     return lambda: backend.run(feeds), 1, None
 
 
-def settle(call: Callable[[], object], calls: int, max_seconds: float, window: int = 5, tolerance: float = 0.05,
-           clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+def settle(
+    call: Callable[[], object],
+    calls: int,
+    max_seconds: float,
+    window: int = 5,
+    tolerance: float = 0.05,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Any]:
     """Untimed calls until the machine and the backend have settled: at least `calls`, then windows of
     `window` calls until two consecutive window medians agree within `tolerance`, for at most
     `max_seconds` (the first calls of a run are slow: caches, allocators, clocks ramping up)."""
@@ -214,9 +248,14 @@ def settle(call: Callable[[], object], calls: int, max_seconds: float, window: i
     return {"calls": len(times), "seconds": clock() - start, "settled": settled}
 
 
-def run_bench(models: list[str], backends: list[str], settings: BenchSettings, run: RunOptions | None = None,
-              progress: Callable[[str, int], Callable[[float], None]] | None = None,
-              on_skip: Callable[[str], None] = log.warning) -> tuple[list[dict[str, Any]], bool]:
+def run_bench(
+    models: list[str],
+    backends: list[str],
+    settings: BenchSettings,
+    run: RunOptions | None = None,
+    progress: Callable[[str, int], Callable[[float], None]] | None = None,
+    on_skip: Callable[[str], None] = log.warning,
+) -> tuple[list[dict[str, Any]], bool]:
     """(records, interrupted): every model x backend x batch. Each model is loaded and warmed up in
     turn (which is when its memory is measured), then the timed calls run in interleaved rounds,
     every record once per round, so that no record pays alone for the machine's slow start or a
@@ -253,8 +292,12 @@ def run_bench(models: list[str], backends: list[str], settings: BenchSettings, r
 def _timed_rounds(rows: list[_Row], settings: BenchSettings, progress) -> bool:
     """Every row once per round, the order rotating; True when Ctrl-C stopped them."""
     rounds = min(settings.rounds, settings.iters) if settings.iters else settings.rounds
-    hooks = [progress(f"{Path(r.model).name} {r.backend.name} {r.backend.precision} batch {r.batch}", r.batch)
-             if progress else None for r in rows]
+    hooks = [
+        progress(f"{Path(r.model).name} {r.backend.name} {r.backend.precision} batch {r.batch}", r.batch)
+        if progress
+        else None
+        for r in rows
+    ]
     try:
         for k in range(rounds):
             for i in [(k + j) % len(rows) for j in range(len(rows))]:
@@ -262,8 +305,9 @@ def _timed_rounds(rows: list[_Row], settings: BenchSettings, progress) -> bool:
                 calls = settings.iters // rounds + (k < settings.iters % rounds) if settings.iters else None
                 deadline = time.perf_counter() + settings.duration_s / rounds if calls is None else None
                 times, begun = [], time.monotonic()
-                while (calls is not None and len(times) < calls) or \
-                        (deadline is not None and (not times or time.perf_counter() < deadline)):
+                while (calls is not None and len(times) < calls) or (
+                    deadline is not None and (not times or time.perf_counter() < deadline)
+                ):
                     times.append(row.timed_call())
                     row.samples.append(times[-1])
                     if hook is not None:
@@ -303,8 +347,8 @@ def make_record(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler |
         "config": backend.meta.config.to_dict(),  # what `edgedit models --calibrate` fits a device's times to
         "cuda_graph": bool(getattr(backend, "use_cuda_graph", False)),
         "env": environment(backend),
-        "interrupted": len(row.round_p50) < (min(settings.rounds, settings.iters) if settings.iters
-                                             else settings.rounds),
+        "interrupted": len(row.round_p50)
+        < (min(settings.rounds, settings.iters) if settings.iters else settings.rounds),
     }
     summary = None
     if sampler is not None and sampler.available():
@@ -328,14 +372,19 @@ def comparison_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         key = (r["batch"], r["what"])
         first = firsts.setdefault(key, r)
-        rows.append({**r, "speedup_vs_first": first["latency_ms"]["p50"] / r["latency_ms"]["p50"],
-                     "speedup_ci": None if r is first else ratio_interval(first.get("round_p50_ms"),
-                                                                          r.get("round_p50_ms"))})
+        rows.append(
+            {
+                **r,
+                "speedup_vs_first": first["latency_ms"]["p50"] / r["latency_ms"]["p50"],
+                "speedup_ci": None if r is first else ratio_interval(first.get("round_p50_ms"), r.get("round_p50_ms")),
+            }
+        )
     return rows
 
 
-def ratio_interval(reference: list[float] | None, other: list[float] | None, resamples: int = 2000,
-                   level: float = 0.95) -> tuple[float, float] | None:
+def ratio_interval(
+    reference: list[float] | None, other: list[float] | None, resamples: int = 2000, level: float = 0.95
+) -> tuple[float, float] | None:
     """Bootstrap interval of median(reference) / median(other) over paired rounds (round k of both ran
     back to back, so rounds are resampled together); None with fewer than 5 common rounds."""
     if not reference or not other or len(reference) != len(other) or len(reference) < 5:
@@ -347,22 +396,64 @@ def ratio_interval(reference: list[float] | None, other: list[float] | None, res
     return float(low), float(high)
 
 
-CSV_FIELDS = ("model", "backend", "provider", "precision", "batch", "what", "steps", "p50_ms", "p90_ms", "p99_ms",
-              "mean_ms", "min_ms", "max_ms", "std_ms", "n", "latency_per_image_ms", "throughput_img_s", "gflop_s",
-              "gpu_p50_ms", "rounds", "peak_rss_mb", "rss_growth_mb", "process_peak_rss_mb", "vdd_in_mean_mw",
-              "energy_per_image_j", "interrupted")
+CSV_FIELDS = (
+    "model",
+    "backend",
+    "provider",
+    "precision",
+    "batch",
+    "what",
+    "steps",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "min_ms",
+    "max_ms",
+    "std_ms",
+    "n",
+    "latency_per_image_ms",
+    "throughput_img_s",
+    "gflop_s",
+    "gpu_p50_ms",
+    "rounds",
+    "peak_rss_mb",
+    "rss_growth_mb",
+    "process_peak_rss_mb",
+    "vdd_in_mean_mw",
+    "energy_per_image_j",
+    "interrupted",
+)
 
 
 def csv_row(r: dict[str, Any]) -> dict[str, Any]:
     lat, tegra = r["latency_ms"], r.get("tegrastats") or {}
     power = (tegra.get("power_mw") or {}).get(tegra.get("energy_rail") or "", {}) or {}
-    return {"model": r["model"], "backend": r["backend"], "provider": r["provider"], "precision": r["precision"],
-            "batch": r["batch"], "what": r["what"], "steps": r["steps"], "p50_ms": lat["p50"], "p90_ms": lat["p90"],
-            "p99_ms": lat["p99"], "mean_ms": lat["mean"], "min_ms": lat["min"], "max_ms": lat["max"],
-            "std_ms": lat["std"], "n": lat["n"], "latency_per_image_ms": r["latency_per_image_ms"],
-            "throughput_img_s": r["throughput_img_s"], "gflop_s": r.get("gflop_s"),
-            "gpu_p50_ms": (r.get("gpu_ms") or {}).get("p50"),
-            "rounds": len(r.get("round_p50_ms") or []) or None, "peak_rss_mb": r["peak_rss_mb"],
-            "rss_growth_mb": r["rss_growth_mb"], "process_peak_rss_mb": r.get("process_peak_rss_mb"),
-            "vdd_in_mean_mw": power.get("mean"),
-            "energy_per_image_j": tegra.get("energy_per_image_j"), "interrupted": r.get("interrupted", False)}
+    return {
+        "model": r["model"],
+        "backend": r["backend"],
+        "provider": r["provider"],
+        "precision": r["precision"],
+        "batch": r["batch"],
+        "what": r["what"],
+        "steps": r["steps"],
+        "p50_ms": lat["p50"],
+        "p90_ms": lat["p90"],
+        "p99_ms": lat["p99"],
+        "mean_ms": lat["mean"],
+        "min_ms": lat["min"],
+        "max_ms": lat["max"],
+        "std_ms": lat["std"],
+        "n": lat["n"],
+        "latency_per_image_ms": r["latency_per_image_ms"],
+        "throughput_img_s": r["throughput_img_s"],
+        "gflop_s": r.get("gflop_s"),
+        "gpu_p50_ms": (r.get("gpu_ms") or {}).get("p50"),
+        "rounds": len(r.get("round_p50_ms") or []) or None,
+        "peak_rss_mb": r["peak_rss_mb"],
+        "rss_growth_mb": r["rss_growth_mb"],
+        "process_peak_rss_mb": r.get("process_peak_rss_mb"),
+        "vdd_in_mean_mw": power.get("mean"),
+        "energy_per_image_j": tegra.get("energy_per_image_j"),
+        "interrupted": r.get("interrupted", False),
+    }

@@ -25,8 +25,10 @@ def bench_files(paths: list[str | os.PathLike]) -> list[Path]:
         if path.is_dir():
             found = sorted(path.glob("*.bench.json"))
             if not found:
-                raise EdgeditError(f"{path}: a folder without *.bench.json files (from `edgedit bench --json` or "
-                                   "jetson/bench_suite.sh)")
+                raise EdgeditError(
+                    f"{path}: a folder without *.bench.json files (from `edgedit bench --json` or "
+                    "jetson/bench_suite.sh)"
+                )
             files += found
         else:
             files.append(path)
@@ -129,18 +131,22 @@ def speedup_text(r: dict[str, Any]) -> str:
 def markdown(records: list[dict[str, Any]]) -> str:
     """A comparison table, ratios against the first record of each batch size (with their 95%
     bootstrap intervals over interleaved rounds); memory is each model's own RSS growth."""
-    lines = ["| model | backend | precision | batch | what | calls | p50 ms | p90 ms | p99 ms | img/s | GFLOP/s "
-             "| vs first (95% CI) | GPU p50 ms | RSS growth MB | power mW | J/image | device |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | backend | precision | batch | what | calls | p50 ms | p90 ms | p99 ms | img/s | GFLOP/s "
+        "| vs first (95% CI) | GPU p50 ms | RSS growth MB | power mW | J/image | device |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in comparison_rows(records):
         c = csv_row(r)
         fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['what']} | {c['n']} | "
-                     f"{c['p50_ms']:.3f} | {fmt(c['p90_ms'], '.3f')} | {fmt(c['p99_ms'], '.3f')} | "
-                     f"{c['throughput_img_s']:.1f} | {fmt(c['gflop_s'], '.2f')} | {speedup_text(r)} | "
-                     f"{fmt(c['gpu_p50_ms'], '.3f')} | "
-                     f"{c['rss_growth_mb']:.0f} | {fmt(c['vdd_in_mean_mw'], '.0f')} | "
-                     f"{fmt(c['energy_per_image_j'], '.4f')} | {_device(r)} |")
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['what']} | {c['n']} | "
+            f"{c['p50_ms']:.3f} | {fmt(c['p90_ms'], '.3f')} | {fmt(c['p99_ms'], '.3f')} | "
+            f"{c['throughput_img_s']:.1f} | {fmt(c['gflop_s'], '.2f')} | {speedup_text(r)} | "
+            f"{fmt(c['gpu_p50_ms'], '.3f')} | "
+            f"{c['rss_growth_mb']:.0f} | {fmt(c['vdd_in_mean_mw'], '.0f')} | "
+            f"{fmt(c['energy_per_image_j'], '.4f')} | {_device(r)} |"
+        )
     notes = []
     if any(r.get("random_weights") for r in records):
         notes.append("Models marked with random weights are presets: latency is meaningful, images are not.")
@@ -163,10 +169,17 @@ def save_plot(path: str | os.PathLike, records: list[dict[str, Any]]) -> bool:
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels) * len(batches)), 4))
     width = 0.8 / max(len(batches), 1)
     for k, batch in enumerate(batches):
-        values = {f"{r['model']}\n{r['backend']} {r['precision']}": r["latency_ms"]["p50"] for r in records
-                  if r["batch"] == batch}
-        ax.bar([i + k * width for i in range(len(labels))], [values.get(label, 0) for label in labels], width,
-               label=f"batch {batch}")
+        values = {
+            f"{r['model']}\n{r['backend']} {r['precision']}": r["latency_ms"]["p50"]
+            for r in records
+            if r["batch"] == batch
+        }
+        ax.bar(
+            [i + k * width for i in range(len(labels))],
+            [values.get(label, 0) for label in labels],
+            width,
+            label=f"batch {batch}",
+        )
     ax.set_xticks([i + width * (len(batches) - 1) / 2 for i in range(len(labels))], labels, fontsize=7)
     ax.set_ylabel("p50 latency per call (ms)")
     ax.legend()

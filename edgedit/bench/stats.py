@@ -33,8 +33,16 @@ class LatencyStats:
     @classmethod
     def from_samples(cls, ms: np.ndarray) -> LatencyStats:
         p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
-        return cls(len(ms), float(ms.min()), float(ms.mean()), p50, p90 if enough_for(0.9, len(ms)) else None,
-                   p99 if enough_for(0.99, len(ms)) else None, float(ms.max()), float(ms.std()))
+        return cls(
+            len(ms),
+            float(ms.min()),
+            float(ms.mean()),
+            p50,
+            p90 if enough_for(0.9, len(ms)) else None,
+            p99 if enough_for(0.99, len(ms)) else None,
+            float(ms.max()),
+            float(ms.std()),
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -152,8 +152,13 @@ class TegrastatsSampler:
     def __enter__(self) -> TegrastatsSampler:
         if not self.available():
             return self
-        self._process = subprocess.Popen([self.executable, "--interval", str(self.interval_ms)],
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self._process = subprocess.Popen(
+            [self.executable, "--interval", str(self.interval_ms)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self

@@ -33,13 +33,20 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
-    no_verify: Annotated[bool, typer.Option(
-        "--no-verify", help="Read checkpoints and ONNX files whose weights fail their content hash (to recover a "
-                      "damaged file).")
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Read checkpoints and ONNX files whose weights fail their content hash (to recover a damaged file).",
+        ),
     ] = False,
-    fit: Annotated[Path | None, typer.Option(
-        "--fit", help="A device latency fit from `edgedit models --calibrate` for every estimate (default: the "
-                      "shipped one).")
+    fit: Annotated[
+        Path | None,
+        typer.Option(
+            "--fit",
+            help="A device latency fit from `edgedit models --calibrate` for every estimate (default: the "
+            "shipped one).",
+        ),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")

@@ -18,8 +18,9 @@ from edgedit.contract.errors import EdgeditError
 
 # Typer re-exports click's BadParameter (click's own, or the copy Typer vendors since 0.2x): its
 # bases are that click's UsageError and ClickException.
-_USAGE_ERROR, _CLICK_EXCEPTION = (next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
-                                  for name in ("UsageError", "ClickException"))
+_USAGE_ERROR, _CLICK_EXCEPTION = (
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == name) for name in ("UsageError", "ClickException")
+)
 
 
 class OneLineErrors(TyperGroup):
@@ -43,8 +44,10 @@ class OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-EXIT_CODES = ("Exit codes: 0 success; 1 a check failed (export parity, INT8 accuracy) or an internal error "
-              "(`--debug` shows its traceback); 2 bad usage or bad input; 130 interrupted (Ctrl-C).")
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 a check failed (export parity, INT8 accuracy) or an internal error "
+    "(`--debug` shows its traceback); 2 bad usage or bad input; 130 interrupted (Ctrl-C)."
+)
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -102,8 +105,11 @@ def command(name: str | None = None, parent: typer.Typer | None = None) -> Calla
             except Exception as err:
                 if state["debug"]:
                     raise
-                typer.echo(f"edgedit: internal error: {type(err).__name__}: {err} (rerun as `edgedit --debug ...` "
-                           "for the traceback)", err=True)
+                typer.echo(
+                    f"edgedit: internal error: {type(err).__name__}: {err} (rerun as `edgedit --debug ...` "
+                    "for the traceback)",
+                    err=True,
+                )
                 raise typer.Exit(1) from None
 
         (parent or app).command(name)(wrapper)
@@ -166,9 +172,14 @@ class StepProgress:
         if not self.enabled:
             return
         if self._bar is None:
-            self._bar = Progress(TextColumn(self.label), BarColumn(), TextColumn(
-                "step {task.completed}/{task.total} loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
-                console=stderr, transient=True)
+            self._bar = Progress(
+                TextColumn(self.label),
+                BarColumn(),
+                TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.4f}"),
+                TimeRemainingColumn(),
+                console=stderr,
+                transient=True,
+            )
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total, loss=float("nan"))
         self._bar.update(self._task, completed=step, total=max(self.total, total or 0), loss=loss)
@@ -192,29 +203,50 @@ LearningRate = Annotated[float, typer.Option("--lr", help="AdamW learning rate."
 Ema = Annotated[float, typer.Option("--ema", help="EMA decay (with warm-up); the EMA is saved.")]
 LrWarmup = Annotated[int, typer.Option("--lr-warmup", min=0, help="Linear learning-rate warm-up steps.")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", min=1, help="Full-state checkpoint interval.")]
-SampleEvery = Annotated[int, typer.Option("--sample-every", min=0, help="Also write a sample grid every K steps "
-                                         "(one is always written at the end).")]
+SampleEvery = Annotated[
+    int,
+    typer.Option(
+        "--sample-every", min=0, help="Also write a sample grid every K steps (one is always written at the end)."
+    ),
+]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")]
-Depth = Annotated[int | None, typer.Option("--depth", min=1, help="Number of transformer blocks.",
-                                              rich_help_panel=MODEL_PANEL)]
-Width = Annotated[int | None, typer.Option("--width", min=4, help="Hidden size D (a multiple of 4 and of --heads).",
-                                              rich_help_panel=MODEL_PANEL)]
+Depth = Annotated[
+    int | None, typer.Option("--depth", min=1, help="Number of transformer blocks.", rich_help_panel=MODEL_PANEL)
+]
+Width = Annotated[
+    int | None,
+    typer.Option("--width", min=4, help="Hidden size D (a multiple of 4 and of --heads).", rich_help_panel=MODEL_PANEL),
+]
 Heads = Annotated[int | None, typer.Option("--heads", min=1, help="Attention heads.", rich_help_panel=MODEL_PANEL)]
-Patch = Annotated[int | None, typer.Option("--patch", min=1, help="Patch size p (tokens = (size/p)^2).",
-                                              rich_help_panel=MODEL_PANEL)]
-MlpRatio = Annotated[float | None, typer.Option("--mlp-ratio", min=0.0, help="MLP hidden size / width.",
-                                                   rich_help_panel=MODEL_PANEL)]
-InputSize = Annotated[int | None, typer.Option("--input-size", min=1, help="Side of the square model input "
-                                                  "(pixels or latents).", rich_help_panel=MODEL_PANEL)]
-InChannels = Annotated[int | None, typer.Option("--in-channels", min=1, help="Input channels.",
-                                                   rich_help_panel=MODEL_PANEL)]
-NumClasses = Annotated[int | None, typer.Option("--num-classes", min=0, help="Classes (0 = unconditional).",
-                                                   rich_help_panel=MODEL_PANEL)]
+Patch = Annotated[
+    int | None, typer.Option("--patch", min=1, help="Patch size p (tokens = (size/p)^2).", rich_help_panel=MODEL_PANEL)
+]
+MlpRatio = Annotated[
+    float | None, typer.Option("--mlp-ratio", min=0.0, help="MLP hidden size / width.", rich_help_panel=MODEL_PANEL)
+]
+InputSize = Annotated[
+    int | None,
+    typer.Option(
+        "--input-size", min=1, help="Side of the square model input (pixels or latents).", rich_help_panel=MODEL_PANEL
+    ),
+]
+InChannels = Annotated[
+    int | None, typer.Option("--in-channels", min=1, help="Input channels.", rich_help_panel=MODEL_PANEL)
+]
+NumClasses = Annotated[
+    int | None, typer.Option("--num-classes", min=0, help="Classes (0 = unconditional).", rich_help_panel=MODEL_PANEL)
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
-ModelArg = Annotated[str, typer.Argument(
-    help="A checkpoint (.safetensors) or a preset name (random weights: latency work only).")]
-Force = Annotated[bool, typer.Option("--force", help="Replace an existing output file of another kind (e.g. an "
-                                                     "ONNX over a checkpoint); never an input.")]
+ModelArg = Annotated[
+    str, typer.Argument(help="A checkpoint (.safetensors) or a preset name (random weights: latency work only).")
+]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace an existing output file of another kind (e.g. an ONNX over a checkpoint); never an input.",
+    ),
+]
 
 
 def data_input(spec: str | None) -> str | None:
@@ -223,9 +255,18 @@ def data_input(spec: str | None) -> str | None:
     return rest if kind in ("cifar10", "folder", "npz") and rest else None
 
 
-def overrides(depth=None, width=None, heads=None, patch=None, mlp_ratio=None, input_size=None, in_channels=None,
-              num_classes=None) -> dict[str, Any]:
+def overrides(
+    depth=None, width=None, heads=None, patch=None, mlp_ratio=None, input_size=None, in_channels=None, num_classes=None
+) -> dict[str, Any]:
     """Model override options as DiTConfig fields (None: keep the preset's)."""
-    given = dict(depth=depth, hidden_size=width, num_heads=heads, patch_size=patch, mlp_ratio=mlp_ratio,
-                 input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    given = dict(
+        depth=depth,
+        hidden_size=width,
+        num_heads=heads,
+        patch_size=patch,
+        mlp_ratio=mlp_ratio,
+        input_size=input_size,
+        in_channels=in_channels,
+        num_classes=num_classes,
+    )
     return {k: v for k, v in given.items() if v is not None}

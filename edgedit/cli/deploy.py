@@ -42,13 +42,21 @@ def export_command(
     model: ModelArg,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: export/NAME[.fp16].onnx")] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1, help="Static batch size (default 1).")] = None,
-    dynamic_batch: Annotated[str | None, typer.Option("--dynamic-batch", metavar="MIN:OPT:MAX",
-                                                         help="Dynamic batch range, e.g. 1:4:8.")] = None,
-    precision: Annotated[str, typer.Option(
-        "--precision", help="fp32, or fp16 (LayerNorm/Softmax kept FP32).")] = "fp32",
+    dynamic_batch: Annotated[
+        str | None, typer.Option("--dynamic-batch", metavar="MIN:OPT:MAX", help="Dynamic batch range, e.g. 1:4:8.")
+    ] = None,
+    precision: Annotated[
+        str, typer.Option("--precision", help="fp32, or fp16 (LayerNorm/Softmax kept FP32).")
+    ] = "fp32",
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 17-20 (TensorRT 10.3 parses up to 20).")] = 18,
-    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
-    input_size: InputSize = None, in_channels: InChannels = None, num_classes: NumClasses = None,
+    depth: Depth = None,
+    width: Width = None,
+    heads: Heads = None,
+    patch: Patch = None,
+    mlp_ratio: MlpRatio = None,
+    input_size: InputSize = None,
+    in_channels: InChannels = None,
+    num_classes: NumClasses = None,
     json_out: JsonFlag = False,
     force: Force = False,
 ) -> None:
@@ -60,22 +68,37 @@ def export_command(
     from edgedit.export.exporter import ExportOptions, default_export_path, export_model
 
     output = output or default_export_path(model, precision)
-    check_outputs([Output("-o", output, "onnx", (artefacts.onnx_data(output),))], {"MODEL": model},
-                  force=force)
-    options = ExportOptions(batch=batch, dynamic_batch=dynamic_batch, precision=precision, opset=opset,
-                            overrides=overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels,
-                                                num_classes))
+    check_outputs([Output("-o", output, "onnx", (artefacts.onnx_data(output),))], {"MODEL": model}, force=force)
+    options = ExportOptions(
+        batch=batch,
+        dynamic_batch=dynamic_batch,
+        precision=precision,
+        opset=opset,
+        overrides=overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels, num_classes),
+    )
     report = export_model(model, output, options)
     if json_out:
-        return print_json({"path": str(report.path), "external_data": str(report.data_path) if report.data_path
-                           else None, "opset": report.opset, "precision": precision, "batch": report.meta.batch,
-                           "parity": report.parity, "ops": report.ops})
-    stdout.print(f"wrote {report.path} (opset {report.opset}, {precision}, batch {report.meta.batch['min']}.."
-                 f"{report.meta.batch['max']}"
-                 f"{', weights in ' + report.data_path.name if report.data_path else ''})")
+        return print_json(
+            {
+                "path": str(report.path),
+                "external_data": str(report.data_path) if report.data_path else None,
+                "opset": report.opset,
+                "precision": precision,
+                "batch": report.meta.batch,
+                "parity": report.parity,
+                "ops": report.ops,
+            }
+        )
+    stdout.print(
+        f"wrote {report.path} (opset {report.opset}, {precision}, batch {report.meta.batch['min']}.."
+        f"{report.meta.batch['max']}"
+        f"{', weights in ' + report.data_path.name if report.data_path else ''})"
+    )
     for check in report.parity:
-        stdout.print(f"  parity vs torch at batch {check['batch']}: max abs {check['max_abs_error']:.3g}, "
-                     f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})")
+        stdout.print(
+            f"  parity vs torch at batch {check['batch']}: max abs {check['max_abs_error']:.3g}, "
+            f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})"
+        )
     stdout.print("  ops: " + ", ".join(f"{op} {n}" for op, n in report.ops.items()))
 
 
@@ -84,10 +107,12 @@ def calib_data_command(
     model: Annotated[str, typer.Argument(help="An exported FP32 .onnx, a checkpoint, or a preset name.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .npz (keyed by input name).")],
     samples: Annotated[int, typer.Option("-n", "--samples", min=1, help="Samples (noise seeds) to draw.")] = 64,
-    seed: Annotated[int | None, typer.Option(
-        "--seed", min=0, help="First seed (default: the calibration range).")] = None,
-    steps: Annotated[int | None, typer.Option(
-        "--steps", min=1, help="EDM sampler steps (default: the model's).")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="First seed (default: the calibration range).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="EDM sampler steps (default: the model's).")
+    ] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
     force: Force = False,
 ) -> None:
@@ -101,8 +126,10 @@ def calib_data_command(
     check_outputs([Output("-o", output, "npz")], {"MODEL": model}, force=force)
     data, title = write_calibration_data(model, output, samples, seed, steps, sampler)
     rows = next(iter(data.values())).shape[0]
-    stdout.print(f"wrote {output}: {rows} rows of {', '.join(f'{k} {list(v.shape[1:])}' for k, v in data.items())} "
-                 f"from {samples} samples on {title}")
+    stdout.print(
+        f"wrote {output}: {rows} rows of {', '.join(f'{k} {list(v.shape[1:])}' for k, v in data.items())} "
+        f"from {samples} samples on {title}"
+    )
 
 
 @command("quantize")
@@ -110,26 +137,50 @@ def quantize_command(
     onnx: Annotated[Path, typer.Argument(help="An FP32 model from `edgedit export`.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: NAME.int8.onnx next to it.")] = None,
     calib: Annotated[Path | None, typer.Option("--calib", help="Calibration .npz from `edgedit calib-data`.")] = None,
-    calib_samples: Annotated[int, typer.Option("--calib-samples", min=1, help="Samples to calibrate on when no "
-                                                                              "--calib.")] = 64,
-    heldout_samples: Annotated[int, typer.Option("--heldout-samples", min=1, help="Held-out samples for the accuracy "
-                                                                                  "check.")] = 16,
+    calib_samples: Annotated[
+        int, typer.Option("--calib-samples", min=1, help="Samples to calibrate on when no --calib.")
+    ] = 64,
+    heldout_samples: Annotated[
+        int, typer.Option("--heldout-samples", min=1, help="Held-out samples for the accuracy check.")
+    ] = 16,
     method: Annotated[str, typer.Option("--method", help="Activation ranges: max, entropy or percentile.")] = "max",
-    plan: Annotated[str, typer.Option("--plan", help="INT8 layer classes: auto (measured: the most INT8 MACs within "
-                                      "--min-psnr) or recipe (the block Linear layers).")] = "auto",
-    high_precision: Annotated[str, typer.Option("--high-precision", help="Type of the rest: fp16 (FP32 only where "
-                                                "measured necessary) or fp32 (the FP32-typed form).")] = "fp16",
+    plan: Annotated[
+        str,
+        typer.Option(
+            "--plan",
+            help="INT8 layer classes: auto (measured: the most INT8 MACs within "
+            "--min-psnr) or recipe (the block Linear layers).",
+        ),
+    ] = "auto",
+    high_precision: Annotated[
+        str,
+        typer.Option(
+            "--high-precision",
+            help="Type of the rest: fp16 (FP32 only where measured necessary) or fp32 (the FP32-typed form).",
+        ),
+    ] = "fp16",
     io_dtype: Annotated[str, typer.Option("--io-dtype", help="Input/output type: fp32 or fp16.")] = "fp32",
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Keep nodes matching this pattern in high "
-                       "precision (repeatable), e.g. 'blocks.0.*'.")] = None,
-    min_psnr: Annotated[float, typer.Option("--min-psnr", help="The quality budget: output PSNR (dB) vs FP32 on "
-                                            "held-out inputs; refused below it.")] = 30.0,
-    force: Annotated[bool, typer.Option("--force", help="Write even below --min-psnr, and over an existing file of "
-                                        "another kind.")] = False,
-    tool: Annotated[str, typer.Option(
-        "--tool", help="auto (ModelOpt if installed), modelopt or onnxruntime.")] = "auto",
-    steps: Annotated[int | None, typer.Option(
-        "--steps", min=1, help="EDM steps for generated calibration data.")] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude", help="Keep nodes matching this pattern in high precision (repeatable), e.g. 'blocks.0.*'."
+        ),
+    ] = None,
+    min_psnr: Annotated[
+        float,
+        typer.Option(
+            "--min-psnr", help="The quality budget: output PSNR (dB) vs FP32 on held-out inputs; refused below it."
+        ),
+    ] = 30.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write even below --min-psnr, and over an existing file of another kind.")
+    ] = False,
+    tool: Annotated[
+        str, typer.Option("--tool", help="auto (ModelOpt if installed), modelopt or onnxruntime.")
+    ] = "auto",
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="EDM steps for generated calibration data.")
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Quantize to explicit INT8 (Q/DQ: symmetric, per-channel weights) that TensorRT builds strongly typed.
@@ -143,21 +194,45 @@ def quantize_command(
     from edgedit.pipeline import quantize_with_calibration
 
     output = output or artefacts.int8_onnx(onnx)
-    check_outputs([Output("-o", output, "onnx", (artefacts.precision_plan(output),))], {"ONNX": onnx, "--calib": calib},
-                  force=force)
-    options = QuantizeOptions(method=method, excludes=tuple(exclude or ()), plan=plan, high=high_precision,
-                              io=io_dtype, min_psnr=min_psnr, force=force, tool=tool)
-    r = quantize_with_calibration(onnx, output, options, calib=calib, calib_samples=calib_samples,
-                                  heldout_samples=heldout_samples, steps=steps, say=stderr_say)
+    check_outputs(
+        [Output("-o", output, "onnx", (artefacts.precision_plan(output),))],
+        {"ONNX": onnx, "--calib": calib},
+        force=force,
+    )
+    options = QuantizeOptions(
+        method=method,
+        excludes=tuple(exclude or ()),
+        plan=plan,
+        high=high_precision,
+        io=io_dtype,
+        min_psnr=min_psnr,
+        force=force,
+        tool=tool,
+    )
+    r = quantize_with_calibration(
+        onnx,
+        output,
+        options,
+        calib=calib,
+        calib_samples=calib_samples,
+        heldout_samples=heldout_samples,
+        steps=steps,
+        say=stderr_say,
+    )
     if json_out:
         return print_json(r.to_dict())
-    stdout.print(f"wrote {r.path} with {r.tool} ({r.method} calibration on {r.calibration_rows} rows) and "
-                 f"{artefacts.precision_plan(r.path).name}")
+    stdout.print(
+        f"wrote {r.path} with {r.tool} ({r.method} calibration on {r.calibration_rows} rows) and "
+        f"{artefacts.precision_plan(r.path).name}"
+    )
     print_plan(r)
-    stdout.print(f"  quantized {len(r.quantized)} layers to INT8, kept {len(r.excluded)} in high precision; "
-                 f"all {r.zero_points} zero points are 0")
-    stdout.print(f"  vs FP32 on {r.heldout_rows} held-out inputs: PSNR {r.psnr_db:.1f} dB, "
-                 f"max abs error {r.max_abs_error:.3g}")
+    stdout.print(
+        f"  quantized {len(r.quantized)} layers to INT8, kept {len(r.excluded)} in high precision; "
+        f"all {r.zero_points} zero points are 0"
+    )
+    stdout.print(
+        f"  vs FP32 on {r.heldout_rows} held-out inputs: PSNR {r.psnr_db:.1f} dB, max abs error {r.max_abs_error:.3g}"
+    )
     advice = int8_advice(r.path)
     if advice:
         stdout.print(f"  {advice}")
@@ -180,18 +255,27 @@ def print_plan(r) -> None:
     """The plan's two tables: INT8 classes (MACs, error alone, decision) and FP32 candidates."""
     from rich.table import Table
 
-    table = Table(title=f"INT8 plan ({r.plan.high.upper()} elsewhere)", title_justify="left", box=None,
-                  pad_edge=False)
-    for header, justify in (("class", "left"), ("MACs/image", "right"), ("PSNR alone dB", "right"),
-                            ("decision", "left"), ("why", "left")):
+    table = Table(title=f"INT8 plan ({r.plan.high.upper()} elsewhere)", title_justify="left", box=None, pad_edge=False)
+    for header, justify in (
+        ("class", "left"),
+        ("MACs/image", "right"),
+        ("PSNR alone dB", "right"),
+        ("decision", "left"),
+        ("why", "left"),
+    ):
         table.add_column(header, justify=justify, overflow="fold")
     for row in r.int8_rows:
         table.add_row(row.name, si(row.macs), f"{row.psnr_db:.1f}", row.decision.upper(), row.why)
     stdout.print(table)
     if r.fp32_rows:
         kept = Table(title="FP32 candidates in the FP16 graph", title_justify="left", box=None, pad_edge=False)
-        for header, justify in (("class", "left"), ("max |x|", "right"), ("PSNR in FP16 dB", "right"),
-                                ("decision", "left"), ("why", "left")):
+        for header, justify in (
+            ("class", "left"),
+            ("max |x|", "right"),
+            ("PSNR in FP16 dB", "right"),
+            ("decision", "left"),
+            ("why", "left"),
+        ):
             kept.add_column(header, justify=justify, overflow="fold")
         for row in r.fp32_rows:
             kept.add_row(row.name, f"{row.extra['peak']:.3g}", f"{row.psnr_db:.1f}", row.decision.upper(), row.why)
@@ -206,13 +290,15 @@ def sample_command(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first image (image k uses seed + k).")] = 0,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps (default: the model's, 18).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
-    class_label: Annotated[int | None, typer.Option("--class-label", min=0, help="Class of every image "
-                           "(default: seed % classes).")] = None,
+    class_label: Annotated[
+        int | None, typer.Option("--class-label", min=0, help="Class of every image (default: seed % classes).")
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG grid to write.")] = Path("grid.png"),
     npz: Annotated[Path | None, typer.Option("--npz", help="Also save the raw images, seeds and labels.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, tensorrt or torch.")] = "auto",
-    provider: Annotated[str, typer.Option(
-        "--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
+    provider: Annotated[
+        str, typer.Option("--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")
+    ] = "auto",
     force: Force = False,
 ) -> None:
     """Generate images: one step for a student, EDM Euler/Heun or DDIM for a denoiser.
@@ -222,29 +308,52 @@ def sample_command(
     from edgedit.pipeline import SampleOptions, sample
 
     check_outputs([Output("-o", output, "png"), Output("--npz", npz, "samples")], {"MODEL": model}, force=force)
-    options = SampleOptions(n=n, batch=batch, seed=seed, steps=steps, sampler=sampler, class_label=class_label,
-                            backend=backend, provider=provider)
+    options = SampleOptions(
+        n=n,
+        batch=batch,
+        seed=seed,
+        steps=steps,
+        sampler=sampler,
+        class_label=class_label,
+        backend=backend,
+        provider=provider,
+    )
     title, seconds = sample(model, output, options, npz)
-    stdout.print(f"wrote {output}: {n} images from {title} in {seconds:.2f} s "
-                 f"({seconds / n * 1e3:.1f} ms/image, including sampling overhead)")
+    stdout.print(
+        f"wrote {output}: {n} images from {title} in {seconds:.2f} s "
+        f"({seconds / n * 1e3:.1f} ms/image, including sampling overhead)"
+    )
 
 
 @command("build-engine")
 def build_engine_command(
-    onnx: Annotated[Path, typer.Argument(help="An .onnx from `edgedit export` (FP32, FP16) or `edgedit quantize` "
-                                              "(INT8).")],
+    onnx: Annotated[
+        Path, typer.Argument(help="An .onnx from `edgedit export` (FP32, FP16) or `edgedit quantize` (INT8).")
+    ],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: engines/NAME.PRECISION.plan")] = None,
-    precision: Annotated[str, typer.Option("--precision", help="auto (the faster by the device estimate, and "
-                                           "why), fp32, fp16, int8 or best (FP16+INT8 flags).")] = "auto",
-    calib: Annotated[Path | None, typer.Option(
-        "--calib", help="Calibration .npz for int8/best from an FP32 ONNX.")] = None,
-    workspace_mb: Annotated[int, typer.Option("--workspace-mb", help="Builder workspace cap (MiB): the Orin Nano's "
-                                              "8 GB are shared with the CPU.")] = 1024,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="auto (the faster by the device estimate, and why), fp32, fp16, int8 or best (FP16+INT8 flags).",
+        ),
+    ] = "auto",
+    calib: Annotated[
+        Path | None, typer.Option("--calib", help="Calibration .npz for int8/best from an FP32 ONNX.")
+    ] = None,
+    workspace_mb: Annotated[
+        int,
+        typer.Option(
+            "--workspace-mb", help="Builder workspace cap (MiB): the Orin Nano's 8 GB are shared with the CPU."
+        ),
+    ] = 1024,
     opt_level: Annotated[int, typer.Option("--opt-level", help="Builder optimization level 0-5.")] = 3,
-    timing_cache: Annotated[Path | None, typer.Option(
-        "--timing-cache", help="Load and save this timing cache.")] = None,
-    trtexec: Annotated[bool, typer.Option(
-        "--trtexec", help="Build with JetPack's trtexec instead of the Python API.")] = False,
+    timing_cache: Annotated[
+        Path | None, typer.Option("--timing-cache", help="Load and save this timing cache.")
+    ] = None,
+    trtexec: Annotated[
+        bool, typer.Option("--trtexec", help="Build with JetPack's trtexec instead of the Python API.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the equivalent trtexec command.")] = False,
     json_out: JsonFlag = False,
     force: Force = False,
@@ -264,17 +373,29 @@ def build_engine_command(
     elif precision == "int8":
         why = int8_advice(onnx)
     output = output or artefacts.default_engine(onnx, precision)
-    options = BuildOptions(precision=precision, workspace_mb=workspace_mb, opt_level=opt_level,
-                           timing_cache=timing_cache, use_trtexec=trtexec)
+    options = BuildOptions(
+        precision=precision,
+        workspace_mb=workspace_mb,
+        opt_level=opt_level,
+        timing_cache=timing_cache,
+        use_trtexec=trtexec,
+    )
     if not dry_run:  # a dry run writes nothing
         check_outputs(build_outputs(onnx, output, options), {"ONNX": onnx, "--calib": calib}, force=force)
     report = build(onnx, output, options, calib=calib, dry_run=dry_run)
     if why:  # after the work: a refusal stays one line
         stderr_say(why)
     if json_out:
-        return print_json({"plan": str(report.plan) if report.plan else None, "onnx": str(report.onnx),
-                           "quantized_from": str(report.quantized_from) if report.quantized_from else None,
-                           "settings": report.settings.to_dict(), "trtexec": report.command, "sidecar": report.sidecar})
+        return print_json(
+            {
+                "plan": str(report.plan) if report.plan else None,
+                "onnx": str(report.onnx),
+                "quantized_from": str(report.quantized_from) if report.quantized_from else None,
+                "settings": report.settings.to_dict(),
+                "trtexec": report.command,
+                "sidecar": report.sidecar,
+            }
+        )
     _print_build(report, precision, dry_run)
 
 
@@ -284,41 +405,73 @@ def _print_build(report, precision: str, dry_run: bool) -> None:
     stdout.print(("equivalent: " if not dry_run else "") + " ".join(report.command), soft_wrap=True)
     if report.plan is not None:
         side = report.sidecar
-        stdout.print(f"wrote {report.plan} ({si(side['plan_bytes'], 'B')}, {precision}, "
-                     f"{'strongly' if side['strongly_typed'] else 'weakly'} typed) in {side['build_seconds']:.1f} s, "
-                     f"peak RSS {side['peak_rss_mb']:.0f} MB, on {side['device']['gpu']} with TensorRT "
-                     f"{side['device']['tensorrt']}")
+        stdout.print(
+            f"wrote {report.plan} ({si(side['plan_bytes'], 'B')}, {precision}, "
+            f"{'strongly' if side['strongly_typed'] else 'weakly'} typed) in {side['build_seconds']:.1f} s, "
+            f"peak RSS {side['peak_rss_mb']:.0f} MB, on {side['device']['gpu']} with TensorRT "
+            f"{side['device']['tensorrt']}"
+        )
 
 
-bench_app = typer.Typer(cls=DefaultGroup, help="Measure latency, memory and power (`bench MODEL...`), or merge "
-                        "results (`bench report`).", no_args_is_help=True)
+bench_app = typer.Typer(
+    cls=DefaultGroup,
+    help="Measure latency, memory and power (`bench MODEL...`), or merge results (`bench report`).",
+    no_args_is_help=True,
+)
 app.add_typer(bench_app, name="bench")
 
 
 @command("run", parent=bench_app)
 def bench_command(
     models: Annotated[list[str], typer.Argument(help="Models: .plan, .onnx, .safetensors or presets.")],
-    backend: Annotated[str, typer.Option("--backend", help=(
-        "auto (every backend that runs the file here: for a checkpoint torch and torch-compile), torch, "
-        "torch-compile, onnxruntime, tensorrt, or null (costs nothing: edgedit's own overhead); several as a "
-        "comma list."))] = "auto",
-    provider: Annotated[str, typer.Option(
-        "--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")] = "auto",
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help=(
+                "auto (every backend that runs the file here: for a checkpoint torch and torch-compile), torch, "
+                "torch-compile, onnxruntime, tensorrt, or null (costs nothing: edgedit's own overhead); several as a "
+                "comma list."
+            ),
+        ),
+    ] = "auto",
+    provider: Annotated[
+        str, typer.Option("--provider", help="ONNX Runtime provider: auto, cpu, cuda, tensorrt.")
+    ] = "auto",
     batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8.")] = "1",
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls first (at least; then more, up to "
-                                        "2 s, until the median of 5 calls stops changing).")] = 5,
-    rounds: Annotated[int, typer.Option("--rounds", help="Interleave every record's timed calls in this many "
-                                        "rounds (the ratio intervals need 5).")] = 10,
+    warmup: Annotated[
+        int,
+        typer.Option(
+            "--warmup",
+            min=0,
+            help="Untimed calls first (at least; then more, up to 2 s, until the median of 5 calls stops changing).",
+        ),
+    ] = 5,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            "--rounds", help="Interleave every record's timed calls in this many rounds (the ratio intervals need 5)."
+        ),
+    ] = 10,
     iters: Annotated[int | None, typer.Option("--iters", min=1, help="Timed calls (instead of --duration).")] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds of timed calls (default 3).")] = None,
     what: Annotated[str, typer.Option("--what", help="model (one network call) or sampler (whole images).")] = "model",
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps for --what sampler.")] = None,
-    tegrastats: Annotated[bool, typer.Option(
-        "--tegrastats", help="Sample tegrastats (Jetson): RAM, power, energy.")] = False,
-    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="TensorRT: replay each batch size's call as a CUDA "
-                                                                  "graph.")] = False,
-    threads: Annotated[int, typer.Option("--threads", min=0, help="Intra-op threads of ONNX Runtime and torch (0 = "
-                                         "their defaults); 1 gives steadier timings on small shared machines.")] = 0,
+    tegrastats: Annotated[
+        bool, typer.Option("--tegrastats", help="Sample tegrastats (Jetson): RAM, power, energy.")
+    ] = False,
+    cuda_graph: Annotated[
+        bool, typer.Option("--cuda-graph", help="TensorRT: replay each batch size's call as a CUDA graph.")
+    ] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=0,
+            help="Intra-op threads of ONNX Runtime and torch (0 = "
+            "their defaults); 1 gives steadier timings on small shared machines.",
+        ),
+    ] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the records as JSON.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write the records as CSV.")] = None,
     report: Annotated[Path | None, typer.Option("-o", "--report", help="Write a Markdown comparison.")] = None,
@@ -336,15 +489,25 @@ def bench_command(
     from edgedit.runtime.backends import RunOptions
 
     check_outputs(_bench_outputs(json_path, csv_path, report, plot), {"MODEL": models}, force=force)
-    settings = BenchSettings.from_options(batches=int_list(batch, "--batch"), warmup=warmup, iters=iters,
-                                          duration_s=duration, what=what, steps=steps, tegrastats=tegrastats,
-                                          rounds=rounds)
+    settings = BenchSettings.from_options(
+        batches=int_list(batch, "--batch"),
+        warmup=warmup,
+        iters=iters,
+        duration_s=duration,
+        what=what,
+        steps=steps,
+        tegrastats=tegrastats,
+        rounds=rounds,
+    )
     run = RunOptions(provider=provider, threads=threads, cuda_graph=cuda_graph)
     with _BenchProgress() as progress:
         records, interrupted = run_bench(models, backend.split(","), settings, run, progress)
     if not records:
-        raise (EdgeditError("interrupted before anything was measured") if interrupted else
-               BackendFailed("nothing was measured: every backend failed on this machine (see the lines above)"))
+        raise (
+            EdgeditError("interrupted before anything was measured")
+            if interrupted
+            else BackendFailed("nothing was measured: every backend failed on this machine (see the lines above)")
+        )
     _write_bench(records, json_path, csv_path, report, plot)
     if interrupted:
         typer.echo("edgedit: interrupted: the table shows what was measured so far", err=True)
@@ -368,8 +531,12 @@ def bench_report_command(
 
 
 def _bench_outputs(json_path, csv_path, report, plot) -> list[Output]:
-    return [Output("--json", json_path, "json"), Output("--csv", csv_path, "text"), Output("-o", report, "text"),
-            Output("--plot", plot, "png")]
+    return [
+        Output("--json", json_path, "json"),
+        Output("--csv", csv_path, "text"),
+        Output("-o", report, "text"),
+        Output("--plot", plot, "png"),
+    ]
 
 
 class _BenchProgress:
@@ -379,8 +546,13 @@ class _BenchProgress:
     def __enter__(self):
         from rich.progress import BarColumn, Progress, TextColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-            "{task.completed} calls, last {task.fields[ms]:.2f} ms"), console=stderr, transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed} calls, last {task.fields[ms]:.2f} ms"),
+            console=stderr,
+            transient=True,
+        )
         self.started = False
         return self
 
@@ -411,8 +583,15 @@ def _write_bench(records: list[dict], json_path, csv_path, report, plot) -> None
 
 def _short(value: float) -> str:
     """At most 7 columns, three or four significant digits: 0.0123, 1.38, 25.2, 554, 44508."""
-    return f"{value:.3g}" if value < 1 else f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 \
+    return (
+        f"{value:.3g}"
+        if value < 1
+        else f"{value:.2f}"
+        if value < 10
+        else f"{value:.1f}"
+        if value < 100
         else f"{value:.0f}"
+    )
 
 
 def _spread(ratio: float, interval: tuple[float, float] | None) -> str:
@@ -432,8 +611,18 @@ def print_bench_table(records: list[dict]) -> None:
     mixed = len(modes) > 1  # network calls and samplers: say how many evaluations a row times
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
     table.add_column("model", overflow="fold", min_width=12)
-    for header in ("backend", "prec", "N", *(("evals",) if mixed else ()), "p50 ms", "p90 ms", "img/s", "vs 1st",
-                   "+MB", "J/img"):
+    for header in (
+        "backend",
+        "prec",
+        "N",
+        *(("evals",) if mixed else ()),
+        "p50 ms",
+        "p90 ms",
+        "img/s",
+        "vs 1st",
+        "+MB",
+        "J/img",
+    ):
         table.add_column(header, justify="left" if header in ("backend", "prec") else "right", no_wrap=True)
     for r in comparison_rows(records):
         c = csv_row(r)
@@ -442,22 +631,36 @@ def print_bench_table(records: list[dict]) -> None:
         evals = (str(r["network_evaluations_per_call"]),) if mixed else ()
         model = r["model"].removesuffix(".safetensors")  # a checkpoint: its backend says torch
         speedup = f"{_short(r['speedup_vs_first'])}x{_spread(r['speedup_vs_first'], r.get('speedup_ci'))}"
-        table.add_row(model, f"{r['backend']}/{provider}", r["precision"], str(r["batch"]), *evals,
-                      _short(c["p50_ms"]), "-" if c["p90_ms"] is None else _short(c["p90_ms"]),
-                      _short(c["throughput_img_s"]), speedup, f"{c['rss_growth_mb']:.0f}", energy)
+        table.add_row(
+            model,
+            f"{r['backend']}/{provider}",
+            r["precision"],
+            str(r["batch"]),
+            *evals,
+            _short(c["p50_ms"]),
+            "-" if c["p90_ms"] is None else _short(c["p90_ms"]),
+            _short(c["throughput_img_s"]),
+            speedup,
+            f"{c['rss_growth_mb']:.0f}",
+            energy,
+        )
     unit = {"model": "ms per network call", "sampler": "ms per sampled batch"}
-    table.caption = "; ".join(unit[m] for m in sorted(modes)) + \
-        "; N = batch; vs 1st = p50 of the first row of the same N and kind / this p50, +-: the farther end of its " \
-        "95% interval over interleaved rounds (report.md has both ends); +MB = the model's RSS growth; p90 from 100 " \
+    table.caption = (
+        "; ".join(unit[m] for m in sorted(modes))
+        + "; N = batch; vs 1st = p50 of the first row of the same N and kind / this p50, +-: the farther end of its "
+        "95% interval over interleaved rounds (report.md has both ends); +MB = the model's RSS growth; p90 from 100 "
         "calls"
+    )
     stdout.print(table, soft_wrap=False)  # fit the terminal (tables are at most 100 columns wide)
 
 
 @command("tegrastats")
 def tegrastats_command(
     log: Annotated[Path, typer.Argument(help="A tegrastats log (tegrastats --logfile, or its captured output).")],
-    interval_ms: Annotated[float | None, typer.Option("--interval-ms", help="Sampling interval, when the lines "
-                                                        "carry no usable timestamps.")] = None,
+    interval_ms: Annotated[
+        float | None,
+        typer.Option("--interval-ms", help="Sampling interval, when the lines carry no usable timestamps."),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Summarise a tegrastats log: RAM, GPU load, EMC, power per rail (mean/peak) and VDD_IN energy."""
@@ -473,26 +676,36 @@ def _print_tegrastats(log: Path, summary: dict) -> None:
     def stat(d, unit):
         return "unavailable" if d is None else f"mean {d['mean']:.1f}{unit}, peak {d['peak']:.0f}{unit}"
 
-    stdout.print(f"{log}: {summary['samples']} samples"
-                 + (f" every {summary['period_s']:.3g} s" if summary["period_s"] else "")
-                 + (f", {summary['bad_lines']} malformed lines skipped" if summary["bad_lines"] else ""))
+    stdout.print(
+        f"{log}: {summary['samples']} samples"
+        + (f" every {summary['period_s']:.3g} s" if summary["period_s"] else "")
+        + (f", {summary['bad_lines']} malformed lines skipped" if summary["bad_lines"] else "")
+    )
     stdout.print(f"  RAM used   {stat(summary['ram_used_mb'], ' MB')} of {summary['ram_total_mb']} MB")
     stdout.print(f"  GPU (GR3D) {stat(summary['gr3d_pct'], '%')};  EMC {stat(summary['emc_pct'], '%')}")
     for rail, p in summary["power_mw"].items():
         stdout.print(f"  {rail:<16} {stat(p, ' mW')}")
     energy = summary["energy_j"]
-    stdout.print("  energy     "
-                 f"{'unknown (no timestamps: pass --interval-ms)' if energy is None else f'{energy:.2f} J'}"
-                 f" on {summary['energy_rail'] or 'no total rail'}")
+    stdout.print(
+        "  energy     "
+        f"{'unknown (no timestamps: pass --interval-ms)' if energy is None else f'{energy:.2f} J'}"
+        f" on {summary['energy_rail'] or 'no total rail'}"
+    )
 
 
 @command("demo")
 def demo_command(
-    output: Annotated[Path, typer.Option(
-        "-o", "--output", help="Folder for models, grids, bench.json, report.md.")] = Path("demo-out"),
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for models, grids, bench.json, report.md.")
+    ] = Path("demo-out"),
     duration: Annotated[float, typer.Option("--duration", help="Seconds of timed calls per benchmark.")] = 1.5,
-    compile_torch: Annotated[bool, typer.Option("--compile/--no-compile", help="Also time the student through "
-                                                "torch.compile (compiling takes a minute or more).")] = True,
+    compile_torch: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Also time the student through torch.compile (compiling takes a minute or more).",
+        ),
+    ] = True,
 ) -> None:
     """The main job: the whole deploy path on the embedded default, on whatever this machine has.
 
@@ -506,7 +719,8 @@ def demo_command(
 
     check_outputs([Output("-o", output, "folder")], {"student": STUDENT_DIGITS, "teacher": TEACHER_DIGITS})
     start = time.perf_counter()
-    result = run_demo(output, duration, say=lambda text: stdout.print(f"[dim]demo:[/dim] {text}"),
-                      compile_torch=compile_torch)
+    result = run_demo(
+        output, duration, say=lambda text: stdout.print(f"[dim]demo:[/dim] {text}"), compile_torch=compile_torch
+    )
     print_bench_table(result["records"])
     stdout.print(f"wrote {output}/ (models, grid-*.png, bench.json, report.md) in {time.perf_counter() - start:.0f} s")

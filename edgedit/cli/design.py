@@ -10,8 +10,9 @@ import typer
 from edgedit.cli.common import Force, JsonFlag, LearningRate, app, command, int_list, parse_shard, print_json, stdout
 from edgedit.contract.fileio import Output, check_outputs
 
-design_app = typer.Typer(help="Design-space exploration: sweep DiT-Nano shapes and methods, pick one.",
-                         no_args_is_help=True)
+design_app = typer.Typer(
+    help="Design-space exploration: sweep DiT-Nano shapes and methods, pick one.", no_args_is_help=True
+)
 app.add_typer(design_app, name="design")
 
 
@@ -25,13 +26,15 @@ def design_sweep_command(
     widths: Annotated[str | None, typer.Option("--widths", help="Widths allowed (default multiples of 16).")] = None,
     heads: Annotated[str | None, typer.Option("--heads", help="Head counts (default 2,4,8).")] = None,
     methods: Annotated[str, typer.Option("--methods", help="Methods, e.g. output,ta,mi1.")] = "output",
-    ta: Annotated[str | None, typer.Option(
-        "--ta", help="The TA shared by the sweep (a preset is distilled once).")] = None,
+    ta: Annotated[
+        str | None, typer.Option("--ta", help="The TA shared by the sweep (a preset is distilled once).")
+    ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch per step.")] = 64,
     lr: LearningRate = 3e-4,
     eval_samples: Annotated[int, typer.Option("--eval-samples", min=2, help="Samples for each candidate's FID.")] = 500,
-    latency_backend: Annotated[str, typer.Option("--latency-backend", help="onnxruntime or torch (batch 1, one "
-                                                                           "thread).")] = "onnxruntime",
+    latency_backend: Annotated[
+        str, typer.Option("--latency-backend", help="onnxruntime or torch (batch 1, one thread).")
+    ] = "onnxruntime",
     shard: Annotated[str, typer.Option("--shard", help="I/N: this worker's share of the candidates.")] = "0/1",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every candidate's weights and data order.")] = 0,
 ) -> None:
@@ -42,13 +45,19 @@ def design_sweep_command(
 
     check_outputs([Output("-o", output, "folder")], {"--pairs": pairs, "--ta": ta})
     options = SweepOptions(
-        pairs=pairs, output=output, budgets=tuple(parse_budget(b) for b in budget.split(",")), ta=ta,
+        pairs=pairs,
+        output=output,
+        budgets=tuple(parse_budget(b) for b in budget.split(",")),
+        ta=ta,
         settings=TrainSettings(steps=steps, batch=batch, lr=lr, checkpoint_every=max(steps // 4, 1), seed=seed),
         methods=tuple(m.strip() for m in methods.split(",")),
         depths=tuple(int_list(depths, "--depths") or DEFAULT_DEPTHS),
         heads=tuple(int_list(heads, "--heads") or DEFAULT_HEADS),
         widths=tuple(int_list(widths, "--widths") or WIDTHS),
-        shard=parse_shard(shard), eval_samples=eval_samples, latency_backend=latency_backend)
+        shard=parse_shard(shard),
+        eval_samples=eval_samples,
+        latency_backend=latency_backend,
+    )
     results = sweep(options, say=lambda text: stdout.print(text, markup=False))
     stdout.print(f"{len(results)} results in {output}/ (results.json, results.csv, pareto.png, principles.md)")
 
@@ -56,12 +65,15 @@ def design_sweep_command(
 @command("retime", parent=design_app)
 def design_retime_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="The sweep folder.")] = Path("sweep"),
-    latency_backend: Annotated[str, typer.Option("--latency-backend", help="onnxruntime or torch (batch 1, one "
-                                                                           "thread).")] = "onnxruntime",
-    seconds: Annotated[float, typer.Option(
-        "--seconds", min=0.1, help="Timed seconds per architecture and round.")] = 2.0,
-    rounds: Annotated[int, typer.Option(
-        "--rounds", min=1, help="Rounds over all architectures; the median counts.")] = 5,
+    latency_backend: Annotated[
+        str, typer.Option("--latency-backend", help="onnxruntime or torch (batch 1, one thread).")
+    ] = "onnxruntime",
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=0.1, help="Timed seconds per architecture and round.")
+    ] = 2.0,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="Rounds over all architectures; the median counts.")
+    ] = 5,
 ) -> None:
     """Re-measure every finished candidate's latency on this machine (once per architecture) and
     rewrite the reports: for sweeps trained on several machines or on a busy one."""
@@ -74,13 +86,18 @@ def design_retime_command(
 @command("pick", parent=design_app)
 def design_pick_command(
     results: Annotated[Path, typer.Option("--results", help="A sweep's results.json.")],
-    latency_ms: Annotated[float | None, typer.Option(
-        "--latency-ms",
-        help="Latency budget per image (one network call); without it, the best FID of the sweep.")] = None,
+    latency_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--latency-ms", help="Latency budget per image (one network call); without it, the best FID of the sweep."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="orin-nano or orin-nano-super.")] = "orin-nano",
     precision: Annotated[str, typer.Option("--precision", help="fp16 or int8.")] = "fp16",
-    save: Annotated[Path | None, typer.Option(
-        "--save", help="Copy the picked student here, its sweep evaluation added to its provenance.")] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option("--save", help="Copy the picked student here, its sweep evaluation added to its provenance."),
+    ] = None,
     json_out: JsonFlag = False,
     force: Force = False,
 ) -> None:
@@ -96,9 +113,11 @@ def design_pick_command(
     if json_out:
         return print_json(best)
     e = best["device_estimate"]
-    stdout.print(f"{best['name']}: {best['depth']} blocks x width {best['width']}, {best['heads']} heads, "
-                 f"{best['method']}; FID {best['fid']:.1f}; {best['params']:,} params; {e['ms']:.3f} ms "
-                 f"({e['low_ms']:.3f}-{e['high_ms']:.3f}) per call on {device} {precision}, {e['label']}")
+    stdout.print(
+        f"{best['name']}: {best['depth']} blocks x width {best['width']}, {best['heads']} heads, "
+        f"{best['method']}; FID {best['fid']:.1f}; {best['params']:,} params; {e['ms']:.3f} ms "
+        f"({e['low_ms']:.3f}-{e['high_ms']:.3f}) per call on {device} {precision}, {e['label']}"
+    )
     if save is not None:
         stdout.print(f"saved its student to {save}")
 
@@ -106,8 +125,9 @@ def design_pick_command(
 @command("report", parent=design_app)
 def design_report_command(
     results: Annotated[Path, typer.Option("--results", help="A sweep's results.json.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for results.json/csv, pareto.png, "
-                                         "principles.md.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for results.json/csv, pareto.png, principles.md.")
+    ],
 ) -> None:
     """Rewrite a sweep's reports from its results.json, with the device latency estimates of the
     calibration in force (e.g. after `edgedit models --calibrate`)."""
@@ -116,5 +136,6 @@ def design_report_command(
     check_outputs([Output("-o", output, "folder")])  # rewriting a sweep's reports in place is the point
     records = load_results(results)
     write_reports(output, records)
-    stdout.print(f"{len(records)} results re-reported in {output}/ (results.json, results.csv, pareto.png, "
-                 "principles.md)")
+    stdout.print(
+        f"{len(records)} results re-reported in {output}/ (results.json, results.csv, pareto.png, principles.md)"
+    )

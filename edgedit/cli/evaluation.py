@@ -14,23 +14,44 @@ from edgedit.contract.fileio import Output, check_outputs
 @command("eval")
 def eval_command(
     model: Annotated[str, typer.Argument(help="A checkpoint, .onnx or .plan (one-step or multi-step).")],
-    data: Annotated[str, typer.Option(
-        "--data", help="Real data for the reference set: digits, cifar10:PATH, ...")] = "digits",
+    data: Annotated[
+        str, typer.Option("--data", help="Real data for the reference set: digits, cifar10:PATH, ...")
+    ] = "digits",
     n: Annotated[int, typer.Option("-n", "--num", min=2, help="Samples to generate (seeds SEED .. SEED+n-1).")] = 1000,
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps (default: the model's).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per call.")] = 64,
-    reference: Annotated[str | None, typer.Option("--reference", help="Another model: PSNR of the samples "
-                                                     "against its samples on the same seeds.")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", help="Another model: PSNR of the samples against its samples on the same seeds."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="First seed.")] = 0,
     grid: Annotated[Path | None, typer.Option("--grid", help="Also write the first 64 samples as a PNG grid.")] = None,
-    inception_weights: Annotated[Path | None, typer.Option("--inception-weights", help="pytorch-fid's "
-                                 "pt_inception-2015-12-05-6726825d.pth for Inception FID/KID (default: torch hub's "
-                                 "cache if it is there; never downloaded).")] = None,
-    reference_count: Annotated[int | None, typer.Option("--reference-count", min=2, help="Use a seeded subset of "
-                               "this many reference images (Inception on a CPU is slow).")] = None,
-    save: Annotated[Path | None, typer.Option("--save", help="Copy the checkpoint here, this evaluation added to "
-                                              "its provenance (a shipped model carries its numbers).")] = None,
+    inception_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--inception-weights",
+            help="pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth for Inception FID/KID (default: torch hub's "
+            "cache if it is there; never downloaded).",
+        ),
+    ] = None,
+    reference_count: Annotated[
+        int | None,
+        typer.Option(
+            "--reference-count",
+            min=2,
+            help="Use a seeded subset of this many reference images (Inception on a CPU is slow).",
+        ),
+    ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="Copy the checkpoint here, this evaluation added to "
+            "its provenance (a shipped model carries its numbers).",
+        ),
+    ] = None,
     json_out: JsonFlag = False,
     force: Force = False,
 ) -> None:
@@ -41,18 +62,38 @@ def eval_command(
     """
     from edgedit.eval.evaluate import evaluate
 
-    inputs = {"MODEL": model, "--reference": reference, "--data": data_input(data),
-              "--inception-weights": inception_weights}
+    inputs = {
+        "MODEL": model,
+        "--reference": reference,
+        "--data": data_input(data),
+        "--inception-weights": inception_weights,
+    }
     check_outputs([Output("--grid", grid, "png"), Output("--save", save, "checkpoint")], inputs, force=force)
-    report = evaluate(model, data, n, steps, sampler, batch, reference, seed, inception_weights=inception_weights,
-                      reference_count=reference_count, grid=grid, save=save)
+    report = evaluate(
+        model,
+        data,
+        n,
+        steps,
+        sampler,
+        batch,
+        reference,
+        seed,
+        inception_weights=inception_weights,
+        reference_count=reference_count,
+        grid=grid,
+        save=save,
+    )
     if json_out:
         return print_json(report)
-    stdout.print(f"{report['model']} on {report['backend']}: {report['samples']} samples, {report['sampling']}, "
-                 f"seeds {report['seeds'][0]}..{report['seeds'][1]}")
+    stdout.print(
+        f"{report['model']} on {report['backend']}: {report['samples']} samples, {report['sampling']}, "
+        f"seeds {report['seeds'][0]}..{report['seeds'][1]}"
+    )
     for m in report["metrics"]:
         value = f"{m['value']:.4g}" + (f" +- {m['std']:.2g}" if "std" in m else "")
-        stdout.print(f"  {m['metric']:<22} {value:<16} [{m['features']}; {m['samples']} samples; vs {m['reference']}]",
-                     markup=False)
+        stdout.print(
+            f"  {m['metric']:<22} {value:<16} [{m['features']}; {m['samples']} samples; vs {m['reference']}]",
+            markup=False,
+        )
     if "note" in report:
         stdout.print(f"  note: {report['note']}")

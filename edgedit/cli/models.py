@@ -33,15 +33,31 @@ from edgedit.contract.fileio import Output, check_outputs
 
 @command("models")
 def models_command(
-    model: Annotated[str | None, typer.Argument(help="A preset (e.g. DiT-Nano-S/2), a checkpoint, an .onnx or a "
-                                                   ".plan (default: every preset).")] = None,
-    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
-    input_size: InputSize = None, in_channels: InChannels = None, num_classes: NumClasses = None,
-    calibrate: Annotated[list[Path] | None, typer.Option("--calibrate", help="Refit the device latency model with "
-                         "these `edgedit bench --json` files from a Jetson (repeatable).")] = None,
-    calibration_out: Annotated[Path | None, typer.Option(
-        "--calibration-out",
-        help="Where --calibrate writes the fit (then used with `edgedit --fit FILE ...`).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Argument(help="A preset (e.g. DiT-Nano-S/2), a checkpoint, an .onnx or a .plan (default: every preset)."),
+    ] = None,
+    depth: Depth = None,
+    width: Width = None,
+    heads: Heads = None,
+    patch: Patch = None,
+    mlp_ratio: MlpRatio = None,
+    input_size: InputSize = None,
+    in_channels: InChannels = None,
+    num_classes: NumClasses = None,
+    calibrate: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--calibrate",
+            help="Refit the device latency model with these `edgedit bench --json` files from a Jetson (repeatable).",
+        ),
+    ] = None,
+    calibration_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration-out", help="Where --calibrate writes the fit (then used with `edgedit --fit FILE ...`)."
+        ),
+    ] = None,
     json_out: JsonFlag = False,
     force: Force = False,
 ) -> None:
@@ -54,8 +70,13 @@ def models_command(
 
     changes = overrides(depth, width, heads, patch, mlp_ratio, input_size, in_channels, num_classes)
     if calibrate:  # then MODEL's estimates under the new fit, if a MODEL is named
-        return _calibrate_latency(calibrate, calibration_out, json_out, force,
-                                  lambda: _model_reports(model, changes, summarize) if model else [])
+        return _calibrate_latency(
+            calibrate,
+            calibration_out,
+            json_out,
+            force,
+            lambda: _model_reports(model, changes, summarize) if model else [],
+        )
     reports = _model_reports(model, changes, summarize)
     if json_out:
         return print_json(reports)
@@ -64,9 +85,12 @@ def models_command(
         _print_estimates(reports[0])
         if reports[0]["int8_advice"]:
             stdout.print(reports[0]["int8_advice"])
-    stdout.print(f"Nano / Super ms: fp16 / int8 on an Orin Nano 8GB (15W) / Orin Nano Super (MAXN_SUPER), "
-                 f"{reports[0]['device_estimate_note']}. kernels: TensorRT kernels per call (assumed fusions); "
-                 "W: weight memory.", style="dim")
+    stdout.print(
+        f"Nano / Super ms: fp16 / int8 on an Orin Nano 8GB (15W) / Orin Nano Super (MAXN_SUPER), "
+        f"{reports[0]['device_estimate_note']}. kernels: TensorRT kernels per call (assumed fusions); "
+        "W: weight memory.",
+        style="dim",
+    )
 
 
 def _model_reports(model: str | None, changes: dict, summarize: Callable) -> list[dict]:
@@ -75,8 +99,9 @@ def _model_reports(model: str | None, changes: dict, summarize: Callable) -> lis
 
     if model is None:
         if changes:
-            raise EdgeditError("model overrides need a preset to apply to, e.g. `edgedit models DiT-Nano-S/2 --depth "
-                               "8`")
+            raise EdgeditError(
+                "model overrides need a preset to apply to, e.g. `edgedit models DiT-Nano-S/2 --depth 8`"
+            )
         return [summarize(p.config, p.name) for p in PRESETS.values()]
     return [summarize(*model_config(model, **changes))]
 
@@ -86,8 +111,9 @@ def _print_model_tables(reports: list[dict]) -> None:
     for r in reports:
         c = r["config"]
         classes = f"{c['num_classes']} classes" if c["num_classes"] else "unconditional"
-        groups.setdefault(f"{r['kind']}s, input {c['input_size']}x{c['input_size']}x{c['in_channels']}, {classes}",
-                          []).append(r)
+        groups.setdefault(
+            f"{r['kind']}s, input {c['input_size']}x{c['input_size']}x{c['in_channels']}, {classes}", []
+        ).append(r)
     for title, rows in groups.items():
         table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
         for header in ("name", "LxD/h", "params", "MACs", "kernels", "W fp16", "Nano ms", "Super ms"):
@@ -95,9 +121,14 @@ def _print_model_tables(reports: list[dict]) -> None:
         for r in rows:
             c, e = r["config"], r["device_estimates"]
             table.add_row(
-                r["name"], f"{c['depth']}x{c['hidden_size']}/{c['num_heads']}", si(r["params"]), si(r["macs"]),
-                str(r["tensorrt_kernels"]), si(r["weights_bytes"]["fp16"], "B"),
-                *(f"{e[f'{d}_fp16']['ms']:.2f} / {e[f'{d}_int8']['ms']:.2f}" for d in ("orin_nano", "orin_nano_super")))
+                r["name"],
+                f"{c['depth']}x{c['hidden_size']}/{c['num_heads']}",
+                si(r["params"]),
+                si(r["macs"]),
+                str(r["tensorrt_kernels"]),
+                si(r["weights_bytes"]["fp16"], "B"),
+                *(f"{e[f'{d}_fp16']['ms']:.2f} / {e[f'{d}_int8']['ms']:.2f}" for d in ("orin_nano", "orin_nano_super")),
+            )
         stdout.print(table, soft_wrap=False)
 
 
@@ -107,18 +138,23 @@ def _print_estimates(report: dict) -> None:
     for key, value in e.items():
         if not key.endswith("_graph"):
             graph = e[key + "_graph"]
-            stdout.print(f"  {key:<22} {value['ms']:.3f} ({value['low_ms']:.3f}-{value['high_ms']:.3f}); "
-                         f"with a CUDA graph {graph['ms']:.3f} ({graph['low_ms']:.3f}-{graph['high_ms']:.3f})")
+            stdout.print(
+                f"  {key:<22} {value['ms']:.3f} ({value['low_ms']:.3f}-{value['high_ms']:.3f}); "
+                f"with a CUDA graph {graph['ms']:.3f} ({graph['low_ms']:.3f}-{graph['high_ms']:.3f})"
+            )
 
 
-def _calibrate_latency(files: list[Path], out: Path | None, json_out: bool, force: bool,
-                       model_reports: Callable[[], list[dict]]) -> None:
+def _calibrate_latency(
+    files: list[Path], out: Path | None, json_out: bool, force: bool, model_reports: Callable[[], list[dict]]
+) -> None:
     from edgedit.bench.records import bench_files, load_records
     from edgedit.cost.fit import calibrate_with_device, fit_table, loo_error, save_fit, using_fit
 
     if out is None:
-        raise EdgeditError("--calibrate needs --calibration-out FILE: where the refitted model goes (use it with "
-                           "`edgedit --fit FILE ...`)")
+        raise EdgeditError(
+            "--calibrate needs --calibration-out FILE: where the refitted model goes (use it with "
+            "`edgedit --fit FILE ...`)"
+        )
     files = bench_files(files)
     check_outputs([Output("--calibration-out", out, "json")], {"--calibrate": files}, force=force)
     fit, skipped = calibrate_with_device({str(f): load_records([f]) for f in files})
@@ -132,16 +168,19 @@ def _calibrate_latency(files: list[Path], out: Path | None, json_out: bool, forc
     error = loo_error(fit)
     stdout.print(fit_table(fit), markup=False, soft_wrap=False)
     stdout.print("constants: " + ", ".join(f"{k} {v:.4g}" for k, v in fit.constants.to_dict().items()))
-    stdout.print(f"leave-one-out: median x{error['median_factor']:.2f}, worst x{error['max_factor']:.2f}; "
-                 f"wrote {path} ({fit.label}): use it with `edgedit --fit {path} ...`")
+    stdout.print(
+        f"leave-one-out: median x{error['median_factor']:.2f}, worst x{error['max_factor']:.2f}; "
+        f"wrote {path} ({fit.label}): use it with `edgedit --fit {path} ...`"
+    )
     for report in reports:
         _print_estimates(report)
 
 
 @command("info")
 def info_command(
-    path: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors), an ONNX model (.onnx) or an engine "
-                                              "(.plan).")],
+    path: Annotated[
+        Path, typer.Argument(help="A checkpoint (.safetensors), an ONNX model (.onnx) or an engine (.plan).")
+    ],
     json_out: JsonFlag = False,
 ) -> None:
     """Describe a checkpoint (validated against its config), an ONNX model or a TensorRT engine.
@@ -154,21 +193,28 @@ def info_command(
     if json_out:
         print_json(report)
         return
-    {"checkpoint": _print_checkpoint_info, "onnx": _print_onnx_info,
-     "engine": _print_engine_info}[report["type"]](report)
+    {"checkpoint": _print_checkpoint_info, "onnx": _print_onnx_info, "engine": _print_engine_info}[report["type"]](
+        report
+    )
 
 
 def _model_line(c: dict) -> str:
-    return (f"depth {c['depth']}, width {c['hidden_size']}, heads {c['num_heads']}, patch {c['patch_size']}, "
-            f"input {c['input_size']}x{c['input_size']}x{c['in_channels']}, classes {c['num_classes']}")
+    return (
+        f"depth {c['depth']}, width {c['hidden_size']}, heads {c['num_heads']}, patch {c['patch_size']}, "
+        f"input {c['input_size']}x{c['input_size']}x{c['in_channels']}, classes {c['num_classes']}"
+    )
 
 
 def _print_checkpoint_info(report: dict) -> None:
-    stdout.print(f"[bold]{report['path']}[/bold]  (checkpoint, {si(report['size_bytes'], 'B')}, "
-                 f"edgedit {report['edgedit_version']})")
+    stdout.print(
+        f"[bold]{report['path']}[/bold]  (checkpoint, {si(report['size_bytes'], 'B')}, "
+        f"edgedit {report['edgedit_version']})"
+    )
     stdout.print(f"  model      {report['kind']}: {_model_line(report['config'])}")
-    stdout.print(f"  size       {report['params']:,} params, {si(report['macs'])} MACs/image, "
-                 f"{report['tensors']} tensors ({', '.join(report['dtypes'])})")
+    stdout.print(
+        f"  size       {report['params']:,} params, {si(report['macs'])} MACs/image, "
+        f"{report['tensors']} tensors ({', '.join(report['dtypes'])})"
+    )
     stdout.print(f"  noise      {report['noise']} (seeds -> noise for its samples)")
     for key, value in report["provenance"].items():
         stdout.print(f"  {key:<10} {value}", markup=False)  # provenance is data: brackets are not markup
@@ -177,22 +223,32 @@ def _print_checkpoint_info(report: dict) -> None:
 
 def _print_engine_info(report: dict) -> None:
     d = report["device"]
-    stdout.print(f"[bold]{report['path']}[/bold]  (TensorRT engine, {si(report['size_bytes'], 'B')}, "
-                 f"edgedit {report['edgedit_version']})")
+    stdout.print(
+        f"[bold]{report['path']}[/bold]  (TensorRT engine, {si(report['size_bytes'], 'B')}, "
+        f"edgedit {report['edgedit_version']})"
+    )
     stdout.print(f"  model      {report['kind']}: {_model_line(report['config'])}")
-    stdout.print(f"  precision  {report['precision']} ({'strongly' if report['strongly_typed'] else 'weakly'} typed), "
-                 f"batch {report['batch']['min']}..{report['batch']['max']}")
-    stdout.print(f"  built for  TensorRT {d['tensorrt']} on {d['gpu']} (sm {d['compute_capability']})"
-                 + (f", {d['jetson']['model']}, L4T {d['jetson']['l4t']}" if d.get("jetson") else ""))
-    stdout.print(f"  from       {report['onnx']['file']} (sha256 {report['onnx']['sha256'][:16]}...), "
-                 f"{report['build_seconds']:.1f} s, peak RSS {report['peak_rss_mb']:.0f} MB with "
-                 f"{report['builder']['tool']}")
+    stdout.print(
+        f"  precision  {report['precision']} ({'strongly' if report['strongly_typed'] else 'weakly'} typed), "
+        f"batch {report['batch']['min']}..{report['batch']['max']}"
+    )
+    stdout.print(
+        f"  built for  TensorRT {d['tensorrt']} on {d['gpu']} (sm {d['compute_capability']})"
+        + (f", {d['jetson']['model']}, L4T {d['jetson']['l4t']}" if d.get("jetson") else "")
+    )
+    stdout.print(
+        f"  from       {report['onnx']['file']} (sha256 {report['onnx']['sha256'][:16]}...), "
+        f"{report['build_seconds']:.1f} s, peak RSS {report['peak_rss_mb']:.0f} MB with "
+        f"{report['builder']['tool']}"
+    )
     stdout.print(f"  sha256     {report['sha256']}")
 
 
 def _print_onnx_info(report: dict) -> None:
-    stdout.print(f"[bold]{report['path']}[/bold]  (ONNX opset {report['opset']}, {si(report['size_bytes'], 'B')}"
-                 f"{', external data' if report['external_data'] else ''}, {report['producer'] or 'unknown producer'})")
+    stdout.print(
+        f"[bold]{report['path']}[/bold]  (ONNX opset {report['opset']}, {si(report['size_bytes'], 'B')}"
+        f"{', external data' if report['external_data'] else ''}, {report['producer'] or 'unknown producer'})"
+    )
     for kind in ("inputs", "outputs"):
         shown = ", ".join(f"{t['name']} {t['shape']}" for t in report[kind])
         stdout.print(f"  {kind:<10} {shown}")
@@ -205,24 +261,32 @@ def _print_onnx_info(report: dict) -> None:
             for dtype, count in by_type.items():
                 totals[dtype] = totals.get(dtype, 0) + count
         float32 = sorted(op for op, by_type in report["types"].items() if "fp32" in by_type and op != "Cast")
-        stdout.print(f"  types      nodes by output type: {', '.join(f'{t} {n}' for t, n in sorted(totals.items()))}"
-                     + (f"; FP32: {', '.join(float32)}" if float32 else ""))
+        stdout.print(
+            f"  types      nodes by output type: {', '.join(f'{t} {n}' for t, n in sorted(totals.items()))}"
+            + (f"; FP32: {', '.join(float32)}" if float32 else "")
+        )
     meta = report["edgedit"]
     if meta is None:
         stdout.print(f"  edgedit    [yellow]{report['edgedit_problem']}[/yellow]")
     else:
         stdout.print(f"  model      {meta['kind']}: {_model_line(meta['config'])}")
-        stdout.print(f"  precision  {meta['precision']}, batch {meta['batch']['min']}..{meta['batch']['max']} "
-                     f"(opt {meta['batch']['opt']}), sampler {meta['sampler']['type']}")
+        stdout.print(
+            f"  precision  {meta['precision']}, batch {meta['batch']['min']}..{meta['batch']['max']} "
+            f"(opt {meta['batch']['opt']}), sampler {meta['sampler']['type']}"
+        )
         stdout.print(f"  source     {meta['source']}")
         for check in meta.get("parity", []):
-            stdout.print(f"  parity     batch {check['batch']}: max abs {check['max_abs_error']:.3g}, "
-                         f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})")
+            stdout.print(
+                f"  parity     batch {check['batch']}: max abs {check['max_abs_error']:.3g}, "
+                f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})"
+            )
         if "quantization" in meta:
             q = meta["quantization"]
             psnr = "identical to" if q["psnr_db"] is None else f"PSNR {q['psnr_db']:.1f} dB vs"
-            stdout.print(f"  INT8       {q['tool']} ({q['method']}), {q['quantized_nodes']} layers quantized, "
-                         f"{psnr} FP32 on {q['heldout_rows']} held-out inputs")
+            stdout.print(
+                f"  INT8       {q['tool']} ({q['method']}), {q['quantized_nodes']} layers quantized, "
+                f"{psnr} FP32 on {q['heldout_rows']} held-out inputs"
+            )
     stdout.print(f"  sha256     {report['sha256']}")
 
 
@@ -247,8 +311,10 @@ def _print_doctor(report: dict) -> None:
     cuda = report["cuda"]
     if cuda["devices"]:
         for d in cuda["devices"]:
-            stdout.print(f"  cuda:{d['index']:<11} {d['name']} (sm {d['compute_capability']}, "
-                         f"{si(d['memory_bytes'], 'B')}, driver {cuda['driver']})")
+            stdout.print(
+                f"  cuda:{d['index']:<11} {d['name']} (sm {d['compute_capability']}, "
+                f"{si(d['memory_bytes'], 'B')}, driver {cuda['driver']})"
+            )
     else:
         stdout.print(f"  {'CUDA':<16} none: {cuda['error'] or 'no devices'}")
     jet = report["jetson"]
@@ -258,8 +324,10 @@ def _print_doctor(report: dict) -> None:
         mode = jet["nvpmodel"]
         clocks = {True: "on", False: "off", None: "unknown"}[jet["jetson_clocks"]]
         stdout.print(f"  {'Jetson':<16} {jet['model'] or 'unknown model'}, L4T {jet['l4t'] or 'unknown'}")
-        stdout.print(f"  {'power mode':<16} {(mode or {}).get('name') or 'unknown'} (id {(mode or {}).get('id')}), "
-                     f"jetson_clocks {clocks}")
+        stdout.print(
+            f"  {'power mode':<16} {(mode or {}).get('name') or 'unknown'} (id {(mode or {}).get('id')}), "
+            f"jetson_clocks {clocks}"
+        )
 
 
 @command("convert-dit")
@@ -267,10 +335,15 @@ def convert_dit_command(
     official: Annotated[Path, typer.Argument(help="An official DiT checkpoint, e.g. DiT-XL-2-256x256.pt.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .safetensors checkpoint.")],
     model: Annotated[str, typer.Option("--model", help="Official preset: DiT-{S,B,L,XL}/{2,4,8}.")] = "DiT-XL/2",
-    image_size: Annotated[int, typer.Option("--image-size", help="Image size the checkpoint was trained at (latent = "
-                                                                 "size/8).")] = 256,
+    image_size: Annotated[
+        int, typer.Option("--image-size", help="Image size the checkpoint was trained at (latent = size/8).")
+    ] = 256,
     num_classes: Annotated[int, typer.Option("--num-classes", min=0, help="Number of classes.")] = 1000,
-    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    depth: Depth = None,
+    width: Width = None,
+    heads: Heads = None,
+    patch: Patch = None,
+    mlp_ratio: MlpRatio = None,
     force: Force = False,
 ) -> None:
     """Import official facebookresearch/DiT weights (tensors only, never unpickled objects).
@@ -281,8 +354,11 @@ def convert_dit_command(
     from edgedit.models.convert import convert_official_dit, official_input_size
 
     check_outputs([Output("-o", output, "denoiser")], {"OFFICIAL": official}, force=force)
-    changes = {**overrides(depth, width, heads, patch, mlp_ratio), "input_size": official_input_size(image_size),
-               "num_classes": num_classes}
+    changes = {
+        **overrides(depth, width, heads, patch, mlp_ratio),
+        "input_size": official_input_size(image_size),
+        "num_classes": num_classes,
+    }
     cfg = resolve_config(model, **changes)
     info = convert_official_dit(official, cfg, output)
     typer.echo(f"wrote {info.path} ({info.num_params:,} params, {len(info.tensors)} tensors)")

@@ -36,16 +36,25 @@ from edgedit.contract.fileio import Output, check_outputs
 
 teacher_app = typer.Typer(help="The multi-step EDM teacher that produces the offline pairs.", no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
-pairs_app = typer.Typer(help="Offline teacher pairs: noise -> image (+ labels, trajectory states).",
-                        no_args_is_help=True)
+pairs_app = typer.Typer(
+    help="Offline teacher pairs: noise -> image (+ labels, trajectory states).", no_args_is_help=True
+)
 app.add_typer(pairs_app, name="pairs")
 
 
 def _settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed):
     from edgedit.train.trainer import TrainSettings
 
-    return TrainSettings(steps=steps, batch=batch, lr=lr, ema=ema, lr_warmup=lr_warmup,
-                         checkpoint_every=checkpoint_every, sample_every=sample_every, seed=seed)
+    return TrainSettings(
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        ema=ema,
+        lr_warmup=lr_warmup,
+        checkpoint_every=checkpoint_every,
+        sample_every=sample_every,
+        seed=seed,
+    )
 
 
 def _trained_output(output: Path, kind: str, *also: Path) -> Output:
@@ -60,9 +69,14 @@ def teacher_train_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="The teacher checkpoint (.safetensors, EMA weights).")],
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")],
     data: Annotated[str, typer.Option("--data", help="digits, cifar10:PATH, folder:PATH or npz:PATH.")] = "digits",
-    preset: Annotated[str, typer.Option(
-        "--preset", help="Architecture; the input geometry comes from the data.")] = "DiT-Teacher-Digits/2",
-    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
+    preset: Annotated[
+        str, typer.Option("--preset", help="Architecture; the input geometry comes from the data.")
+    ] = "DiT-Teacher-Digits/2",
+    depth: Depth = None,
+    width: Width = None,
+    heads: Heads = None,
+    patch: Patch = None,
+    mlp_ratio: MlpRatio = None,
     batch: Batch = 64,
     lr: LearningRate = 2e-4,
     ema: Ema = 0.9999,
@@ -84,27 +98,36 @@ def teacher_train_command(
     from edgedit.train.trainer import init_world
 
     check_outputs([_trained_output(output, "denoiser")], {"--data": data_input(data)}, force=force)
-    options = TeacherOptions(output=output, data=data, preset=preset, resume=resume,
-                             overrides=overrides(depth, width, heads, patch, mlp_ratio),
-                             settings=_settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed))
+    options = TeacherOptions(
+        output=output,
+        data=data,
+        preset=preset,
+        resume=resume,
+        overrides=overrides(depth, width, heads, patch, mlp_ratio),
+        settings=_settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed),
+    )
     start, progress = time.perf_counter(), StepProgress("teacher", steps, init_world().main)
     try:
         result = train_teacher(options, on_step=progress, say=progress.say)
     finally:
         progress.close()
     if progress.enabled:
-        stdout.print(f"wrote {result.path} ({result.kind}, {result.images} training images of {data}, {steps} steps, "
-                     f"{result.processes} process(es), {time.perf_counter() - start:.0f} s this session); "
-                     f"sample grids in {result.samples_folder}/")
+        stdout.print(
+            f"wrote {result.path} ({result.kind}, {result.images} training images of {data}, {steps} steps, "
+            f"{result.processes} process(es), {time.perf_counter() - start:.0f} s this session); "
+            f"sample grids in {result.samples_folder}/"
+        )
 
 
 def _print_manifest(manifest: dict, folder: Path) -> None:
     count = sum(s["count"] for s in manifest["shards"])
     shards = len(manifest["shards"])
     state = "complete" if manifest["complete"] else f"incomplete: {shards} of {manifest['expected_shards']} shards"
-    stdout.print(f"{folder}: {count} pairs in {len(manifest['shards'])} shards ({state}), images "
-                 f"{'x'.join(map(str, manifest['shape']))} {manifest['image_dtype']}, {manifest['sampler']['steps']} "
-                 f"{manifest['sampler']['sampler']} steps, trajectory K={manifest['trajectory']['k']}")
+    stdout.print(
+        f"{folder}: {count} pairs in {len(manifest['shards'])} shards ({state}), images "
+        f"{'x'.join(map(str, manifest['shape']))} {manifest['image_dtype']}, {manifest['sampler']['steps']} "
+        f"{manifest['sampler']['sampler']} steps, trajectory K={manifest['trajectory']['k']}"
+    )
 
 
 @command("generate", parent=pairs_app)
@@ -114,18 +137,21 @@ def pairs_generate_command(
     n: Annotated[int, typer.Option("-n", "--num", min=1, help="Number of pairs (seeds first-seed .. first-seed+n-1).")],
     steps: Annotated[int, typer.Option("--steps", min=1, help="Teacher sampler steps.")] = 18,
     sampler: Annotated[str, typer.Option("--sampler", help="heun or euler.")] = "heun",
-    trajectory: Annotated[int, typer.Option("--trajectory", min=0, help="Intermediate ODE states to keep per pair "
-                                                                        "(MI1).")] = 0,
-    class_balanced: Annotated[bool, typer.Option(
-        "--class-balanced", help="Labels seed %% classes instead of random.")] = False,
+    trajectory: Annotated[
+        int, typer.Option("--trajectory", min=0, help="Intermediate ODE states to keep per pair (MI1).")
+    ] = 0,
+    class_balanced: Annotated[
+        bool, typer.Option("--class-balanced", help="Labels seed %% classes instead of random.")
+    ] = False,
     shard: Annotated[str, typer.Option("--shard", help="I/N: this worker's share of the shards.")] = "0/1",
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Pairs per shard file.")] = 1024,
     first_seed: Annotated[int, typer.Option("--first-seed", min=0, help="Seed of the first pair.")] = 0,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per teacher call.")] = 64,
     image_dtype: Annotated[str, typer.Option("--image-dtype", help="float16 or float32.")] = "float16",
     device: Annotated[str, typer.Option("--device", help="torch device for a checkpoint teacher, e.g. cuda.")] = "cpu",
-    force: Annotated[bool, typer.Option(
-        "--force", help="Start the store over: remove its shards, whatever settings made them.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Start the store over: remove its shards, whatever settings made them.")
+    ] = False,
 ) -> None:
     """Generate pairs with the teacher: resumable (complete shards are skipped, damaged ones redone)
     and splittable across machines or GPUs with --shard I/N (a folder per worker). A store made with
@@ -137,8 +163,15 @@ def pairs_generate_command(
     check_outputs([Output("-o", output, "folder")], {"TEACHER": teacher})  # never inside the folder it writes
     worker, workers = parse_shard(shard)
     # The bar appears when generation starts (progress(0)), so refusals before it stay one line.
-    bar = Progress(TextColumn("pairs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=stderr,
-                   transient=True, disable=not stderr.is_terminal)
+    bar = Progress(
+        TextColumn("pairs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    )
 
     def advance(k: int) -> None:
         if not bar.task_ids:
@@ -147,8 +180,23 @@ def pairs_generate_command(
         bar.advance(bar.task_ids[0], k)
 
     try:
-        manifest = generate_pairs(teacher, output, n, steps, sampler, trajectory, class_balanced, (worker, workers),
-                                  shard_size, first_seed, batch, image_dtype, device, progress=advance, force=force)
+        manifest = generate_pairs(
+            teacher,
+            output,
+            n,
+            steps,
+            sampler,
+            trajectory,
+            class_balanced,
+            (worker, workers),
+            shard_size,
+            first_seed,
+            batch,
+            image_dtype,
+            device,
+            progress=advance,
+            force=force,
+        )
     finally:
         bar.stop()
     _print_manifest(manifest, output)
@@ -185,29 +233,54 @@ def distill_command(
     pairs: Annotated[Path, typer.Option("--pairs", help="A pairs folder from `edgedit pairs generate`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The student checkpoint (.safetensors, EMA weights).")],
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")],
-    student: Annotated[str, typer.Option(
-        "--student", help="A preset (at the pairs' geometry) or a checkpoint.")] = "DiT-Nano-S/2",
-    depth: Depth = None, width: Width = None, heads: Heads = None, patch: Patch = None, mlp_ratio: MlpRatio = None,
-    method: Annotated[str, typer.Option(
-        "--method", help="output, ta (teaching assistant), mi1 (multi-in-one) or adversarial (pairs + a GAN "
-                         "term on --real images; usually a second stage from a distilled --student).")] = "output",
-    ta: Annotated[str | None, typer.Option("--ta", help="ta: the assistant, a preset (distilled first) or a "
-                                                        "checkpoint.")] = None,
-    ta_steps: Annotated[int | None, typer.Option(
-        "--ta-steps", min=1, help="Steps for a preset TA (default: --steps).")] = None,
+    student: Annotated[
+        str, typer.Option("--student", help="A preset (at the pairs' geometry) or a checkpoint.")
+    ] = "DiT-Nano-S/2",
+    depth: Depth = None,
+    width: Width = None,
+    heads: Heads = None,
+    patch: Patch = None,
+    mlp_ratio: MlpRatio = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="output, ta (teaching assistant), mi1 (multi-in-one) or adversarial (pairs + a GAN "
+            "term on --real images; usually a second stage from a distilled --student).",
+        ),
+    ] = "output",
+    ta: Annotated[
+        str | None, typer.Option("--ta", help="ta: the assistant, a preset (distilled first) or a checkpoint.")
+    ] = None,
+    ta_steps: Annotated[
+        int | None, typer.Option("--ta-steps", min=1, help="Steps for a preset TA (default: --steps).")
+    ] = None,
     loss: Annotated[str, typer.Option("--loss", help="Image loss: pseudo-huber, l1, l2 or lpips.")] = "pseudo-huber",
     feature_loss: Annotated[str, typer.Option("--feature-loss", help="ta/mi1 feature loss: l2, l1 or cosine.")] = "l2",
-    feature_weight: Annotated[float, typer.Option(
-        "--feature-weight", min=0.0, help="Weight of the feature term.")] = 1.0,
-    taps: Annotated[str | None, typer.Option("--taps", help="Student blocks tapped, e.g. 1,3,5 (ta: default all; "
-                                                "mi1: one per trajectory state, default evenly spaced).")] = None,
-    real: Annotated[str | None, typer.Option(
-        "--real", help="adversarial: real images, digits, cifar10:PATH, folder:PATH or npz:PATH (training split "
-                       "only).")] = None,
-    adv_weight: Annotated[float, typer.Option("--adv-weight", min=0.0, max=1000.0,
-                                              help="adversarial: weight of the GAN term.")] = 0.1,
-    disc_lr: Annotated[float, typer.Option("--disc-lr", min=0.0, max=1.0,
-                                           help="adversarial: the discriminator's learning rate.")] = 2e-4,
+    feature_weight: Annotated[
+        float, typer.Option("--feature-weight", min=0.0, help="Weight of the feature term.")
+    ] = 1.0,
+    taps: Annotated[
+        str | None,
+        typer.Option(
+            "--taps",
+            help="Student blocks tapped, e.g. 1,3,5 (ta: default all; "
+            "mi1: one per trajectory state, default evenly spaced).",
+        ),
+    ] = None,
+    real: Annotated[
+        str | None,
+        typer.Option(
+            "--real",
+            help="adversarial: real images, digits, cifar10:PATH, folder:PATH or npz:PATH (training split only).",
+        ),
+    ] = None,
+    adv_weight: Annotated[
+        float, typer.Option("--adv-weight", min=0.0, max=1000.0, help="adversarial: weight of the GAN term.")
+    ] = 0.1,
+    disc_lr: Annotated[
+        float, typer.Option("--disc-lr", min=0.0, max=1.0, help="adversarial: the discriminator's learning rate.")
+    ] = 2e-4,
     batch: Batch = 64,
     lr: LearningRate = 3e-4,
     ema: Ema = 0.9999,
@@ -229,21 +302,41 @@ def distill_command(
     from edgedit.train.trainer import SampleGrids, init_world
 
     ta_out = ta_path(output) if method == "ta" and ta is not None and not Path(ta).exists() else None  # a preset TA
-    check_outputs([_trained_output(output, "student", *((ta_out, artefacts.train_state(ta_out)) if ta_out else ()))],
-                  {"--pairs": pairs, "--student": student, "--ta": ta}, force=force)
+    check_outputs(
+        [_trained_output(output, "student", *((ta_out, artefacts.train_state(ta_out)) if ta_out else ()))],
+        {"--pairs": pairs, "--student": student, "--ta": ta},
+        force=force,
+    )
     world, tapped = init_world(), int_list(taps, "--taps")
-    options = DistillOptions(pairs=pairs, output=output, student=student, method=method, ta=ta, ta_steps=ta_steps,
-                             loss=loss, feature_loss=feature_loss, feature_weight=feature_weight, resume=resume,
-                             real=real, adv_weight=adv_weight, disc_lr=disc_lr,
-                             taps=tuple(tapped) if tapped else None,
-                             overrides=overrides(depth, width, heads, patch, mlp_ratio),
-                             settings=_settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed))
-    start, progress, grids = time.perf_counter(), StepProgress(method, steps,
-                                                               world.main), SampleGrids(output, world.device)
+    options = DistillOptions(
+        pairs=pairs,
+        output=output,
+        student=student,
+        method=method,
+        ta=ta,
+        ta_steps=ta_steps,
+        loss=loss,
+        feature_loss=feature_loss,
+        feature_weight=feature_weight,
+        resume=resume,
+        real=real,
+        adv_weight=adv_weight,
+        disc_lr=disc_lr,
+        taps=tuple(tapped) if tapped else None,
+        overrides=overrides(depth, width, heads, patch, mlp_ratio),
+        settings=_settings(steps, batch, lr, ema, lr_warmup, checkpoint_every, sample_every, seed),
+    )
+    start, progress, grids = (
+        time.perf_counter(),
+        StepProgress(method, steps, world.main),
+        SampleGrids(output, world.device),
+    )
     try:
         path = distill(options, on_step=progress, on_sample=grids, say=progress.say)
     finally:
         progress.close()
     if world.main:
-        stdout.print(f"wrote {path} ({method} distillation, {steps} steps, {world.size} process(es), "
-                     f"{time.perf_counter() - start:.0f} s); sample grids in {grids.folder}/")
+        stdout.print(
+            f"wrote {path} ({method} distillation, {steps} steps, {world.size} process(es), "
+            f"{time.perf_counter() - start:.0f} s); sample grids in {grids.folder}/"
+        )

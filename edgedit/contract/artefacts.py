@@ -46,8 +46,12 @@ def note_engine_suffix(path: str | os.PathLike) -> None:
     """A note, once per read, when an engine is named the way other tools name them."""
     path = Path(path)
     if path.suffix in ENGINE_READ and path.suffix != ENGINE:
-        log.info("%s: read as a TensorRT engine (edgedit writes %s; %s is another tool's name for one)",
-                 path, ENGINE, path.suffix)
+        log.info(
+            "%s: read as a TensorRT engine (edgedit writes %s; %s is another tool's name for one)",
+            path,
+            ENGINE,
+            path.suffix,
+        )
 
 
 def _strip(path: Path, suffix: str) -> str:

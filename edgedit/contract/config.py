@@ -27,8 +27,14 @@ from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, Record, first_proble
 DIFFUSIONS = ("ddpm", "edm", "one-step")
 FREQUENCY_EMBEDDING_SIZE = 256  # DiT's sinusoidal timestep features
 MAX_WIDTH, MAX_DEPTH = 16384, 1024
-CLI_FLAGS = {"hidden_size": "--width", "num_heads": "--heads", "patch_size": "--patch", "depth": "--depth",
-             "mlp_ratio": "--mlp-ratio", "num_classes": "--num-classes"}
+CLI_FLAGS = {
+    "hidden_size": "--width",
+    "num_heads": "--heads",
+    "patch_size": "--patch",
+    "depth": "--depth",
+    "mlp_ratio": "--mlp-ratio",
+    "num_classes": "--num-classes",
+}
 
 
 class _ConfigFields(Record):
@@ -201,29 +207,66 @@ _register(
     "DiT-Teacher-Digits/2",
     "teacher",
     "EDM teacher for the bundled 16x16 digits (10 classes); trains on a 2-core CPU",
-    input_size=16, in_channels=1, patch_size=2, hidden_size=192, depth=8, num_heads=6,
-    num_classes=10, class_dropout_prob=0.0, learn_sigma=False, diffusion="edm",
+    input_size=16,
+    in_channels=1,
+    patch_size=2,
+    hidden_size=192,
+    depth=8,
+    num_heads=6,
+    num_classes=10,
+    class_dropout_prob=0.0,
+    learn_sigma=False,
+    diffusion="edm",
 )
 _register(
     "DiT-Teacher-CIFAR10/2",
     "teacher",
     "EDM teacher for CIFAR-10 32x32 (10 classes), about the size of EDM's DDPM++ UNet",
-    input_size=32, in_channels=3, patch_size=2, hidden_size=512, depth=12, num_heads=8,
-    num_classes=10, class_dropout_prob=0.0, learn_sigma=False, diffusion="edm",
+    input_size=32,
+    in_channels=3,
+    patch_size=2,
+    hidden_size=512,
+    depth=12,
+    num_heads=8,
+    num_classes=10,
+    class_dropout_prob=0.0,
+    learn_sigma=False,
+    diffusion="edm",
 )
 
 # DiT-Nano: one-step students (z -> x) for CIFAR-10 32x32x3, unconditional as GET's main results.
 # The ladder keeps depth, width and heads balanced; Deep/Wide bracket the M size with the same
 # parameter budget. Data geometry (size, channels, classes) is overridden to match the pairs.
-_NANO = dict(input_size=32, in_channels=3, patch_size=2, num_classes=0, class_dropout_prob=0.0,
-             learn_sigma=False, diffusion="one-step")
+_NANO = dict(
+    input_size=32,
+    in_channels=3,
+    patch_size=2,
+    num_classes=0,
+    class_dropout_prob=0.0,
+    learn_sigma=False,
+    diffusion="one-step",
+)
 _register("DiT-Nano-XS/2", "nano", "one-step student, ~0.5M params", depth=4, hidden_size=96, num_heads=3, **_NANO)
 _register("DiT-Nano-S/2", "nano", "one-step student, ~1.2M params", depth=6, hidden_size=128, num_heads=4, **_NANO)
 _register("DiT-Nano-M/2", "nano", "one-step student, ~3.6M params", depth=8, hidden_size=192, num_heads=6, **_NANO)
-_register("DiT-Nano-M-Deep/2", "nano", "deep-narrow twin of Nano-M: 16 blocks of width 136",
-          depth=16, hidden_size=136, num_heads=4, **_NANO)
-_register("DiT-Nano-M-Wide/2", "nano", "shallow-wide twin of Nano-M: 3 blocks of width 312",
-          depth=3, hidden_size=312, num_heads=6, **_NANO)
+_register(
+    "DiT-Nano-M-Deep/2",
+    "nano",
+    "deep-narrow twin of Nano-M: 16 blocks of width 136",
+    depth=16,
+    hidden_size=136,
+    num_heads=4,
+    **_NANO,
+)
+_register(
+    "DiT-Nano-M-Wide/2",
+    "nano",
+    "shallow-wide twin of Nano-M: 3 blocks of width 312",
+    depth=3,
+    hidden_size=312,
+    num_heads=6,
+    **_NANO,
+)
 _register("DiT-Nano-L/2", "nano", "one-step student, ~8M params", depth=10, hidden_size=256, num_heads=8, **_NANO)
 _register("DiT-Nano-XL/2", "nano", "one-step student, ~20M params", depth=11, hidden_size=384, num_heads=6, **_NANO)
 
@@ -258,8 +301,10 @@ def require_model_file(model: str | os.PathLike, what: str, how: str) -> Path:
     from edgedit.contract.fileio import regular_file
 
     if not names_a_file(model) and _key(str(model)) in _BY_KEY:
-        raise EdgeditError(f"{model}: is a preset (an architecture with no trained weights); give a {what} "
-                           f"checkpoint or ONNX file (see `{how}`)")
+        raise EdgeditError(
+            f"{model}: is a preset (an architecture with no trained weights); give a {what} "
+            f"checkpoint or ONNX file (see `{how}`)"
+        )
     return regular_file(model, f"{what} file")
 
 

@@ -20,4 +20,5 @@ def require(module: str, extra: str | None = None, hint: str | None = None) -> M
         top = module.split(".")[0]
         how = hint or f"pip install 'edgedit[{extra}]'"
         raise MissingDependency(
-            f"this needs the Python package '{top}', which is not importable ({err}); {how}") from err
+            f"this needs the Python package '{top}', which is not importable ({err}); {how}"
+        ) from err

@@ -80,26 +80,34 @@ def cuda_devices() -> dict:
         name = ctypes.create_string_buffer(256)
         cuda.cuDeviceGetName(name, 256, device)
         attrs = {}
-        for key, attr in (("major", _CU_ATTR_CC_MAJOR), ("minor", _CU_ATTR_CC_MINOR),
-                          ("integrated", _CU_ATTR_INTEGRATED)):
+        for key, attr in (
+            ("major", _CU_ATTR_CC_MAJOR),
+            ("minor", _CU_ATTR_CC_MINOR),
+            ("integrated", _CU_ATTR_INTEGRATED),
+        ):
             value = ctypes.c_int()
             cuda.cuDeviceGetAttribute(ctypes.byref(value), attr, device)
             attrs[key] = value.value
         memory = ctypes.c_size_t()
         cuda.cuDeviceTotalMem_v2(ctypes.byref(memory), device)
-        devices.append({
-            "index": ordinal,
-            "name": name.value.decode(errors="replace"),
-            "compute_capability": f"{attrs['major']}.{attrs['minor']}",
-            "memory_bytes": memory.value,
-            "integrated": bool(attrs["integrated"]),  # Jetson iGPU: memory shared with the CPU
-        })
+        devices.append(
+            {
+                "index": ordinal,
+                "name": name.value.decode(errors="replace"),
+                "compute_capability": f"{attrs['major']}.{attrs['minor']}",
+                "memory_bytes": memory.value,
+                "integrated": bool(attrs["integrated"]),  # Jetson iGPU: memory shared with the CPU
+            }
+        )
     driver = f"{version.value // 1000}.{version.value % 1000 // 10}"
     return {"driver": driver, "devices": devices, "error": None}
 
 
-def available_memory_bytes(meminfo: Path = Path("/proc/meminfo"), cgroup_root: Path = Path("/sys/fs/cgroup"),
-                           self_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+def available_memory_bytes(
+    meminfo: Path = Path("/proc/meminfo"),
+    cgroup_root: Path = Path("/sys/fs/cgroup"),
+    self_cgroup: Path = Path("/proc/self/cgroup"),
+) -> int | None:
     """Memory a new allocation can get without swapping or meeting a container's limit: Linux's
     MemAvailable (https://www.kernel.org/doc/html/latest/filesystems/proc.html, /proc/meminfo), else
     all physical memory, and no more than this process's cgroup still allows (`docker run --memory`:
@@ -122,8 +130,9 @@ def available_memory_bytes(meminfo: Path = Path("/proc/meminfo"), cgroup_root: P
 _NO_LIMIT = 1 << 62  # cgroup v1 writes "unlimited" as a page-rounded 2^63 - 1
 
 
-def cgroup_memory_headroom(root: Path = Path("/sys/fs/cgroup"),
-                           self_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+def cgroup_memory_headroom(
+    root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Path("/proc/self/cgroup")
+) -> int | None:
     """Bytes the tightest memory limit over this process's cgroup and its ancestors still allows (the
     limit minus the working set: usage less inactive file cache, which the kernel reclaims first, as
     `docker stats` counts it), or None where no limit is set. cgroup v2 (memory.max, memory.current,

@@ -78,17 +78,27 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
         try:
             mode = path.stat().st_mode
         except OSError as err:
-            problem = {errno.ENOENT: f"no such {what}", errno.ELOOP: "a symlink loop (too many levels of symbolic "
-                       "links)", errno.ENAMETOOLONG: "file name too long", errno.EACCES: "permission denied",
-                       errno.ENOTDIR: f"no such {what} (a part of the path is not a folder)"}.get(
-                err.errno, f"cannot be read ({err.strerror})")
+            problem = {
+                errno.ENOENT: f"no such {what}",
+                errno.ELOOP: "a symlink loop (too many levels of symbolic links)",
+                errno.ENAMETOOLONG: "file name too long",
+                errno.EACCES: "permission denied",
+                errno.ENOTDIR: f"no such {what} (a part of the path is not a folder)",
+            }.get(err.errno, f"cannot be read ({err.strerror})")
         else:
             if stat.S_ISREG(mode):
                 return path
-            problem = ("is a directory, not a file" if stat.S_ISDIR(mode) else
-                       "is a FIFO (named pipe), not a regular file" if stat.S_ISFIFO(mode) else
-                       "is a device, not a regular file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
-                       "is a socket, not a regular file" if stat.S_ISSOCK(mode) else "is not a regular file")
+            problem = (
+                "is a directory, not a file"
+                if stat.S_ISDIR(mode)
+                else "is a FIFO (named pipe), not a regular file"
+                if stat.S_ISFIFO(mode)
+                else "is a device, not a regular file"
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "is a socket, not a regular file"
+                if stat.S_ISSOCK(mode)
+                else "is not a regular file"
+            )
     raise EdgeditError(f"{path}: {problem}")
 
 
@@ -111,11 +121,13 @@ def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> It
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(path)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=".partial",
-                                        dir=path.parent))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=".partial", dir=path.parent)
+        )
     except OSError as err:
-        raise EdgeditError(f"{path}: cannot write it: {_cannot_write(path, False) or err.strerror or err}; "
-                           "choose another output path") from err
+        raise EdgeditError(
+            f"{path}: cannot write it: {_cannot_write(path, False) or err.strerror or err}; choose another output path"
+        ) from err
     lock = None
     try:
         lock = _lock(staging)
@@ -137,8 +149,10 @@ def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> It
         except OSError as err:
             if isinstance(err, FileNotFoundError) and not staged.exists():
                 raise  # the block wrote nothing: a bug of the writer, not of the place
-            raise EdgeditError(f"{path}: cannot move the finished file into place ({err.strerror or err}); "
-                               "check the folder's permissions and free space") from err
+            raise EdgeditError(
+                f"{path}: cannot move the finished file into place ({err.strerror or err}); "
+                "check the folder's permissions and free space"
+            ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if lock is not None:
@@ -167,7 +181,7 @@ def _lock(staging: Path) -> int | None:
 
 def _alive(pid: int) -> bool:
     if pid == os.getpid() or os.name == "nt":  # Windows' os.kill(pid, 0) would send Ctrl-C:
-        return True                             # https://docs.python.org/3/library/os.html#os.kill
+        return True  # https://docs.python.org/3/library/os.html#os.kill
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
@@ -192,7 +206,7 @@ def remove_stale_staging(path: str | os.PathLike) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        match = _STAGING.fullmatch(entry.name[len(prefix):])
+        match = _STAGING.fullmatch(entry.name[len(prefix) :])
         if not match or match[2] != _HOST or _alive(int(match[1])) or not entry.is_dir(follow_symlinks=False):
             continue
         fd = None
@@ -259,19 +273,24 @@ def load_npz(path: str | os.PathLike, what: str = "file", max_bytes: int | None 
             members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
             unpacked = sum(m.file_size for m in archive.infolist())
             if unpacked > max_bytes:
-                raise EdgeditError(f"{path}: unpacks to {unpacked / 2**20:.0f} MB, more than the "
-                                   f"{max_bytes / 2**20:.0f} MB this {what} may use here")
+                raise EdgeditError(
+                    f"{path}: unpacks to {unpacked / 2**20:.0f} MB, more than the "
+                    f"{max_bytes / 2**20:.0f} MB this {what} may use here"
+                )
             for member in members:
                 with archive.open(member) as f:
                     version = npy.read_magic(f)  # 1.0, else 2.0 (3.0 only changes the header's encoding)
                     read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
                     shape, _, dtype = read_header(f)
                 if dtype.hasobject:
-                    raise EdgeditError(f"{path}: array {member.filename} holds Python objects, which edgedit never "
-                                       "unpickles")
+                    raise EdgeditError(
+                        f"{path}: array {member.filename} holds Python objects, which edgedit never unpickles"
+                    )
                 if math.prod(shape) * dtype.itemsize > member.file_size:
-                    raise EdgeditError(f"{path}: array {member.filename} declares {list(shape)} {dtype}, more data "
-                                       "than the file holds (damaged or forged)")
+                    raise EdgeditError(
+                        f"{path}: array {member.filename} declares {list(shape)} {dtype}, more data "
+                        "than the file holds (damaged or forged)"
+                    )
         with np.load(path, allow_pickle=False) as arrays:
             return {k: arrays[k] for k in arrays.files}
     except EdgeditError:
@@ -339,7 +358,9 @@ def file_kind(path: str | os.PathLike) -> str | None:
     if len(head) > 8 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
         return _safetensors_kind(path, int.from_bytes(head[:8], "little"))
     if len(head) > 2 and head[0] == 0x08 and 0 < head[1] < 0x80 and head[2] & 7 in (0, 2):
-        return "onnx"  # ModelProto field 1 (ir_version) first, as onnx writes it: https://onnx.ai/onnx/repo-docs/IR.html
+        return (
+            "onnx"  # ModelProto field 1 (ir_version) first, as onnx writes it: https://onnx.ai/onnx/repo-docs/IR.html
+        )
     if b"\0" not in head:
         try:
             text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at 4096 is fine
@@ -389,8 +410,11 @@ def _same_kind(written: str, found: str) -> bool:
     """A checkpoint of unknown role (another tool's, a damaged one) may be replaced by any checkpoint;
     a timing cache (TensorRT's own opaque format) replaces a file of no kind edgedit can tell."""
     roles = ("checkpoint", "denoiser", "student")
-    return (written == found or (written in roles and found in roles and "checkpoint" in (written, found))
-            or (written == "timing-cache" and found == "unknown"))
+    return (
+        written == found
+        or (written in roles and found in roles and "checkpoint" in (written, found))
+        or (written == "timing-cache" and found == "unknown")
+    )
 
 
 @dataclass(frozen=True)
@@ -452,8 +476,12 @@ def _cannot_write(path: Path, folder: bool) -> str | None:
     return None
 
 
-def check_outputs(outputs: Iterable[Output], inputs: Mapping[str, str | os.PathLike | Iterable | None] | None = None,
-                  *, force: bool = False) -> None:
+def check_outputs(
+    outputs: Iterable[Output],
+    inputs: Mapping[str, str | os.PathLike | Iterable | None] | None = None,
+    *,
+    force: bool = False,
+) -> None:
     """Refuse, before any work starts, outputs that would destroy something; one line, exit 2.
 
     - an output (or a file written with it) that is one of the inputs or their companions, however
@@ -475,8 +503,11 @@ def check_outputs(outputs: Iterable[Output], inputs: Mapping[str, str | os.PathL
             if not os.path.exists(path):
                 continue
             protected.append((path, f"the input {label} {value}", path.is_dir()))
-            protected += [(c, f"{c}, which belongs to the input {label} {value}", False)
-                          for c in artefacts.companions(path) if c.exists()]
+            protected += [
+                (c, f"{c}, which belongs to the input {label} {value}", False)
+                for c in artefacts.companions(path)
+                if c.exists()
+            ]
     written: list[tuple[Path, str, bool]] = []  # (path, words, is a folder)
     for o in outputs:
         words = f"{o.flag} {o.path}"
@@ -504,8 +535,10 @@ def check_outputs(outputs: Iterable[Output], inputs: Mapping[str, str | os.PathL
         if o.kind in KINDS and not force and Path(o.path).is_file():
             found = file_kind(o.path)
             if found is not None and not _same_kind(o.kind, found):
-                raise EdgeditError(f"{o.flag} {o.path}: exists and is {KINDS[found][0]}, not {KINDS[o.kind][0]}; "
-                                   "choose another path, or pass --force to replace it")
+                raise EdgeditError(
+                    f"{o.flag} {o.path}: exists and is {KINDS[found][0]}, not {KINDS[o.kind][0]}; "
+                    "choose another path, or pass --force to replace it"
+                )
     for path, _, folder in written:
         if not folder:
             remove_stale_staging(path)

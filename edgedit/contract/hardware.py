@@ -60,10 +60,13 @@ DEVICES: dict[str, DeviceSpec] = {
 # Other power modes that measurements come from (calibration points, device runs).
 POWER_MODES: dict[str, DeviceSpec] = {
     **DEVICES,
-    **{spec.key: spec for spec in (
-        DeviceSpec("orin-nano-super-15w", "Jetson Orin Nano 8GB Super (15W mode)", 612.0, 68.0, 1.498),
-        DeviceSpec("orin-nano-super-25w", "Jetson Orin Nano 8GB Super (25W mode)", 918.0, 102.0, 1.344),
-    )},
+    **{
+        spec.key: spec
+        for spec in (
+            DeviceSpec("orin-nano-super-15w", "Jetson Orin Nano 8GB Super (15W mode)", 612.0, 68.0, 1.498),
+            DeviceSpec("orin-nano-super-25w", "Jetson Orin Nano 8GB Super (25W mode)", 918.0, 102.0, 1.344),
+        )
+    },
 }
 
 
@@ -74,7 +77,10 @@ def device_for_mode(module: str | None, mode: str | None) -> DeviceSpec | None:
         return None
     mode = mode.upper().replace(" ", "")
     super_ = "SUPER" in module.upper() or "SUPER" in mode
-    table = {"MAXN_SUPER": "orin-nano-super", "25W": "orin-nano-super-25w",
-             "15W": "orin-nano-super-15w" if super_ else "orin-nano"}
+    table = {
+        "MAXN_SUPER": "orin-nano-super",
+        "25W": "orin-nano-super-25w",
+        "15W": "orin-nano-super-15w" if super_ else "orin-nano",
+    }
     key = table.get(mode)
     return POWER_MODES[key] if key else None

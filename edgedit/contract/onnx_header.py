@@ -335,11 +335,13 @@ def weights_sha256(graph: OnnxGraph, chunk: int = 1 << 20) -> str:
                     while left > 0:
                         block = f.read(min(chunk, left))
                         if not block:
-                            raise EdgeditError(f"{graph.path}: weight {name!r} ends past the end of {file.name} "
-                                               "(truncated)")
+                            raise EdgeditError(
+                                f"{graph.path}: weight {name!r} ends past the end of {file.name} (truncated)"
+                            )
                         digest.update(block)
                         left -= len(block)
             except OSError as err:
-                raise EdgeditError(f"{graph.path}: weight {name!r} cannot be read from {file.name} "
-                                   f"({err.strerror})") from None
+                raise EdgeditError(
+                    f"{graph.path}: weight {name!r} cannot be read from {file.name} ({err.strerror})"
+                ) from None
     return digest.hexdigest()

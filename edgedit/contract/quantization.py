@@ -56,8 +56,9 @@ def module_of(node_name: str) -> str:
 def int8_class(node_name: str) -> str | None:
     """The INT8 layer class a MatMul/Gemm/Conv node belongs to, or None."""
     module = module_of(node_name)
-    return next((c for c, patterns in INT8_CLASSES.items() if any(fnmatch.fnmatchcase(module, p) for p in patterns)),
-                None)
+    return next(
+        (c for c, patterns in INT8_CLASSES.items() if any(fnmatch.fnmatchcase(module, p) for p in patterns)), None
+    )
 
 
 def fp32_class(node_name: str, op_type: str) -> str | None:
@@ -66,8 +67,10 @@ def fp32_class(node_name: str, op_type: str) -> str | None:
         if op_type in ops:
             return name
     module = module_of(node_name)
-    return next((name for name, (_, patterns) in FP32_CLASSES.items()
-                 if any(fnmatch.fnmatchcase(module, p) for p in patterns)), None)
+    return next(
+        (name for name, (_, patterns) in FP32_CLASSES.items() if any(fnmatch.fnmatchcase(module, p) for p in patterns)),
+        None,
+    )
 
 
 def is_int8_weight(name: str, classes: tuple[str, ...] = RECIPE_INT8) -> bool:
@@ -88,8 +91,9 @@ class PrecisionPlan:
     def __post_init__(self):
         unknown = [c for c in self.int8 if c not in INT8_CLASSES] + [c for c in self.fp32 if c not in FP32_CLASSES]
         if unknown:
-            raise ValueError(f"unknown layer classes {unknown}; INT8: {', '.join(INT8_CLASSES)}; FP32: "
-                             f"{', '.join(FP32_CLASSES)}")
+            raise ValueError(
+                f"unknown layer classes {unknown}; INT8: {', '.join(INT8_CLASSES)}; FP32: {', '.join(FP32_CLASSES)}"
+            )
         if self.high not in HIGH_PRECISIONS or self.io not in HIGH_PRECISIONS:
             raise ValueError(f"high precision and I/O must be one of {', '.join(HIGH_PRECISIONS)}")
 

@@ -29,10 +29,25 @@ def sampler_spec(cfg: DiTConfig, noise: str = NOISE_SCHEME) -> dict[str, Any]:
     if cfg.diffusion == "one-step":
         return {"type": "one-step", "noise": noise}
     if cfg.diffusion == "edm":
-        return {"type": "edm", "preconditioning": "in-graph", "sigma_min": EDM_SIGMA_MIN, "sigma_max": EDM_SIGMA_MAX,
-                "rho": EDM_RHO, "sigma_data": EDM_SIGMA_DATA, "steps": EDM_STEPS, "sampler": EDM_SAMPLER,
-                "noise": noise}
+        return {
+            "type": "edm",
+            "preconditioning": "in-graph",
+            "sigma_min": EDM_SIGMA_MIN,
+            "sigma_max": EDM_SIGMA_MAX,
+            "rho": EDM_RHO,
+            "sigma_data": EDM_SIGMA_DATA,
+            "steps": EDM_STEPS,
+            "sampler": EDM_SAMPLER,
+            "noise": noise,
+        }
     # facebookresearch/DiT: 1000 steps of linear betas 1e-4..0.02, epsilon prediction (+ variance channels);
     # sampled here with deterministic DDIM. Outputs are SD-VAE latents for official DiTs (no VAE here).
-    return {"type": "ddpm", "train_steps": DDPM_TRAIN_STEPS, "beta_start": DDPM_BETA_START, "beta_end": DDPM_BETA_END,
-            "steps": 50, "sampler": "ddim", "noise": noise}
+    return {
+        "type": "ddpm",
+        "train_steps": DDPM_TRAIN_STEPS,
+        "beta_start": DDPM_BETA_START,
+        "beta_end": DDPM_BETA_END,
+        "steps": 50,
+        "sampler": "ddim",
+        "noise": noise,
+    }

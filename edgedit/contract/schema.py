@@ -69,8 +69,7 @@ def parse(schema: type[R], data: Any, where: str | os.PathLike, what: str, fix: 
     try:
         return schema.model_validate(data)
     except ValidationError as err:
-        raise EdgeditError(f"{where}: not a valid {what}: {first_problem(err)}" + (f"; {fix}" if fix else "")) \
-            from None
+        raise EdgeditError(f"{where}: not a valid {what}: {first_problem(err)}" + (f"; {fix}" if fix else "")) from None
 
 
 def load_json(path: str | os.PathLike, what: str, fix: str = "", max_bytes: int = 64 << 20) -> Any:
@@ -106,5 +105,4 @@ def loads(text: str | bytes, where: str | os.PathLike, what: str, fix: str = "")
         return json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates)
     except (ValueError, RecursionError) as err:
         reason = str(err).splitlines()[0][:100] if not isinstance(err, RecursionError) else "nested too deeply"
-        raise EdgeditError(f"{where}: not a valid {what}: not JSON ({reason})" + (f"; {fix}" if fix else "")) \
-            from None
+        raise EdgeditError(f"{where}: not a valid {what}: not JSON ({reason})" + (f"; {fix}" if fix else "")) from None

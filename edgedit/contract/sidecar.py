@@ -88,14 +88,19 @@ def read_sidecar(plan: str | os.PathLike) -> dict[str, Any]:
     regular_file(plan, "engine file")
     artefacts.note_engine_suffix(plan)
     if not path.is_file():
-        raise EdgeditError(f"{plan}: its sidecar {path.name} is missing; edgedit needs it to know the engine's "
-                           "inputs and where it was built. Rebuild with `edgedit build-engine`")
+        raise EdgeditError(
+            f"{plan}: its sidecar {path.name} is missing; edgedit needs it to know the engine's "
+            "inputs and where it was built. Rebuild with `edgedit build-engine`"
+        )
     fix = "rebuild the engine with `edgedit build-engine`"
-    record = parse(SidecarRecord, load_json(path, "engine sidecar", fix, max_bytes=16 << 20), path, "engine sidecar",
-                   fix)
+    record = parse(
+        SidecarRecord, load_json(path, "engine sidecar", fix, max_bytes=16 << 20), path, "engine sidecar", fix
+    )
     if plan.stat().st_size != record.plan_bytes or sha256_file(plan) != record.plan_sha256:
-        raise EdgeditError(f"{plan}: not the engine its sidecar describes ({plan.stat().st_size} bytes, the sidecar "
-                           f"says {record.plan_bytes} and another sha256): truncated, altered or replaced; {fix}")
+        raise EdgeditError(
+            f"{plan}: not the engine its sidecar describes ({plan.stat().st_size} bytes, the sidecar "
+            f"says {record.plan_bytes} and another sha256): truncated, altered or replaced; {fix}"
+        )
     return record.model_dump()
 
 
@@ -109,8 +114,12 @@ def check_compatible(record: dict[str, Any], tensorrt_version: str, gpu: str | N
     """Refuse an engine built by another TensorRT version or on another GPU: engines are not portable."""
     built = record["device"]
     if built["tensorrt"] != tensorrt_version:
-        raise EdgeditError(f"{where}: built with TensorRT {built['tensorrt']}, this is TensorRT {tensorrt_version}; "
-                           "engines are not portable: rebuild it here with `edgedit build-engine`")
+        raise EdgeditError(
+            f"{where}: built with TensorRT {built['tensorrt']}, this is TensorRT {tensorrt_version}; "
+            "engines are not portable: rebuild it here with `edgedit build-engine`"
+        )
     if gpu is not None and built["gpu"] != gpu:
-        raise EdgeditError(f"{where}: built on {built['gpu']} (sm {built['compute_capability']}), this GPU is {gpu}; "
-                           "engines are not portable: rebuild it here with `edgedit build-engine`")
+        raise EdgeditError(
+            f"{where}: built on {built['gpu']} (sm {built['compute_capability']}), this GPU is {gpu}; "
+            "engines are not portable: rebuild it here with `edgedit build-engine`"
+        )

@@ -32,6 +32,7 @@ from edgedit.contract.schema import MAX_BATCH, MAX_SIDE, Name, Record, Sha256, l
 
 BATCH = "N"  # the symbolic batch dimension
 
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -125,32 +126,46 @@ class ModelMeta:
         static = None if self.dynamic_batch else self.batch["max"]
         for kind, found, specs in (("inputs", graph.inputs, self.inputs), ("outputs", graph.outputs, self.outputs)):
             wanted = [(s.name, s.dtype, s.concrete(static) if static else s.shape) for s in specs]
-            have = [(v.name, ONNX_DTYPES.get(v.elem_type, str(v.elem_type)),
-                     tuple(d if isinstance(d, int) and d > 0 else "N" for d in v.dims)) for v in found]
+            have = [
+                (
+                    v.name,
+                    ONNX_DTYPES.get(v.elem_type, str(v.elem_type)),
+                    tuple(d if isinstance(d, int) and d > 0 else "N" for d in v.dims),
+                )
+                for v in found
+            ]
             if have != wanted:
-                raise EdgeditError(f"{where}: the graph's {kind} {have} disagree with its edgedit metadata {wanted}; "
-                                   "re-export it")
+                raise EdgeditError(
+                    f"{where}: the graph's {kind} {have} disagree with its edgedit metadata {wanted}; re-export it"
+                )
         cfg = self.config
-        tables = [graph.weights[n.inputs[0]] for n in graph.nodes if n.op_type == "Gather"
-                  and n.name.startswith("y_embedder") and n.inputs and n.inputs[0] in graph.weights]
+        tables = [
+            graph.weights[n.inputs[0]]
+            for n in graph.nodes
+            if n.op_type == "Gather" and n.name.startswith("y_embedder") and n.inputs and n.inputs[0] in graph.weights
+        ]
         rows = cfg.num_classes + (1 if cfg.class_dropout_prob > 0 else 0)  # DiT's extra row: the null class of CFG
         if cfg.class_conditional and [t.dims[0] for t in tables] != [rows]:
             found = f"{tables[0].dims[0]} rows" if tables else "no label embedding"
-            raise EdgeditError(f"{where}: its edgedit metadata claims {cfg.num_classes} classes (a label embedding of "
-                               f"{rows} rows) but the graph has {found}; the file was altered: re-export it")
+            raise EdgeditError(
+                f"{where}: its edgedit metadata claims {cfg.num_classes} classes (a label embedding of "
+                f"{rows} rows) but the graph has {found}; the file was altered: re-export it"
+            )
         qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.nodes)
         half = any(w.data_type == ONNX_FLOAT16 for w in graph.weights.values())
         actual = "int8" if qdq else "fp16" if half else "fp32"
         if actual != self.precision:
-            raise EdgeditError(f"{where}: its edgedit metadata says {self.precision} but the graph is {actual} "
-                               f"({'Q/DQ nodes' if qdq else 'FP16 weights' if half else 'FP32 weights, no Q/DQ'}); "
-                               "the file was altered: re-export it")
+            raise EdgeditError(
+                f"{where}: its edgedit metadata says {self.precision} but the graph is {actual} "
+                f"({'Q/DQ nodes' if qdq else 'FP16 weights' if half else 'FP32 weights, no Q/DQ'}); "
+                "the file was altered: re-export it"
+            )
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], where: str) -> ModelMeta:
         """Parse and check `edgedit.*` metadata: every field against its schema, then the whole against
         the config it names. A foreign or damaged file gets one line naming the field."""
-        ours = {k[len(PREFIX):]: v for k, v in metadata.items() if k.startswith(PREFIX)}
+        ours = {k[len(PREFIX) :]: v for k, v in metadata.items() if k.startswith(PREFIX)}
         if not ours:
             raise EdgeditError(
                 f"{where}: no edgedit metadata (metadata_props 'edgedit.*'); this model was not exported by "
@@ -161,14 +176,23 @@ class ModelMeta:
             raise EdgeditError(f"{where}: incomplete edgedit metadata, missing {', '.join(missing)}; re-export it")
         if ours["format"] != FORMAT:
             raise EdgeditError(f"{where}: edgedit metadata format {ours['format']!r} is not {FORMAT!r}; re-export it")
-        decoded = {k: v if k in ("format", "version", "precision", "weights_sha256") else
-                   loads(v, where, f"edgedit metadata ({PREFIX}{k})", "re-export it") for k, v in ours.items()}
+        decoded = {
+            k: v
+            if k in ("format", "version", "precision", "weights_sha256")
+            else loads(v, where, f"edgedit metadata ({PREFIX}{k})", "re-export it")
+            for k, v in ours.items()
+        }
         try:
             config = DiTConfig.from_dict(decoded.pop("config"))
         except EdgeditError as err:
             raise EdgeditError(f"{where}: {PREFIX}config: {err}; re-export it") from None
-        record = parse(MetadataRecord, {k: v for k, v in decoded.items() if k in MetadataRecord.model_fields},
-                       where, "edgedit metadata", "re-export it")
+        record = parse(
+            MetadataRecord,
+            {k: v for k, v in decoded.items() if k in MetadataRecord.model_fields},
+            where,
+            "edgedit metadata",
+            "re-export it",
+        )
         inputs = [TensorSpec(t.name, t.dtype, tuple(t.shape)) for t in record.inputs]
         outputs = [TensorSpec(t.name, t.dtype, tuple(t.shape)) for t in record.outputs]
         # Self-consistency: the I/O and the sampler are functions of the config (float I/O FP32, or all of
@@ -178,17 +202,27 @@ class ModelMeta:
         for key, found, expected in (("inputs", inputs, expected_in), ("outputs", outputs, expected_out)):
             if found != expected:
                 size = f"{config.in_channels}x{config.input_size}x{config.input_size}"
-                raise EdgeditError(f"{where}: {PREFIX}{key} contradict its config: {_tensors(found)}, where its "
-                                   f"config ({config.kind}, {size}) has {_tensors(expected)}; re-export it")
+                raise EdgeditError(
+                    f"{where}: {PREFIX}{key} contradict its config: {_tensors(found)}, where its "
+                    f"config ({config.kind}, {size}) has {_tensors(expected)}; re-export it"
+                )
         if record.sampler.type != config.diffusion:
-            raise EdgeditError(f"{where}: {PREFIX}sampler is {record.sampler.type!r} but the config is a "
-                               f"{config.kind}; re-export it")
+            raise EdgeditError(
+                f"{where}: {PREFIX}sampler is {record.sampler.type!r} but the config is a {config.kind}; re-export it"
+            )
         return cls(
-            config=config, inputs=inputs, outputs=outputs, sampler=record.sampler.model_dump(),
-            precision=record.precision, batch=record.batch.model_dump(), source=record.source, version=record.version,
-            extra={**{k: v for k, v in decoded.items() if k not in MetadataRecord.model_fields and k != "format"},
-                   **record.model_dump(include={"parity", "plan", "quantization", "weights_sha256"},
-                                       exclude_none=True)},
+            config=config,
+            inputs=inputs,
+            outputs=outputs,
+            sampler=record.sampler.model_dump(),
+            precision=record.precision,
+            batch=record.batch.model_dump(),
+            source=record.source,
+            version=record.version,
+            extra={
+                **{k: v for k, v in decoded.items() if k not in MetadataRecord.model_fields and k != "format"},
+                **record.model_dump(include={"parity", "plan", "quantization", "weights_sha256"}, exclude_none=True),
+            },
         )
 
 
@@ -216,12 +250,15 @@ def read_model(path: str | os.PathLike) -> tuple[ModelMeta, OnnxGraph]:
         meta.check_graph(graph)
         recorded = meta.extra.get("weights_sha256")
         if verifying() and recorded is None:
-            logging.getLogger("edgedit").warning("%s: written before ONNX files carried a content hash; its weights "
-                                                 "are not verified", path.name)
+            logging.getLogger("edgedit").warning(
+                "%s: written before ONNX files carried a content hash; its weights are not verified", path.name
+            )
         elif verifying() and weights_sha256(graph) != recorded:
-            raise EdgeditError(f"{path}: its weights do not match the content hash in its metadata (the file is "
-                               "damaged or was altered); restore it from a good copy, or read it anyway with "
-                               "`edgedit --no-verify ...`")
+            raise EdgeditError(
+                f"{path}: its weights do not match the content hash in its metadata (the file is "
+                "damaged or was altered); restore it from a good copy, or read it anyway with "
+                "`edgedit --no-verify ...`"
+            )
         _READ[key] = (meta, graph)
     meta, graph = _READ[key]
     return dataclasses.replace(meta, extra=dict(meta.extra)), graph  # callers may change their copy

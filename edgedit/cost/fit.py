@@ -54,15 +54,21 @@ FIT_FORMAT = "edgedit.latency-fit/1"
 # and without --cuda-graph refits it.
 LAUNCH_US = 13.0
 FITTED = ("tensor_efficiency", "conv_efficiency", "int8_efficiency", "bandwidth_efficiency", "kernel_floor_us")
-BOUNDS = {"tensor_efficiency": (0.02, 1.0), "conv_efficiency": (0.02, 1.0), "int8_efficiency": (0.02, 1.0),
-          "bandwidth_efficiency": (0.1, 1.0),
-          "kernel_floor_us": (0.1, 200.0), "launch_us": (0.5, 200.0)}
+BOUNDS = {
+    "tensor_efficiency": (0.02, 1.0),
+    "conv_efficiency": (0.02, 1.0),
+    "int8_efficiency": (0.02, 1.0),
+    "bandwidth_efficiency": (0.1, 1.0),
+    "kernel_floor_us": (0.1, 200.0),
+    "launch_us": (0.5, 200.0),
+}
 RANGE_PERCENTILES = (10, 90)
 
 
 #################################################################################
 #                            Networks and points                                #
 #################################################################################
+
 
 class DiTNetwork(Record):
     family: Literal["dit"]
@@ -106,8 +112,9 @@ class GemmNetwork(Record):
     k: int = Field(ge=1, le=1 << 16)
 
 
-Network = Annotated[DiTNetwork | ViTNetwork | ResNetNetwork | YoloV8Network | GemmNetwork,
-                    Field(discriminator="family")]
+Network = Annotated[
+    DiTNetwork | ViTNetwork | ResNetNetwork | YoloV8Network | GemmNetwork, Field(discriminator="family")
+]
 
 
 class Point(Record):
@@ -147,13 +154,23 @@ def network_kernels(network: Any, batch: int = 1) -> list[K.Kernel]:
         cls = 1 if n.cls_token else 0
         tokens = n.tokens if n.tokens is not None else (n.image // n.patch) ** 2 + cls
         shape = K.TransformerShape(n.depth, n.width, n.heads, n.mlp_hidden, tokens, rope=n.rope)
-        kernels = K.vit_kernels(shape, n.patch, tokens - cls, in_channels=3, cls_token=n.cls_token,
-                                head_outputs=n.head_outputs, batch=batch, temporal_patch=n.temporal_patch)
+        kernels = K.vit_kernels(
+            shape,
+            n.patch,
+            tokens - cls,
+            in_channels=3,
+            cls_token=n.cls_token,
+            head_outputs=n.head_outputs,
+            batch=batch,
+            temporal_patch=n.temporal_patch,
+        )
         if n.merger:
             m = n.merger
-            kernels += [K.memory("merger.norm", batch * tokens * n.width, batch * tokens * n.width, count=m["count"]),
-                        K.gemm("merger.fc1 + GELU", batch * m["tokens"], m["hidden"], m["in"], count=m["count"]),
-                        K.gemm("merger.fc2", batch * m["tokens"], m["out"], m["hidden"], count=m["count"])]
+            kernels += [
+                K.memory("merger.norm", batch * tokens * n.width, batch * tokens * n.width, count=m["count"]),
+                K.gemm("merger.fc1 + GELU", batch * m["tokens"], m["hidden"], m["in"], count=m["count"]),
+                K.gemm("merger.fc2", batch * m["tokens"], m["out"], m["hidden"], count=m["count"]),
+            ]
         return kernels
     if network.family == "resnet":
         return K.resnet_kernels(network.depth, network.image, network.classes, batch)
@@ -185,8 +202,15 @@ def predict(point: Point, c: Constants) -> float:
 def load_points(path: str | os.PathLike | None = None) -> list[Point]:
     """The shipped public points, or a points file."""
     where = "edgedit/cost/data/public-measurements.json" if path is None else str(path)
-    data = loads(resources.files("edgedit.cost").joinpath("data/public-measurements.json").read_text(), where,
-                 "latency points file") if path is None else load_json(path, "latency points file")
+    data = (
+        loads(
+            resources.files("edgedit.cost").joinpath("data/public-measurements.json").read_text(),
+            where,
+            "latency points file",
+        )
+        if path is None
+        else load_json(path, "latency points file")
+    )
     points = parse(PointsFile, data, where, "latency points file").points
     for p in points:
         if p.device not in POWER_MODES:
@@ -199,8 +223,14 @@ def load_points(path: str | os.PathLike | None = None) -> list[Point]:
 #################################################################################
 
 
-START = {"tensor_efficiency": 0.3, "conv_efficiency": 0.3, "int8_efficiency": 0.6, "bandwidth_efficiency": 0.6,
-         "kernel_floor_us": 5.0, "launch_us": LAUNCH_US}  # where the fit starts; the values of unfitted constants
+START = {
+    "tensor_efficiency": 0.3,
+    "conv_efficiency": 0.3,
+    "int8_efficiency": 0.6,
+    "bandwidth_efficiency": 0.6,
+    "kernel_floor_us": 5.0,
+    "launch_us": LAUNCH_US,
+}  # where the fit starts; the values of unfitted constants
 
 
 def _constants(values, launch_us: float, fitted: tuple[str, ...]) -> Constants:
@@ -208,8 +238,9 @@ def _constants(values, launch_us: float, fitted: tuple[str, ...]) -> Constants:
     return Constants(**fields)
 
 
-def fit_constants(points: list[Point] | list[Timed], launch_us: float = LAUNCH_US,
-                  fitted: tuple[str, ...] = FITTED) -> Constants:
+def fit_constants(
+    points: list[Point] | list[Timed], launch_us: float = LAUNCH_US, fitted: tuple[str, ...] = FITTED
+) -> Constants:
     """Least squares on log(predicted / measured) over `points` (scipy; workstation side)."""
     from edgedit.contract.deps import require
 
@@ -246,10 +277,17 @@ class Fit:
         return f"estimate (calibrated on {self.public_points} public{device} measurements)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FIT_FORMAT, "constants": self.constants.to_dict(), "fitted": list(self.fitted),
-                "range_ratios": list(self.range_ratios), "range_percentiles": list(RANGE_PERCENTILES),
-                "public_points": self.public_points, "device_points": self.device_points, "label": self.label,
-                "rows": self.rows}
+        return {
+            "format": FIT_FORMAT,
+            "constants": self.constants.to_dict(),
+            "fitted": list(self.fitted),
+            "range_ratios": list(self.range_ratios),
+            "range_percentiles": list(RANGE_PERCENTILES),
+            "public_points": self.public_points,
+            "device_points": self.device_points,
+            "label": self.label,
+            "rows": self.rows,
+        }
 
 
 def calibrate(points: list[Point], launch_us: float = LAUNCH_US, fitted: tuple[str, ...] = FITTED) -> Fit:
@@ -262,9 +300,17 @@ def calibrate(points: list[Point], launch_us: float = LAUNCH_US, fitted: tuple[s
     rows, loo = [], []
     for t in timed:
         p = t.point
-        row = {"id": p.id, "use": p.use, "device": p.device, "precision": p.precision, "timing": p.timing,
-               "tensorrt": p.tensorrt, "source": p.source, "measured_ms": p.measured_ms,
-               "predicted_ms": t.predict(constants)}
+        row = {
+            "id": p.id,
+            "use": p.use,
+            "device": p.device,
+            "precision": p.precision,
+            "timing": p.timing,
+            "tensorrt": p.tensorrt,
+            "source": p.source,
+            "measured_ms": p.measured_ms,
+            "predicted_ms": t.predict(constants),
+        }
         row["ratio"] = row["measured_ms"] / row["predicted_ms"]
         if p.use == "fit" and len(train) > len(fitted):
             held_out = fit_constants([q for q in train if q is not t], launch_us, fitted)
@@ -284,19 +330,26 @@ def loo_error(fit: Fit) -> dict[str, float]:
     if not logs:
         return {}
     logs.sort()
-    return {"points": len(logs), "median_factor": math.exp(logs[len(logs) // 2]), "max_factor": math.exp(logs[-1]),
-            "rms_log": math.sqrt(sum(v * v for v in logs) / len(logs))}
+    return {
+        "points": len(logs),
+        "median_factor": math.exp(logs[len(logs) // 2]),
+        "max_factor": math.exp(logs[-1]),
+        "rms_log": math.sqrt(sum(v * v for v in logs) / len(logs)),
+    }
 
 
 def fit_table(fit: Fit) -> str:
     """Markdown: per point its source, device, precision, measured, predicted, ratio and leave-one-out ratio."""
-    lines = ["| point | use | device | precision | TensorRT | timing | measured ms | predicted ms | ratio | LOO ratio "
-             "|",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| point | use | device | precision | TensorRT | timing | measured ms | predicted ms | ratio | LOO ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in fit.rows:
         loo = f"{r['loo_ratio']:.2f}" if "loo_ratio" in r else "-"
-        lines.append(f"| {r['id']} | {r['use']} | {r['device']} | {r['precision']} | {r['tensorrt'] or '-'} | "
-                     f"{r['timing']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | {r['ratio']:.2f} | {loo} |")
+        lines.append(
+            f"| {r['id']} | {r['use']} | {r['device']} | {r['precision']} | {r['tensorrt'] or '-'} | "
+            f"{r['timing']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | {r['ratio']:.2f} | {loo} |"
+        )
     sources = sorted({r["source"].split(" ")[0] for r in fit.rows})
     return "\n".join([*lines, "", "Sources: " + "; ".join(sources) + "."])
 
@@ -321,8 +374,10 @@ def device_points(records: list[dict[str, Any]], where: str) -> tuple[list[Point
         spec = device_for_mode(jet.get("model"), (jet.get("nvpmodel") or {}).get("name"))
         gpu = (r.get("gpu_ms") or {}).get("p50")
         if spec is None:
-            skipped.append(f"{label}: not an Orin Nano power mode edgedit knows ({jet.get('model')}, "
-                           f"{(jet.get('nvpmodel') or {}).get('name')})")
+            skipped.append(
+                f"{label}: not an Orin Nano power mode edgedit knows ({jet.get('model')}, "
+                f"{(jet.get('nvpmodel') or {}).get('name')})"
+            )
             continue
         if not isinstance(gpu, (int, float)) or not gpu > 0 or "config" not in r:
             skipped.append(f"{label}: no GPU time or model config (record made by an older edgedit?)")
@@ -331,13 +386,24 @@ def device_points(records: list[dict[str, Any]], where: str) -> tuple[list[Point
             skipped.append(f"{label}: clocks were not pinned (run `sudo jetson_clocks` before benchmarking)")
             continue
         graph = bool(r.get("cuda_graph"))
-        points.append(Point(
-            id=f"device:{r['model']}:{r['precision']}:b{r['batch']}{':graph' if graph else ''}", use="fit",
-            network=DiTNetwork(family="dit", config=r["config"]), device=spec.key, precision=r["precision"],
-            batch=r["batch"], cuda_graph=graph, timing="gpu", measured_ms=float(gpu), source=where,
-            power_mode=str((jet.get("nvpmodel") or {}).get("name")), jetpack=f"L4T {jet.get('l4t')}",
-            tensorrt=str(((r.get("env") or {}).get("packages") or {}).get("tensorrt", "")),
-            quote=f"edgedit bench: TensorRT gpu_ms p50 {gpu:.4f} ms"))
+        points.append(
+            Point(
+                id=f"device:{r['model']}:{r['precision']}:b{r['batch']}{':graph' if graph else ''}",
+                use="fit",
+                network=DiTNetwork(family="dit", config=r["config"]),
+                device=spec.key,
+                precision=r["precision"],
+                batch=r["batch"],
+                cuda_graph=graph,
+                timing="gpu",
+                measured_ms=float(gpu),
+                source=where,
+                power_mode=str((jet.get("nvpmodel") or {}).get("name")),
+                jetpack=f"L4T {jet.get('l4t')}",
+                tensorrt=str(((r.get("env") or {}).get("packages") or {}).get("tensorrt", "")),
+                quote=f"edgedit bench: TensorRT gpu_ms p50 {gpu:.4f} ms",
+            )
+        )
     return points, skipped
 
 
@@ -351,8 +417,10 @@ def calibrate_with_device(records: dict[str, list[dict[str, Any]]]) -> tuple[Fit
         points += found
         skipped += why
     if not points:
-        raise EdgeditError("no usable device measurements: --calibrate needs `edgedit bench --json` files recorded on "
-                           "a Jetson Orin Nano with TensorRT engines (" + "; ".join(skipped[:3]) + ")")
+        raise EdgeditError(
+            "no usable device measurements: --calibrate needs `edgedit bench --json` files recorded on "
+            "a Jetson Orin Nano with TensorRT engines (" + "; ".join(skipped[:3]) + ")"
+        )
     graphs = {p.cuda_graph for p in points}
     fitted = FITTED + (("launch_us",) if graphs == {True, False} else ())
     return calibrate(load_points() + points, fitted=fitted), skipped
@@ -388,8 +456,11 @@ class FitFile(Record):
 def load_fit(path: str | os.PathLike | None = None) -> Fit:
     where = str(path) if path else "edgedit/cost/data/fit.json"
     fix = "rewrite it with `edgedit models --calibrate`"
-    data = load_json(path, "latency calibration", fix) if path else \
-        loads(resources.files("edgedit.cost").joinpath("data/fit.json").read_text(), where, "latency calibration")
+    data = (
+        load_json(path, "latency calibration", fix)
+        if path
+        else loads(resources.files("edgedit.cost").joinpath("data/fit.json").read_text(), where, "latency calibration")
+    )
     record = parse(FitFile, data, where, "latency calibration", fix)
     try:
         constants = Constants(**record.constants)
@@ -424,8 +495,15 @@ def active_fit() -> Fit:
     return _ACTIVE[key]
 
 
-def estimate(cfg: DiTConfig, device: str | DeviceSpec, precision: str, batch: int = 1, cuda_graph: bool = False,
-             fit: Fit | None = None, plan: PrecisionPlan | None = None) -> dict[str, Any]:
+def estimate(
+    cfg: DiTConfig,
+    device: str | DeviceSpec,
+    precision: str,
+    batch: int = 1,
+    cuda_graph: bool = False,
+    fit: Fit | None = None,
+    plan: PrecisionPlan | None = None,
+) -> dict[str, Any]:
     """The estimated GPU time of one network call: {"ms", "low_ms", "high_ms", "label"}; `plan`: a
     quantized file's precision plan (default: the recipe's INT8 classes, no FP32 island)."""
     fit = fit or active_fit()
@@ -449,6 +527,12 @@ def estimates(cfg: DiTConfig, fit: Fit | None = None, plan: PrecisionPlan | None
         for precision in ("fp16", "int8"):
             for graph in (False, True):
                 name = f"{key.replace('-', '_')}_{precision}" + ("_graph" if graph else "")
-                out[name] = estimate(cfg, spec, precision, cuda_graph=graph, fit=fit,
-                                     plan=int8_plan(plan) if precision == "int8" else plan)
+                out[name] = estimate(
+                    cfg,
+                    spec,
+                    precision,
+                    cuda_graph=graph,
+                    fit=fit,
+                    plan=int8_plan(plan) if precision == "int8" else plan,
+                )
     return out

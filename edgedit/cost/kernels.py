@@ -59,30 +59,57 @@ class Kernel:
         return 2 * products * self.m * self.n * self.k * self.groups
 
 
-def gemm(name: str, m: int, n: int, k: int, *, bias: bool = True, extra_reads: int = 0, groups: int = 1,
-         count: int = 1, weights: bool = True, group: str = "", layer: str = "", islands: tuple[str, ...] = (),
-         fused_quantize: bool = True) -> Kernel:
+def gemm(
+    name: str,
+    m: int,
+    n: int,
+    k: int,
+    *,
+    bias: bool = True,
+    extra_reads: int = 0,
+    groups: int = 1,
+    count: int = 1,
+    weights: bool = True,
+    group: str = "",
+    layer: str = "",
+    islands: tuple[str, ...] = (),
+    fused_quantize: bool = True,
+) -> Kernel:
     """x (m, k) @ W (k, n) [+ b], fused epilogue reading `extra_reads` more elements (residual, gate);
     `weights=False`: both operands are activations (an attention product)."""
     w = (k * n + (n if bias else 0)) * groups if weights else 0
     reads = m * k * groups + (0 if weights else k * n * groups) + extra_reads
-    return Kernel(name, "gemm", m, n, k, groups, w, reads, m * n * groups, count, group, layer, islands,
-                  fused_quantize)
+    return Kernel(name, "gemm", m, n, k, groups, w, reads, m * n * groups, count, group, layer, islands, fused_quantize)
 
 
-def memory(name: str, reads: int, writes: int, weights: int = 0, count: int = 1,
-           islands: tuple[str, ...] = ()) -> Kernel:
+def memory(
+    name: str, reads: int, writes: int, weights: int = 0, count: int = 1, islands: tuple[str, ...] = ()
+) -> Kernel:
     return Kernel(name, "memory", weights=weights, reads=reads, writes=writes, count=count, islands=islands)
 
 
-def attention(name: str, batch: int, tokens: int, heads: int, head_dim: int, count: int = 1,
-              fused: bool = True, layer: str = "") -> list[Kernel]:
+def attention(
+    name: str, batch: int, tokens: int, heads: int, head_dim: int, count: int = 1, fused: bool = True, layer: str = ""
+) -> list[Kernel]:
     """softmax(q k^T) v over `heads` heads of `tokens` tokens, fused when TensorRT can (see above) and
     `fused` (a precision plan that splits the pattern, FP32 softmax or INT8 products, unfuses it)."""
     g, t, d = batch * heads, tokens, head_dim
     if fused and head_dim % 8 == 0 and head_dim <= 256:
-        return [Kernel(f"{name} (fused MHA)", "attention", t, t, d, g, reads=3 * g * t * d, writes=g * t * d,
-                       count=count, group="attention_matmul", islands=("softmax",))]
+        return [
+            Kernel(
+                f"{name} (fused MHA)",
+                "attention",
+                t,
+                t,
+                d,
+                g,
+                reads=3 * g * t * d,
+                writes=g * t * d,
+                count=count,
+                group="attention_matmul",
+                islands=("softmax",),
+            )
+        ]
     products = dict(groups=g, bias=False, weights=False, count=count, group="attention_matmul", layer=layer)
     return [
         gemm(f"{name}.q@kT", t, t, d, fused_quantize=True, **products),
@@ -123,23 +150,36 @@ def encoder_blocks(s: TransformerShape, batch: int, unfused_attention: bool = Fa
     M = B * T  # GEMM rows: every token of every image
     kernels = []
     if s.adaln:
-        kernels.append(gemm("blocks.adaLN_modulation", B, 6 * D, D, count=L, group="adaln", layer="adaln",
-                            fused_quantize=False))
+        kernels.append(
+            gemm("blocks.adaLN_modulation", B, 6 * D, D, count=L, group="adaln", layer="adaln", fused_quantize=False)
+        )
     gate = B * D if s.adaln else 0  # the adaLN gate read by the residual epilogue
     kernels += [
-        memory("blocks.norm1" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L,
-               islands=("layernorm",)),
+        memory(
+            "blocks.norm1" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L, islands=("layernorm",)
+        ),
         gemm("blocks.attn.qkv", M, 3 * D, D, count=L, group="attention_linear", layer="qkv"),
     ]
     if s.rope:
         kernels.append(memory("blocks.attn.rope(q, k)", 2 * M * D, 2 * M * D, count=L))
-    kernels += attention("blocks.attn", B, T, s.heads, s.head_dim, count=L, fused=not unfused_attention,
-                         layer="attention")
+    kernels += attention(
+        "blocks.attn", B, T, s.heads, s.head_dim, count=L, fused=not unfused_attention, layer="attention"
+    )
     kernels += [
-        gemm("blocks.attn.proj + residual", M, D, D, extra_reads=M * D + gate, count=L, group="attention_linear",
-             layer="proj", fused_quantize=False),  # its input comes out of the attention kernel
-        memory("blocks.norm2" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L,
-               islands=("layernorm",)),
+        gemm(
+            "blocks.attn.proj + residual",
+            M,
+            D,
+            D,
+            extra_reads=M * D + gate,
+            count=L,
+            group="attention_linear",
+            layer="proj",
+            fused_quantize=False,
+        ),  # its input comes out of the attention kernel
+        memory(
+            "blocks.norm2" + (" + modulate" if s.adaln else ""), M * D, M * D, 2 * D, count=L, islands=("layernorm",)
+        ),
         gemm("blocks.mlp.fc1 + GELU", M, R, D, count=L, group="mlp", layer="fc1"),
         gemm("blocks.mlp.fc2 + residual", M, D, R, extra_reads=M * D + gate, count=L, group="mlp", layer="fc2"),
     ]
@@ -147,8 +187,9 @@ def encoder_blocks(s: TransformerShape, batch: int, unfused_attention: bool = Fa
 
 
 def dit_shape(cfg: DiTConfig) -> TransformerShape:
-    return TransformerShape(cfg.depth, cfg.hidden_size, cfg.num_heads, cfg.mlp_hidden, cfg.num_patches,
-                            adaln=cfg.conditioned)
+    return TransformerShape(
+        cfg.depth, cfg.hidden_size, cfg.num_heads, cfg.mlp_hidden, cfg.num_patches, adaln=cfg.conditioned
+    )
 
 
 def dit_kernels(cfg: DiTConfig, batch: int = 1, unfused_attention: bool = False) -> list[Kernel]:
@@ -160,26 +201,60 @@ def dit_kernels(cfg: DiTConfig, batch: int = 1, unfused_attention: bool = False)
     kernels = []
     if cfg.diffusion == "edm":
         kernels.append(memory("edm c_in * x, c_noise", pixels + B, pixels + B, islands=("outside",)))
-    kernels.append(gemm("x_embedder.proj + pos_embed", B * T, D, C * p * p, extra_reads=T * D, group="patch_embed",
-                        layer="embed", fused_quantize=False))
+    kernels.append(
+        gemm(
+            "x_embedder.proj + pos_embed",
+            B * T,
+            D,
+            C * p * p,
+            extra_reads=T * D,
+            group="patch_embed",
+            layer="embed",
+            fused_quantize=False,
+        )
+    )
     if not cfg.one_step:
         kernels += [
             memory("t_embedder.frequencies", B, B * FREQUENCY_EMBEDDING_SIZE, islands=("timestep",)),
-            gemm("t_embedder.mlp.0 + SiLU", B, D, FREQUENCY_EMBEDDING_SIZE, group="timestep_embed", layer="embed",
-                 islands=("timestep",), fused_quantize=False),
+            gemm(
+                "t_embedder.mlp.0 + SiLU",
+                B,
+                D,
+                FREQUENCY_EMBEDDING_SIZE,
+                group="timestep_embed",
+                layer="embed",
+                islands=("timestep",),
+                fused_quantize=False,
+            ),
             gemm("t_embedder.mlp.2", B, D, D, group="timestep_embed", layer="embed", islands=("timestep",)),
         ]
     if cfg.class_conditional:
         kernels.append(memory("y_embedder (gather) + c", B, B * D, B * D))
     kernels += encoder_blocks(dit_shape(cfg), batch, unfused_attention)
     if cfg.conditioned:
-        kernels.append(gemm("final_layer.adaLN_modulation", B, 2 * D, D, group="adaln", layer="adaln",
-                            islands=("final",), fused_quantize=False))
+        kernels.append(
+            gemm(
+                "final_layer.adaLN_modulation",
+                B,
+                2 * D,
+                D,
+                group="adaln",
+                layer="adaln",
+                islands=("final",),
+                fused_quantize=False,
+            )
+        )
     kernels += [
-        memory("final_layer.norm_final" + (" + modulate" if cfg.conditioned else ""), B * T * D, B * T * D, 2 * D,
-               islands=("layernorm", "final")),
-        gemm("final_layer.linear", B * T, p * p * cfg.out_channels, D, group="final", layer="final",
-             islands=("final",)),
+        memory(
+            "final_layer.norm_final" + (" + modulate" if cfg.conditioned else ""),
+            B * T * D,
+            B * T * D,
+            2 * D,
+            islands=("layernorm", "final"),
+        ),
+        gemm(
+            "final_layer.linear", B * T, p * p * cfg.out_channels, D, group="final", layer="final", islands=("final",)
+        ),
         memory("unpatchify", out, out, islands=("outside",)),
     ]
     if cfg.diffusion == "edm":
@@ -187,13 +262,23 @@ def dit_kernels(cfg: DiTConfig, batch: int = 1, unfused_attention: bool = False)
     return kernels
 
 
-def vit_kernels(shape: TransformerShape, patch: int, patches: int, in_channels: int = 3, cls_token: bool = True,
-                head_outputs: int = 0, batch: int = 1, temporal_patch: int = 1) -> list[Kernel]:
+def vit_kernels(
+    shape: TransformerShape,
+    patch: int,
+    patches: int,
+    in_channels: int = 3,
+    cls_token: bool = True,
+    head_outputs: int = 0,
+    batch: int = 1,
+    temporal_patch: int = 1,
+) -> list[Kernel]:
     """A ViT classifier / vision tower: patch embedding of `patches` patches, blocks, final norm and an
     optional head on the class token (DeiT, ViT-B, CLIP image towers, Qwen-VL vision towers)."""
     B, D, T = batch, shape.width, shape.tokens
-    kernels = [gemm("patch_embed", B * patches, D, in_channels * patch * patch * temporal_patch),
-               memory("cls token + pos_embed", B * T * D + T * D, B * T * D)]
+    kernels = [
+        gemm("patch_embed", B * patches, D, in_channels * patch * patch * temporal_patch),
+        memory("cls token + pos_embed", B * T * D + T * D, B * T * D),
+    ]
     kernels += encoder_blocks(shape, batch)
     kernels.append(memory("norm", B * T * D, B * T * D, 2 * D))
     if head_outputs:
@@ -206,20 +291,38 @@ def vit_kernels(shape: TransformerShape, patch: int, patches: int, in_channels: 
 #################################################################################
 
 
-def conv(name: str, batch: int, h: int, w: int, c_in: int, c_out: int, kernel: int, stride: int = 1,
-         residual: bool = False) -> tuple[Kernel, int, int]:
+def conv(
+    name: str, batch: int, h: int, w: int, c_in: int, c_out: int, kernel: int, stride: int = 1, residual: bool = False
+) -> tuple[Kernel, int, int]:
     """Conv + BN + activation (+ residual add) as one implicit-GEMM kernel; returns it and the output size."""
     pad = kernel // 2
     ho, wo = (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1
     m, k = batch * ho * wo, c_in * kernel * kernel
-    return Kernel(name, "conv", m, c_out, k, 1, weights=k * c_out + c_out, reads=batch * h * w * c_in
-                  + (m * c_out if residual else 0), writes=m * c_out), ho, wo
+    return (
+        Kernel(
+            name,
+            "conv",
+            m,
+            c_out,
+            k,
+            1,
+            weights=k * c_out + c_out,
+            reads=batch * h * w * c_in + (m * c_out if residual else 0),
+            writes=m * c_out,
+        ),
+        ho,
+        wo,
+    )
 
 
 def resnet_kernels(depth: int, image: int = 224, classes: int = 1000, batch: int = 1) -> list[Kernel]:
     """torchvision's ResNet-18/34/50/101 (He et al. 2016) at `image` x `image`."""
-    blocks, bottleneck = {18: ([2, 2, 2, 2], False), 34: ([3, 4, 6, 3], False), 50: ([3, 4, 6, 3], True),
-                          101: ([3, 4, 23, 3], True)}[depth]
+    blocks, bottleneck = {
+        18: ([2, 2, 2, 2], False),
+        34: ([3, 4, 6, 3], False),
+        50: ([3, 4, 6, 3], True),
+        101: ([3, 4, 23, 3], True),
+    }[depth]
     B = batch
     stem, h, w = conv("conv1 7x7/2", B, image, image, 3, 64, 7, 2)
     kernels = [stem]
@@ -253,8 +356,13 @@ def _yolo_channels(c: int, width: float, max_channels: int) -> int:
     return int(math.ceil(min(c, max_channels) * width / 8) * 8)
 
 
-YOLOV8_SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 768),
-                 "l": (1.00, 1.00, 512), "x": (1.00, 1.25, 512)}
+YOLOV8_SCALES = {
+    "n": (0.33, 0.25, 1024),
+    "s": (0.33, 0.50, 1024),
+    "m": (0.67, 0.75, 768),
+    "l": (1.00, 1.00, 512),
+    "x": (1.00, 1.25, 512),
+}
 
 
 def yolov8_kernels(scale: str = "n", image: int = 640, classes: int = 80, batch: int = 1) -> list[Kernel]:
@@ -322,7 +430,9 @@ def yolov8_kernels(scale: str = "n", image: int = 640, classes: int = 80, batch:
         conv_(f"22.cv3.{level}.2", h, w, c3, classes, 1)
         anchors += h * w
     boxes = B * anchors * 4 * reg_max
-    kernels += [memory("22.dfl softmax", boxes, boxes), gemm("22.dfl conv", B * anchors * 4, 1, reg_max, bias=False),
-                memory("22.decode boxes + sigmoid(classes)", B * anchors * (4 + classes), B * anchors * (4 + classes))]
+    kernels += [
+        memory("22.dfl softmax", boxes, boxes),
+        gemm("22.dfl conv", B * anchors * 4, 1, reg_max, bias=False),
+        memory("22.decode boxes + sigmoid(classes)", B * anchors * (4 + classes), B * anchors * (4 + classes)),
+    ]
     return kernels
-

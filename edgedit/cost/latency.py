@@ -114,8 +114,9 @@ def unfuses_attention(precision: str, plan: PrecisionPlan | None) -> bool:
     return p is not None and ("attention" in p.int8 or (p.high == "fp16" and "softmax" in p.kept_fp32))
 
 
-def kernel_precision(kernel: Kernel, precision: str, int8_layers: str = "recipe",
-                     plan: PrecisionPlan | None = None) -> Precision:
+def kernel_precision(
+    kernel: Kernel, precision: str, int8_layers: str = "recipe", plan: PrecisionPlan | None = None
+) -> Precision:
     """How `kernel` runs. With a plan (a DiT): its INT8 classes INT8, its FP32 islands FP32, the rest the
     plan's high precision. Without one: every layer in the precision's type; `int8_layers="all"`:
     every GEMM and convolution INT8 (an implicitly quantized network), chained in INT8."""
@@ -134,8 +135,9 @@ def kernel_precision(kernel: Kernel, precision: str, int8_layers: str = "recipe"
     return high
 
 
-def extra_kernels(kernel: Kernel, types: Precision, precision: str,
-                  plan: PrecisionPlan | None) -> list[tuple[Kernel, Precision]]:
+def extra_kernels(
+    kernel: Kernel, types: Precision, precision: str, plan: PrecisionPlan | None
+) -> list[tuple[Kernel, Precision]]:
     """What a typed graph adds around `kernel`: a quantize kernel where its producer cannot quantize,
     and a reformat for each Cast in and out of an FP32 island inside an FP16 graph."""
     p = effective_plan(precision, plan)
@@ -144,13 +146,23 @@ def extra_kernels(kernel: Kernel, types: Precision, precision: str,
     high = 2 if p.high == "fp16" else 4
     if types.math == "int8" and not kernel.fused_quantize:
         elements = kernel.m * kernel.k * kernel.groups
-        return [(memory(f"{kernel.name} input quantize", elements, elements, count=kernel.count),
-                 Precision("fp16", 0, high, 1))]
+        return [
+            (
+                memory(f"{kernel.name} input quantize", elements, elements, count=kernel.count),
+                Precision("fp16", 0, high, 1),
+            )
+        ]
     if types is FP32 and p.high == "fp16":
-        return [(memory(f"{kernel.name} cast in", kernel.reads, kernel.reads, count=kernel.count),
-                 Precision("fp16", 0, 2, 4)),
-                (memory(f"{kernel.name} cast out", kernel.writes, kernel.writes, count=kernel.count),
-                 Precision("fp16", 0, 4, 2))]
+        return [
+            (
+                memory(f"{kernel.name} cast in", kernel.reads, kernel.reads, count=kernel.count),
+                Precision("fp16", 0, 2, 4),
+            ),
+            (
+                memory(f"{kernel.name} cast out", kernel.writes, kernel.writes, count=kernel.count),
+                Precision("fp16", 0, 4, 2),
+            ),
+        ]
     return []
 
 
@@ -158,8 +170,14 @@ class Workload:
     """A network on a device at a precision, as arrays: what the constants multiply. Built once, then
     timed under any constants (the fit evaluates thousands of them)."""
 
-    def __init__(self, kernels: list[Kernel], device: DeviceSpec, precision: str, int8_layers: str = "recipe",
-                 plan: PrecisionPlan | None = None):
+    def __init__(
+        self,
+        kernels: list[Kernel],
+        device: DeviceSpec,
+        precision: str,
+        int8_layers: str = "recipe",
+        plan: PrecisionPlan | None = None,
+    ):
         self.device = device
         if plan is None and precision not in ("fp32", "fp16") and int8_layers != "all":
             plan = ESTIMATE_PLAN  # Q/DQ layers: the recipe's
@@ -172,11 +190,19 @@ class Workload:
         for k, p in typed:
             columns = 1 if k.kind == "attention" else math.ceil(k.n / TILE) if k.n else 1
             fill = min(1.0, math.ceil(k.m / TILE) * columns * k.groups / device.sms) if k.m else 1.0
-            peak = {"int8": device.int8_ops_per_s, "fp16": device.fp16_flops_per_s,
-                    "tf32": device.tf32_flops_per_s}[p.math]
+            peak = {"int8": device.int8_ops_per_s, "fp16": device.fp16_flops_per_s, "tf32": device.tf32_flops_per_s}[
+                p.math
+            ]
             traffic = k.weights * p.weight_bytes + k.reads * p.read_bytes + k.writes * p.write_bytes
-            rows.append((0.0 if k.kind == "memory" else k.flops / (peak * fill), traffic, k.kind == "conv",
-                         p.math == "int8", k.count))
+            rows.append(
+                (
+                    0.0 if k.kind == "memory" else k.flops / (peak * fill),
+                    traffic,
+                    k.kind == "conv",
+                    p.math == "int8",
+                    k.count,
+                )
+            )
         ideal, traffic, conv, int8, count = zip(*rows) if rows else ((), (), (), (), ())
         self.ideal_s = np.asarray(ideal, float)  # seconds at 100% efficiency, with SM fill
         self.traffic = np.asarray(traffic, float)  # bytes
@@ -186,8 +212,9 @@ class Workload:
 
     def kernel_us(self, c: Constants) -> np.ndarray:
         """GPU microseconds of one launch of each kernel."""
-        efficiency = np.where(self.conv, c.conv_efficiency, c.tensor_efficiency) \
-            * np.where(self.int8, c.int8_efficiency, 1.0)
+        efficiency = np.where(self.conv, c.conv_efficiency, c.tensor_efficiency) * np.where(
+            self.int8, c.int8_efficiency, 1.0
+        )
         compute = self.ideal_s / efficiency
         memory = self.traffic / (self.device.bandwidth_bytes_per_s * c.bandwidth_efficiency)
         return np.maximum(compute, memory) * 1e6 + c.kernel_floor_us * REFERENCE_GPU_MHZ / self.device.gpu_mhz
@@ -204,7 +231,14 @@ class Workload:
         return float(np.max(launch * np.arange(1, times.size + 1) + suffix)) / 1e3
 
 
-def network_ms(kernels: list[Kernel], device: DeviceSpec, precision: str, c: Constants, cuda_graph: bool = False,
-               int8_layers: str = "recipe", plan: PrecisionPlan | None = None) -> float:
+def network_ms(
+    kernels: list[Kernel],
+    device: DeviceSpec,
+    precision: str,
+    c: Constants,
+    cuda_graph: bool = False,
+    int8_layers: str = "recipe",
+    plan: PrecisionPlan | None = None,
+) -> float:
     """GPU time of one call, in milliseconds."""
     return Workload(kernels, device, precision, int8_layers, plan).ms(c, cuda_graph)

@@ -42,15 +42,21 @@ def block_activations(cfg: DiTConfig) -> int:
 
 def training_memory(cfg: DiTConfig, batch: int, data_bytes: int = 0) -> MemoryEstimate:
     params = count_params(cfg)
-    return MemoryEstimate({"weights, gradients, AdamW and EMA": 20 * params,
-                           f"activations at batch {batch}": 4 * batch * cfg.depth * block_activations(cfg),
-                           "training data": data_bytes})
+    return MemoryEstimate(
+        {
+            "weights, gradients, AdamW and EMA": 20 * params,
+            f"activations at batch {batch}": 4 * batch * cfg.depth * block_activations(cfg),
+            "training data": data_bytes,
+        }
+    )
 
 
 def inference_memory(cfg: DiTConfig, batch: int) -> MemoryEstimate:
     """FP32 weights and the widest layer's activations (nothing is kept for a backward pass)."""
-    widest = max(cfg.num_patches * (3 * cfg.hidden_size + cfg.mlp_hidden) + cfg.num_heads * cfg.num_patches ** 2,
-                 cfg.num_patches * cfg.hidden_size * 4)
+    widest = max(
+        cfg.num_patches * (3 * cfg.hidden_size + cfg.mlp_hidden) + cfg.num_heads * cfg.num_patches**2,
+        cfg.num_patches * cfg.hidden_size * 4,
+    )
     return MemoryEstimate({"weights": 4 * count_params(cfg), f"activations at batch {batch}": 4 * batch * widest})
 
 

@@ -26,14 +26,18 @@ def summarize(cfg: DiTConfig, name: str | None = None, plan=None, fit: Fit | Non
         "tokens": cfg.num_patches,
         "tensorrt_kernels": total_kernels(dit_kernels(cfg)),
         "weights_bytes": accounting.weight_bytes(cfg),
-        "activation_peak_bytes": {"fp32": accounting.activation_peak_bytes(cfg, 4),
-                                  "fp16": accounting.activation_peak_bytes(cfg, 2)},
+        "activation_peak_bytes": {
+            "fp32": accounting.activation_peak_bytes(cfg, 4),
+            "fp16": accounting.activation_peak_bytes(cfg, 2),
+        },
         "device_estimates": estimates(cfg, fit, plan),
         "int8_plan": int8_plan(plan).to_dict(),
         "int8_advice": int8_advice(cfg, plan, fit),
-        "device_estimate_note": (f"{fit.label}: GPU time of one TensorRT call at batch 1, in ms; range = "
-                                 f"x{low:.2f}..x{high:.2f} of the point (the 10th-90th percentiles of the fit's "
-                                 "leave-one-out errors); keys ending in _graph replay a CUDA graph"),
+        "device_estimate_note": (
+            f"{fit.label}: GPU time of one TensorRT call at batch 1, in ms; range = "
+            f"x{low:.2f}..x{high:.2f} of the point (the 10th-90th percentiles of the fit's "
+            "leave-one-out errors); keys ending in _graph replay a CUDA graph"
+        ),
     }
 
 
@@ -45,9 +49,12 @@ def int8_advice(cfg: DiTConfig, plan=None, fit: Fit | None = None, device: str =
     e.g. a small model whose time is TensorRT's per-kernel floor), else None."""
     from edgedit.cost.fit import estimate
 
-    fp16, int8 = (estimate(cfg, device, p, fit=fit, plan=int8_plan(plan) if p == "int8" else plan)["ms"]
-                  for p in ("fp16", "int8"))
+    fp16, int8 = (
+        estimate(cfg, device, p, fit=fit, plan=int8_plan(plan) if p == "int8" else plan)["ms"] for p in ("fp16", "int8")
+    )
     if fp16 >= INT8_PAYS * int8:
         return None
-    return (f"INT8 does not pay for this model on an {device.replace('-', ' ').title()}: estimated {int8:.2f} ms per "
-            f"call vs {fp16:.2f} ms in FP16 (calibrated kernel model, not a measurement); build FP16 instead")
+    return (
+        f"INT8 does not pay for this model on an {device.replace('-', ' ').title()}: estimated {int8:.2f} ms per "
+        f"call vs {fp16:.2f} ms in FP16 (calibrated kernel model, not a measurement); build FP16 instead"
+    )

@@ -60,21 +60,27 @@ def check_fits(where: str, n: int, shape: tuple[int, ...], extra_bytes: int = 0)
     need = n * int(np.prod(shape)) * 4 + extra_bytes
     have = available_memory_bytes()
     if have is not None and need > have:
-        raise EdgeditError(f"{where}: {n} images of {'x'.join(map(str, shape))} need about {need / 2**30:.1f} GiB "
-                           f"as float32, more than the {have / 2**30:.1f} GiB of memory available; use fewer or "
-                           "smaller images (a subset, or images resized first) or a machine with more memory")
+        raise EdgeditError(
+            f"{where}: {n} images of {'x'.join(map(str, shape))} need about {need / 2**30:.1f} GiB "
+            f"as float32, more than the {have / 2**30:.1f} GiB of memory available; use fewer or "
+            "smaller images (a subset, or images resized first) or a machine with more memory"
+        )
 
 
 def _checked(data: ImageData, where: str) -> ImageData:
     """What every dataset must be: square images of 1..MAX_CHANNELS channels, labels within the classes."""
     n, c, h, w = data.images.shape
     if n < 1 or not 1 <= c <= MAX_CHANNELS or h != w:
-        raise EdgeditError(f"{where}: images must be square with 1..{MAX_CHANNELS} channels (got {n} of {c}x{h}x{w}); "
-                           "crop or resize them first")
+        raise EdgeditError(
+            f"{where}: images must be square with 1..{MAX_CHANNELS} channels (got {n} of {c}x{h}x{w}); "
+            "crop or resize them first"
+        )
     labels = data.labels
     if labels is not None and (labels.shape != (n,) or labels.min() < 0 or labels.max() >= data.num_classes):
-        raise EdgeditError(f"{where}: need {n} labels in 0..{data.num_classes - 1} (got {labels.shape[0]} in "
-                           f"{labels.min()}..{labels.max()})")
+        raise EdgeditError(
+            f"{where}: need {n} labels in 0..{data.num_classes - 1} (got {labels.shape[0]} in "
+            f"{labels.min()}..{labels.max()})"
+        )
     return data
 
 
@@ -89,8 +95,12 @@ def load_digits(split: str) -> ImageData:
     from PIL import Image
 
     raw = datasets.load_digits()
-    images = np.stack([np.asarray(Image.fromarray((img * (255 / 16)).astype(np.uint8)).resize((16, 16), Image.BICUBIC))
-                       for img in raw.images])  # (N, 16, 16) uint8
+    images = np.stack(
+        [
+            np.asarray(Image.fromarray((img * (255 / 16)).astype(np.uint8)).resize((16, 16), Image.BICUBIC))
+            for img in raw.images
+        ]
+    )  # (N, 16, 16) uint8
     images = images[:, None].astype(np.float32) / 127.5 - 1  # (N, 1, 16, 16)
     labels = raw.target.astype(np.int64)
     order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(images))
@@ -121,9 +131,11 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in ALLOWED_GLOBALS:
-            raise EdgeditError(f"{self.where}: refused to unpickle {module}.{name}: a CIFAR-10 batch holds only "
-                               "dicts, lists, bytes, numbers and numpy arrays; this file is not one (or was tampered "
-                               "with)")
+            raise EdgeditError(
+                f"{self.where}: refused to unpickle {module}.{name}: a CIFAR-10 batch holds only "
+                "dicts, lists, bytes, numbers and numpy arrays; this file is not one (or was tampered "
+                "with)"
+            )
         if module == "numpy.core.multiarray":
             module = "numpy._core.multiarray" if hasattr(np, "_core") else module
         return super().find_class(module, name)
@@ -143,8 +155,11 @@ def _read_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
         found = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
         raise EdgeditError(f"{where}: CIFAR-10 data must be uint8 (N, 3072), got {found}")
     labels = batch[b"labels"]
-    if not isinstance(labels, list) or len(labels) != len(pixels) or \
-            not all(type(y) is int and 0 <= y < 10 for y in labels):
+    if (
+        not isinstance(labels, list)
+        or len(labels) != len(pixels)
+        or not all(type(y) is int and 0 <= y < 10 for y in labels)
+    ):
         raise EdgeditError(f"{where}: CIFAR-10 labels must be a list of {len(pixels)} integers in 0..9, one per image")
     return pixels.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
@@ -159,11 +174,14 @@ def load_cifar10(path: Path, split: str) -> ImageData:
         folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
         for name in names:
             if not (folder / name).is_file():
-                raise EdgeditError(f"{folder}: no {name}; expected the cifar-10-batches-py folder (data_batch_1..5, "
-                                   "test_batch) or its .tar.gz")
+                raise EdgeditError(
+                    f"{folder}: no {name}; expected the cifar-10-batches-py folder (data_batch_1..5, "
+                    "test_batch) or its .tar.gz"
+                )
             if (folder / name).stat().st_size > CIFAR_BATCH_BYTES:
-                raise EdgeditError(f"{folder / name}: too large for a CIFAR-10 batch (at most {CIFAR_BATCH_BYTES} "
-                                   "bytes)")
+                raise EdgeditError(
+                    f"{folder / name}: too large for a CIFAR-10 batch (at most {CIFAR_BATCH_BYTES} bytes)"
+                )
             blobs[name] = (folder / name).read_bytes()
     elif path.is_file() and tarfile.is_tarfile(path):
         with tarfile.open(path) as tar:
@@ -172,8 +190,9 @@ def load_cifar10(path: Path, split: str) -> ImageData:
                 if name not in members:
                     raise EdgeditError(f"{path}: the archive has no {name}; expected cifar-10-python.tar.gz")
                 if members[name].size > CIFAR_BATCH_BYTES:
-                    raise EdgeditError(f"{path}:{name}: too large for a CIFAR-10 batch (at most {CIFAR_BATCH_BYTES} "
-                                       "bytes)")
+                    raise EdgeditError(
+                        f"{path}:{name}: too large for a CIFAR-10 batch (at most {CIFAR_BATCH_BYTES} bytes)"
+                    )
                 blobs[name] = tar.extractfile(members[name]).read()
     else:
         raise EdgeditError(f"{path}: neither the cifar-10-batches-py folder nor its .tar.gz")
@@ -206,8 +225,9 @@ def _read_image(file: Path, mode: str | None = None):
                     return image.mode, image.size
                 return np.asarray(image.convert(mode), dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise EdgeditError(f"{file}: refused, possibly a decompression bomb ({err}); resize the image to what the "
-                           "model takes") from None
+        raise EdgeditError(
+            f"{file}: refused, possibly a decompression bomb ({err}); resize the image to what the model takes"
+        ) from None
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, EOFError ... for damaged files
         reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
         raise EdgeditError(f"{file}: not a readable image ({reason})") from None
@@ -225,8 +245,9 @@ def load_folder(path: Path) -> ImageData:
             if f.name.startswith("."):
                 continue  # hidden: .DS_Store and the like
             if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
-                raise EdgeditError(f"{f}: not a PNG or JPEG file; a class folder holds only .png/.jpg/.jpeg images "
-                                   "(move it out)")
+                raise EdgeditError(
+                    f"{f}: not a PNG or JPEG file; a class folder holds only .png/.jpg/.jpeg images (move it out)"
+                )
             files.append((k, f))
     if not files:
         raise EdgeditError(f"{path}: no PNG or JPEG images in its class folders")
@@ -238,8 +259,10 @@ def load_folder(path: Path) -> ImageData:
     for i, (_, file) in enumerate(files):
         array = _read_image(file, "L" if gray else "RGB")
         if array.shape[:2] != (height, width):
-            raise EdgeditError(f"{file}: {array.shape[1]}x{array.shape[0]} differs from {width}x{height}; "
-                               "resize the images to one size first")
+            raise EdgeditError(
+                f"{file}: {array.shape[1]}x{array.shape[0]} differs from {width}x{height}; "
+                "resize the images to one size first"
+            )
         images[i] = (array[None] if array.ndim == 2 else array.transpose(2, 0, 1)).astype(np.float32) / 127.5 - 1
     labels = np.asarray([label for label, _ in files], np.int64)
     return _checked(ImageData(f"folder:{path.name}", images, labels, len(classes)), f"folder:{path}")
@@ -254,8 +277,10 @@ def _npz_bytes(path: Path) -> tuple[int, tuple[int, ...] | None]:
             for name in archive.namelist():
                 with archive.open(name) as f:
                     version = np.lib.format.read_magic(f)
-                    read = {(1, 0): np.lib.format.read_array_header_1_0,
-                            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    read = {
+                        (1, 0): np.lib.format.read_array_header_1_0,
+                        (2, 0): np.lib.format.read_array_header_2_0,
+                    }.get(version)
                     if read is None:
                         continue
                     array_shape, _, dtype = read(f)
@@ -286,16 +311,22 @@ def load_npz_images(path: Path) -> ImageData:
         if not np.isfinite(images).all():
             raise EdgeditError(f"{path}: 'images' holds NaN or infinite values")
         if images.min() < -1.001 or images.max() > 1.001:
-            raise EdgeditError(f"{path}: float images must be in [-1, 1] (found "
-                               f"{images.min():.3g}..{images.max():.3g})")
+            raise EdgeditError(
+                f"{path}: float images must be in [-1, 1] (found {images.min():.3g}..{images.max():.3g})"
+            )
     else:
         raise EdgeditError(f"{path}: 'images' must be uint8 or float, got {images.dtype}")
     labels = arrays.get("labels")
     if labels is not None:
-        if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (len(images),) or \
-                (len(labels) and (labels.min() < 0 or labels.max() >= MAX_CLASSES)):
-            raise EdgeditError(f"{path}: 'labels' must be {len(images)} integers in 0..{MAX_CLASSES - 1} (got "
-                               f"{labels.dtype} {labels.shape})")
+        if (
+            not np.issubdtype(labels.dtype, np.integer)
+            or labels.shape != (len(images),)
+            or (len(labels) and (labels.min() < 0 or labels.max() >= MAX_CLASSES))
+        ):
+            raise EdgeditError(
+                f"{path}: 'labels' must be {len(images)} integers in 0..{MAX_CLASSES - 1} (got "
+                f"{labels.dtype} {labels.shape})"
+            )
         labels = labels.astype(np.int64)
     data = ImageData(f"npz:{path.name}", images, labels, int(labels.max()) + 1 if labels is not None else 0)
     return _checked(data, f"npz:{path}")

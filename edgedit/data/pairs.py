@@ -168,8 +168,9 @@ class StoreSettings(Record):
     class_balanced: bool
     seeds: SeedRange
     shard_size: int = Field(ge=1, le=MAX_SHARD_SIZE)
-    shard_counts: list[Annotated[int, Field(ge=1, le=MAX_SHARD_SIZE)]] | None = Field(default=None,
-                                                                                        max_length=MAX_SHARDS)
+    shard_counts: list[Annotated[int, Field(ge=1, le=MAX_SHARD_SIZE)]] | None = Field(
+        default=None, max_length=MAX_SHARDS
+    )
     files: list[Name] | None = Field(default=None, max_length=MAX_SHARDS)  # an import's source file per shard
 
 
@@ -232,8 +233,11 @@ class Layout:
         """name -> (shape of one row, dtype) of every array a shard holds."""
         s = self.settings
         shape = tuple(s.shape)
-        out = {"seeds": ((), np.dtype(np.int64)), "z": (shape, np.dtype(np.float32)),
-               "image": (shape, np.dtype(s.image_dtype))}
+        out = {
+            "seeds": ((), np.dtype(np.int64)),
+            "z": (shape, np.dtype(np.float32)),
+            "image": (shape, np.dtype(s.image_dtype)),
+        }
         if s.num_classes:
             out["label"] = ((), np.dtype(np.int64))
         if s.trajectory.k:
@@ -258,13 +262,19 @@ def layout_of(s: StoreSettings, where: Any, fix: str = REGENERATE) -> Layout:
     if trajectory.k > sampler.steps - 1:
         raise _invalid(where, "trajectory.k", f"at most steps - 1 = {sampler.steps - 1} (got {trajectory.k})", fix)
     if trajectory.steps != _interior_steps(sampler.steps, trajectory.k):
-        raise _invalid(where, "trajectory.steps", f"{trajectory.k} states of {sampler.steps} steps are at "
-                       f"{_interior_steps(sampler.steps, trajectory.k)} (got {trajectory.steps})", fix)
+        raise _invalid(
+            where,
+            "trajectory.steps",
+            f"{trajectory.k} states of {sampler.steps} steps are at "
+            f"{_interior_steps(sampler.steps, trajectory.k)} (got {trajectory.steps})",
+            fix,
+        )
     levels, other = ("sigmas", "timesteps") if sampler.type == "edm" else ("timesteps", "sigmas")
     listed = getattr(trajectory, levels)
     if listed is None or len(listed) != trajectory.k or getattr(trajectory, other) is not None:
-        raise _invalid(where, f"trajectory.{levels}", f"a {sampler.type} store lists {trajectory.k} {levels} "
-                       f"(and no {other})", fix)
+        raise _invalid(
+            where, f"trajectory.{levels}", f"a {sampler.type} store lists {trajectory.k} {levels} (and no {other})", fix
+        )
     if s.seeds.first + s.seeds.count - 1 > MAX_SEED:
         raise _invalid(where, "seeds", f"seeds end beyond {MAX_SEED}", fix)
     if s.shard_counts is None:
@@ -272,15 +282,25 @@ def layout_of(s: StoreSettings, where: Any, fix: str = REGENERATE) -> Layout:
             raise _invalid(where, "files", "only an import (with shard_counts) lists source files", fix)
         shards = -(-s.seeds.count // s.shard_size)
         if shards > MAX_SHARDS:
-            raise _invalid(where, "shard_size", f"{s.seeds.count} pairs in shards of {s.shard_size} make {shards} "
-                           f"shards, more than {MAX_SHARDS}", fix)
-        plan = tuple((s.seeds.first + j * s.shard_size, min(s.shard_size, s.seeds.count - j * s.shard_size))
-                     for j in range(shards))
+            raise _invalid(
+                where,
+                "shard_size",
+                f"{s.seeds.count} pairs in shards of {s.shard_size} make {shards} shards, more than {MAX_SHARDS}",
+                fix,
+            )
+        plan = tuple(
+            (s.seeds.first + j * s.shard_size, min(s.shard_size, s.seeds.count - j * s.shard_size))
+            for j in range(shards)
+        )
     else:
         counts = s.shard_counts
         if not counts or sum(counts) != s.seeds.count or max(counts) > s.shard_size:
-            raise _invalid(where, "shard_counts", f"need one or more counts of at most shard_size {s.shard_size} "
-                           f"that sum to seeds.count {s.seeds.count}", fix)
+            raise _invalid(
+                where,
+                "shard_counts",
+                f"need one or more counts of at most shard_size {s.shard_size} that sum to seeds.count {s.seeds.count}",
+                fix,
+            )
         if s.files is not None and len(s.files) != len(counts):
             raise _invalid(where, "files", f"one per shard ({len(counts)}), got {len(s.files)}", fix)
         firsts = s.seeds.first + np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64)
@@ -302,37 +322,55 @@ def read_manifest(folder: Path, schema: type[ManifestHeader] = Manifest) -> tupl
     if isinstance(data, dict) and data.get("format") != FORMAT:
         found = data.get("format")
         if isinstance(found, str) and found.startswith("edgedit.pairs/"):
-            raise EdgeditError(f"{path}: a pairs store of another edgedit (format {found[:40]!r}, this one reads "
-                               f"{FORMAT}); re-generate it (`edgedit pairs generate ... --force`, or "
-                               "`edgedit pairs import-get ... --force`)")
+            raise EdgeditError(
+                f"{path}: a pairs store of another edgedit (format {found[:40]!r}, this one reads "
+                f"{FORMAT}); re-generate it (`edgedit pairs generate ... --force`, or "
+                "`edgedit pairs import-get ... --force`)"
+            )
         raise EdgeditError(f"{path}: not an edgedit pairs manifest (format {str(found)[:40]!r})")
     record = parse(schema, data, path, "pairs manifest", REGENERATE)
     layout = layout_of(record, path)
     if record.settings_sha256 != layout.digest:
         raise _invalid(path, "settings_sha256", "does not match the settings it follows (edited by hand?)")
     if record.expected_shards != len(layout.plan):
-        raise _invalid(path, "expected_shards", f"the settings make {len(layout.plan)} shards "
-                       f"(got {record.expected_shards})")
+        raise _invalid(
+            path, "expected_shards", f"the settings make {len(layout.plan)} shards (got {record.expected_shards})"
+        )
     if schema is Manifest:
         fix = f"run `edgedit pairs verify {folder}`"
         previous = -1
         for n, entry in enumerate(record.shards):
             where = f"shards.{n}"
             if entry.name != shard_name(entry.index):
-                raise _invalid(path, f"{where}.name", f"shard {entry.index} is {shard_name(entry.index)} "
-                               f"(got {entry.name})", fix)
+                raise _invalid(
+                    path, f"{where}.name", f"shard {entry.index} is {shard_name(entry.index)} (got {entry.name})", fix
+                )
             if not previous < entry.index < len(layout.plan):
-                raise _invalid(path, f"{where}.index", f"shards are listed once each, in order, below "
-                               f"{len(layout.plan)} (got {entry.index} after {previous})", fix)
+                raise _invalid(
+                    path,
+                    f"{where}.index",
+                    f"shards are listed once each, in order, below "
+                    f"{len(layout.plan)} (got {entry.index} after {previous})",
+                    fix,
+                )
             previous = entry.index
             if entry.settings_sha256 != layout.digest:
                 raise _invalid(path, f"{where}.settings_sha256", "the shard was made with other settings", fix)
             if (entry.first_seed, entry.count) != layout.plan[entry.index]:
-                raise _invalid(path, f"{where}.count", f"shard {entry.index} holds seeds {layout.plan[entry.index]} "
-                               f"(first, count), got ({entry.first_seed}, {entry.count})", fix)
+                raise _invalid(
+                    path,
+                    f"{where}.count",
+                    f"shard {entry.index} holds seeds {layout.plan[entry.index]} "
+                    f"(first, count), got ({entry.first_seed}, {entry.count})",
+                    fix,
+                )
             if set(entry.sha256) != set(layout.arrays):
-                raise _invalid(path, f"{where}.sha256", f"the settings call for {', '.join(layout.arrays)} "
-                               f"(got {', '.join(entry.sha256)})", fix)
+                raise _invalid(
+                    path,
+                    f"{where}.sha256",
+                    f"the settings call for {', '.join(layout.arrays)} (got {', '.join(entry.sha256)})",
+                    fix,
+                )
         if record.complete != (len(record.shards) == len(layout.plan)):
             raise _invalid(path, "complete", f"{len(record.shards)} of {len(layout.plan)} shards are listed", fix)
     return record, layout
@@ -381,7 +419,7 @@ def _open_array(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarr
 
 def _all_finite(array: np.ndarray, chunk_bytes: int = 64 << 20) -> bool:
     rows = max(1, chunk_bytes // max(1, array[:1].nbytes))
-    return all(np.isfinite(array[i:i + rows]).all() for i in range(0, len(array), rows))
+    return all(np.isfinite(array[i : i + rows]).all() for i in range(0, len(array), rows))
 
 
 def check_data(arrays: dict[str, np.ndarray], first: int, count: int, num_classes: int) -> None:
@@ -405,8 +443,9 @@ def inspect_shard(folder: Path, index: int, layout: Layout, deep: bool = True) -
     meta_path = path / "meta.json"
     meta_stat = _plain(meta_path)
     try:
-        meta = parse(ShardMeta, load_json(meta_path, "shard meta.json", max_bytes=META_BYTES), "meta.json",
-                     "shard record")
+        meta = parse(
+            ShardMeta, load_json(meta_path, "shard meta.json", max_bytes=META_BYTES), "meta.json", "shard record"
+        )
     except EdgeditError as err:
         raise Damaged(str(err).replace(f"{meta_path}", "meta.json")) from None
     first, count = layout.plan[index]
@@ -420,10 +459,18 @@ def inspect_shard(folder: Path, index: int, layout: Layout, deep: bool = True) -
     if set(meta.sha256) != set(expected):
         raise Damaged(f"holds {', '.join(meta.sha256)}, the settings call for {', '.join(expected)}")
     files = {name: path / f"{name}.npy" for name in expected}
-    stats = tuple((name, (st := _plain(file)).st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                  for name, file in files.items())
-    key = (str(path.resolve()), layout.digest, index, meta_stat.st_ino, meta_stat.st_mtime_ns, meta_stat.st_ctime_ns,
-           stats)
+    stats = tuple(
+        (name, (st := _plain(file)).st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for name, file in files.items()
+    )
+    key = (
+        str(path.resolve()),
+        layout.digest,
+        index,
+        meta_stat.st_ino,
+        meta_stat.st_mtime_ns,
+        meta_stat.st_ctime_ns,
+        stats,
+    )
     fresh = deep and key not in _CHECKED
     if fresh:
         for name, file in files.items():
@@ -449,8 +496,9 @@ def _lock(folder: Path) -> tuple[int, bool]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as err:
-        raise EdgeditError(f"{path}: cannot open the store's lock file ({err.strerror}); the pairs folder must be "
-                           "writable") from None
+        raise EdgeditError(
+            f"{path}: cannot open the store's lock file ({err.strerror}); the pairs folder must be writable"
+        ) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise EdgeditError(f"{path}: not a plain file; remove it")
@@ -461,7 +509,8 @@ def _lock(folder: Path) -> tuple[int, bool]:
             raise EdgeditError(
                 f"{folder}: another process{f' (pid {holder[1].decode()})' if holder else ''} is writing this pairs "
                 "store; wait for it to end, or write elsewhere (parallel --shard I/N workers need a folder each: copy "
-                "their shard-* folders together, then run `edgedit pairs verify`)") from None
+                "their shard-* folders together, then run `edgedit pairs verify`)"
+            ) from None
         except OSError as err:
             raise EdgeditError(f"{path}: cannot lock it ({err.strerror})") from None
         os.ftruncate(fd, 0)
@@ -548,16 +597,20 @@ def _writing(out: Path, settings: StoreSettings, force: bool, say: Callable[[str
             theirs, ours = _identity(settings_dict(header)), _identity(layout.as_dict)
             differing = [k for k in ours | theirs if theirs.get(k) != ours.get(k)]
             if differing:
-                raise EdgeditError(f"{out}: holds pairs made with other settings ({', '.join(differing)} differ); use "
-                                   "another output folder, the same settings to continue it, or --force to start it "
-                                   "over")
+                raise EdgeditError(
+                    f"{out}: holds pairs made with other settings ({', '.join(differing)} differ); use "
+                    "another output folder, the same settings to continue it, or --force to start it "
+                    "over"
+                )
         else:
             foreign = [name for name in os.listdir(out) if name != LOCK and not _is_staging(name)]
             if foreign and not force:
-                what = "shard folders but no manifest.json" if any(SHARD_NAME.fullmatch(n) for n in foreign) else \
-                    "files but no manifest.json (not a pairs store)"
-                raise EdgeditError(f"{out}: holds {what}; use a new or empty folder, or --force to start a store "
-                                   "there")
+                what = (
+                    "shard folders but no manifest.json"
+                    if any(SHARD_NAME.fullmatch(n) for n in foreign)
+                    else "files but no manifest.json (not a pairs store)"
+                )
+                raise EdgeditError(f"{out}: holds {what}; use a new or empty folder, or --force to start a store there")
             write_manifest(out, layout, {})
             recorded = True
         yield layout
@@ -587,8 +640,10 @@ def write_shard(folder: Path, index: int, arrays: dict[str, np.ndarray], layout:
     try:
         check_data(arrays, first, count, layout.settings.num_classes)
     except Damaged as err:
-        raise EdgeditError(f"seeds {first}..{first + count - 1}: the teacher's output is unusable ({err}); check the "
-                           "teacher (float16 images overflow beyond 65504: --image-dtype float32)") from None
+        raise EdgeditError(
+            f"seeds {first}..{first + count - 1}: the teacher's output is unusable ({err}); check the "
+            "teacher (float16 images overflow beyond 65504: --image-dtype float32)"
+        ) from None
     staging = Path(tempfile.mkdtemp(prefix=f".{shard_name(index)}.", suffix=".partial", dir=folder))
     trash = None
     try:
@@ -619,8 +674,9 @@ def write_shard(folder: Path, index: int, arrays: dict[str, np.ndarray], layout:
     return meta
 
 
-def write_manifest(folder: Path, layout: Layout, known: dict[int, ShardMeta] | None = None,
-                   say: Callable[[str], None] | None = None) -> dict[str, Any]:
+def write_manifest(
+    folder: Path, layout: Layout, known: dict[int, ShardMeta] | None = None, say: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Rebuild manifest.json from the shards in the folder that match the settings: those in `known`
     (just written or checked) and every other plain shard-NNNNNN folder, checked now."""
     entries = []
@@ -629,7 +685,7 @@ def write_manifest(folder: Path, layout: Layout, known: dict[int, ShardMeta] | N
             if say:
                 say(f"ignored {name} (not a shard name: shard-NNNNNN)")
             continue
-        index = int(name[len("shard-"):])
+        index = int(name[len("shard-") :])
         if index >= len(layout.plan):
             if say:
                 say(f"dropped {name} (the store has {len(layout.plan)} shards)")
@@ -643,9 +699,14 @@ def write_manifest(folder: Path, layout: Layout, known: dict[int, ShardMeta] | N
                     say(f"dropped {name} ({err})")
                 continue
         entries.append({**meta.model_dump(mode="json"), "name": name})
-    manifest = {**layout.as_dict, "settings_sha256": layout.digest, "shards": entries,
-                "expected_shards": len(layout.plan), "complete": len(entries) == len(layout.plan),
-                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    manifest = {
+        **layout.as_dict,
+        "settings_sha256": layout.digest,
+        "shards": entries,
+        "expected_shards": len(layout.plan),
+        "complete": len(entries) == len(layout.plan),
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     parse(Manifest, manifest, folder / MANIFEST, "pairs manifest", "this is a bug in edgedit")  # as readers will
     write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
@@ -656,12 +717,24 @@ def write_manifest(folder: Path, layout: Layout, known: dict[int, ShardMeta] | N
 #################################################################################
 
 
-def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: int, steps: int = 18,
-                   sampler: str = "heun", trajectory: int = 0, class_balanced: bool = False,
-                   shard: tuple[int, int] = (0, 1), shard_size: int = 1024, first_seed: int = 0, batch: int = 64,
-                   image_dtype: str = "float16", device: str = "cpu",
-                   progress: Callable[[int], None] | None = None, force: bool = False,
-                   say: Callable[[str], None] = log.info) -> dict[str, Any]:
+def generate_pairs(
+    teacher: str | os.PathLike,
+    out: str | os.PathLike,
+    count: int,
+    steps: int = 18,
+    sampler: str = "heun",
+    trajectory: int = 0,
+    class_balanced: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    shard_size: int = 1024,
+    first_seed: int = 0,
+    batch: int = 64,
+    image_dtype: str = "float16",
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+    force: bool = False,
+    say: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
     """Generate (or complete) a pairs store; returns its manifest. `force` starts an existing store over."""
     from edgedit.runtime.backends import RunOptions, load_backend
     from edgedit.runtime.samplers import ddim_timesteps, generate, karras_sigmas
@@ -672,8 +745,9 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
     if not (1 <= count <= MAX_PAIRS and 1 <= shard_size <= MAX_SHARD_SIZE):
         raise EdgeditError(f"-n must be 1..{MAX_PAIRS} and --shard-size 1..{MAX_SHARD_SIZE}")
     if -(-count // shard_size) > MAX_SHARDS:
-        raise EdgeditError(f"-n {count} in shards of {shard_size} makes more than {MAX_SHARDS} shards; raise "
-                           "--shard-size")
+        raise EdgeditError(
+            f"-n {count} in shards of {shard_size} makes more than {MAX_SHARDS} shards; raise --shard-size"
+        )
     if not 0 <= first_seed <= MAX_SEED - count:
         raise EdgeditError(f"--first-seed must be 0..{MAX_SEED - count}")
     if image_dtype not in ("float16", "float32"):
@@ -684,8 +758,10 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
     backend = load_backend(teacher, options=RunOptions(device=device))
     spec = backend.meta.sampler
     if spec["type"] not in ("edm", "ddpm"):
-        raise EdgeditError(f"{teacher}: a teacher must be a multi-step denoiser (EDM, or an official DiT), this is a "
-                           f"{backend.meta.config.kind}")
+        raise EdgeditError(
+            f"{teacher}: a teacher must be a multi-step denoiser (EDM, or an official DiT), this is a "
+            f"{backend.meta.config.kind}"
+        )
     cfg = backend.meta.config
     states = trajectory_steps(steps, trajectory)
     if spec["type"] == "edm":  # noise level of each state: EDM's sigma, or the DDPM timestep
@@ -700,15 +776,29 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
         levels = ddim_timesteps(spec["train_steps"], steps)
         sampler_record = {"type": "ddpm", **{k: spec[k] for k in ("train_steps", "beta_start", "beta_end")}}
     shape = [cfg.in_channels, cfg.input_size, cfg.input_size]
-    settings = parse(StoreSettings, {
-        "format": FORMAT, "edgedit_version": __version__, "source": "edgedit pairs generate",
-        "teacher": {"file": teacher.name, "sha256": sha256_file(teacher), "config": cfg.to_dict()},
-        "sampler": {**sampler_record, "sampler": sampler, "steps": steps,
-                    "noise": NOISE_SCHEME},
-        "trajectory": {"k": trajectory, "steps": states,
-                       ("sigmas" if spec["type"] == "edm" else "timesteps"): [float(levels[i]) for i in states]},
-        "shape": shape, "num_classes": cfg.num_classes, "image_dtype": image_dtype, "class_balanced": class_balanced,
-        "seeds": {"first": first_seed, "count": count}, "shard_size": shard_size}, teacher, "pairs teacher")
+    settings = parse(
+        StoreSettings,
+        {
+            "format": FORMAT,
+            "edgedit_version": __version__,
+            "source": "edgedit pairs generate",
+            "teacher": {"file": teacher.name, "sha256": sha256_file(teacher), "config": cfg.to_dict()},
+            "sampler": {**sampler_record, "sampler": sampler, "steps": steps, "noise": NOISE_SCHEME},
+            "trajectory": {
+                "k": trajectory,
+                "steps": states,
+                ("sigmas" if spec["type"] == "edm" else "timesteps"): [float(levels[i]) for i in states],
+            },
+            "shape": shape,
+            "num_classes": cfg.num_classes,
+            "image_dtype": image_dtype,
+            "class_balanced": class_balanced,
+            "seeds": {"first": first_seed, "count": count},
+            "shard_size": shard_size,
+        },
+        teacher,
+        "pairs teacher",
+    )
     from edgedit.runtime.noise import noise_from_seeds
 
     out = Path(out)
@@ -730,12 +820,16 @@ def generate_pairs(teacher: str | os.PathLike, out: str | os.PathLike, count: in
 
             def keep(start: int, i: int, sigma: float, x: np.ndarray, traj=traj) -> None:
                 if traj is not None and i in states:
-                    traj[start: start + len(x), states.index(i)] = x
+                    traj[start : start + len(x), states.index(i)] = x
 
-            images = generate(backend, seeds, labels, batch=batch, steps=steps, sampler=sampler, on_state=keep,
-                              noise=NOISE_SCHEME)
-            arrays = {"seeds": seeds, "z": noise_from_seeds(seeds, shape, NOISE_SCHEME),
-                      "image": images.astype(image_dtype)}
+            images = generate(
+                backend, seeds, labels, batch=batch, steps=steps, sampler=sampler, on_state=keep, noise=NOISE_SCHEME
+            )
+            arrays = {
+                "seeds": seeds,
+                "z": noise_from_seeds(seeds, shape, NOISE_SCHEME),
+                "image": images.astype(image_dtype),
+            }
             if labels is not None:
                 arrays["label"] = labels
             if traj is not None:
@@ -783,9 +877,11 @@ class PairsStore:
         self.folder = Path(folder)
         record, layout = read_manifest(self.folder, Manifest)
         if require_complete and not record.complete:
-            raise EdgeditError(f"{self.folder}: incomplete ({len(record.shards)} of {record.expected_shards} shards "
-                               "verified); finish it with `edgedit pairs generate` (same settings) or check it with "
-                               "`edgedit pairs verify`")
+            raise EdgeditError(
+                f"{self.folder}: incomplete ({len(record.shards)} of {record.expected_shards} shards "
+                "verified); finish it with `edgedit pairs generate` (same settings) or check it with "
+                "`edgedit pairs verify`"
+            )
         if not record.shards:
             raise EdgeditError(f"{self.folder}: no verified shards; run `edgedit pairs generate`")
         self.settings = layout.settings
@@ -796,11 +892,14 @@ class PairsStore:
             try:
                 meta, arrays = inspect_shard(self.folder, entry.index, layout)
             except Damaged as err:
-                raise EdgeditError(f"{path}: {err}; run `edgedit pairs verify {self.folder}`, then `edgedit pairs "
-                                   "generate` with the same settings to redo it") from None
+                raise EdgeditError(
+                    f"{path}: {err}; run `edgedit pairs verify {self.folder}`, then `edgedit pairs "
+                    "generate` with the same settings to redo it"
+                ) from None
             if meta.sha256 != entry.sha256:
-                raise EdgeditError(f"{path}: replaced since the manifest was written; run `edgedit pairs verify "
-                                   f"{self.folder}`")
+                raise EdgeditError(
+                    f"{path}: replaced since the manifest was written; run `edgedit pairs verify {self.folder}`"
+                )
             self.shards.append(arrays)
         self.offsets = np.cumsum([0] + [len(s["seeds"]) for s in self.shards])
 
@@ -886,14 +985,17 @@ def _get_numbers(folder: Path) -> dict[str, int]:
             continue
         match = GET_FILE.fullmatch(path.name)
         if not match:
-            raise EdgeditError(f"{path}: not a GET pairs file name (GET names each file by its last seed, e.g. "
-                               "000049999.pkl)")
+            raise EdgeditError(
+                f"{path}: not a GET pairs file name (GET names each file by its last seed, e.g. 000049999.pkl)"
+            )
         numbers[path.name] = int(match[1])
     by_number: dict[int, str] = {}
     for name, number in numbers.items():
         if number in by_number:
-            raise EdgeditError(f"{folder}: {by_number[number]} and {name} both end at seed {number}, so their seeds "
-                               "overlap; remove the duplicate")
+            raise EdgeditError(
+                f"{folder}: {by_number[number]} and {name} both end at seed {number}, so their seeds "
+                "overlap; remove the duplicate"
+            )
         by_number[number] = name
     return numbers
 
@@ -902,13 +1004,18 @@ def _tensor_array(value: Any, path: Path, what: str) -> np.ndarray:
     import torch
 
     if not torch.is_tensor(value) or value.ndim != 4 or not value.is_floating_point():
-        found = f"a {value.dtype} tensor of shape {tuple(value.shape)}" if torch.is_tensor(value) else \
-            f"a {type(value).__name__}"
+        found = (
+            f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+            if torch.is_tensor(value)
+            else f"a {type(value).__name__}"
+        )
         raise EdgeditError(f"{path}: expected {what} as a float (n, C, H, W) tensor, found {found}")
     n, c, h, w = value.shape
     if not (1 <= n <= MAX_SHARD_SIZE and 1 <= c <= MAX_CHANNELS and h == w and 1 <= h <= MAX_SIDE):
-        raise EdgeditError(f"{path}: {what} of shape {tuple(value.shape)}: need 1..{MAX_SHARD_SIZE} square images of "
-                           f"1..{MAX_CHANNELS} channels")
+        raise EdgeditError(
+            f"{path}: {what} of shape {tuple(value.shape)}: need 1..{MAX_SHARD_SIZE} square images of "
+            f"1..{MAX_CHANNELS} channels"
+        )
     try:
         array = value.detach().to("cpu", torch.float64).numpy()
     except Exception as err:  # a sparse, quantized ... tensor that weights_only loading admits
@@ -926,15 +1033,19 @@ def _read_get_latent(path: Path) -> tuple[np.ndarray, np.ndarray | None, int]:
     onehot = None
     if isinstance(value, (list, tuple)):
         if len(value) != 2 or not all(torch.is_tensor(v) for v in value):
-            raise EdgeditError(f"{path}: a conditional GET latent file holds [z, one-hot labels], this holds a "
-                               f"{type(value).__name__} of {len(value)} items")
+            raise EdgeditError(
+                f"{path}: a conditional GET latent file holds [z, one-hot labels], this holds a "
+                f"{type(value).__name__} of {len(value)} items"
+            )
         value, onehot = value
     z = _tensor_array(value, path, "noise")
     if onehot is None:
         return z.astype(np.float32), None, 0
     if onehot.ndim != 2 or onehot.shape[0] != len(z) or not 1 <= onehot.shape[1] <= MAX_CLASSES:
-        raise EdgeditError(f"{path}: labels of shape {tuple(onehot.shape)}: need one-hot ({len(z)}, classes) for "
-                           f"{len(z)} noise samples")
+        raise EdgeditError(
+            f"{path}: labels of shape {tuple(onehot.shape)}: need one-hot ({len(z)}, classes) for "
+            f"{len(z)} noise samples"
+        )
     labels = onehot.argmax(1).numpy().astype(np.int64)
     return z.astype(np.float32), labels, int(onehot.shape[1])
 
@@ -945,9 +1056,14 @@ def _load_get_file(path: Path):
     return load_tensors(path, "torch.save file")
 
 
-def import_get(src: str | os.PathLike, out: str | os.PathLike, image_dtype: str = "float16",
-               progress: Callable[[int], None] | None = None, force: bool = False,
-               say: Callable[[str], None] = log.info) -> dict[str, Any]:
+def import_get(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    image_dtype: str = "float16",
+    progress: Callable[[int], None] | None = None,
+    force: bool = False,
+    say: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
     """Convert GET's EDM CIFAR-10 pairs (image/<last seed>.pkl, latent/<last seed>.pkl, torch.save
     archives; unconditional images float64, conditional latents [z, one-hot labels]) into a store.
     One GET file becomes one shard. Every latent file is read first (sizes, shapes, classes), so the
@@ -975,26 +1091,50 @@ def import_get(src: str | os.PathLike, out: str | os.PathLike, image_dtype: str 
         if shape is None:
             shape, num_classes = list(z.shape[1:]), classes
         elif list(z.shape[1:]) != shape or classes != num_classes:
-            raise EdgeditError(f"{latents_dir / name}: {'x'.join(map(str, z.shape[1:]))} noise with {classes} classes, "
-                               f"the first file's is {'x'.join(map(str, shape))} with {num_classes}")
+            raise EdgeditError(
+                f"{latents_dir / name}: {'x'.join(map(str, z.shape[1:]))} noise with {classes} classes, "
+                f"the first file's is {'x'.join(map(str, shape))} with {num_classes}"
+            )
         counts.append(len(z))
         total += len(z)
         # A file's seeds end at its number and never repeat, so the files up to number m hold at most
         # m + 1 pairs (seeds 0..m); more means overlapping (or negative) seeds: not one GET run.
         if total > numbers[name] + 1:
-            raise EdgeditError(f"{latents_dir / name}: the files up to this one hold {total} pairs but their names "
-                               f"allow at most {numbers[name] + 1} seeds (0..{numbers[name]}): their seeds overlap or "
-                               "start below 0 (files of two GET runs mixed?)")
-    settings = parse(StoreSettings, {
-        "format": FORMAT, "edgedit_version": __version__,
-        "source": f"GET (locuslab/get) pairs from {src.resolve().name or src}",
-        "teacher": {"file": "EDM CIFAR-10 (NVlabs/edm) via GET", "sha256": None, "config": None},
-        "sampler": {"type": "edm", "sigma_min": EDM_SIGMA_MIN, "sigma_max": EDM_SIGMA_MAX, "rho": EDM_RHO,
-                    "sigma_data": EDM_SIGMA_DATA, "sampler": EDM_SAMPLER, "steps": EDM_STEPS,
-                    "noise": "stored by GET (a torch generator per seed): not regenerable with edgedit's noise"},
-        "trajectory": {"k": 0, "steps": [], "sigmas": []}, "shape": shape, "num_classes": num_classes,
-        "image_dtype": image_dtype, "class_balanced": False, "seeds": {"first": 0, "count": total},
-        "shard_size": max(counts), "shard_counts": counts, "files": names}, src, "GET pairs folder")
+            raise EdgeditError(
+                f"{latents_dir / name}: the files up to this one hold {total} pairs but their names "
+                f"allow at most {numbers[name] + 1} seeds (0..{numbers[name]}): their seeds overlap or "
+                "start below 0 (files of two GET runs mixed?)"
+            )
+    settings = parse(
+        StoreSettings,
+        {
+            "format": FORMAT,
+            "edgedit_version": __version__,
+            "source": f"GET (locuslab/get) pairs from {src.resolve().name or src}",
+            "teacher": {"file": "EDM CIFAR-10 (NVlabs/edm) via GET", "sha256": None, "config": None},
+            "sampler": {
+                "type": "edm",
+                "sigma_min": EDM_SIGMA_MIN,
+                "sigma_max": EDM_SIGMA_MAX,
+                "rho": EDM_RHO,
+                "sigma_data": EDM_SIGMA_DATA,
+                "sampler": EDM_SAMPLER,
+                "steps": EDM_STEPS,
+                "noise": "stored by GET (a torch generator per seed): not regenerable with edgedit's noise",
+            },
+            "trajectory": {"k": 0, "steps": [], "sigmas": []},
+            "shape": shape,
+            "num_classes": num_classes,
+            "image_dtype": image_dtype,
+            "class_balanced": False,
+            "seeds": {"first": 0, "count": total},
+            "shard_size": max(counts),
+            "shard_counts": counts,
+            "files": names,
+        },
+        src,
+        "GET pairs folder",
+    )
     with _writing(out, settings, force, say) as layout:
         known: dict[int, ShardMeta] = {}
         for index, name in enumerate(names):
@@ -1009,8 +1149,9 @@ def import_get(src: str | os.PathLike, out: str | os.PathLike, image_dtype: str 
                 raise EdgeditError(f"{latents_dir / name}: changed while importing ({len(z)} pairs, {n} before)")
             image = _tensor_array(_load_get_file(images_dir / name), images_dir / name, "images")
             if image.shape != z.shape:
-                raise EdgeditError(f"{images_dir / name}: images {image.shape} do not match the latent file's noise "
-                                   f"{z.shape}")
+                raise EdgeditError(
+                    f"{images_dir / name}: images {image.shape} do not match the latent file's noise {z.shape}"
+                )
             arrays = {"seeds": np.arange(first, first + n, dtype=np.int64), "z": z, "image": image.astype(image_dtype)}
             if labels is not None:
                 arrays["label"] = labels

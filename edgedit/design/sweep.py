@@ -63,13 +63,15 @@ def parse_budget(text: str) -> int:
     except ValueError:
         count = math.nan
     if not 1 <= count <= MAX_BUDGET:  # also NaN and infinity
-        raise EdgeditError(f"--budget '{text}' is not a parameter count like 500k, 1M or 1.5M "
-                           f"(1 to {MAX_BUDGET:.0e} parameters)")
+        raise EdgeditError(
+            f"--budget '{text}' is not a parameter count like 500k, 1M or 1.5M (1 to {MAX_BUDGET:.0e} parameters)"
+        )
     return int(count)
 
 
-def candidates_for(budget: int, base: DiTConfig, depths=DEFAULT_DEPTHS, heads=DEFAULT_HEADS, widths=WIDTHS,
-                   methods=("output",)) -> list[Candidate]:
+def candidates_for(
+    budget: int, base: DiTConfig, depths=DEFAULT_DEPTHS, heads=DEFAULT_HEADS, widths=WIDTHS, methods=("output",)
+) -> list[Candidate]:
     """One width per (depth, heads): the one whose parameter count is closest to `budget`, if within tolerance."""
     found = []
     for depth in depths:
@@ -85,8 +87,9 @@ def candidates_for(budget: int, base: DiTConfig, depths=DEFAULT_DEPTHS, heads=DE
                 if error <= BUDGET_TOLERANCE * budget:
                     found += [Candidate(budget, cfg, m) for m in methods]
     if not found:
-        raise EdgeditError(f"no candidate within {BUDGET_TOLERANCE:.0%} of {budget:,} parameters; widen "
-                           "--depths/--heads")
+        raise EdgeditError(
+            f"no candidate within {BUDGET_TOLERANCE:.0%} of {budget:,} parameters; widen --depths/--heads"
+        )
     return found
 
 
@@ -130,11 +133,19 @@ def time_models(models: list[str], backend: str, seconds: float, rounds: int = 1
     from edgedit.bench.harness import BenchSettings, run_bench
     from edgedit.runtime.backends import RunOptions
 
-    records, _ = run_bench(models, [backend], BenchSettings([1], warmup=5, duration_s=seconds, rounds=rounds),
-                           RunOptions(threads=1))
-    return [{"backend": f"{r['backend']} ({r['provider']}, 1 thread)", "p50_ms": statistics.median(r["round_p50_ms"]),
-             "p90_ms": r["latency_ms"]["p90"], "rounds_p50_ms": r["round_p50_ms"],
-             "machine": r["env"].get("cpu") or r["env"].get("platform")} for r in records]
+    records, _ = run_bench(
+        models, [backend], BenchSettings([1], warmup=5, duration_s=seconds, rounds=rounds), RunOptions(threads=1)
+    )
+    return [
+        {
+            "backend": f"{r['backend']} ({r['provider']}, 1 thread)",
+            "p50_ms": statistics.median(r["round_p50_ms"]),
+            "p90_ms": r["latency_ms"]["p90"],
+            "rounds_p50_ms": r["round_p50_ms"],
+            "machine": r["env"].get("cpu") or r["env"].get("platform"),
+        }
+        for r in records
+    ]
 
 
 def measure_latency(student: Path, backend: str, folder: Path, seconds: float) -> dict[str, Any]:
@@ -180,22 +191,40 @@ def run_candidate(candidate: Candidate, o: SweepOptions, ta: str | None, say) ->
         torch.manual_seed(settings.seed)
         save_model(DiT(cfg), start_ckpt, provenance={"role": "sweep initial weights"})
     student = folder / "student.safetensors"
-    student = distill(DistillOptions(pairs=o.pairs, output=student, settings=settings, student=str(start_ckpt),
-                                     method=candidate.method, ta=ta if candidate.method == "ta" else None,
-                                     resume=artefacts.train_state(student).exists()),
-                      on_sample=SampleGrids(student), say=say)  # a final grid per candidate, to look at
+    student = distill(
+        DistillOptions(
+            pairs=o.pairs,
+            output=student,
+            settings=settings,
+            student=str(start_ckpt),
+            method=candidate.method,
+            ta=ta if candidate.method == "ta" else None,
+            resume=artefacts.train_state(student).exists(),
+        ),
+        on_sample=SampleGrids(student),
+        say=say,
+    )  # a final grid per candidate, to look at
     report = evaluate(student, o.eval_data, n=o.eval_samples)
     fid = next(m for m in report["metrics"] if m["metric"] in ("FID (Inception)", "FID"))
     # Methods share an architecture's latency, measured once: they differ in quality only.
     same = [r["latency"] for r in collect(out) if architecture(r) == json.dumps(cfg.to_dict(), sort_keys=True)]
     latency = same[0] if same else measure_latency(student, o.latency_backend, folder, o.latency_seconds)
     result = {
-        "name": candidate.name, "budget": candidate.budget, "method": candidate.method, "config": cfg.to_dict(),
-        "depth": cfg.depth, "width": cfg.hidden_size, "heads": cfg.num_heads,
-        "params": accounting.count_params(cfg), "macs": accounting.count_macs(cfg),
-        "fid": fid["value"], "fid_metric": f"{fid['metric']} [{fid['features']}; {fid['samples']} samples; vs "
-                                           f"{fid['reference']}]",
-        "metrics": report["metrics"], "steps": settings.steps, "batch": settings.batch, "lr": settings.lr,
+        "name": candidate.name,
+        "budget": candidate.budget,
+        "method": candidate.method,
+        "config": cfg.to_dict(),
+        "depth": cfg.depth,
+        "width": cfg.hidden_size,
+        "heads": cfg.num_heads,
+        "params": accounting.count_params(cfg),
+        "macs": accounting.count_macs(cfg),
+        "fid": fid["value"],
+        "fid_metric": f"{fid['metric']} [{fid['features']}; {fid['samples']} samples; vs {fid['reference']}]",
+        "metrics": report["metrics"],
+        "steps": settings.steps,
+        "batch": settings.batch,
+        "lr": settings.lr,
         "latency": latency,  # device estimates are added by write_reports, from the calibration in force
     }
     write_text_atomic(result_path(out, candidate), json.dumps(result, indent=2))
@@ -251,8 +280,13 @@ def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
     return write_reports(out, collect(out))
 
 
-def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency_seconds: float = 2.0,
-           rounds: int = 5, say=log.info) -> list[dict[str, Any]]:
+def retime(
+    out: str | os.PathLike,
+    latency_backend: str = "onnxruntime",
+    latency_seconds: float = 2.0,
+    rounds: int = 5,
+    say=log.info,
+) -> list[dict[str, Any]]:
     """Re-measure every finished candidate's latency on this machine, once per architecture.
 
     For a sweep trained on several machines (--shard) or on a busy one: one latency column, from one
@@ -272,13 +306,14 @@ def retime(out: str | os.PathLike, latency_backend: str = "onnxruntime", latency
             folder = out / r["name"]
             models[architecture(r)] = (r, timing_model(folder / "student.safetensors", latency_backend, folder))
     # Every architecture in one interleaved run: the same slice of each round for each.
-    timings = time_models([model for _, model in models.values()], latency_backend, latency_seconds * rounds,
-                          rounds)
+    timings = time_models([model for _, model in models.values()], latency_backend, latency_seconds * rounds, rounds)
     timed = dict(zip(models, timings))
     for key, (r, _) in models.items():
         p50s = timed[key]["rounds_p50_ms"]
-        say(f"{r['depth']} blocks x {r['width']} / {r['heads']} heads: {timed[key]['p50_ms']:.3f} ms on "
-            f"{timed[key]['backend']} (median of {rounds} interleaved rounds, {min(p50s):.3f}..{max(p50s):.3f})")
+        say(
+            f"{r['depth']} blocks x {r['width']} / {r['heads']} heads: {timed[key]['p50_ms']:.3f} ms on "
+            f"{timed[key]['backend']} (median of {rounds} interleaved rounds, {min(p50s):.3f}..{max(p50s):.3f})"
+        )
     for r in results:
         r["latency"] = timed[architecture(r)]
         write_text_atomic(result_path(out, r), json.dumps(r, indent=2))
@@ -294,6 +329,15 @@ def prepare_ta(o: SweepOptions, manifest: dict, say) -> str:
     path = Path(o.output) / "ta.safetensors"
     if not path.exists():
         say(f"distilling the sweep's teaching assistant {o.ta} -> {path}")
-        distill(DistillOptions(pairs=o.pairs, output=path, settings=o.settings, student=o.ta, method="output",
-                               resume=artefacts.train_state(path).exists()), say=say)
+        distill(
+            DistillOptions(
+                pairs=o.pairs,
+                output=path,
+                settings=o.settings,
+                student=o.ta,
+                method="output",
+                resume=artefacts.train_state(path).exists(),
+            ),
+            say=say,
+        )
     return str(path)

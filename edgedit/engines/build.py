@@ -40,8 +40,10 @@ from edgedit.contract.spec import ModelMeta, read_model
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 MAX_OPSET = 20  # TensorRT 10.3's ONNX parser
 TRTEXEC_CANDIDATES = ("trtexec", "/usr/src/tensorrt/bin/trtexec")
-NOT_PORTABLE = ("engines are built on the target device (a Jetson with JetPack 6.1+, or in the edgedit L4T "
-                "container) and are not portable between GPUs or TensorRT versions")
+NOT_PORTABLE = (
+    "engines are built on the target device (a Jetson with JetPack 6.1+, or in the edgedit L4T "
+    "container) and are not portable between GPUs or TensorRT versions"
+)
 TENSORRT_HINT = f"TensorRT is missing here: {NOT_PORTABLE}; TensorRT comes with JetPack (python3-libnvinfer)"
 
 
@@ -70,38 +72,64 @@ def _check_workspace_fits(workspace_mb: int, gpu: dict) -> None:
     the shared memory still has available (the build runs beside everything else on the board)."""
     limit = device.available_memory_bytes() if gpu["integrated"] else gpu["memory_bytes"]
     if limit is not None and workspace_mb << 20 > limit:
-        raise EdgeditError(f"--workspace-mb {workspace_mb} is more than the {limit >> 20} MB {gpu['name']} can give "
-                           f"({'available shared memory' if gpu['integrated'] else 'its memory'}); ask for less")
+        raise EdgeditError(
+            f"--workspace-mb {workspace_mb} is more than the {limit >> 20} MB {gpu['name']} can give "
+            f"({'available shared memory' if gpu['integrated'] else 'its memory'}); ask for less"
+        )
 
 
-def settings_for(meta: ModelMeta, precision: str, workspace_mb: int = 1024, opt_level: int = 3,
-                 timing_cache: str | os.PathLike | None = None) -> BuildSettings:
+def settings_for(
+    meta: ModelMeta,
+    precision: str,
+    workspace_mb: int = 1024,
+    opt_level: int = 3,
+    timing_cache: str | os.PathLike | None = None,
+) -> BuildSettings:
     """The builder settings for `precision` on an ONNX of precision `meta.precision` (table above)."""
     if precision not in PRECISIONS:
         raise EdgeditError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     if not 0 <= opt_level <= 5:
         raise EdgeditError(f"--opt-level must be 0-5 (TensorRT's builder optimization level), got {opt_level}")
     if not MIN_WORKSPACE_MB <= workspace_mb <= MAX_WORKSPACE_MB:
-        raise EdgeditError(f"--workspace-mb {workspace_mb} is outside {MIN_WORKSPACE_MB}..{MAX_WORKSPACE_MB} "
-                           "(16 MB builds nothing; the largest Jetson Orin has 64 GB)")
+        raise EdgeditError(
+            f"--workspace-mb {workspace_mb} is outside {MIN_WORKSPACE_MB}..{MAX_WORKSPACE_MB} "
+            "(16 MB builds nothing; the largest Jetson Orin has 64 GB)"
+        )
     source = meta.precision
     allowed = {"fp32": {"fp32"}, "fp16": {"fp32", "fp16"}, "int8": {"int8"}, "best": {"int8"}}[precision]
     if source not in allowed:
-        fix = {"fp16": "export an FP32 or FP16 ONNX", "fp32": "export with --precision fp32",
-               "int8": "build int8 from the FP32 export (it is quantized first) or from its .int8.onnx",
-               "best": "build best from the FP32 export or its .int8.onnx"}[precision]
+        fix = {
+            "fp16": "export an FP32 or FP16 ONNX",
+            "fp32": "export with --precision fp32",
+            "int8": "build int8 from the FP32 export (it is quantized first) or from its .int8.onnx",
+            "best": "build best from the FP32 export or its .int8.onnx",
+        }[precision]
         raise EdgeditError(f"a {source} ONNX cannot build a {precision} engine: {fix}")
     strongly_typed = precision in ("fp32", "int8") or (precision == "fp16" and source == "fp16")
-    shapes = {s.name: {"min": list(s.concrete(meta.batch["min"])), "opt": list(s.concrete(meta.batch["opt"])),
-                       "max": list(s.concrete(meta.batch["max"]))} for s in meta.inputs}
-    return BuildSettings(precision, strongly_typed, fp16_flag=not strongly_typed, int8_flag=precision == "best",
-                         workspace_mb=workspace_mb, opt_level=opt_level,
-                         timing_cache=str(timing_cache) if timing_cache else None, shapes=shapes,
-                         dynamic=meta.dynamic_batch)
+    shapes = {
+        s.name: {
+            "min": list(s.concrete(meta.batch["min"])),
+            "opt": list(s.concrete(meta.batch["opt"])),
+            "max": list(s.concrete(meta.batch["max"])),
+        }
+        for s in meta.inputs
+    }
+    return BuildSettings(
+        precision,
+        strongly_typed,
+        fp16_flag=not strongly_typed,
+        int8_flag=precision == "best",
+        workspace_mb=workspace_mb,
+        opt_level=opt_level,
+        timing_cache=str(timing_cache) if timing_cache else None,
+        shapes=shapes,
+        dynamic=meta.dynamic_batch,
+    )
 
 
-def trtexec_command(onnx: str | os.PathLike, plan: str | os.PathLike, settings: BuildSettings,
-                    executable: str = "trtexec") -> list[str]:
+def trtexec_command(
+    onnx: str | os.PathLike, plan: str | os.PathLike, settings: BuildSettings, executable: str = "trtexec"
+) -> list[str]:
     """The equivalent TensorRT 10.3 trtexec command line."""
     command = [executable, f"--onnx={onnx}", f"--saveEngine={plan}"]
     if settings.strongly_typed:
@@ -110,10 +138,14 @@ def trtexec_command(onnx: str | os.PathLike, plan: str | os.PathLike, settings: 
         command += ["--fp16"] + (["--int8", "--precisionConstraints=prefer"] if settings.int8_flag else [])
     if settings.dynamic:
         for key, flag in (("min", "--minShapes"), ("opt", "--optShapes"), ("max", "--maxShapes")):
-            command.append(f"{flag}=" + ",".join(f"{name}:{'x'.join(map(str, s[key]))}" for name,
-                                                 s in settings.shapes.items()))
-    command += [f"--memPoolSize=workspace:{settings.workspace_mb}", f"--builderOptimizationLevel={settings.opt_level}",
-                "--profilingVerbosity=detailed"]
+            command.append(
+                f"{flag}=" + ",".join(f"{name}:{'x'.join(map(str, s[key]))}" for name, s in settings.shapes.items())
+            )
+    command += [
+        f"--memPoolSize=workspace:{settings.workspace_mb}",
+        f"--builderOptimizationLevel={settings.opt_level}",
+        "--profilingVerbosity=detailed",
+    ]
     if settings.timing_cache:
         command.append(f"--timingCacheFile={settings.timing_cache}")
     return command
@@ -151,8 +183,10 @@ def find_trtexec() -> str:
         found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
         if found:
             return found
-    raise EdgeditError("--trtexec: no trtexec binary on PATH or at /usr/src/tensorrt/bin/trtexec (it comes with "
-                       "JetPack's TensorRT); drop --trtexec to build with the Python API")
+    raise EdgeditError(
+        "--trtexec: no trtexec binary on PATH or at /usr/src/tensorrt/bin/trtexec (it comes with "
+        "JetPack's TensorRT); drop --trtexec to build with the Python API"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,25 +208,37 @@ class BuildReport:
     sidecar: dict[str, Any] | None = None
 
 
-def plan_build(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions,
-               meta: ModelMeta | None = None, source: Path | None = None) -> BuildReport:
+def plan_build(
+    onnx: str | os.PathLike,
+    output: str | os.PathLike,
+    options: BuildOptions,
+    meta: ModelMeta | None = None,
+    source: Path | None = None,
+) -> BuildReport:
     """Check the ONNX and the options and work out the build, without TensorRT (a dry run).
     `meta` / `source`: the model and file the build will use, when a pipeline makes it first."""
     onnx, output = Path(onnx), Path(output)
     read, graph = read_model(onnx)
     meta, opsets = meta or read, graph.opsets
     if opsets.get("ai.onnx", 0) > MAX_OPSET:
-        raise EdgeditError(f"{onnx}: opset {opsets['ai.onnx']} is above {MAX_OPSET}, the newest TensorRT 10.3 parses; "
-                           "re-export with --opset 17..20")
+        raise EdgeditError(
+            f"{onnx}: opset {opsets['ai.onnx']} is above {MAX_OPSET}, the newest TensorRT 10.3 parses; "
+            "re-export with --opset 17..20"
+        )
     settings = settings_for(meta, options.precision, options.workspace_mb, options.opt_level, options.timing_cache)
     source = source or onnx
-    return BuildReport(None, source, settings, trtexec_command(source, output, settings),
-                       onnx if source != onnx else None)
+    return BuildReport(
+        None, source, settings, trtexec_command(source, output, settings), onnx if source != onnx else None
+    )
 
 
-def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions,
-                 monitor: contextlib.AbstractContextManager | None = None,
-                 quantized_from: Path | None = None) -> BuildReport:
+def build_engine(
+    onnx: str | os.PathLike,
+    output: str | os.PathLike,
+    options: BuildOptions,
+    monitor: contextlib.AbstractContextManager | None = None,
+    quantized_from: Path | None = None,
+) -> BuildReport:
     """Build the engine and its sidecar (atomically, both or neither). `monitor` is entered around
     the build and its `summary()` recorded (tegrastats: shared RAM and power, on a Jetson)."""
     report = plan_build(onnx, output, options)
@@ -215,16 +261,21 @@ def build_engine(onnx: str | os.PathLike, output: str | os.PathLike, options: Bu
         else:
             tmp.write_bytes(engine_bytes_polygraphy(onnx, settings, trt))
         seconds = time.perf_counter() - start
-        rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        rss = max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        )
         record = {
             "precision": options.precision,
             "strongly_typed": settings.strongly_typed,
             "builder": {**settings.to_dict(), "tool": "trtexec" if options.use_trtexec else "polygraphy"},
             "trtexec_equivalent": " ".join(report.command),
             "device": device_facts(trt.__version__),
-            "onnx": {"file": onnx.name, "sha256": sha256_file(onnx), "metadata": metadata,
-                     "quantized_from": quantized_from.name if quantized_from else None},
+            "onnx": {
+                "file": onnx.name,
+                "sha256": sha256_file(onnx),
+                "metadata": metadata,
+                "quantized_from": quantized_from.name if quantized_from else None,
+            },
             "io": {"inputs": [s.to_dict() for s in meta.inputs], "outputs": [s.to_dict() for s in meta.outputs]},
             "build_seconds": seconds,
             "peak_rss_mb": rss / 1024,  # ru_maxrss is in KiB on Linux

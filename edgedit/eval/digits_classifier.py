@@ -59,7 +59,7 @@ def embed(images: np.ndarray, model: DigitsClassifier | None = None, batch: int 
     model = model or load_classifier()
     feats, probs = [], []
     for start in range(0, len(images), batch):
-        x = torch.from_numpy(np.clip(images[start:start + batch], -1, 1).astype(np.float32))
+        x = torch.from_numpy(np.clip(images[start : start + batch], -1, 1).astype(np.float32))
         f = model.features(x)
         feats.append(f.numpy())
         probs.append(model.head(f).softmax(1).numpy())
@@ -78,7 +78,7 @@ def train_classifier(epochs: int = 40, seed: int = 0) -> tuple[DigitsClassifier,
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), 64):
-            idx = order[start:start + 64]
+            idx = order[start : start + 64]
             shift = torch.randint(-1, 2, (2,), generator=gen).tolist()
             batch = torch.roll(x[idx], shifts=shift, dims=(2, 3))  # +-1 pixel shifts
             loss = F.cross_entropy(model(batch), y[idx])
@@ -98,8 +98,13 @@ if __name__ == "__main__":
     from safetensors.torch import save_file
 
     with atomic_output(WEIGHTS) as tmp:
-        save_file(classifier.state_dict(), str(tmp), metadata={
-            "test_accuracy": f"{accuracy:.4f}", "data": "digits (scikit-learn), train split; accuracy on the test "
-                                                        "split",
-            "recipe": "python -m edgedit.eval.digits_classifier (40 epochs AdamW 2e-3, +-1 px shifts, seed 0)"})
+        save_file(
+            classifier.state_dict(),
+            str(tmp),
+            metadata={
+                "test_accuracy": f"{accuracy:.4f}",
+                "data": "digits (scikit-learn), train split; accuracy on the test split",
+                "recipe": "python -m edgedit.eval.digits_classifier (40 epochs AdamW 2e-3, +-1 px shifts, seed 0)",
+            },
+        )
     print(f"wrote {WEIGHTS}: test accuracy {accuracy:.4f}")

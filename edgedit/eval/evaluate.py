@@ -34,8 +34,10 @@ def check_matches(backend: Backend, data: ImageData, where: str) -> None:
     cfg = backend.meta.config
     made = (cfg.in_channels, cfg.input_size, cfg.input_size)
     if made != data.shape:
-        raise EdgeditError(f"{where}: makes {'x'.join(map(str, made))} images but {data.name} has "
-                           f"{'x'.join(map(str, data.shape))}; evaluate it on data of its own geometry")
+        raise EdgeditError(
+            f"{where}: makes {'x'.join(map(str, made))} images but {data.name} has "
+            f"{'x'.join(map(str, data.shape))}; evaluate it on data of its own geometry"
+        )
     if cfg.class_conditional and data.num_classes != cfg.num_classes:
         raise EdgeditError(f"{where}: has {cfg.num_classes} classes, {data.name} has {data.num_classes}")
 
@@ -49,8 +51,14 @@ def reference_split(spec: str) -> tuple[ImageData, ImageData | None, str]:
     return train, None, f"{train.name} ({len(train)} images)"
 
 
-def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: ImageData, train: ImageData | None,
-                   ref_name: str, seed: int) -> list[dict[str, Any]]:
+def domain_metrics(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    reference: ImageData,
+    train: ImageData | None,
+    ref_name: str,
+    seed: int,
+) -> list[dict[str, Any]]:
     from edgedit.eval.digits_classifier import embed, load_classifier, recorded_test_accuracy
 
     classifier = load_classifier()
@@ -62,73 +70,144 @@ def domain_metrics(images: np.ndarray, labels: np.ndarray | None, reference: Ima
     kid_features = f"{network}, scaled to the reference's RMS norm sqrt(d)"
 
     def kid_of(features: np.ndarray) -> tuple[float, float]:
-        return kid(features * scale, real * scale, subsets=50, subset_size=min(len(features), len(real), 1000),
-                   seed=seed)
+        return kid(
+            features * scale, real * scale, subsets=50, subset_size=min(len(features), len(real), 1000), seed=seed
+        )
 
     kid_mean, kid_std = kid_of(fake)
     metrics = [
         {"metric": "FID", "value": fid(fake, real), "features": network, "samples": len(images), "reference": ref_name},
-        {"metric": "KID", "value": kid_mean, "std": kid_std, "features": kid_features, "samples": len(images),
-         "reference": ref_name},
+        {
+            "metric": "KID",
+            "value": kid_mean,
+            "std": kid_std,
+            "features": kid_features,
+            "samples": len(images),
+            "reference": ref_name,
+        },
     ]
     if train is not None:  # the floor: real training digits, as many as the samples, against the same reference
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(train), min(len(images), len(train)), replace=False)
         floor, _ = embed(train.images[pick], classifier)
         note = f"{len(pick)} real training images in place of the samples"
-        metrics.append({"metric": "FID real-vs-real", "value": fid(floor, real), "features": network,
-                        "samples": len(pick), "reference": ref_name, "note": note})
+        metrics.append(
+            {
+                "metric": "FID real-vs-real",
+                "value": fid(floor, real),
+                "features": network,
+                "samples": len(pick),
+                "reference": ref_name,
+                "note": note,
+            }
+        )
         floor_kid = kid_of(floor)
-        metrics.append({"metric": "KID real-vs-real", "value": floor_kid[0], "std": floor_kid[1],
-                        "features": kid_features,
-                        "samples": len(pick), "reference": ref_name, "note": note})
+        metrics.append(
+            {
+                "metric": "KID real-vs-real",
+                "value": floor_kid[0],
+                "std": floor_kid[1],
+                "features": kid_features,
+                "samples": len(pick),
+                "reference": ref_name,
+                "note": note,
+            }
+        )
     predicted = probs.argmax(1)
     share = np.bincount(predicted, minlength=probs.shape[1]) / len(predicted)
-    metrics.append({"metric": "classifier confidence", "value": float(probs.max(1).mean()), "features": network,
-                    "samples": len(images), "reference": "none"})
-    metrics.append({"metric": "class coverage", "value": int((share > 0).sum()), "share": share.round(4).tolist(),
-                    "features": network, "samples": len(images), "reference": "none",
-                    "note": "classes predicted at least once; share = fraction of samples per predicted class"})
+    metrics.append(
+        {
+            "metric": "classifier confidence",
+            "value": float(probs.max(1).mean()),
+            "features": network,
+            "samples": len(images),
+            "reference": "none",
+        }
+    )
+    metrics.append(
+        {
+            "metric": "class coverage",
+            "value": int((share > 0).sum()),
+            "share": share.round(4).tolist(),
+            "features": network,
+            "samples": len(images),
+            "reference": "none",
+            "note": "classes predicted at least once; share = fraction of samples per predicted class",
+        }
+    )
     if labels is not None:
-        metrics.append({"metric": "label agreement", "value": float((predicted == labels).mean()), "features": network,
-                        "samples": len(images), "reference": "requested labels"})
+        metrics.append(
+            {
+                "metric": "label agreement",
+                "value": float((predicted == labels).mean()),
+                "features": network,
+                "samples": len(images),
+                "reference": "requested labels",
+            }
+        )
     return metrics
 
 
-def inception_metrics(images: np.ndarray, reference: ImageData, ref_name: str, weights,
-                      seed: int) -> list[dict[str, Any]]:
+def inception_metrics(
+    images: np.ndarray, reference: ImageData, ref_name: str, weights, seed: int
+) -> list[dict[str, Any]]:
     from edgedit.eval.inception import inception_features, load_inception
 
     model = load_inception(weights)
     network = f"Inception-v3 pool features (pytorch-fid's TF-ported weights, {weights.name})"
     fake, real = inception_features(images, model), inception_features(reference.images, model)
     kid_mean, kid_std = kid(fake, real, subsets=50, subset_size=min(len(fake), len(real), 1000), seed=seed)
-    return [{"metric": "FID (Inception)", "value": fid(fake, real), "features": network, "samples": len(images),
-             "reference": ref_name},
-            {"metric": "KID (Inception)", "value": kid_mean, "std": kid_std, "features": network,
-             "samples": len(images),
-             "reference": ref_name}]
+    return [
+        {
+            "metric": "FID (Inception)",
+            "value": fid(fake, real),
+            "features": network,
+            "samples": len(images),
+            "reference": ref_name,
+        },
+        {
+            "metric": "KID (Inception)",
+            "value": kid_mean,
+            "std": kid_std,
+            "features": network,
+            "samples": len(images),
+            "reference": ref_name,
+        },
+    ]
 
 
-def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | None = None, sampler: str | None = None,
-             batch: int = 64, reference: str | os.PathLike | None = None, seed: int = 0,
-             backend_kind: str = "auto", inception_weights: str | os.PathLike | None = None,
-             reference_count: int | None = None, grid: str | os.PathLike | None = None,
-             save: str | os.PathLike | None = None) -> dict[str, Any]:
+def evaluate(
+    model: str | os.PathLike,
+    data: str,
+    n: int = 1000,
+    steps: int | None = None,
+    sampler: str | None = None,
+    batch: int = 64,
+    reference: str | os.PathLike | None = None,
+    seed: int = 0,
+    backend_kind: str = "auto",
+    inception_weights: str | os.PathLike | None = None,
+    reference_count: int | None = None,
+    grid: str | os.PathLike | None = None,
+    save: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Sample `n` images from seeds and measure them (metrics under "metrics"); `grid` also writes
     the first 64 as a PNG; `save` copies the checkpoint there with this evaluation in its provenance."""
     from edgedit.eval.inception import find_weights
 
     weights = find_weights(inception_weights)  # checked before any sampling
     if save is not None and suffix_kind(model) != "checkpoint":
-        raise EdgeditError(f"--save copies a checkpoint with its evaluation; {model} is not one (.safetensors): "
-                           "evaluate the checkpoint it was exported from")
+        raise EdgeditError(
+            f"--save copies a checkpoint with its evaluation; {model} is not one (.safetensors): "
+            "evaluate the checkpoint it was exported from"
+        )
     backend = load_backend(model, backend_kind)
     real, train, ref_name = reference_split(data)
     if reference_count is not None and reference_count < len(real):  # a seeded subset, for slow feature networks
         pick = np.sort(np.random.default_rng(seed).choice(len(real), reference_count, replace=False))
-        real = ImageData(real.name, real.images[pick], None if real.labels is None else real.labels[pick],
-                         real.num_classes)
+        real = ImageData(
+            real.name, real.images[pick], None if real.labels is None else real.labels[pick], real.num_classes
+        )
         ref_name = f"{reference_count} images of the {ref_name}"
     check_matches(backend, real, str(model))
     cfg = backend.meta.config
@@ -138,31 +217,51 @@ def evaluate(model: str | os.PathLike, data: str, n: int = 1000, steps: int | No
     images = generate(backend, seeds, labels, batch=batch, steps=steps, sampler=sampler)
     spec = backend.meta.sampler
     scheme = spec.get("noise", NOISE_UNRECORDED)
-    sampling = "one step" if spec["type"] == "one-step" else \
-        f"EDM {sampler or spec['sampler']}, {steps or spec['steps']} steps"
+    sampling = (
+        "one step"
+        if spec["type"] == "one-step"
+        else f"EDM {sampler or spec['sampler']}, {steps or spec['steps']} steps"
+    )
     # Same seeds give other noise under another scheme: the report names the one used.
-    report: dict[str, Any] = {"model": str(model), "backend": backend.title, "data": data, "samples": n,
-                              "seeds": [seed, seed + n - 1], "noise": scheme, "sampling": sampling, "metrics": []}
+    report: dict[str, Any] = {
+        "model": str(model),
+        "backend": backend.title,
+        "data": data,
+        "samples": n,
+        "seeds": [seed, seed + n - 1],
+        "noise": scheme,
+        "sampling": sampling,
+        "metrics": [],
+    }
     if real.shape == DIGITS_SHAPE and real.num_classes == 10:
         report["metrics"] += domain_metrics(images, labels, real, train, ref_name, seed)
     if weights is not None:
         report["metrics"] += inception_metrics(images, real, ref_name, weights, seed)
     elif real.shape != DIGITS_SHAPE:
-        report["note"] = (f"no feature network for {real.name}: give pytorch-fid's Inception weights "
-                          "(--inception-weights, or torch hub's cache) for FID/KID; --reference for fidelity")
+        report["note"] = (
+            f"no feature network for {real.name}: give pytorch-fid's Inception weights "
+            "(--inception-weights, or torch hub's cache) for FID/KID; --reference for fidelity"
+        )
     if reference is not None:
         other = load_backend(reference)
         check_matches(other, real, str(reference))
         # Same seeds must mean same noise: the reference draws it with this model's scheme, whatever its own.
         ref_scheme = other.meta.sampler.get("noise", NOISE_UNRECORDED)
         if ref_scheme != scheme:
-            log.info(f"note: {reference} records {ref_scheme} noise and {model} {scheme}; the reference is sampled "
-                     f"with {scheme} so that the same seeds give the same noise")
+            log.info(
+                f"note: {reference} records {ref_scheme} noise and {model} {scheme}; the reference is sampled "
+                f"with {scheme} so that the same seeds give the same noise"
+            )
         ref_images = generate(other, seeds, labels, batch=batch, steps=steps, sampler=sampler, noise=scheme)
-        report["metrics"].append({"metric": "PSNR vs reference", "value": psnr_db(ref_images, images),
-                                  "features": "pixels", "samples": n, "reference": f"{reference} ({other.title}), "
-                                                                                  f"same seeds, labels and {scheme} "
-                                                                                  "noise"})
+        report["metrics"].append(
+            {
+                "metric": "PSNR vs reference",
+                "value": psnr_db(ref_images, images),
+                "features": "pixels",
+                "samples": n,
+                "reference": f"{reference} ({other.title}), same seeds, labels and {scheme} noise",
+            }
+        )
     if grid:
         from edgedit.runtime.images import make_grid, save_png
 
@@ -177,7 +276,14 @@ def _save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: d
     (replacing an earlier "eval"), so that the file carries the evaluation it was shipped on."""
     from edgedit.models.checkpoint import copy_with_provenance
 
-    copy_with_provenance(model, dest, eval={m["metric"]: significant(m["value"]) for m in report["metrics"]},
-                         eval_samples=report["samples"], eval_seeds=report["seeds"], eval_noise=report["noise"],
-                         eval_data=report["data"], eval_sampling=report["sampling"],
-                         eval_reference=sorted({m["reference"] for m in report["metrics"]}))
+    copy_with_provenance(
+        model,
+        dest,
+        eval={m["metric"]: significant(m["value"]) for m in report["metrics"]},
+        eval_samples=report["samples"],
+        eval_seeds=report["seeds"],
+        eval_noise=report["noise"],
+        eval_data=report["data"],
+        eval_sampling=report["sampling"],
+        eval_reference=sorted({m["reference"] for m in report["metrics"]}),
+    )

@@ -41,12 +41,14 @@ def fid(a: np.ndarray, b: np.ndarray) -> float:
 def _nonzero(eigenvalues: np.ndarray) -> np.ndarray:
     """Eigenvalues of a PSD matrix with its rounding noise set to 0: below n eps max|w| they are zeros
     to working precision, and their square roots (sqrt(1e-16) = 1e-8 each) would otherwise add up."""
-    return np.where(eigenvalues > len(eigenvalues) * np.finfo(np.float64).eps * np.abs(eigenvalues).max(initial=0),
-                    eigenvalues, 0.0)
+    return np.where(
+        eigenvalues > len(eigenvalues) * np.finfo(np.float64).eps * np.abs(eigenvalues).max(initial=0), eigenvalues, 0.0
+    )
 
 
-def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD^2 over random subsets."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     m = min(subset_size, len(a), len(b))
@@ -56,6 +58,7 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 100
     for _ in range(subsets):
         x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
         kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
-        values.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                      - 2 * kxy.mean())
+        values.append(
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+        )
     return float(np.mean(values)), float(np.std(values))

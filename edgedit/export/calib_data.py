@@ -25,21 +25,32 @@ HELDOUT_SEED = 20_000_000
 MAX_CALIBRATION_BYTES = 1 << 30  # thousands of samples of any edgedit model; more only slows calibration
 
 
-def record_inputs(backend: Backend, samples: int, first_seed: int, steps: int | None = None,
-                  sampler: str | None = None, batch: int = 16) -> dict[str, np.ndarray]:
+def record_inputs(
+    backend: Backend,
+    samples: int,
+    first_seed: int,
+    steps: int | None = None,
+    sampler: str | None = None,
+    batch: int = 16,
+) -> dict[str, np.ndarray]:
     """Every network input met while generating `samples` images from consecutive seeds."""
     if samples < 1:
         raise EdgeditError(f"calibration needs at least 1 sample (got {samples})")
     # Everything recorded must fit what `load_calibration` reads back, and memory: checked first.
     spec = backend.meta.sampler
-    evaluations = 1 if spec["type"] == "one-step" else \
-        network_evaluations(steps or spec["steps"], sampler or spec.get("sampler", "ddim"))
+    evaluations = (
+        1
+        if spec["type"] == "one-step"
+        else network_evaluations(steps or spec["steps"], sampler or spec.get("sampler", "ddim"))
+    )
     row_bytes = sum(np.dtype(s.dtype).itemsize * math.prod(s.concrete(1)) for s in backend.inputs)
     needed = samples * evaluations * row_bytes
     if needed > MAX_CALIBRATION_BYTES:
-        raise EdgeditError(f"{samples:,} samples x {evaluations} network calls of calibration inputs need "
-                           f"{needed / 2**30:.1f} GB, more than the {MAX_CALIBRATION_BYTES / 2**30:.0f} GB a "
-                           "calibration file may hold; ask for fewer (-n)")
+        raise EdgeditError(
+            f"{samples:,} samples x {evaluations} network calls of calibration inputs need "
+            f"{needed / 2**30:.1f} GB, more than the {MAX_CALIBRATION_BYTES / 2**30:.0f} GB a "
+            "calibration file may hold; ask for fewer (-n)"
+        )
     rows: dict[str, list[np.ndarray]] = {s.name: [] for s in backend.inputs}
 
     def keep(feeds: dict[str, np.ndarray]) -> None:
@@ -73,8 +84,10 @@ def check_calibration(data: dict[str, np.ndarray], meta: ModelMeta, where: str) 
     names = [s.name for s in meta.inputs]
     missing = [n for n in names if n not in data]
     if missing:
-        raise EdgeditError(f"{where}: calibration data lacks input(s) {', '.join(missing)}; the model's inputs are "
-                           f"{', '.join(names)} (make it with `edgedit calib-data`)")
+        raise EdgeditError(
+            f"{where}: calibration data lacks input(s) {', '.join(missing)}; the model's inputs are "
+            f"{', '.join(names)} (make it with `edgedit calib-data`)"
+        )
     rows = {n: data[n].shape[0] if data[n].ndim else 0 for n in names}
     if len(set(rows.values())) != 1 or not next(iter(rows.values())):
         raise EdgeditError(f"{where}: inputs must have the same, non-zero number of rows (got {rows})")
@@ -82,25 +95,38 @@ def check_calibration(data: dict[str, np.ndarray], meta: ModelMeta, where: str) 
         array = data[spec.name]
         expected = spec.concrete(array.shape[0])
         if array.dtype != np.dtype(spec.dtype) or array.shape != expected:
-            raise EdgeditError(f"{where}: input '{spec.name}' must be {spec.dtype} of shape [rows, "
-                               f"{', '.join(map(str, expected[1:]))}], got {array.dtype} {list(array.shape)}")
+            raise EdgeditError(
+                f"{where}: input '{spec.name}' must be {spec.dtype} of shape [rows, "
+                f"{', '.join(map(str, expected[1:]))}], got {array.dtype} {list(array.shape)}"
+            )
         # Values the model can meet: finite inputs (a NaN would become the INT8 scale), labels in range.
         if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise EdgeditError(f"{where}: input '{spec.name}' holds {int((~np.isfinite(array)).sum())} NaN or "
-                               "infinite values; calibration data must be what the model really receives")
+            raise EdgeditError(
+                f"{where}: input '{spec.name}' holds {int((~np.isfinite(array)).sum())} NaN or "
+                "infinite values; calibration data must be what the model really receives"
+            )
         if array.dtype.kind == "f" and array.size and np.abs(array).max() > FP16_MAX:
-            raise EdgeditError(f"{where}: input '{spec.name}' reaches {float(np.abs(array).max()):.3g}, beyond FP16's "
-                               f"{FP16_MAX:g}: no deployed precision represents it, so no INT8 scale can be "
-                               "calibrated on it; calibration data must be what the model really receives")
+            raise EdgeditError(
+                f"{where}: input '{spec.name}' reaches {float(np.abs(array).max()):.3g}, beyond FP16's "
+                f"{FP16_MAX:g}: no deployed precision represents it, so no INT8 scale can be "
+                "calibrated on it; calibration data must be what the model really receives"
+            )
         if spec.name == "y" and array.size and not 0 <= array.min() <= array.max() < meta.config.num_classes:
-            raise EdgeditError(f"{where}: labels 'y' must be 0..{meta.config.num_classes - 1} (got "
-                               f"{array.min()}..{array.max()})")
+            raise EdgeditError(
+                f"{where}: labels 'y' must be 0..{meta.config.num_classes - 1} (got {array.min()}..{array.max()})"
+            )
         if spec.name == "sigma" and array.size and not (array > 0).all():
             raise EdgeditError(f"{where}: noise levels 'sigma' must be positive (got min {array.min()})")
 
 
-def write_calibration_data(model: str, output: str | os.PathLike, samples: int, seed: int | None = None,
-                           steps: int | None = None, sampler: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+def write_calibration_data(
+    model: str,
+    output: str | os.PathLike,
+    samples: int,
+    seed: int | None = None,
+    steps: int | None = None,
+    sampler: str | None = None,
+) -> tuple[dict[str, np.ndarray], str]:
     """`edgedit calib-data`: (the arrays written to `output`, the backend that made them)."""
     from pathlib import Path
 

@@ -103,8 +103,16 @@ def trace_to_onnx(module, args: tuple, names_in: list[str], names_out: list[str]
         dim = torch.export.Dim("N", min=batch.min, max=batch.max)
         dynamic_shapes = (tuple({0: dim} for _ in args),)  # forward(*inputs): one entry, the varargs tuple
     with _quiet_exporter(), torch.no_grad():
-        program = torch.onnx.export(module, args, dynamo=True, opset_version=opset, input_names=names_in,
-                                    output_names=names_out, dynamic_shapes=dynamic_shapes, optimize=True)
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            opset_version=opset,
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_shapes=dynamic_shapes,
+            optimize=True,
+        )
     return program.model_proto
 
 
@@ -126,14 +134,23 @@ def check_parity(path: Path, module, net, batches: list[int], precision: str) ->
         rel = max_abs / max(float(np.abs(ref).max()), 1e-12)
         results.append({"batch": batch, "max_abs_error": max_abs, "max_rel_error": rel, "tolerance": tolerance})
         if not np.isfinite(got).all() or rel > tolerance:
-            raise CheckFailed(f"export parity failed at batch {batch}: ONNX Runtime differs from torch by "
-                              f"{max_abs:.3g} "
-                              f"(relative {rel:.3g} > tolerance {tolerance:g}, {precision}); nothing was written")
+            raise CheckFailed(
+                f"export parity failed at batch {batch}: ONNX Runtime differs from torch by "
+                f"{max_abs:.3g} "
+                f"(relative {rel:.3g} > tolerance {tolerance:g}, {precision}); nothing was written"
+            )
     return results
 
 
-def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: BatchSpec, precision: str = "fp32",
-                opset: int = DEFAULT_OPSET, external_data_bytes: int = graph.EXTERNAL_DATA_BYTES) -> ExportReport:
+def export_onnx(
+    net,
+    output: str | os.PathLike,
+    source: dict[str, Any],
+    batch: BatchSpec,
+    precision: str = "fp32",
+    opset: int = DEFAULT_OPSET,
+    external_data_bytes: int = graph.EXTERNAL_DATA_BYTES,
+) -> ExportReport:
     """Export `net` (a DiT in eval mode) to `output`. See the module docstring."""
     require("onnx", extra="train")
     require("onnxscript", extra="train")
@@ -147,8 +164,9 @@ def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: B
     inputs, outputs = io_spec(cfg)
     # A dynamic batch is traced from an example of batch >= 2 (batch 1 would be specialised away).
     trace_batch = max(2, batch.opt) if batch.dynamic else batch.opt
-    proto = trace_to_onnx(module, example_inputs(net, trace_batch), [s.name for s in inputs],
-                          [s.name for s in outputs], batch, opset)
+    proto = trace_to_onnx(
+        module, example_inputs(net, trace_batch), [s.name for s in inputs], [s.name for s in outputs], batch, opset
+    )
     graph.name_nodes_by_module(proto)
     proto = graph.fold_constants(proto)
     sampler = sampler_spec(cfg, net.noise)  # the checkpoint's noise scheme: its seeds keep their images
@@ -176,8 +194,9 @@ def export_onnx(net, output: str | os.PathLike, source: dict[str, Any], batch: B
         meta.extra["weights_sha256"] = weights_sha256(read_onnx_graph(tmp))  # what every reader verifies
         graph.set_metadata(header, meta.to_metadata(), replace_prefix=PREFIX)
         onnx.save_model(header, str(tmp))
-    return ExportReport(output, output.with_name(data.name) if data else None, meta, graph.op_histogram(proto), parity,
-                        opset)
+    return ExportReport(
+        output, output.with_name(data.name) if data else None, meta, graph.op_histogram(proto), parity, opset
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -61,8 +61,10 @@ def node_output_types(model) -> dict[str, str]:
     TensorRT build runs each node in."""
     onnx = require("onnx", extra="train")
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: ELEMENT_TYPES.get(v.type.tensor_type.elem_type, "?")
-             for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    types = {
+        v.name: ELEMENT_TYPES.get(v.type.tensor_type.elem_type, "?")
+        for v in [*inferred.graph.value_info, *inferred.graph.output]
+    }
     return {n.name: types.get(n.output[0], "?") for n in inferred.graph.node if n.output}
 
 
@@ -86,8 +88,11 @@ def metadata(model) -> dict[str, str]:
 
 def set_metadata(model, values: dict[str, str], replace_prefix: str | None = None) -> None:
     """Set metadata_props entries; with `replace_prefix`, first drop every key that starts with it."""
-    kept = [(p.key, p.value) for p in model.metadata_props
-            if p.key not in values and not (replace_prefix and p.key.startswith(replace_prefix))]
+    kept = [
+        (p.key, p.value)
+        for p in model.metadata_props
+        if p.key not in values and not (replace_prefix and p.key.startswith(replace_prefix))
+    ]
     del model.metadata_props[:]
     for key, value in [*kept, *values.items()]:
         entry = model.metadata_props.add()
@@ -106,7 +111,7 @@ def name_nodes_by_module(model, strip_prefix: str = "net.") -> None:
             path = ast.literal_eval(scopes)[:-1]  # the last entry names the op itself
             module = path[-1] if path else ""
             if module.startswith(strip_prefix):
-                module = module[len(strip_prefix):]
+                module = module[len(strip_prefix) :]
             elif module == "net":
                 module = ""
         base = f"{module}/{node.op_type}"
@@ -130,11 +135,15 @@ def to_fp16(model, keep_fp32: tuple[str, ...], io: str = "fp32"):
     if is_qdq(model) and default_opset(model) < QDQ_FP16_OPSET:
         model = onnx.version_converter.convert_version(model, QDQ_FP16_OPSET)
     ops = [op for name in keep_fp32 for op in FP32_CLASSES[name][0]]
-    nodes = [n.name for n in model.graph.node if fp32_class(n.name, n.op_type) in keep_fp32
-             and n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    nodes = [
+        n.name
+        for n in model.graph.node
+        if fp32_class(n.name, n.op_type) in keep_fp32 and n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+    ]
     with _quiet():
-        return convert_float_to_float16(model, keep_io_types=io == "fp32", op_block_list=DEFAULT_OP_BLOCK_LIST + ops,
-                                        node_block_list=nodes)
+        return convert_float_to_float16(
+            model, keep_io_types=io == "fp32", op_block_list=DEFAULT_OP_BLOCK_LIST + ops, node_block_list=nodes
+        )
 
 
 @contextlib.contextmanager
@@ -182,6 +191,12 @@ def save_onnx(model, path: Path, external_data_bytes: int = EXTERNAL_DATA_BYTES)
         onnx.save_model(model, str(path))
         return None
     data = artefacts.onnx_data(path)
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data.name, size_threshold=1024)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
     return data

@@ -50,11 +50,12 @@ def batches_of(data: dict[str, np.ndarray], meta) -> list[dict[str, np.ndarray]]
 
     size = meta.batch["opt"] if meta.dynamic_batch else meta.batch["max"]
     rows = next(iter(data.values())).shape[0]
-    return [pad_batch({k: v[start:start + size] for k, v in data.items()}, size) for start in range(0, rows, size)]
+    return [pad_batch({k: v[start : start + size] for k, v in data.items()}, size) for start in range(0, rows, size)]
 
 
-def fp16_plan(model, meta, say: Callable[[str], None] = lambda message: None,
-              samples: int = 16) -> tuple[PrecisionPlan, list[LayerChoice]]:
+def fp16_plan(
+    model, meta, say: Callable[[str], None] = lambda message: None, samples: int = 16
+) -> tuple[PrecisionPlan, list[LayerChoice]]:
     """The plan of an FP16 export: the FP32 candidates measured (choose_fp32) on inputs recorded from
     `samples` calibration seeds and half as many held-out ones, on the FP32 graph `model` (`meta` its
     FP32 metadata)."""
@@ -70,8 +71,10 @@ def fp16_plan(model, meta, say: Callable[[str], None] = lambda message: None,
         graph.set_metadata(described, meta.to_metadata(), replace_prefix=PREFIX)
         graph.save_onnx(described, source)
         backend = OnnxRuntimeBackend(source, "cpu")
-        recorded = [record_inputs(backend, n, seed) for n, seed in ((samples, CALIBRATION_SEED),
-                                                                       (max(1, samples // 2), HELDOUT_SEED))]
+        recorded = [
+            record_inputs(backend, n, seed)
+            for n, seed in ((samples, CALIBRATION_SEED), (max(1, samples // 2), HELDOUT_SEED))
+        ]
         calibration, heldout = (batches_of(data, meta) for data in recorded)
         trial = Trial(source, described, calibration, heldout, {}, Path(folder), len(next(iter(recorded[1].values()))))
         kept, rows = choose_fp32(trial, magnitudes(described, calibration), say)
@@ -93,8 +96,16 @@ class Trial:
     """One FP32 ONNX model, its calibrated activation ranges and its held-out reference outputs:
     `psnr(int8_nodes, plan)` builds the candidate graph and measures it."""
 
-    def __init__(self, source: Path, model, calibration: list[dict[str, np.ndarray]],
-                 heldout: list[dict[str, np.ndarray]], ranges: dict[str, tuple], workdir: Path, rows: int):
+    def __init__(
+        self,
+        source: Path,
+        model,
+        calibration: list[dict[str, np.ndarray]],
+        heldout: list[dict[str, np.ndarray]],
+        ranges: dict[str, tuple],
+        workdir: Path,
+        rows: int,
+    ):
         """`heldout` in batches the model accepts, of which the first `rows` rows are real (padding after)."""
         self.source, self.model, self.calibration, self.heldout = source, model, calibration, heldout
         self.ranges, self.workdir, self.rows = ranges, workdir, rows
@@ -129,8 +140,14 @@ def outputs(path: Path, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
     ort = require("onnxruntime", hint="pip install onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     half = {i.name for i in session.get_inputs() if i.type == "tensor(float16)"}  # an --io fp16 graph
-    return np.concatenate([session.run(None, {k: v.astype(np.float16) if k in half else v
-                                              for k, v in feeds.items()})[0].astype(np.float64) for feeds in batches])
+    return np.concatenate(
+        [
+            session.run(None, {k: v.astype(np.float16) if k in half else v for k, v in feeds.items()})[0].astype(
+                np.float64
+            )
+            for feeds in batches
+        ]
+    )
 
 
 def magnitudes(model, batches: list[dict[str, np.ndarray]]) -> dict[str, float]:
@@ -168,8 +185,9 @@ def fp32_candidates(model) -> dict[str, list]:
     return {name: found[name] for name in FP32_CLASSES if name in found}
 
 
-def choose_fp32(trial: Trial, peaks: dict[str, float], say: Callable[[str], None]) -> tuple[tuple[str, ...],
-                                                                                               list[LayerChoice]]:
+def choose_fp32(
+    trial: Trial, peaks: dict[str, float], say: Callable[[str], None]
+) -> tuple[tuple[str, ...], list[LayerChoice]]:
     """(the classes kept FP32, their table rows) for an FP16-typed graph."""
     present = fp32_candidates(trial.model)
     rows, kept = [], []
@@ -203,10 +221,16 @@ class Int8Search:
     macs: dict[str, int]
 
 
-def choose_int8(trial: Trial, search: Int8Search, plan: PrecisionPlan, budget_db: float, measured: bool,
-                say: Callable[[str], None],
-                cost_ms: Callable[[PrecisionPlan], float] | None = None,
-                alone: dict[str, float] | None = None) -> tuple[tuple[str, ...], list[LayerChoice]]:
+def choose_int8(
+    trial: Trial,
+    search: Int8Search,
+    plan: PrecisionPlan,
+    budget_db: float,
+    measured: bool,
+    say: Callable[[str], None],
+    cost_ms: Callable[[PrecisionPlan], float] | None = None,
+    alone: dict[str, float] | None = None,
+) -> tuple[tuple[str, ...], list[LayerChoice]]:
     """(INT8 classes, table rows). `measured`: the greedy search, largest MACs first, where a class joins
     when the set with it meets the budget and, by `cost_ms` (the device estimate), is not slower than
     without it (an INT8 class that adds kernels, such as a standalone quantize or an unfused attention,
@@ -227,13 +251,15 @@ def choose_int8(trial: Trial, search: Int8Search, plan: PrecisionPlan, budget_db
             continue
         if not alone[name] >= budget_db:
             rows[name] = ("high", f"alone {alone[name]:.1f} dB < {budget_db:g} dB")
-        elif cost_ms is not None and (cost_ms(replace(plan, int8=(*chosen, name)))
-                                      > cost_ms(replace(plan, int8=tuple(chosen)))):
+        elif cost_ms is not None and (
+            cost_ms(replace(plan, int8=(*chosen, name))) > cost_ms(replace(plan, int8=tuple(chosen)))
+        ):
             with_it, without = cost_ms(replace(plan, int8=(*chosen, name))), cost_ms(replace(plan, int8=tuple(chosen)))
             rows[name] = ("high", f"slower by estimate: {with_it:.3f} vs {without:.3f} ms")
         else:
-            together = trial.psnr([n for c in [*chosen, name] for n in search.nodes[c]],
-                                  replace(plan, int8=(*chosen, name)))
+            together = trial.psnr(
+                [n for c in [*chosen, name] for n in search.nodes[c]], replace(plan, int8=(*chosen, name))
+            )
             if together >= budget_db:
                 chosen.append(name)
                 rows[name] = ("int8", f"with the INT8 classes above: {together:.1f} dB")

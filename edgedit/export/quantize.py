@@ -62,9 +62,13 @@ class QuantizeOptions:
     tool: str = "auto"  # modelopt when installed, else onnxruntime
 
     def check(self) -> None:
-        for flag, value, allowed in (("--method", self.method, METHODS), ("--tool", self.tool, TOOLS),
-                                     ("--plan", self.plan, PLANS), ("--high-precision", self.high, HIGH_PRECISIONS),
-                                     ("--io-dtype", self.io, HIGH_PRECISIONS)):
+        for flag, value, allowed in (
+            ("--method", self.method, METHODS),
+            ("--tool", self.tool, TOOLS),
+            ("--plan", self.plan, PLANS),
+            ("--high-precision", self.high, HIGH_PRECISIONS),
+            ("--io-dtype", self.io, HIGH_PRECISIONS),
+        ):
             if value not in allowed:
                 raise EdgeditError(f"{flag} must be one of {', '.join(allowed)} (got {value!r})")
         if not math.isfinite(self.min_psnr):
@@ -90,16 +94,31 @@ class QuantizeReport:
 
     def to_dict(self) -> dict[str, Any]:
         """What `--json` prints and NAME.int8.precision.json holds."""
-        def rows(choices) -> list[dict[str, Any]]:  # an infinite PSNR (identical outputs) is written as None
-            return [{k: None if isinstance(v, float) and not math.isfinite(v) else v
-                     for k, v in dataclasses.asdict(c).items()} for c in choices]
 
-        return {"path": str(self.path), "tool": self.tool, "method": self.method, "plan": self.plan.to_dict(),
-                "int8_classes": rows(self.int8_rows), "fp32_candidates": rows(self.fp32_rows),
-                "quantized": self.quantized, "excluded": self.excluded,
-                "psnr_db": self.psnr_db if math.isfinite(self.psnr_db) else None,
-                "max_abs_error": self.max_abs_error, "calibration_rows": self.calibration_rows,
-                "heldout_rows": self.heldout_rows, "zero_points_checked": self.zero_points}
+        def rows(choices) -> list[dict[str, Any]]:  # an infinite PSNR (identical outputs) is written as None
+            return [
+                {
+                    k: None if isinstance(v, float) and not math.isfinite(v) else v
+                    for k, v in dataclasses.asdict(c).items()
+                }
+                for c in choices
+            ]
+
+        return {
+            "path": str(self.path),
+            "tool": self.tool,
+            "method": self.method,
+            "plan": self.plan.to_dict(),
+            "int8_classes": rows(self.int8_rows),
+            "fp32_candidates": rows(self.fp32_rows),
+            "quantized": self.quantized,
+            "excluded": self.excluded,
+            "psnr_db": self.psnr_db if math.isfinite(self.psnr_db) else None,
+            "max_abs_error": self.max_abs_error,
+            "calibration_rows": self.calibration_rows,
+            "heldout_rows": self.heldout_rows,
+            "zero_points_checked": self.zero_points,
+        }
 
 
 def candidate_nodes(model, excludes: list[str]) -> dict[str, list[str]]:
@@ -120,8 +139,10 @@ def check_patterns(model, patterns: list[str]) -> None:
     names = [n.name for n in model.graph.node]
     unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
-        raise EdgeditError(f"--exclude {', '.join(unmatched)} matches no node; node names look like "
-                           f"'blocks.0.attn.qkv/MatMul' or 'final_layer.linear/MatMul'")
+        raise EdgeditError(
+            f"--exclude {', '.join(unmatched)} matches no node; node names look like "
+            f"'blocks.0.attn.qkv/MatMul' or 'final_layer.linear/MatMul'"
+        )
 
 
 # Histogram settings of TensorRT's entropy calibrator (2048 bins searched down to 128). ONNX
@@ -136,28 +157,45 @@ CALIBRATOR_OPTIONS = {
 def activation_ranges(model_path: Path, batches: list[dict[str, np.ndarray]], method: str) -> dict[str, tuple]:
     """(low, high) of every activation a MatMul/Gemm/Conv reads, from ONNX Runtime's calibrators."""
     q = require("onnxruntime.quantization", hint="pip install onnxruntime")
-    calibrate = {"max": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
-                 "percentile": q.CalibrationMethod.Percentile}[method]
+    calibrate = {
+        "max": q.CalibrationMethod.MinMax,
+        "entropy": q.CalibrationMethod.Entropy,
+        "percentile": q.CalibrationMethod.Percentile,
+    }[method]
     with _quiet():
         calibrator = q.create_calibrator(
-            model_path, list(QUANTIZABLE_OPS), augmented_model_path=str(model_path.with_name("augmented.onnx")),
-            calibrate_method=calibrate, providers=["CPUExecutionProvider"], extra_options=CALIBRATOR_OPTIONS[method])
+            model_path,
+            list(QUANTIZABLE_OPS),
+            augmented_model_path=str(model_path.with_name("augmented.onnx")),
+            calibrate_method=calibrate,
+            providers=["CPUExecutionProvider"],
+            extra_options=CALIBRATOR_OPTIONS[method],
+        )
         calibrator.collect_data(_Reader(batches))
         ranges = calibrator.compute_data()
     return {name: tuple(np.float32(np.asarray(v).ravel()[0]) for v in ranges[name].range_value) for name in ranges}
 
 
-def quantize_nodes(src: Path, dst: Path, batches: list[dict[str, np.ndarray]], ranges: dict[str, tuple],
-                   nodes: list[str]) -> None:
+def quantize_nodes(
+    src: Path, dst: Path, batches: list[dict[str, np.ndarray]], ranges: dict[str, tuple], nodes: list[str]
+) -> None:
     """ONNX Runtime's QDQ quantizer on `nodes`, with activation ranges calibrated beforehand."""
     q = require("onnxruntime.quantization", hint="pip install onnxruntime")
     with _quiet():
         q.quantize_static(
-            str(src), str(dst), _Reader(batches[:1]), quant_format=q.QuantFormat.QDQ, per_channel=True,
-            activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8, nodes_to_quantize=nodes,
-            calibrate_method=q.CalibrationMethod.MinMax, calibration_providers=["CPUExecutionProvider"],
+            str(src),
+            str(dst),
+            _Reader(batches[:1]),
+            quant_format=q.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QInt8,
+            nodes_to_quantize=nodes,
+            calibrate_method=q.CalibrationMethod.MinMax,
+            calibration_providers=["CPUExecutionProvider"],
             extra_options={
-                "ActivationSymmetric": True, "WeightSymmetric": True,  # zero points 0: TensorRT rejects others
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,  # zero points 0: TensorRT rejects others
                 "QuantizeBias": False,  # biases stay float: TensorRT fuses them into the INT8 layer
                 "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # MatMul weights are (in, out): channel axis 1
                 "OpTypesToExcludeOutputQuantization": list(QUANTIZABLE_OPS),  # Q/DQ on layer inputs only
@@ -200,15 +238,23 @@ def _quantize_modelopt(src: Path, dst: Path, data, method: str, nodes: list[str]
     from edgedit.contract.quantization import FP32_CLASSES
 
     if method == "percentile":
-        raise EdgeditError("ModelOpt's INT8 calibration offers max and entropy, not percentile; "
-                           "use --method max|entropy or --tool onnxruntime")
+        raise EdgeditError(
+            "ModelOpt's INT8 calibration offers max and entropy, not percentile; "
+            "use --method max|entropy or --tool onnxruntime"
+        )
     with _quiet():
         modelopt_quantize(
-            onnx_path=str(src), quantize_mode="int8", calibration_data=data, calibration_method=method,
-            calibration_eps=["cpu"], nodes_to_quantize=[f"^{re.escape(n)}$" for n in nodes], output_path=str(dst),
+            onnx_path=str(src),
+            quantize_mode="int8",
+            calibration_data=data,
+            calibration_method=method,
+            calibration_eps=["cpu"],
+            nodes_to_quantize=[f"^{re.escape(n)}$" for n in nodes],
+            output_path=str(dst),
             high_precision_dtype=plan.high,  # ModelOpt types the rest itself (its default is fp16)
             op_types_to_exclude_fp16=[op for c in plan.kept_fp32 for op in FP32_CLASSES[c][0]],
-            direct_io_types=plan.io == "fp16", log_level="WARNING",
+            direct_io_types=plan.io == "fp16",
+            log_level="WARNING",
         )
 
 
@@ -221,17 +267,24 @@ def check_zero_points(model) -> int:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
             zp = numpy_helper.to_array(constants[node.input[2]])
             if zp.dtype != np.int8 or np.any(zp != 0):
-                raise CheckFailed(f"{node.name}: zero point {zp.dtype} {zp.ravel()[:4]} is not INT8 0; TensorRT "
-                                  "requires symmetric INT8 quantization")
+                raise CheckFailed(
+                    f"{node.name}: zero point {zp.dtype} {zp.ravel()[:4]} is not INT8 0; TensorRT "
+                    "requires symmetric INT8 quantization"
+                )
             checked += 1
     if not checked:
         raise CheckFailed("the quantized model has no Q/DQ zero points: nothing was quantized")
     return checked
 
 
-def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibration: dict[str, np.ndarray],
-                  heldout: dict[str, np.ndarray], options: QuantizeOptions = QuantizeOptions(),
-                  say=lambda message: None) -> QuantizeReport:
+def quantize_onnx(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    calibration: dict[str, np.ndarray],
+    heldout: dict[str, np.ndarray],
+    options: QuantizeOptions = QuantizeOptions(),
+    say=lambda message: None,
+) -> QuantizeReport:
     """Quantize with `calibration` inputs and measure against FP32 on `heldout` inputs (both keyed by
     input name); the plan is chosen first (`options.plan`). Atomic: nothing is written below the budget."""
     from edgedit.cost.fit import estimate
@@ -250,24 +303,29 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
     method, tool = options.method, options.tool
     has_modelopt = importlib.util.find_spec("modelopt") is not None
     if tool == "modelopt" and not has_modelopt:
-        raise EdgeditError("--tool modelopt: nvidia-modelopt is not installed; pip install 'nvidia-modelopt[onnx]' "
-                           "in a separate environment (it pulls onnxruntime-gpu), or use --tool onnxruntime")
+        raise EdgeditError(
+            "--tool modelopt: nvidia-modelopt is not installed; pip install 'nvidia-modelopt[onnx]' "
+            "in a separate environment (it pulls onnxruntime-gpu), or use --tool onnxruntime"
+        )
     tool = ("modelopt" if has_modelopt else "onnxruntime") if tool == "auto" else tool
 
     source = Path(source)
     model = graph.load_onnx(source)
     meta = ModelMeta.from_metadata(graph.metadata(model), str(source))
     if meta.precision != "fp32" or graph.is_qdq(model):
-        raise EdgeditError(f"{source}: is a {meta.precision} model; quantize an FP32 export (edgedit export "
-                           "--precision fp32)")
+        raise EdgeditError(
+            f"{source}: is a {meta.precision} model; quantize an FP32 export (edgedit export --precision fp32)"
+        )
     graph.check_opset(graph.default_opset(model), where=str(source))
     check_calibration(calibration, meta, "calibration data")
     check_calibration(heldout, meta, "held-out data")
     user = list(options.excludes)
     check_patterns(model, user)
     found = candidate_nodes(model, user)
-    search = Int8Search(found if options.plan == "auto" else {c: n for c, n in found.items() if c in RECIPE_INT8},
-                        class_macs(meta.config))
+    search = Int8Search(
+        found if options.plan == "auto" else {c: n for c, n in found.items() if c in RECIPE_INT8},
+        class_macs(meta.config),
+    )
     if not search.nodes:
         raise EdgeditError("the exclude patterns leave no MatMul/Gemm/Conv layer to quantize")
 
@@ -278,20 +336,30 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         calib_batches, heldout_batches = batches_of(calibration, meta), batches_of(heldout, meta)
         say(f"calibrating activation ranges ({method}) on {len(calib_batches)} batches")
         ranges = activation_ranges(scratch, calib_batches, method)
-        trial = Trial(scratch, model, calib_batches, heldout_batches, ranges, tmp.parent,
-                      next(iter(heldout.values())).shape[0])
+        trial = Trial(
+            scratch, model, calib_batches, heldout_batches, ranges, tmp.parent, next(iter(heldout.values())).shape[0]
+        )
         plan = PrecisionPlan(int8=(), high=options.high, fp32=(), io=options.io)
         fp32_rows = []
         if options.high == "fp16":
             kept, fp32_rows = choose_fp32(trial, magnitudes(model, calib_batches), say)
             plan = replace(plan, fp32=kept)
-        classes, int8_rows = choose_int8(trial, search, plan, options.min_psnr, options.plan == "auto", say,
-                                         lambda p: estimate(meta.config, "orin-nano", "int8", plan=p)["ms"])
+        classes, int8_rows = choose_int8(
+            trial,
+            search,
+            plan,
+            options.min_psnr,
+            options.plan == "auto",
+            say,
+            lambda p: estimate(meta.config, "orin-nano", "int8", plan=p)["ms"],
+        )
         if not classes and not options.force:
             best = max(int8_rows, key=lambda r: r.psnr_db)
-            raise CheckFailed(f"no INT8 layer class meets the {options.min_psnr:g} dB budget even alone (the best, "
-                              f"{best.name}, gives {best.psnr_db:.1f} dB); lower --min-psnr, pass --force for the "
-                              "recipe's classes, or keep this model in FP16")
+            raise CheckFailed(
+                f"no INT8 layer class meets the {options.min_psnr:g} dB budget even alone (the best, "
+                f"{best.name}, gives {best.psnr_db:.1f} dB); lower --min-psnr, pass --force for the "
+                "recipe's classes, or keep this model in FP16"
+            )
         classes = classes or tuple(c for c in RECIPE_INT8 if c in search.nodes)  # forced
         plan = replace(plan, int8=classes)
         nodes = [n for c in classes for n in search.nodes[c]]
@@ -308,14 +376,28 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         rows = next(iter(heldout.values())).shape[0]
         ref, got = (outputs(path, heldout_batches)[:rows] for path in (scratch, tmp))
         psnr, max_abs = psnr_db(ref, got), float(np.abs(ref - got).max())
-        report = QuantizeReport(output, tool, method, nodes, excluded, psnr, max_abs,
-                                next(iter(calibration.values())).shape[0], next(iter(heldout.values())).shape[0],
-                                zero_points, plan, int8_rows, fp32_rows)
+        report = QuantizeReport(
+            output,
+            tool,
+            method,
+            nodes,
+            excluded,
+            psnr,
+            max_abs,
+            next(iter(calibration.values())).shape[0],
+            next(iter(heldout.values())).shape[0],
+            zero_points,
+            plan,
+            int8_rows,
+            fp32_rows,
+        )
         if not psnr >= options.min_psnr and not options.force:
-            raise CheckFailed(f"INT8 output PSNR {psnr:.1f} dB against FP32 on {report.heldout_rows} held-out inputs "
-                              f"is below {options.min_psnr:g} dB (max abs error {max_abs:.3g}); nothing was written. "
-                              "Exclude more layers (--exclude), try --plan auto or --method entropy|percentile, or "
-                              "pass --force")
+            raise CheckFailed(
+                f"INT8 output PSNR {psnr:.1f} dB against FP32 on {report.heldout_rows} held-out inputs "
+                f"is below {options.min_psnr:g} dB (max abs error {max_abs:.3g}); nothing was written. "
+                "Exclude more layers (--exclude), try --plan auto or --method entropy|percentile, or "
+                "pass --force"
+            )
         meta.precision = "int8"
         if plan.io == "fp16":
             meta.inputs, meta.outputs = io_spec(meta.config, float_dtype="float16")
@@ -323,11 +405,17 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         meta.extra.pop("weights_sha256", None)  # the source's; this file's is computed once it is written
         meta.extra["plan"] = plan.to_dict()
         meta.extra["quantization"] = {
-            "tool": tool, "method": method, "quantized_nodes": len(nodes), "excluded_nodes": len(excluded),
-            "exclude_patterns": user, "plan_search": options.plan,
+            "tool": tool,
+            "method": method,
+            "quantized_nodes": len(nodes),
+            "excluded_nodes": len(excluded),
+            "exclude_patterns": user,
+            "plan_search": options.plan,
             "budget_psnr_db": options.min_psnr,
-            "calibration_rows": report.calibration_rows, "heldout_rows": report.heldout_rows,
-            "psnr_db": psnr if np.isfinite(psnr) else None, "max_abs_error": max_abs,
+            "calibration_rows": report.calibration_rows,
+            "heldout_rows": report.heldout_rows,
+            "psnr_db": psnr if np.isfinite(psnr) else None,
+            "max_abs_error": max_abs,
             "source_sha256": sha256_file(source),
         }
         graph.set_metadata(quantized, meta.to_metadata(), replace_prefix=PREFIX)
@@ -338,5 +426,3 @@ def quantize_onnx(source: str | os.PathLike, output: str | os.PathLike, calibrat
         scratch.unlink()
     write_text_atomic(artefacts.precision_plan(output), json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
     return report
-
-

@@ -49,6 +49,8 @@ META_PROVENANCE = "edgedit.provenance"
 META_TENSORS_SHA256 = "edgedit.tensors_sha256"
 META_NOISE = "edgedit.noise"
 log = logging.getLogger("edgedit")
+
+
 def tensors_sha256(tensors: Iterable[tuple[str, Any]]) -> str:
     """sha256 over (name, dtype, shape, little-endian bytes) of numpy arrays, in name order: the
     same value whatever the file layout, so it can be written into the header it covers."""
@@ -107,7 +109,8 @@ def check_tensor_shapes(
     unexpected = [n for n in actual if n not in expected]
     misshaped = [
         f"{n} {list(actual[n])} != {list(expected[n])}"
-        for n in expected if n in actual and tuple(actual[n]) != expected[n]
+        for n in expected
+        if n in actual and tuple(actual[n]) != expected[n]
     ]
     problems = []
     if missing:
@@ -127,8 +130,7 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     try:
         with safetensors.safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-            tensors = {name: (f.get_slice(name).get_dtype(), tuple(f.get_slice(name).get_shape()))
-                       for name in f.keys()}  # noqa: SIM118  (a safetensors handle, not a dict)
+            tensors = {name: (f.get_slice(name).get_dtype(), tuple(f.get_slice(name).get_shape())) for name in f.keys()}  # noqa: SIM118  (a safetensors handle, not a dict)
     except Exception as err:  # SafetensorError on bad or truncated files
         raise EdgeditError(
             f"{path}: not a readable safetensors file ({err}); it may be truncated or of another format. "
@@ -143,12 +145,18 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
         config = DiTConfig.from_json(metadata[META_CONFIG])
     except EdgeditError as err:
         raise EdgeditError(f"{path}: {err}") from err
-    provenance = parse(Provenance, loads(metadata.get(META_PROVENANCE, "{}"), path, f"'{META_PROVENANCE}' metadata"),
-                       path, f"'{META_PROVENANCE}' metadata").model_dump(exclude_unset=True)
+    provenance = parse(
+        Provenance,
+        loads(metadata.get(META_PROVENANCE, "{}"), path, f"'{META_PROVENANCE}' metadata"),
+        path,
+        f"'{META_PROVENANCE}' metadata",
+    ).model_dump(exclude_unset=True)
     check_tensor_shapes(parameter_shapes(config), {n: s for n, (_, s) in tensors.items()}, str(path))
     if metadata.get(META_NOISE, NOISE_UNRECORDED) not in NOISE_SCHEMES:
-        raise EdgeditError(f"{path}: metadata '{META_NOISE}' is {metadata[META_NOISE][:40]!r}, not one of "
-                           f"{', '.join(NOISE_SCHEMES)}; the file was altered: restore it from a good copy")
+        raise EdgeditError(
+            f"{path}: metadata '{META_NOISE}' is {metadata[META_NOISE][:40]!r}, not one of "
+            f"{', '.join(NOISE_SCHEMES)}; the file was altered: restore it from a good copy"
+        )
     info = CheckpointInfo(path, config, provenance, tensors, metadata)
     if verifying():
         verify_tensors(info)
@@ -159,19 +167,24 @@ def verify_tensors(info: CheckpointInfo) -> None:
     """Refuse a checkpoint whose tensor bytes are not what its header's hash says (bit rot, a bad copy)."""
     fmt, recorded = info.metadata.get(META_FORMAT), info.metadata.get(META_TENSORS_SHA256)
     if fmt == UNHASHED_FORMAT and recorded is None:
-        log.warning("%s: written before checkpoints carried a content hash; its tensors are not verified",
-                    info.path.name)
+        log.warning(
+            "%s: written before checkpoints carried a content hash; its tensors are not verified", info.path.name
+        )
         return
     if fmt != FORMAT or recorded is None:
-        raise EdgeditError(f"{info.path}: metadata '{META_FORMAT}' is {fmt!r} with no '{META_TENSORS_SHA256}'; "
-                           f"not an edgedit checkpoint of format {FORMAT} (`edgedit --no-verify ...` reads it anyway)")
+        raise EdgeditError(
+            f"{info.path}: metadata '{META_FORMAT}' is {fmt!r} with no '{META_TENSORS_SHA256}'; "
+            f"not an edgedit checkpoint of format {FORMAT} (`edgedit --no-verify ...` reads it anyway)"
+        )
     safetensors = require("safetensors", extra="train")
     with safetensors.safe_open(str(info.path), framework="numpy") as f:
         actual = tensors_sha256((name, f.get_tensor(name)) for name in f.keys())  # noqa: SIM118
     if actual != recorded:
-        raise EdgeditError(f"{info.path}: its tensors do not match the content hash in its header (the file is "
-                           "damaged or was altered); restore it from a good copy, or read it anyway with "
-                           "`edgedit --no-verify ...`")
+        raise EdgeditError(
+            f"{info.path}: its tensors do not match the content hash in its header (the file is "
+            "damaged or was altered); restore it from a good copy, or read it anyway with "
+            "`edgedit --no-verify ...`"
+        )
 
 
 def save_model(model: DiT, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
@@ -199,8 +212,12 @@ def copy_with_provenance(source: str | os.PathLike, dest: str | os.PathLike, **p
     info = read_checkpoint(source)
     with require("safetensors", extra="train").safe_open(str(info.path), framework="numpy") as f:
         tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118  (a safetensors handle)
-    metadata = {**info.metadata, META_FORMAT: FORMAT, META_TENSORS_SHA256: tensors_sha256(tensors.items()),
-                META_PROVENANCE: json.dumps({**info.provenance, **provenance}, sort_keys=True)}
+    metadata = {
+        **info.metadata,
+        META_FORMAT: FORMAT,
+        META_TENSORS_SHA256: tensors_sha256(tensors.items()),
+        META_PROVENANCE: json.dumps({**info.provenance, **provenance}, sort_keys=True),
+    }
     dest = Path(dest)
     with atomic_output(dest) as tmp:
         safetensors_numpy.save_file(tensors, str(tmp), metadata=metadata)

@@ -32,8 +32,11 @@ def official_input_size(image_size: int) -> int:
 def load_official_state_dict(path: str | os.PathLike) -> dict:
     """Tensor-only loading of an official (or train.py 'ema') state_dict."""
     torch = require("torch", extra="train")
-    obj = load_tensors(path, "PyTorch checkpoint", trusted_hint="if you trust it, re-save its weights alone: "
-                       "torch.save(torch.load(f)['ema'], 'weights.pt')")
+    obj = load_tensors(
+        path,
+        "PyTorch checkpoint",
+        trusted_hint="if you trust it, re-save its weights alone: torch.save(torch.load(f)['ema'], 'weights.pt')",
+    )
     if isinstance(obj, dict) and isinstance(obj.get("ema"), dict):
         obj = obj["ema"]  # train.py layout {model, ema, opt, args}: DiT samples with the EMA weights
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -47,8 +50,10 @@ def _shape_hints(state: dict, cfg: DiTConfig) -> str:
     pos = state.get("pos_embed")
     if pos is not None and pos.ndim == 3 and pos.shape[1] != cfg.num_patches:
         grid = math.isqrt(pos.shape[1])
-        hints.append(f"pos_embed has {pos.shape[1]} tokens: an image size of {grid * cfg.patch_size * VAE_DOWNSAMPLE} "
-                     f"(--image-size) for patch {cfg.patch_size}")
+        hints.append(
+            f"pos_embed has {pos.shape[1]} tokens: an image size of {grid * cfg.patch_size * VAE_DOWNSAMPLE} "
+            f"(--image-size) for patch {cfg.patch_size}"
+        )
     table = state.get("y_embedder.embedding_table.weight")
     if table is not None and table.shape[0] != cfg.label_rows:
         hints.append(f"the label table has {table.shape[0]} rows: --num-classes {table.shape[0] - 1} with the null row")
@@ -59,14 +64,19 @@ def convert_official_dit(src: str | os.PathLike, cfg: DiTConfig, out: str | os.P
     from edgedit.models.dit import DiT
 
     state = load_official_state_dict(src)
-    check_tensor_shapes(parameter_shapes(cfg), {k: tuple(v.shape) for k, v in state.items()}, str(src),
-                        _shape_hints(state, cfg))
+    check_tensor_shapes(
+        parameter_shapes(cfg), {k: tuple(v.shape) for k, v in state.items()}, str(src), _shape_hints(state, cfg)
+    )
     model = DiT(cfg)
     model.load_state_dict(state, strict=True)
-    save_model(model, out, provenance={
-        "source": "facebookresearch/DiT official checkpoint",
-        "file": Path(src).name,
-        "sha256": sha256_file(src),
-        "license": "CC-BY-NC-4.0 (DiT weights: non-commercial use only)",
-    })
+    save_model(
+        model,
+        out,
+        provenance={
+            "source": "facebookresearch/DiT official checkpoint",
+            "file": Path(src).name,
+            "sha256": sha256_file(src),
+            "license": "CC-BY-NC-4.0 (DiT weights: non-commercial use only)",
+        },
+    )
     return read_checkpoint(out)

@@ -47,5 +47,6 @@ def example_inputs(net: DiT, batch: int, seed: int = 0) -> tuple[torch.Tensor, .
             values[spec.name] = torch.randn(shape, generator=gen)
     if "sigma" in values:  # x = image + sigma * noise
         values["x"] = values["x"].clamp(-1, 1) + values["sigma"].reshape(-1, 1, 1, 1) * torch.randn(
-            values["x"].shape, generator=gen)
+            values["x"].shape, generator=gen
+        )
     return tuple(values[s.name] for s in specs)

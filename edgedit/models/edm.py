@@ -15,8 +15,9 @@ import torch
 from edgedit.contract.schedules import EDM_SIGMA_DATA
 
 
-def edm_denoise(net, x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None = None,
-                sigma_data: float = EDM_SIGMA_DATA) -> torch.Tensor:
+def edm_denoise(
+    net, x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None = None, sigma_data: float = EDM_SIGMA_DATA
+) -> torch.Tensor:
     """x: (N, C, H, W) noisy images; sigma: (N,) noise levels; y: (N,) labels or None -> (N, C, H, W)."""
     sigma = sigma.to(torch.float32).reshape(-1, 1, 1, 1)  # (N, 1, 1, 1)
     c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)

@@ -50,5 +50,9 @@ def load_model_or_preset(spec: str, seed: int = 0, quiet: bool = False, **overri
     model = random_weights(DiT(cfg), seed).eval()
     if not quiet:
         log.warning(f"{spec} is a preset: random weights (seed {seed}), good for latency work only")
-    return model, {"preset": spec, "config_overrides": {k: v for k, v in overrides.items() if v is not None},
-                   "weights": "random", "seed": seed}
+    return model, {
+        "preset": spec,
+        "config_overrides": {k: v for k, v in overrides.items() if v is not None},
+        "weights": "random",
+        "seed": seed,
+    }

@@ -31,8 +31,16 @@ class TorchBackend(Backend):
         self.module = DeployableDiT(net).to(device).eval()
         self.forward = self.module  # what a call runs
         inputs, outputs = io_spec(net.config)
-        self.meta = ModelMeta(net.config, inputs, outputs, sampler_spec(net.config, net.noise), "fp32",
-                              {"min": 1, "opt": 1, "max": 2**31 - 1}, source, __version__)
+        self.meta = ModelMeta(
+            net.config,
+            inputs,
+            outputs,
+            sampler_spec(net.config, net.noise),
+            "fp32",
+            {"min": 1, "opt": 1, "max": 2**31 - 1},
+            source,
+            __version__,
+        )
 
     @classmethod
     def open(cls, model: str, options: RunOptions) -> TorchBackend:
@@ -68,8 +76,10 @@ class TorchCompileBackend(TorchBackend):
     @classmethod
     def open(cls, model: str, options: RunOptions) -> TorchCompileBackend:
         if options.device == "cpu" and not cls.available():
-            raise EdgeditError("torch.compile needs a C++ compiler for CPU kernels (TorchInductor) and none was found "
-                               "(CXX, c++, g++, clang++); install one, or use --backend torch")
+            raise EdgeditError(
+                "torch.compile needs a C++ compiler for CPU kernels (TorchInductor) and none was found "
+                "(CXX, c++, g++, clang++); install one, or use --backend torch"
+            )
         return super().open(model, options)
 
     def __init__(self, net, source: dict, device: str = "cpu"):
@@ -84,12 +94,13 @@ class TorchCompileBackend(TorchBackend):
             # that is this backend failing here, not the model or the input.
             if not type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
                 raise
-            raise BackendFailed(f"torch.compile failed on this machine ({compile_failure(err)}); use --backend "
-                                "torch") from None
+            raise BackendFailed(
+                f"torch.compile failed on this machine ({compile_failure(err)}); use --backend torch"
+            ) from None
 
 
 def compile_failure(err: Exception) -> str:
     """The cause in one line: the compiler's first error line when there is one."""
     text = str(err)
-    first_error = next((line[line.index("error:"):].strip() for line in text.splitlines() if "error:" in line), None)
+    first_error = next((line[line.index("error:") :].strip() for line in text.splitlines() if "error:" in line), None)
     return (first_error or f"{type(err).__name__}: {text.splitlines()[0] if text else ''}")[:200]

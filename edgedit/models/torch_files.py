@@ -31,8 +31,10 @@ def load_tensors(path: str | os.PathLike, what: str = "PyTorch file", trusted_hi
         found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
         name = found.group(1) if found else _first_global(path)
         if name:
-            raise EdgeditError(f"{path}: refused pickle global {name}: the file holds Python objects "
-                               f"besides tensors, and edgedit never unpickles them{hint}") from err
+            raise EdgeditError(
+                f"{path}: refused pickle global {name}: the file holds Python objects "
+                f"besides tensors, and edgedit never unpickles them{hint}"
+            ) from err
         raise EdgeditError(f"{path}: not a readable {what}, truncated or of another format") from err
     except (EOFError, RuntimeError, OSError, ValueError) as err:
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__

@@ -41,8 +41,10 @@ class RunOptions:
     def __post_init__(self):
         limit = max_threads()
         if not 0 <= self.threads <= limit:
-            raise EdgeditError(f"--threads must be 0..{limit} (this machine's {os.cpu_count() or 1} cores x "
-                               f"{THREADS_PER_CORE}; 0 = the runtime's default), got {self.threads}")
+            raise EdgeditError(
+                f"--threads must be 0..{limit} (this machine's {os.cpu_count() or 1} cores x "
+                f"{THREADS_PER_CORE}; 0 = the runtime's default), got {self.threads}"
+            )
 
 
 THREADS_PER_CORE = 4  # oversubscription beyond this only adds contention (and thousands of threads crash)
@@ -94,19 +96,23 @@ class Backend(ABC):
         if expected is None or len(feeds) != len(expected):
             missing = [s.name for s in self.inputs if s.name not in feeds]
             unexpected = sorted(set(feeds) - {s.name for s in self.inputs})
-            raise EdgeditError(f"model inputs are {[s.name for s in self.inputs]}: missing {missing}, unexpected "
-                               f"{unexpected}")
+            raise EdgeditError(
+                f"model inputs are {[s.name for s in self.inputs]}: missing {missing}, unexpected {unexpected}"
+            )
         for name, (dtype, shape) in expected.items():
             array = feeds.get(name)
             if array is None:
                 raise EdgeditError(f"model inputs are {[s.name for s in self.inputs]}: missing ['{name}']")
             if array.dtype != dtype or array.shape != shape:
-                raise EdgeditError(f"input '{name}' must be {dtype} {list(shape)}, got {array.dtype} "
-                                   f"{list(array.shape)}")
+                raise EdgeditError(
+                    f"input '{name}' must be {dtype} {list(shape)}, got {array.dtype} {list(array.shape)}"
+                )
         lo, hi = self.meta.batch["min"], self.meta.batch["max"]
         if not lo <= batch <= hi:
-            raise EdgeditError(f"batch {batch} is outside this model's batch range {lo}..{hi} "
-                               "(set at export with --batch / --dynamic-batch)")
+            raise EdgeditError(
+                f"batch {batch} is outside this model's batch range {lo}..{hi} "
+                "(set at export with --batch / --dynamic-batch)"
+            )
         return batch
 
     def _expected(self, batch: int) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
@@ -142,8 +148,10 @@ def registered() -> dict[str, type[Backend]]:
         for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
             _REGISTRY[entry.name] = entry.load()
         if not _REGISTRY:
-            raise EdgeditError("no edgedit backends are registered: edgedit is not installed as a package "
-                               "(pip install -e . registers them)")
+            raise EdgeditError(
+                "no edgedit backends are registered: edgedit is not installed as a package "
+                "(pip install -e . registers them)"
+            )
     return _REGISTRY
 
 
@@ -163,8 +171,9 @@ def load_backend(model: str | Path, backend: str = "auto", options: RunOptions |
     cls = backends[backend]
     if suffix not in cls.suffixes:
         runs = ", ".join(s or "preset names" for s in cls.suffixes)
-        raise EdgeditError(f"{model}: the {backend} backend runs {runs}; see `edgedit export` and `edgedit "
-                           "build-engine`")
+        raise EdgeditError(
+            f"{model}: the {backend} backend runs {runs}; see `edgedit export` and `edgedit build-engine`"
+        )
     return cls.open(str(model), options)
 
 
@@ -189,8 +198,10 @@ def backends_for(model: str | Path, requested: list[str]) -> list[str]:
             kinds = [kind] if suffix in backends[kind].suffixes else []
         chosen += [k for k in kinds if k not in chosen]
     if not chosen:
-        raise EdgeditError(f"{model}: none of the backends {', '.join(requested)} runs {suffix or 'preset'} models; "
-                           f"known: {', '.join(backends)}")
+        raise EdgeditError(
+            f"{model}: none of the backends {', '.join(requested)} runs {suffix or 'preset'} models; "
+            f"known: {', '.join(backends)}"
+        )
     return chosen
 
 

@@ -30,9 +30,14 @@ def driver():
         except OSError as err:
             raise EdgeditError(f"--cuda-graph needs the CUDA driver (libcuda.so.1): {err}") from None
         p, pp = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
-        for name, args in (("cuStreamBeginCapture_v2", [p, ctypes.c_int]), ("cuStreamEndCapture", [p, pp]),
-                           ("cuGraphInstantiateWithFlags", [pp, p, ctypes.c_ulonglong]), ("cuGraphLaunch", [p, p]),
-                           ("cuGraphExecDestroy", [p]), ("cuGraphDestroy", [p])):
+        for name, args in (
+            ("cuStreamBeginCapture_v2", [p, ctypes.c_int]),
+            ("cuStreamEndCapture", [p, pp]),
+            ("cuGraphInstantiateWithFlags", [pp, p, ctypes.c_ulonglong]),
+            ("cuGraphLaunch", [p, p]),
+            ("cuGraphExecDestroy", [p]),
+            ("cuGraphDestroy", [p]),
+        ):
             function = getattr(lib, name)
             function.argtypes, function.restype = args, ctypes.c_int
         _DRIVER = lib

@@ -26,7 +26,7 @@ def make_grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> n
     grid = np.zeros((rows * (h + pad) + pad, columns * (w + pad) + pad, c), np.uint8)
     for k, image in enumerate(pixels):
         r, col = divmod(k, columns)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = image
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = image
     return grid
 
 

@@ -54,8 +54,12 @@ def keyed_state(seed: int) -> int:
 def _pcg64_keyed(seeds: list[int], shape: tuple[int, ...]) -> np.ndarray:
     if not hasattr(_local, "generator"):
         _local.generator = np.random.Generator(np.random.PCG64(0))
-        _local.state = {"bit_generator": "PCG64", "state": {"state": 0, "inc": INCREMENT}, "has_uint32": 0,
-                        "uinteger": 0}  # reused: only its 'state' changes per seed
+        _local.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": 0, "inc": INCREMENT},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }  # reused: only its 'state' changes per seed
     generator, state = _local.generator, _local.state
     bit_generator, stream = generator.bit_generator, state["state"]
     out = np.empty((len(seeds), *shape), dtype=np.float32)

@@ -28,8 +28,10 @@ def ort_providers(choice: str, available: list[str]) -> list[str]:
         raise EdgeditError(f"unknown provider '{choice}'; choose auto, {', '.join(ORT_PROVIDERS)}")
     provider = ORT_PROVIDERS[choice]
     if provider not in available:
-        raise EdgeditError(f"ONNX Runtime here has no {provider} (available: {', '.join(available)}); "
-                           "on a Jetson install onnxruntime-gpu from the Jetson AI Lab index (see README)")
+        raise EdgeditError(
+            f"ONNX Runtime here has no {provider} (available: {', '.join(available)}); "
+            "on a Jetson install onnxruntime-gpu from the Jetson AI Lab index (see README)"
+        )
     return [provider, "CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [provider]
 
 
@@ -38,16 +40,18 @@ class OnnxRuntimeBackend(Backend):
     suffixes = (artefacts.ONNX,)
 
     def __init__(self, path, provider: str = "auto", threads: int = 0):
-        ort = require("onnxruntime", hint="pip install onnxruntime (on a Jetson: onnxruntime-gpu from the Jetson AI "
-                                          "Lab index)")
+        ort = require(
+            "onnxruntime", hint="pip install onnxruntime (on a Jetson: onnxruntime-gpu from the Jetson AI Lab index)"
+        )
         self.meta, _ = read_model(path)  # validated and hash-checked before ONNX Runtime parses anything
         path = Path(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only
         try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=ort_providers(provider, ort.get_available_providers()))
+            self.session = ort.InferenceSession(
+                str(path), options, providers=ort_providers(provider, ort.get_available_providers())
+            )
         except EdgeditError:
             raise
         except Exception as err:

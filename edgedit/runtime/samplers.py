@@ -44,8 +44,13 @@ def network_evaluations(steps: int, sampler: str) -> int:
     return 2 * steps - 1 if sampler == "heun" else steps
 
 
-def edm_sample(denoise: Callable[[np.ndarray, np.ndarray], np.ndarray], z: np.ndarray, sigmas: np.ndarray,
-               sampler: str = "heun", on_state: StateHook | None = None) -> np.ndarray:
+def edm_sample(
+    denoise: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    z: np.ndarray,
+    sigmas: np.ndarray,
+    sampler: str = "heun",
+    on_state: StateHook | None = None,
+) -> np.ndarray:
     """Deterministic EDM sampling (Karras et al. 2022, Algorithm 2 with S_churn = 0).
 
     denoise(x float32 (N,C,H,W), sigma float32 (N,)) -> D(x; sigma) (N,C,H,W)
@@ -80,8 +85,13 @@ def ddim_timesteps(train_steps: int, steps: int) -> np.ndarray:
     return np.round(np.linspace(train_steps - 1, 0, steps)).astype(np.int64)
 
 
-def ddim_sample(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], z: np.ndarray, spec: dict, steps: int,
-                on_state: StateHook | None = None) -> np.ndarray:
+def ddim_sample(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    z: np.ndarray,
+    spec: dict,
+    steps: int,
+    on_state: StateHook | None = None,
+) -> np.ndarray:
     """Deterministic DDIM (Song et al. 2021, eta = 0) on DiT's linear-beta DDPM schedule.
 
     predict(x float32 (N,C,H,W), t float32 (N,)) -> the network output; its first C channels are
@@ -129,13 +139,24 @@ def check_request(seeds: Sequence[int], batch: int, steps: int | None, image_sha
         return
     available = device.available_memory_bytes()
     if available is not None and needed > available // 2:
-        raise EdgeditError(f"{len(seeds)} images of {'x'.join(map(str, image_shape))} need {needed / 2**30:.1f} GB "
-                           f"in memory, this machine has {available / 2**30:.1f} GB available; ask for fewer (-n)")
+        raise EdgeditError(
+            f"{len(seeds)} images of {'x'.join(map(str, image_shape))} need {needed / 2**30:.1f} GB "
+            f"in memory, this machine has {available / 2**30:.1f} GB available; ask for fewer (-n)"
+        )
 
 
-def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | None = None, *, batch: int = 8,
-             steps: int | None = None, sampler: str | None = None, on_eval: EvalHook | None = None,
-             on_state: ChunkStateHook | None = None, noise: str | None = None) -> np.ndarray:
+def generate(
+    backend: Backend,
+    seeds: Sequence[int],
+    labels: Sequence[int] | None = None,
+    *,
+    batch: int = 8,
+    steps: int | None = None,
+    sampler: str | None = None,
+    on_eval: EvalHook | None = None,
+    on_state: ChunkStateHook | None = None,
+    noise: str | None = None,
+) -> np.ndarray:
     """Images (len(seeds), C, H, W) float32 for the given per-sample seeds.
 
     One-step models take one evaluation; EDM denoisers sample `steps` steps (default: the model's
@@ -156,12 +177,14 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
     elif cfg.class_conditional:
         labels = np.asarray(labels)
         if labels.shape != (len(seeds),) or labels.dtype.kind not in "iu":
-            raise EdgeditError(f"class labels: {len(seeds)} integers wanted, one per seed (got shape "
-                               f"{labels.shape}, {labels.dtype})")
+            raise EdgeditError(
+                f"class labels: {len(seeds)} integers wanted, one per seed (got shape {labels.shape}, {labels.dtype})"
+            )
         outside = labels[(labels < 0) | (labels >= cfg.num_classes)]
         if outside.size:
-            raise EdgeditError(f"class label {outside[0]} is outside this model's {cfg.num_classes} classes "
-                               f"(0..{cfg.num_classes - 1})")
+            raise EdgeditError(
+                f"class label {outside[0]} is outside this model's {cfg.num_classes} classes (0..{cfg.num_classes - 1})"
+            )
         labels = labels.astype(np.int32)
     if meta.dynamic_batch:
         batch = min(max(batch, meta.batch["min"]), meta.batch["max"])
@@ -181,9 +204,9 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
 
     images = None  # (len(seeds), ...) filled chunk by chunk: no list of chunks to concatenate
     for start in range(0, len(seeds), batch):
-        chunk = seeds[start:start + batch]
+        chunk = seeds[start : start + batch]
         z = noise_from_seeds(chunk, shape, scheme)  # the whole chunk in one draw
-        extra = {"y": labels[start:start + batch]} if cfg.class_conditional else {}
+        extra = {"y": labels[start : start + batch]} if cfg.class_conditional else {}
         rows = max(len(chunk), meta.batch["min"]) if meta.dynamic_batch else batch
         evaluate = _Evaluation(backend, in_name, out_name, extra, rows, len(chunk), on_eval)
         hook = (lambda i, sigma, x, first=start: on_state(first, i, sigma, x)) if on_state else None
@@ -195,7 +218,7 @@ def generate(backend: Backend, seeds: Sequence[int], labels: Sequence[int] | Non
             out = ddim_sample(evaluate, z, spec, steps, hook)
         if images is None:
             images = np.empty((len(seeds), *out.shape[1:]), np.float32)
-        images[start:start + len(chunk)] = out
+        images[start : start + len(chunk)] = out
     return images if images is not None else np.zeros((0, *shape), np.float32)
 
 
@@ -203,8 +226,16 @@ class _Evaluation:
     """One network evaluation for a chunk of samples: its labels, padding to the batch the model
     takes, and the optional hook."""
 
-    def __init__(self, backend: Backend, in_name: str, out_name: str, extra: dict[str, np.ndarray], rows: int,
-                 n: int, on_eval: EvalHook | None):
+    def __init__(
+        self,
+        backend: Backend,
+        in_name: str,
+        out_name: str,
+        extra: dict[str, np.ndarray],
+        rows: int,
+        n: int,
+        on_eval: EvalHook | None,
+    ):
         self.backend, self.in_name, self.out_name, self.extra = backend, in_name, out_name, extra
         self.rows, self.n, self.on_eval = rows, n, on_eval
         self.level_name = "sigma" if any(s.name == "sigma" for s in backend.inputs) else "t"

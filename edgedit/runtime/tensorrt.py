@@ -26,8 +26,10 @@ from edgedit.contract.errors import EdgeditError
 from edgedit.contract.sidecar import check_compatible, read_sidecar, sidecar_meta
 from edgedit.runtime.backends import Backend, RunOptions
 
-PYCUDA_HINT = ("pip install pycuda inside the edgedit L4T container (it compiles against JetPack's CUDA), "
-               "or pip install 'edgedit[tensorrt]'")
+PYCUDA_HINT = (
+    "pip install pycuda inside the edgedit L4T container (it compiles against JetPack's CUDA), "
+    "or pip install 'edgedit[tensorrt]'"
+)
 
 
 class TensorRTBackend(Backend):
@@ -63,9 +65,11 @@ class TensorRTBackend(Backend):
         if (sorted(self.input_names), sorted(self.output_names)) != tuple(sorted(e) for e in expected):
             raise EdgeditError(f"{plan}: engine tensors {names} disagree with its sidecar; rebuild it")
         self._allocate(self.meta.batch["max"])
-        self.memory = {"plan_bytes": plan.stat().st_size,  # weights and kernels, as deserialized
-                       "engine_device_memory_bytes": int(self.engine.device_memory_size_v2),  # activations
-                       "load_delta_bytes": int(free_before - self.cuda.mem_get_info()[0])}  # all of it, measured
+        self.memory = {
+            "plan_bytes": plan.stat().st_size,  # weights and kernels, as deserialized
+            "engine_device_memory_bytes": int(self.engine.device_memory_size_v2),  # activations
+            "load_delta_bytes": int(free_before - self.cuda.mem_get_info()[0]),
+        }  # all of it, measured
         self.use_cuda_graph = cuda_graph
         self._graphs: dict[int, object] = {}  # batch size -> its captured CUDA graph
 

@@ -38,8 +38,11 @@ class Discriminator(nn.Module):
 
     def __init__(self, in_channels: int, input_size: int, num_classes: int, width: int = 32):
         super().__init__()
-        layers, channels, size = [spectral_norm(nn.Conv2d(in_channels, width, 3, padding=1)), nn.LeakyReLU(0.2)], \
-            width, input_size
+        layers, channels, size = (
+            [spectral_norm(nn.Conv2d(in_channels, width, 3, padding=1)), nn.LeakyReLU(0.2)],
+            width,
+            input_size,
+        )
         while size > 4 and size % 2 == 0:
             layers += [spectral_norm(nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
             channels, size = 2 * channels, size // 2
@@ -60,18 +63,31 @@ class AdversarialDistillation(OutputDistillation):
     are the real training images, held here (not in the batch: they are not aligned with the pairs)
     and drawn with the step's generator, so a resumed run draws the same ones."""
 
-    def __init__(self, model: DiT, real: torch.Tensor, real_labels: torch.Tensor | None, real_classes: int,
-                 loss: str = "pseudo-huber",
-                 adv_weight: float = 0.1, disc_lr: float = 2e-4, disc_width: int = 32, sigma_min: float = 0.01,
-                 sigma_max: float = 0.5):
+    def __init__(
+        self,
+        model: DiT,
+        real: torch.Tensor,
+        real_labels: torch.Tensor | None,
+        real_classes: int,
+        loss: str = "pseudo-huber",
+        adv_weight: float = 0.1,
+        disc_lr: float = 2e-4,
+        disc_width: int = 32,
+        sigma_min: float = 0.01,
+        sigma_max: float = 0.5,
+    ):
         super().__init__(model, loss)
         cfg = model.config
         if tuple(real.shape[1:]) != (cfg.in_channels, cfg.input_size, cfg.input_size):
-            raise EdgeditError(f"the real images are {'x'.join(map(str, real.shape[1:]))}, the student makes "
-                               f"{cfg.in_channels}x{cfg.input_size}x{cfg.input_size}")
+            raise EdgeditError(
+                f"the real images are {'x'.join(map(str, real.shape[1:]))}, the student makes "
+                f"{cfg.in_channels}x{cfg.input_size}x{cfg.input_size}"
+            )
         if cfg.class_conditional and (real_labels is None or real_classes != cfg.num_classes):
-            raise EdgeditError(f"the student makes {cfg.num_classes} classes, the real images have "
-                               f"{real_classes if real_labels is not None else 'no'} labels")
+            raise EdgeditError(
+                f"the student makes {cfg.num_classes} classes, the real images have "
+                f"{real_classes if real_labels is not None else 'no'} labels"
+            )
         if not (math.isfinite(adv_weight) and adv_weight >= 0):
             raise EdgeditError(f"adv_weight must be a finite number >= 0 (got {adv_weight})")
         if not 0 < sigma_min <= sigma_max:
@@ -94,8 +110,9 @@ class AdversarialDistillation(OutputDistillation):
         noise = torch.randn(images.shape, generator=generator)
         return images + (sigma.reshape(-1, 1, 1, 1) * noise).to(images.device)
 
-    def discriminator_loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator,
-                           rows: slice) -> torch.Tensor:
+    def discriminator_loss(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator, rows: slice
+    ) -> torch.Tensor:
         """Per-sample hinge loss of D on this step's real draw and the student's current samples."""
         self.discriminator.requires_grad_(True)
         z, y = batch["z"][rows], self.labels(batch, rows)

@@ -75,12 +75,16 @@ def load_lpips():
     import importlib.util
 
     if importlib.util.find_spec("lpips") is None:
-        raise EdgeditError("--loss lpips needs the lpips package (pip install lpips) and its backbone weights on "
-                           "disk; or use --loss pseudo-huber|l1|l2")
+        raise EdgeditError(
+            "--loss lpips needs the lpips package (pip install lpips) and its backbone weights on "
+            "disk; or use --loss pseudo-huber|l1|l2"
+        )
     cached = [p for p in _hub_checkpoints() if p.name.startswith("vgg16-")]
     if not cached:
-        raise EdgeditError("--loss lpips: the VGG-16 backbone weights are not in torch hub's cache "
-                           f"({_hub_dir()}/checkpoints/vgg16-*.pth) and edgedit never downloads; put them there")
+        raise EdgeditError(
+            "--loss lpips: the VGG-16 backbone weights are not in torch hub's cache "
+            f"({_hub_dir()}/checkpoints/vgg16-*.pth) and edgedit never downloads; put them there"
+        )
     import lpips
 
     return lpips.LPIPS(net="vgg", verbose=False).eval().requires_grad_(False)
@@ -149,8 +153,10 @@ def ta_misfit(s, t) -> str | None:
     if not t.one_step or (t.input_size, t.in_channels, t.num_classes) != (s.input_size, s.in_channels, s.num_classes):
         return "the TA must be a one-step generator of the student's geometry and classes"
     if t.depth < s.depth or t.hidden_size < s.hidden_size:
-        return (f"the TA ({t.depth} blocks x {t.hidden_size}) must be at least as deep and as wide as the student "
-                f"({s.depth} x {s.hidden_size}): it teaches features, it does not learn them")
+        return (
+            f"the TA ({t.depth} blocks x {t.hidden_size}) must be at least as deep and as wide as the student "
+            f"({s.depth} x {s.hidden_size}): it teaches features, it does not learn them"
+        )
     if t.num_patches != s.num_patches:
         return f"TA and student need the same token grid (patch sizes {t.patch_size} vs {s.patch_size})"
     return None
@@ -163,8 +169,15 @@ def check_ta(s, t) -> None:
 
 
 class TADistillation(OutputDistillation):
-    def __init__(self, model: DiT, ta: DiT, loss: str = "pseudo-huber", feature_loss: str = "l2",
-                 feature_weight: float = 1.0, taps: list[int] | None = None):
+    def __init__(
+        self,
+        model: DiT,
+        ta: DiT,
+        loss: str = "pseudo-huber",
+        feature_loss: str = "l2",
+        feature_weight: float = 1.0,
+        taps: list[int] | None = None,
+    ):
         super().__init__(model, loss)
         s, t = model.config, ta.config
         check_ta(s, t)
@@ -187,8 +200,10 @@ class TADistillation(OutputDistillation):
         pred, feats = self.model(z, y=y, return_features=True)  # feats: depth x (N, T, D_s)
         with torch.no_grad():
             _, ta_feats = self.ta(z, y=y, return_features=True)  # (N, T, D_t) each
-        matched = [feature_loss(self.feature_kind, proj(feats[i]), ta_feats[self.block_map[i]])
-                   for proj, i in zip(self.projections, self.taps)]
+        matched = [
+            feature_loss(self.feature_kind, proj(feats[i]), ta_feats[self.block_map[i]])
+            for proj, i in zip(self.projections, self.taps)
+        ]
         return self.image_loss(pred, batch["image"][rows]) + self.feature_weight * torch.stack(matched).mean(0)
 
 
@@ -202,14 +217,23 @@ class MI1Distillation(OutputDistillation):
     regressed in its preconditioned scale, scale_j x_j (EDM: c_in = 1/sqrt(sigma_j^2 + sigma_data^2);
     DDPM states are unit-variance already)."""
 
-    def __init__(self, model: DiT, scales: list[float], loss: str = "pseudo-huber", feature_loss: str = "l2",
-                 feature_weight: float = 1.0, taps: list[int] | None = None):
+    def __init__(
+        self,
+        model: DiT,
+        scales: list[float],
+        loss: str = "pseudo-huber",
+        feature_loss: str = "l2",
+        feature_weight: float = 1.0,
+        taps: list[int] | None = None,
+    ):
         super().__init__(model, loss)
         s = model.config
         k = len(scales)
         if k == 0:
-            raise EdgeditError("mi1 needs trajectory states in the pairs: regenerate them with "
-                               "`edgedit pairs generate ... --trajectory K`")
+            raise EdgeditError(
+                "mi1 needs trajectory states in the pairs: regenerate them with "
+                "`edgedit pairs generate ... --trajectory K`"
+            )
         self.taps = list(taps) if taps is not None else mi1_taps(s.depth, k)
         if len(self.taps) != k:
             raise EdgeditError(f"--taps must name {k} student blocks, one per stored trajectory state")
@@ -218,8 +242,9 @@ class MI1Distillation(OutputDistillation):
         if s.depth < 2:
             raise EdgeditError("mi1 needs a student of at least 2 blocks")
         # Training only: a readout head shaped like the final layer per tapped block.
-        self.heads = nn.ModuleList(FinalLayer(s.hidden_size, s.patch_size, s.out_channels, s.conditioned)
-                                   for _ in range(k))
+        self.heads = nn.ModuleList(
+            FinalLayer(s.hidden_size, s.patch_size, s.out_channels, s.conditioned) for _ in range(k)
+        )
         self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32).reshape(1, k, 1, 1, 1))
         self.feature_kind, self.feature_weight = check_feature_loss(feature_loss), feature_weight
 
@@ -229,8 +254,10 @@ class MI1Distillation(OutputDistillation):
         pred, feats = model(z, y=y, return_features=True)
         c = model.condition(None, y)
         targets = batch["trajectory"][rows] * self.scales  # (N, K, C, H, W)
-        readouts = [feature_loss(self.feature_kind, model.unpatchify(head(feats[b], c)), targets[:, j])
-                    for j, (head, b) in enumerate(zip(self.heads, self.taps))]
+        readouts = [
+            feature_loss(self.feature_kind, model.unpatchify(head(feats[b], c)), targets[:, j])
+            for j, (head, b) in enumerate(zip(self.heads, self.taps))
+        ]
         return self.image_loss(pred, batch["image"][rows]) + self.feature_weight * torch.stack(readouts).mean(0)
 
 
@@ -247,7 +274,8 @@ def student_config(spec: str, manifest: dict, **overrides):
 
     c, h, _ = manifest["shape"]
     return resolve_config(spec, **overrides).replace(
-        input_size=h, in_channels=c, num_classes=manifest["num_classes"], diffusion="one-step", learn_sigma=False)
+        input_size=h, in_channels=c, num_classes=manifest["num_classes"], diffusion="one-step", learn_sigma=False
+    )
 
 
 def model_from(spec: str, manifest: dict, role: str, batch: int = 1, **overrides) -> tuple[DiT, str]:
@@ -262,10 +290,12 @@ def model_from(spec: str, manifest: dict, role: str, batch: int = 1, **overrides
         model, info = load_model(spec)
         cfg, (c, h, _) = info.config, manifest["shape"]
         if (cfg.in_channels, cfg.input_size) != (c, h) or cfg.num_classes != manifest["num_classes"]:
-            raise EdgeditError(f"--{role} {spec}: makes {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} images "
-                               "with "
-                               f"{cfg.num_classes} classes, the pairs are {'x'.join(map(str, manifest['shape']))} with "
-                               f"{manifest['num_classes']}")
+            raise EdgeditError(
+                f"--{role} {spec}: makes {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} images "
+                "with "
+                f"{cfg.num_classes} classes, the pairs are {'x'.join(map(str, manifest['shape']))} with "
+                f"{manifest['num_classes']}"
+            )
         if not cfg.one_step:
             raise EdgeditError(f"--{role} {spec}: is a {cfg.kind}; students and TAs are one-step generators")
         return model.train(), "checkpoint"
@@ -310,8 +340,9 @@ class DistillOptions:
         if self.method != "ta" and self.ta is not None:
             raise EdgeditError("--ta is only for --method ta")
         if self.method == "adversarial" and self.real is None:
-            raise EdgeditError("--method adversarial needs --real DATA: the real training images it is judged "
-                               "against (e.g. digits)")
+            raise EdgeditError(
+                "--method adversarial needs --real DATA: the real training images it is judged against (e.g. digits)"
+            )
         if self.method != "adversarial" and self.real is not None:
             raise EdgeditError("--real is only for --method adversarial")
         for name, value in (("--adv-weight", self.adv_weight), ("--disc-lr", self.disc_lr)):
@@ -345,11 +376,14 @@ def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.in
     store = PairsStore(o.pairs)
     manifest = store.manifest
     if o.method == "mi1" and manifest["trajectory"]["k"] == 0:
-        raise EdgeditError(f"{o.pairs}: the pairs hold no trajectory states, which mi1 regresses onto; regenerate "
-                           "them with `edgedit pairs generate ... --trajectory K`")
+        raise EdgeditError(
+            f"{o.pairs}: the pairs hold no trajectory states, which mi1 regresses onto; regenerate "
+            "them with `edgedit pairs generate ... --trajectory K`"
+        )
     world = init_world()
-    columns = ["z",
-               "image"] + (["label"] if manifest["num_classes"] else []) + (["trajectory"] if o.method == "mi1" else [])
+    columns = (
+        ["z", "image"] + (["label"] if manifest["num_classes"] else []) + (["trajectory"] if o.method == "mi1" else [])
+    )
     provenance = {"pairs": str(o.pairs), "teacher": manifest["teacher"], "loss": o.loss, "student": o.student}
     output, settings = Path(o.output), o.settings
 
@@ -365,8 +399,18 @@ def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.in
 
     def distil(net: DiT, objective, out: Path, label: str, run_extra: dict, run_settings=settings, sample=on_sample):
         run = Run(net.config, str(o.pairs), label, run_settings, run_extra)
-        return train(run, data, objective, out, o.resume, {**provenance, **run_extra}, on_step=on_step,
-                     on_sample=sample, world=world, say=say)
+        return train(
+            run,
+            data,
+            objective,
+            out,
+            o.resume,
+            {**provenance, **run_extra},
+            on_step=on_step,
+            on_sample=sample,
+            world=world,
+            say=say,
+        )
 
     if o.method == "output":
         objective = OutputDistillation(model, o.loss)
@@ -377,20 +421,36 @@ def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.in
                 say(f"distilling the teaching assistant {o.ta} first -> {ta_file}")
                 torch.manual_seed(settings.seed + 1)
                 ta_settings = replace(settings, steps=o.ta_steps or settings.steps)
-                distil(ta_model, OutputDistillation(ta_model, o.loss), ta_file, "distill-output (TA)", {"role": "ta"},
-                       ta_settings, None)
+                distil(
+                    ta_model,
+                    OutputDistillation(ta_model, o.loss),
+                    ta_file,
+                    "distill-output (TA)",
+                    {"role": "ta"},
+                    ta_settings,
+                    None,
+                )
             ta_model, _ = load_model(ta_file)
             extra["ta"] = {"file": ta_file.name, "preset": o.ta}
         else:
             extra["ta"] = {"file": Path(o.ta).name}
         objective = TADistillation(model, ta_model, o.loss, o.feature_loss, o.feature_weight, o.taps and list(o.taps))
-        extra.update(feature_loss=o.feature_loss, feature_weight=o.feature_weight, taps=objective.taps,
-                     block_map=objective.block_map)
+        extra.update(
+            feature_loss=o.feature_loss,
+            feature_weight=o.feature_weight,
+            taps=objective.taps,
+            block_map=objective.block_map,
+        )
     elif o.method == "mi1":
-        objective = MI1Distillation(model, trajectory_scales(manifest), o.loss, o.feature_loss, o.feature_weight,
-                                    o.taps and list(o.taps))
-        extra.update(feature_loss=o.feature_loss, feature_weight=o.feature_weight, taps=objective.taps,
-                     trajectory=manifest["trajectory"])
+        objective = MI1Distillation(
+            model, trajectory_scales(manifest), o.loss, o.feature_loss, o.feature_weight, o.taps and list(o.taps)
+        )
+        extra.update(
+            feature_loss=o.feature_loss,
+            feature_weight=o.feature_weight,
+            taps=objective.taps,
+            trajectory=manifest["trajectory"],
+        )
     else:
         objective, real = adversarial_objective(model, o)
         say(f"adversarial term against {real}")
@@ -406,12 +466,14 @@ def adversarial_objective(model: DiT, o: DistillOptions):
 
     real = load_data(o.real, "train")
     if not has_test_split(o.real):
-        log.warning(f"--real {o.real} has no held-out split: an FID measured against the same images will "
-                    "flatter the student")
+        log.warning(
+            f"--real {o.real} has no held-out split: an FID measured against the same images will flatter the student"
+        )
     labels = torch.from_numpy(real.labels) if real.labels is not None else None
     try:
-        objective = AdversarialDistillation(model, torch.from_numpy(real.images), labels, real.num_classes, o.loss,
-                                            o.adv_weight, o.disc_lr)
+        objective = AdversarialDistillation(
+            model, torch.from_numpy(real.images), labels, real.num_classes, o.loss, o.adv_weight, o.disc_lr
+        )
     except EdgeditError as err:
         raise EdgeditError(f"--real {o.real}: {err}") from None
     return objective, f"{real.name} train split ({len(real)} images)"

@@ -57,6 +57,16 @@ def train_teacher(options: TeacherOptions, *, on_step=None, say=log.info) -> Tea
     arrays = {"image": dataset.images, **({"label": dataset.labels} if dataset.labels is not None else {})}
     check_training_memory(cfg, o.settings.batch // world.size, on=str(world.device))  # before the model exists
     torch.manual_seed(o.settings.seed)
-    path = train(run, arrays, EDMObjective(DiT(cfg)), o.output, o.resume, {"preset": o.preset}, on_step=on_step,
-                 on_sample=grids, world=world, say=say)
+    path = train(
+        run,
+        arrays,
+        EDMObjective(DiT(cfg)),
+        o.output,
+        o.resume,
+        {"preset": o.preset},
+        on_step=on_step,
+        on_sample=grids,
+        world=world,
+        say=say,
+    )
     return TeacherResult(Path(path), cfg.kind, len(dataset), world.size, grids.folder)

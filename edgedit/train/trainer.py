@@ -94,8 +94,16 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"config": self.config.to_dict(), "data": self.data, "method": self.method,
-                           "settings": asdict(self.settings), "extra": self.extra}, sort_keys=True)
+        return json.dumps(
+            {
+                "config": self.config.to_dict(),
+                "data": self.data,
+                "method": self.method,
+                "settings": asdict(self.settings),
+                "extra": self.extra,
+            },
+            sort_keys=True,
+        )
 
 
 #################################################################################
@@ -138,8 +146,7 @@ def check_training_memory(cfg: DiTConfig, batch: int, data_bytes: int = 0, on: s
     from edgedit.cost.memory import require_memory, training_memory
 
     available = torch.cuda.mem_get_info()[0] if str(on).startswith("cuda") else None
-    require_memory(training_memory(cfg, batch, data_bytes), "training", "lower --batch, --width or --depth",
-                   available)
+    require_memory(training_memory(cfg, batch, data_bytes), "training", "lower --batch, --width or --depth", available)
 
 
 #################################################################################
@@ -147,8 +154,9 @@ def check_training_memory(cfg: DiTConfig, batch: int, data_bytes: int = 0, on: s
 #################################################################################
 
 
-def save_state(path: Path, run: Run, step: int, objective: torch.nn.Module, ema: DiT,
-               optimizers: dict[str, torch.optim.Optimizer]) -> None:
+def save_state(
+    path: Path, run: Run, step: int, objective: torch.nn.Module, ema: DiT, optimizers: dict[str, torch.optim.Optimizer]
+) -> None:
     """`optimizers` by prefix: "optim" (the model's and auxiliaries') and, for an adversarial objective,
     "doptim" (the discriminator's)."""
     from safetensors.torch import save_file
@@ -197,8 +205,9 @@ class _StateRecord(Record):
     doptim_scalars: str | None = None
 
 
-def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT,
-               optimizers: dict[str, torch.optim.Optimizer]) -> int:
+def load_state(
+    path: Path, run: Run, objective: torch.nn.Module, ema: DiT, optimizers: dict[str, torch.optim.Optimizer]
+) -> int:
     """Restore everything and return the step; refuse a damaged state or one from a different run,
     before anything is changed."""
     from safetensors import safe_open
@@ -212,45 +221,62 @@ def load_state(path: Path, run: Run, objective: torch.nn.Module, ema: DiT,
     except Exception as err:
         raise EdgeditError(f"{path}: unreadable training state ({str(err)[:120]}); {fix}") from None
     header = parse(_StateRecord, meta, path, "edgedit training state", fix)
-    saved = parse(_RunRecord, loads(header.run, path, "training state's 'run'", fix), path,
-                  "training state's 'run'", fix).model_dump()
+    saved = parse(
+        _RunRecord, loads(header.run, path, "training state's 'run'", fix), path, "training state's 'run'", fix
+    ).model_dump()
     step = int(header.step)
     wanted = json.loads(run.to_json())
     for key in ("config", "data", "method", "extra"):
         if saved[key] != wanted[key]:
-            raise EdgeditError(f"--resume: the saved run differs in {key} ({saved[key]} != {wanted[key]}); "
-                               "resume with the same settings or start a new output")
+            raise EdgeditError(
+                f"--resume: the saved run differs in {key} ({saved[key]} != {wanted[key]}); "
+                "resume with the same settings or start a new output"
+            )
     for key in ("batch", "lr", "weight_decay", "ema", "lr_warmup", "grad_clip", "seed"):
         if saved["settings"][key] != wanted["settings"][key]:
-            raise EdgeditError(f"--resume: --{key.replace('_', '-')} was {saved['settings'][key]}, now "
-                               f"{wanted['settings'][key]}; resume with the same value")
-    restored = {prefix: _optimizer_state(prefix, optimizer, header, tensors, path, fix)
-                for prefix, optimizer in optimizers.items()}
+            raise EdgeditError(
+                f"--resume: --{key.replace('_', '-')} was {saved['settings'][key]}, now "
+                f"{wanted['settings'][key]}; resume with the same value"
+            )
+    restored = {
+        prefix: _optimizer_state(prefix, optimizer, header, tensors, path, fix)
+        for prefix, optimizer in optimizers.items()
+    }
     try:
         objective.load_state_dict({k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}, strict=True)
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
         for prefix, optimizer in optimizers.items():
             optimizer.load_state_dict(restored[prefix])
     except (RuntimeError, ValueError, KeyError) as err:
-        raise EdgeditError(f"{path}: its tensors do not fit this run ({str(err).splitlines()[0][:120]}); {fix}") \
-            from None
+        raise EdgeditError(
+            f"{path}: its tensors do not fit this run ({str(err).splitlines()[0][:120]}); {fix}"
+        ) from None
     return step
 
 
-def _optimizer_state(prefix: str, optimizer: torch.optim.Optimizer, header: _StateRecord,
-                     tensors: dict[str, torch.Tensor], path: Path, fix: str) -> dict[str, Any]:
+def _optimizer_state(
+    prefix: str,
+    optimizer: torch.optim.Optimizer,
+    header: _StateRecord,
+    tensors: dict[str, torch.Tensor],
+    path: Path,
+    fix: str,
+) -> dict[str, Any]:
     """One optimizer's state dict from the file, checked to fit its parameters exactly (torch would
     only fail at the next step)."""
     groups_text, scalars_text = getattr(header, f"{prefix}_groups"), getattr(header, f"{prefix}_scalars")
     if groups_text is None or scalars_text is None:
         raise EdgeditError(f"{path}: holds no {OPTIMIZERS[prefix]} state, which this run has; {fix}")
-    groups = [parse(_OptimizerGroup, g, path, "optimizer group", fix).model_dump()
-              for g in _json_list(groups_text, path, f"{prefix}_groups", fix)]
+    groups = [
+        parse(_OptimizerGroup, g, path, "optimizer group", fix).model_dump()
+        for g in _json_list(groups_text, path, f"{prefix}_groups", fix)
+    ]
     scalars = loads(scalars_text, path, f"training state's '{prefix}_scalars'", fix)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     if [g["params"] for g in groups] != [list(range(len(params)))] or not isinstance(scalars, dict):
-        raise EdgeditError(f"{path}: its {OPTIMIZERS[prefix]} groups do not cover this model's {len(params)} "
-                           f"parameters; {fix}")
+        raise EdgeditError(
+            f"{path}: its {OPTIMIZERS[prefix]} groups do not cover this model's {len(params)} parameters; {fix}"
+        )
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith(f"{prefix}."):
@@ -285,7 +311,7 @@ def batch_indices(step: int, batch: int, dataset_size: int, seed: int) -> np.nda
     while len(rows) < batch:
         epoch, offset = divmod(start + len(rows), dataset_size)
         order = np.random.Generator(np.random.PCG64([seed, epoch])).permutation(dataset_size)
-        rows.extend(order[offset: offset + batch - len(rows)])
+        rows.extend(order[offset : offset + batch - len(rows)])
     return np.asarray(rows)
 
 
@@ -323,10 +349,18 @@ class SampleGrids:
         save_png(self.folder / f"step-{step:07d}.png", make_grid(images, columns=8))
 
 
-def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: str | os.PathLike, resume: bool = False,
-          provenance: dict[str, Any] | None = None, on_step: Callable[[int, float], None] | None = None,
-          on_sample: Callable[[int, DiT], None] | None = None, world: World | None = None,
-          say: Callable[[str], None] = log.info) -> Path:
+def train(
+    run: Run,
+    data: dict[str, Any],
+    objective: torch.nn.Module,
+    output: str | os.PathLike,
+    resume: bool = False,
+    provenance: dict[str, Any] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    on_sample: Callable[[int, DiT], None] | None = None,
+    world: World | None = None,
+    say: Callable[[str], None] = log.info,
+) -> Path:
     """Train `objective.model` on `data` (a dict of equally long arrays, e.g. image + label, or
     the pairs store's z + image + label + trajectory) and write the EMA of the model to `output`.
     Build the objective after `torch.manual_seed(run.settings.seed)`: DDP also broadcasts rank 0's
@@ -362,11 +396,16 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
     state_file = artefacts.train_state(output)
     step = load_state(state_file, run, objective, ema, optimizers) if resume else 0
     if step > settings.steps:
-        raise EdgeditError(f"--resume: {state_file} is at step {step}, past --steps {settings.steps}; give --steps "
-                           f"{step} or more (or start a new output)")
+        raise EdgeditError(
+            f"--resume: {state_file} is at step {step}, past --steps {settings.steps}; give --steps "
+            f"{step} or more (or start a new output)"
+        )
     if resume and world.main:
-        say(f"resumed {output.name} from step {step} of {settings.steps}" if step < settings.steps else
-            f"{output.name}: the saved state is at step {step} = --steps; writing the model from it")
+        say(
+            f"resumed {output.name} from step {step} of {settings.steps}"
+            if step < settings.steps
+            else f"{output.name}: the saved state is at step {step} = --steps; writing the model from it"
+        )
     net = torch.nn.parallel.DistributedDataParallel(objective) if world.size > 1 else objective
     per_rank = settings.batch // world.size
     rows = slice(world.rank * per_rank, (world.rank + 1) * per_rank)
@@ -374,8 +413,12 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
     objective.train()
     while step < settings.steps:
         index = batch_indices(step, settings.batch, dataset_size, settings.seed)
-        batch = {k: torch.from_numpy(np.asarray(v[index], dtype=np.float32 if np.issubdtype(v.dtype, np.floating)
-                                                else np.int64)).to(world.device) for k, v in data.items()}
+        batch = {
+            k: torch.from_numpy(
+                np.asarray(v[index], dtype=np.float32 if np.issubdtype(v.dtype, np.floating) else np.int64)
+            ).to(world.device)
+            for k, v in data.items()
+        }
         lr = settings.lr * min(1.0, (step + 1) / settings.lr_warmup) if settings.lr_warmup else settings.lr
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -405,11 +448,23 @@ def train(run: Run, data: dict[str, Any], objective: torch.nn.Module, output: st
             on_sample(step, ema)
     if world.main:
         ema.eval()
-        save_model(ema.cpu(), output, provenance={
-            "method": run.method, "data": run.data, "steps": step, "batch": settings.batch, "lr": settings.lr,
-            "ema": settings.ema, "seed": settings.seed, "processes": world.size, "weights": "EMA",
-            "train_seconds_last_session": round(time.perf_counter() - started, 1), **(provenance or {}),
-        })
+        save_model(
+            ema.cpu(),
+            output,
+            provenance={
+                "method": run.method,
+                "data": run.data,
+                "steps": step,
+                "batch": settings.batch,
+                "lr": settings.lr,
+                "ema": settings.ema,
+                "seed": settings.seed,
+                "processes": world.size,
+                "weights": "EMA",
+                "train_seconds_last_session": round(time.perf_counter() - started, 1),
+                **(provenance or {}),
+            },
+        )
         if on_sample is not None:
             on_sample(step, ema)
     world.barrier()

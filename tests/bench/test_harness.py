@@ -13,11 +13,18 @@ KEYS = {"min", "mean", "p50", "p90", "p99", "max", "std", "n"}
 
 def test_records_per_model_backend_and_batch(exported):
     onnx, checkpoint = exported["onestep-cond"]
-    records, interrupted = run_bench([str(onnx), str(checkpoint)], ["onnxruntime", "torch"],
-                                     BenchSettings([1, 4], warmup=1, iters=3, duration_s=None))
+    records, interrupted = run_bench(
+        [str(onnx), str(checkpoint)],
+        ["onnxruntime", "torch"],
+        BenchSettings([1, 4], warmup=1, iters=3, duration_s=None),
+    )
     assert not interrupted and len(records) == 4
-    assert [(r["backend"], r["batch"]) for r in records] == [("onnxruntime", 1), ("onnxruntime", 4),
-                                                              ("torch", 1), ("torch", 4)]
+    assert [(r["backend"], r["batch"]) for r in records] == [
+        ("onnxruntime", 1),
+        ("onnxruntime", 4),
+        ("torch", 1),
+        ("torch", 4),
+    ]
     for r in records:
         assert set(r["latency_ms"]) == KEYS and r["latency_ms"]["n"] == 3
         assert r["throughput_img_s"] == pytest.approx(r["batch"] * 1000 / r["latency_ms"]["mean"])
@@ -27,8 +34,11 @@ def test_records_per_model_backend_and_batch(exported):
 
 
 def test_sampler_mode_counts_network_evaluations_per_image(exported):
-    (record,), _ = run_bench([str(exported["edm-cond"][0])], ["auto"],
-                             BenchSettings([2], warmup=0, iters=2, duration_s=None, what="sampler", steps=3))
+    (record,), _ = run_bench(
+        [str(exported["edm-cond"][0])],
+        ["auto"],
+        BenchSettings([2], warmup=0, iters=2, duration_s=None, what="sampler", steps=3),
+    )
     assert record["what"] == "sampler" and record["steps"] == 3 and record["network_evaluations_per_call"] == 5
     assert record["latency_per_image_ms"] == pytest.approx(record["latency_ms"]["p50"] / 2)
 
@@ -55,7 +65,8 @@ def test_a_backend_that_fails_on_this_machine_is_skipped_with_one_line_and_the_r
 
     def inductor_fails(*args):
         raise torch._dynamo.exc.BackendCompilerFailed(
-            "inductor", RuntimeError("x.cpp:25:41: error: 'at::vec' has not been declared"), None)
+            "inductor", RuntimeError("x.cpp:25:41: error: 'at::vec' has not been declared"), None
+        )
 
     monkeypatch.setattr(TorchCompileBackend, "available", classmethod(lambda cls: True))
     monkeypatch.setattr(torch, "compile", lambda module, dynamic: inductor_fails)
@@ -63,10 +74,17 @@ def test_a_backend_that_fails_on_this_machine_is_skipped_with_one_line_and_the_r
     onnx, checkpoint = exported["onestep-cond"]
     settings = BenchSettings([1, 2], warmup=1, iters=2, duration_s=None)
     records, _ = run_bench([str(checkpoint), str(onnx)], ["auto"], settings, on_skip=skipped.append)
-    assert [(r["backend"], r["batch"]) for r in records] == [("torch", 1), ("torch", 2), ("onnxruntime", 1),
-                                                              ("onnxruntime", 2)]
-    assert skipped == [f"{checkpoint.name} on torch-compile at batch {b}: skipped, torch.compile failed on this "
-                       "machine (error: 'at::vec' has not been declared); use --backend torch" for b in (1, 2)]
+    assert [(r["backend"], r["batch"]) for r in records] == [
+        ("torch", 1),
+        ("torch", 2),
+        ("onnxruntime", 1),
+        ("onnxruntime", 2),
+    ]
+    assert skipped == [
+        f"{checkpoint.name} on torch-compile at batch {b}: skipped, torch.compile failed on this "
+        "machine (error: 'at::vec' has not been declared); use --backend torch"
+        for b in (1, 2)
+    ]
 
 
 def test_ctrl_c_keeps_what_was_measured(exported, monkeypatch):
@@ -81,8 +99,11 @@ def test_ctrl_c_keeps_what_was_measured(exported, monkeypatch):
         return real(row)
 
     monkeypatch.setattr(harness._Row, "timed_call", interrupt_in_round_three)
-    records, interrupted = run_bench([str(exported["onestep-cond"][0])], ["auto"],
-                                     BenchSettings([1, 2], warmup=0, iters=5, duration_s=None, rounds=5, warmup_s=0))
+    records, interrupted = run_bench(
+        [str(exported["onestep-cond"][0])],
+        ["auto"],
+        BenchSettings([1, 2], warmup=0, iters=5, duration_s=None, rounds=5, warmup_s=0),
+    )
     assert interrupted and len(records) == 2
     assert all(r["interrupted"] and r["latency_ms"]["n"] in (2, 3) for r in records)
 
@@ -98,10 +119,19 @@ def test_records_are_timed_in_interleaved_rounds(exported, monkeypatch):
 
     monkeypatch.setattr(harness._Row, "timed_call", log)
     onnx, checkpoint = exported["onestep-cond"]
-    records, _ = run_bench([str(onnx), str(checkpoint)], ["onnxruntime", "torch"],
-                           BenchSettings([1], warmup=0, iters=3, duration_s=None, rounds=3, warmup_s=0))
-    assert order == [(".onnx", 1), (".safetensors", 1), (".safetensors", 1), (".onnx", 1), (".onnx", 1),
-                     (".safetensors", 1)]
+    records, _ = run_bench(
+        [str(onnx), str(checkpoint)],
+        ["onnxruntime", "torch"],
+        BenchSettings([1], warmup=0, iters=3, duration_s=None, rounds=3, warmup_s=0),
+    )
+    assert order == [
+        (".onnx", 1),
+        (".safetensors", 1),
+        (".safetensors", 1),
+        (".onnx", 1),
+        (".onnx", 1),
+        (".safetensors", 1),
+    ]
     assert all(len(r["round_p50_ms"]) == 3 and r["latency_ms"]["n"] == 3 for r in records)
     assert all(r["warmup"]["calls"] == 0 for r in records)
 
@@ -113,8 +143,15 @@ def test_speedup_intervals_come_from_paired_rounds():
     assert low < 10.0 / 5.0 < high and low > 1.9 and high < 2.1
     assert harness.ratio_interval(a, b) == (low, high)  # seeded: the same data, the same interval
     assert harness.ratio_interval(a[:4], b[:4]) is None and harness.ratio_interval(a, None) is None
-    make = lambda p50, rounds: {"batch": 1, "what": "model", "latency_ms": {"p50": p50},  # noqa: E731
-                                "round_p50_ms": rounds}
+
+    def make(p50, rounds):
+        return {
+            "batch": 1,
+            "what": "model",
+            "latency_ms": {"p50": p50},
+            "round_p50_ms": rounds,
+        }
+
     rows = comparison_rows([make(10.0, a), make(5.0, b)])
     assert rows[1]["speedup_ci"] == (low, high) and rows[0]["speedup_ci"] is None  # the first row is the unit
 
@@ -122,15 +159,17 @@ def test_speedup_intervals_come_from_paired_rounds():
 def test_memory_is_each_models_own(exported):
     """RSS growth is from before a model was loaded to its peak; the process peak is kept apart."""
     models = [str(exported["onestep-cond"][1]), str(exported["onestep-cond"][0])]
-    records, _ = run_bench(models, ["torch", "onnxruntime"],
-                           BenchSettings([1], warmup=1, iters=2, duration_s=None, warmup_s=0))
+    records, _ = run_bench(
+        models, ["torch", "onnxruntime"], BenchSettings([1], warmup=1, iters=2, duration_s=None, warmup_s=0)
+    )
     for r in records:
         assert 0 <= r["rss_growth_mb"] <= r["peak_rss_mb"] <= r["process_peak_rss_mb"] + 1
 
 
 def test_report_files_round_trip(exported, tmp_path):
-    records, _ = run_bench([str(exported["onestep-cond"][0])], ["auto"], BenchSettings([1], warmup=0, iters=2,
-                                                                                      duration_s=None))
+    records, _ = run_bench(
+        [str(exported["onestep-cond"][0])], ["auto"], BenchSettings([1], warmup=0, iters=2, duration_s=None)
+    )
     (tmp_path / "a.json").write_text(json.dumps(records))
     (tmp_path / "b.json").write_text(json.dumps({"records": records}))
     merged = load_records([tmp_path / "a.json", tmp_path / "b.json"])
@@ -174,8 +213,10 @@ def test_tegrastats_is_split_by_record_and_ram_counted_from_before_each_load(exp
     marker = tmp_path / "loaded"
     fake = tmp_path / "tegrastats"
     after, before = line.format(ram=2300), line.format(ram=2000)
-    fake.write_text(f"#!/bin/sh\nwhile true; do\n  if [ -e {marker} ]; then echo '{after}'; else echo '{before}'; fi\n"
-                    "  sleep 0.02\ndone\n")
+    fake.write_text(
+        f"#!/bin/sh\nwhile true; do\n  if [ -e {marker} ]; then echo '{after}'; else echo '{before}'; fi\n"
+        "  sleep 0.02\ndone\n"
+    )
     fake.chmod(0o755)
     samplers = []
 
@@ -200,9 +241,11 @@ def test_tegrastats_is_split_by_record_and_ram_counted_from_before_each_load(exp
         return backend
 
     monkeypatch.setattr(harness, "load_backend", load_then_mark)
-    (record,), _ = run_bench([str(exported["onestep-cond"][0])], ["onnxruntime"],
-                             BenchSettings([1], warmup=1, duration_s=2.0, rounds=2, warmup_s=0, tegrastats=True,
-                                           tegrastats_interval_ms=20))
+    (record,), _ = run_bench(
+        [str(exported["onestep-cond"][0])],
+        ["onnxruntime"],
+        BenchSettings([1], warmup=1, duration_s=2.0, rounds=2, warmup_s=0, tegrastats=True, tegrastats_interval_ms=20),
+    )
     tegra = record["tegrastats"]
     assert tegra["ram_delta_mb"] == 300 and tegra["samples"] >= 2
     assert tegra["power_mw"]["VDD_IN"]["mean"] == 5000

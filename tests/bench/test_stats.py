@@ -13,8 +13,9 @@ def test_statistics_of_known_samples():
     assert stats.p99 == pytest.approx(990.01, rel=1e-12)
 
 
-@pytest.mark.parametrize("n, p90, p99", [(3, False, False), (99, False, False), (100, True, False),
-                                         (999, True, False), (1000, True, True)])
+@pytest.mark.parametrize(
+    "n, p90, p99", [(3, False, False), (99, False, False), (100, True, False), (999, True, False), (1000, True, True)]
+)
 def test_tail_percentiles_need_ten_calls_beyond_them(n, p90, p99):
     stats = LatencyStats.from_samples(np.ones(n))
     assert (stats.p90 is not None, stats.p99 is not None) == (p90, p99)

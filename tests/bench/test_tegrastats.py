@@ -53,8 +53,9 @@ def test_fields_of_one_line():
     assert "RAM" not in sample.power_mw and "SWAP" not in sample.power_mw
 
 
-@pytest.mark.parametrize("line", ["", "RAM", "RAM x/yMB", "GR3D_FREQ 50%", "\x00\xff garbage",
-                                  "RAM 10/20MB VDD_IN abcmW/1mW"])
+@pytest.mark.parametrize(
+    "line", ["", "RAM", "RAM x/yMB", "GR3D_FREQ 50%", "\x00\xff garbage", "RAM 10/20MB VDD_IN abcmW/1mW"]
+)
 def test_malformed_input_never_crashes(line):
     summary = summarize([line, "RAM 100/200MB VDD_IN 1000mW/1000mW"], interval_ms=50)
     assert summary["samples"] >= 1 and summary["power_mw"]["VDD_IN"]["peak"] == 1000

@@ -22,10 +22,18 @@ def test_every_derived_name():
     assert artefacts.default_engine("e/m.onnx", "int8") == Path("engines/m.int8.plan")
 
 
-@pytest.mark.parametrize("name, companion", [
-    ("m.onnx", "m.onnx.data"), ("m.plan", "m.plan.json"), ("m.engine", "m.engine.json"), ("m.trt", "m.trt.json"),
-    ("s.safetensors", "s.train-state.safetensors"), ("s.train-state.safetensors", None), ("c.npz", None),
-])
+@pytest.mark.parametrize(
+    "name, companion",
+    [
+        ("m.onnx", "m.onnx.data"),
+        ("m.plan", "m.plan.json"),
+        ("m.engine", "m.engine.json"),
+        ("m.trt", "m.trt.json"),
+        ("s.safetensors", "s.train-state.safetensors"),
+        ("s.train-state.safetensors", None),
+        ("c.npz", None),
+    ],
+)
 def test_companions_go_with_their_file(name, companion):
     assert artefacts.companions(Path("d") / name) == ([Path("d") / companion] if companion else [])
 
@@ -40,8 +48,18 @@ def test_every_engine_suffix_is_read_as_an_engine(suffix):
     assert artefacts.ENGINE == ".plan" and artefacts.default_engine("m.onnx", "fp16").suffix == artefacts.ENGINE
 
 
-CONVENTIONS = {".plan", ".engine", ".trt", ".data", ".samples", ".train-state", ".train-state.safetensors", ".int8",
-               ".int8.onnx", ".precision.json"}
+CONVENTIONS = {
+    ".plan",
+    ".engine",
+    ".trt",
+    ".data",
+    ".samples",
+    ".train-state",
+    ".train-state.safetensors",
+    ".int8",
+    ".int8.onnx",
+    ".precision.json",
+}
 
 
 def test_no_other_module_spells_a_file_convention():

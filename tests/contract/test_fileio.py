@@ -188,9 +188,21 @@ def test_file_kinds_come_from_the_first_bytes(tmp_path):
     (tmp_path / "blob").write_bytes(b"\x00\x01\x02")
     (tmp_path / "empty.onnx").write_bytes(b"")
     (tmp_path / "m.onnx").write_bytes(b"\x08\x0a\x12\x07edgedit")  # ir_version 10, producer_name
-    expected = {"student.bin": "student", "teacher.bin": "denoiser", "foreign.bin": "checkpoint",
-                "state.bin": "train-state", "a.bin": "npz", "a.npy": "npy", "grid.bin": "png", "r.bin": "json",
-                "notes.onnx": "text", "m.plan": "engine", "blob": "unknown", "empty.onnx": None, "m.onnx": "onnx"}
+    expected = {
+        "student.bin": "student",
+        "teacher.bin": "denoiser",
+        "foreign.bin": "checkpoint",
+        "state.bin": "train-state",
+        "a.bin": "npz",
+        "a.npy": "npy",
+        "grid.bin": "png",
+        "r.bin": "json",
+        "notes.onnx": "text",
+        "m.plan": "engine",
+        "blob": "unknown",
+        "empty.onnx": None,
+        "m.onnx": "onnx",
+    }
     assert {name: file_kind(tmp_path / name) for name in expected} == expected
 
 
@@ -213,31 +225,51 @@ def files(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("outputs, inputs, words", [
-    ([Output("-o", "s.safetensors", "onnx")], {"MODEL": "s.safetensors"}, "-o s.safetensors would overwrite the input "
-                                                                           "MODEL s.safetensors"),
-    ([Output("-o", "./x/../s.safetensors", "onnx")], {"MODEL": "s.safetensors"}, "would overwrite the input MODEL"),
-    ([Output("-o", "{abs}/s.onnx", "npz")], {"MODEL": "s.onnx"}, "would overwrite the input MODEL"),
-    ([Output("-o", "link.safetensors", "onnx")], {"MODEL": "s.safetensors"}, "would overwrite"),  # a symlink
-    ([Output("-o", "hard.onnx", "npz")], {"MODEL": "s.onnx"}, "would overwrite"),  # a hard link
-    ([Output("-o", "s.onnx.data", "npz")], {"MODEL": "s.onnx"}, "s.onnx.data, which belongs to the input MODEL"),
-    ([Output("-o", "e.plan.json", "json")], {"ENGINE": "e.plan"}, "which belongs to the input ENGINE e.plan"),
-    ([Output("-o", "s.train-state.safetensors", "onnx")], {"MODEL": "s.safetensors"}, "belongs to the input"),
-    ([Output("-o", "x.onnx", "onnx", ("s.safetensors",))], {"MODEL": "s.safetensors"},
-     "s.safetensors (written with -o x.onnx) would overwrite the input MODEL"),
-    ([Output("-o", "t.safetensors", "student", (), ("s.onnx",))], {"M": "s.onnx"}, "written with -o t.safetensors"),
-    ([Output("-o", "pairs/student.safetensors", "student")], {"--pairs": "pairs"}, "is inside the input --pairs pairs"),
-    ([Output("-o", ".", "folder")], {"--pairs": "pairs"}, "-o . is a folder that holds the input --pairs pairs"),
-    ([Output("-o", "pairs", "folder")], {"--pairs": "pairs"}, "would overwrite the input --pairs pairs"),
-    ([Output("--json", "r.json", "json"), Output("--csv", "./r.json", "text")], {},
-     "--json r.json and --csv ./r.json are the same file"),
-    ([Output("-o", "pairs", "onnx")], {}, "-o pairs: is a folder, not a file"),
-    ([Output("-o", "s.onnx", "folder")], {}, "-o s.onnx: is a file, not a folder"),
-    ([Output("-o", "s.onnx/x/m.onnx", "onnx")], {}, "s.onnx is not a folder"),
-    ([Output("-o", "/dev/null", "npz")], {}, "is not a regular file"),
-    ([Output("-o", "s.safetensors", "onnx")], {}, "-o s.safetensors: exists and is a safetensors file, not an ONNX "
-                                                  "model; choose another path, or pass --force to replace it"),
-])
+@pytest.mark.parametrize(
+    "outputs, inputs, words",
+    [
+        (
+            [Output("-o", "s.safetensors", "onnx")],
+            {"MODEL": "s.safetensors"},
+            "-o s.safetensors would overwrite the input MODEL s.safetensors",
+        ),
+        ([Output("-o", "./x/../s.safetensors", "onnx")], {"MODEL": "s.safetensors"}, "would overwrite the input MODEL"),
+        ([Output("-o", "{abs}/s.onnx", "npz")], {"MODEL": "s.onnx"}, "would overwrite the input MODEL"),
+        ([Output("-o", "link.safetensors", "onnx")], {"MODEL": "s.safetensors"}, "would overwrite"),  # a symlink
+        ([Output("-o", "hard.onnx", "npz")], {"MODEL": "s.onnx"}, "would overwrite"),  # a hard link
+        ([Output("-o", "s.onnx.data", "npz")], {"MODEL": "s.onnx"}, "s.onnx.data, which belongs to the input MODEL"),
+        ([Output("-o", "e.plan.json", "json")], {"ENGINE": "e.plan"}, "which belongs to the input ENGINE e.plan"),
+        ([Output("-o", "s.train-state.safetensors", "onnx")], {"MODEL": "s.safetensors"}, "belongs to the input"),
+        (
+            [Output("-o", "x.onnx", "onnx", ("s.safetensors",))],
+            {"MODEL": "s.safetensors"},
+            "s.safetensors (written with -o x.onnx) would overwrite the input MODEL",
+        ),
+        ([Output("-o", "t.safetensors", "student", (), ("s.onnx",))], {"M": "s.onnx"}, "written with -o t.safetensors"),
+        (
+            [Output("-o", "pairs/student.safetensors", "student")],
+            {"--pairs": "pairs"},
+            "is inside the input --pairs pairs",
+        ),
+        ([Output("-o", ".", "folder")], {"--pairs": "pairs"}, "-o . is a folder that holds the input --pairs pairs"),
+        ([Output("-o", "pairs", "folder")], {"--pairs": "pairs"}, "would overwrite the input --pairs pairs"),
+        (
+            [Output("--json", "r.json", "json"), Output("--csv", "./r.json", "text")],
+            {},
+            "--json r.json and --csv ./r.json are the same file",
+        ),
+        ([Output("-o", "pairs", "onnx")], {}, "-o pairs: is a folder, not a file"),
+        ([Output("-o", "s.onnx", "folder")], {}, "-o s.onnx: is a file, not a folder"),
+        ([Output("-o", "s.onnx/x/m.onnx", "onnx")], {}, "s.onnx is not a folder"),
+        ([Output("-o", "/dev/null", "npz")], {}, "is not a regular file"),
+        (
+            [Output("-o", "s.safetensors", "onnx")],
+            {},
+            "-o s.safetensors: exists and is a safetensors file, not an ONNX "
+            "model; choose another path, or pass --force to replace it",
+        ),
+    ],
+)
 def test_outputs_that_would_destroy_something_are_refused_in_one_line(files, outputs, inputs, words):
     outputs = [Output(o.flag, str(o.path).format(abs=files), o.kind, o.companions, o.folders) for o in outputs]
     before = {p: p.read_bytes() for p in files.rglob("*") if p.is_file()}

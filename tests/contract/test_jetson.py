@@ -11,12 +11,14 @@ CPU_ONLINE CORE_0 1
 
 def fake_jetson(root, gpu=(306000000, 1020000000), cpu=(729600, 1728000)):
     (root / "proc/device-tree").mkdir(parents=True)
-    (root / "proc/device-tree/model").write_bytes(b"NVIDIA Jetson Orin Nano Engineering Reference "
-                                                  b"Developer Kit Super\x00")
+    (root / "proc/device-tree/model").write_bytes(
+        b"NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super\x00"
+    )
     (root / "etc").mkdir()
     (root / "etc/nv_tegra_release").write_text(
         "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
-        "DATE: Wed Jan  8 01:49:37 UTC 2025\n")
+        "DATE: Wed Jan  8 01:49:37 UTC 2025\n"
+    )
     (root / "etc/nvpmodel.conf").write_text(ORIN_NANO_SUPER_CONF)
     (root / "var/lib/nvpmodel").mkdir(parents=True)
     (root / "var/lib/nvpmodel/status").write_text("pmode:0002 fmode:quiet\n")
@@ -53,8 +55,10 @@ def test_not_a_jetson_gives_none(tmp_path):
 
 
 def test_nvpmodel_query_output_is_parsed():
-    assert (jetson.parse_nvpmodel_query("NV Fan Mode:quiet\nNV Power Mode: MAXN_SUPER\n2\n")
-            == {"name": "MAXN_SUPER", "id": 2})
+    assert jetson.parse_nvpmodel_query("NV Fan Mode:quiet\nNV Power Mode: MAXN_SUPER\n2\n") == {
+        "name": "MAXN_SUPER",
+        "id": 2,
+    }
     assert jetson.parse_nvpmodel_query("nvpmodel: permission denied") is None
 
 

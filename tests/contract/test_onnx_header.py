@@ -18,8 +18,9 @@ def test_reads_what_onnx_reads(exported, name):
 
 def test_external_data_models_and_garbage(tmp_path, exported):
     model = onnx.load(exported["onestep-cond"][0])
-    onnx.save_model(model, tmp_path / "big.onnx", save_as_external_data=True, location="big.onnx.data",
-                    size_threshold=0)
+    onnx.save_model(
+        model, tmp_path / "big.onnx", save_as_external_data=True, location="big.onnx.data", size_threshold=0
+    )
     metadata, _ = read_onnx_header(tmp_path / "big.onnx")
     assert metadata["edgedit.format"] == "edgedit.onnx/1"
     (tmp_path / "junk.onnx").write_bytes(b"\xff" * 64)
@@ -64,13 +65,16 @@ def test_the_graph_reads_as_onnx_reads_it(exported, name):
 
     path = exported[name][0]
     model, graph = onnx.load(path), read_onnx_graph(path)
-    assert [(n.op_type, n.name, tuple(n.input)) for n in model.graph.node] == \
-        [(n.op_type, n.name, n.inputs) for n in graph.nodes]
-    assert {t.name: (t.data_type, tuple(t.dims)) for t in model.graph.initializer} == \
-        {w.name: (w.data_type, w.dims) for w in graph.weights.values()}
+    assert [(n.op_type, n.name, tuple(n.input)) for n in model.graph.node] == [
+        (n.op_type, n.name, n.inputs) for n in graph.nodes
+    ]
+    assert {t.name: (t.data_type, tuple(t.dims)) for t in model.graph.initializer} == {
+        w.name: (w.data_type, w.dims) for w in graph.weights.values()
+    }
     dims = lambda v: tuple(d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim)  # noqa: E731
-    assert [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.output] == \
-        [(v.name, v.elem_type, v.dims) for v in graph.outputs]
+    assert [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in model.graph.output] == [
+        (v.name, v.elem_type, v.dims) for v in graph.outputs
+    ]
     assert graph.producer == f"{model.producer_name} {model.producer_version}".strip()
 
 
@@ -84,8 +88,9 @@ def test_the_weights_hash_covers_the_weights_not_the_metadata_or_the_layout(expo
     entry = model.metadata_props.add()
     entry.key, entry.value = "note", "anything"
     onnx.save_model(model, tmp_path / "meta.onnx")
-    onnx.save_model(model, tmp_path / "ext.onnx", save_as_external_data=True, location="ext.onnx.data",
-                    size_threshold=0)
+    onnx.save_model(
+        model, tmp_path / "ext.onnx", save_as_external_data=True, location="ext.onnx.data", size_threshold=0
+    )
     assert weights_sha256(read_onnx_graph(tmp_path / "meta.onnx")) == reference
     assert weights_sha256(read_onnx_graph(tmp_path / "ext.onnx")) == reference
     model = onnx.load(path)  # saving with external data moved the weights out of the one in memory

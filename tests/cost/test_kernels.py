@@ -24,8 +24,9 @@ def test_yolov8n_matches_ultralytics_published_size():
     assert 2 * macs(kernels) / 1e9 == pytest.approx(8.7, rel=0.03)  # Ultralytics' FLOPs = 2 x MACs at 640
 
 
-@pytest.mark.parametrize("depth, params, gmacs", [(18, 11_689_512, 1.814), (34, 21_797_672, 3.664),
-                                                  (50, 25_557_032, 4.089)])
+@pytest.mark.parametrize(
+    "depth, params, gmacs", [(18, 11_689_512, 1.814), (34, 21_797_672, 3.664), (50, 25_557_032, 4.089)]
+)
 def test_resnets_match_torchvisions_published_size(depth, params, gmacs):
     # torchvision.models docs: ResNet-18/34/50 parameters and GFLOPS (their "GFLOPS" are MACs)
     # integer counts, no rounding: 0.5% covers the stand-ins (<= 0.1%) and the 4-digit GMACs (<= 0.03%)
@@ -45,8 +46,12 @@ def test_kernel_count_follows_the_assumed_fusions():
     # A one-step class-conditional student block: adaLN GEMV, norm1, qkv, attention, proj, norm2, fc1, fc2.
     fused = get_preset("DiT-Nano-S/2").config.replace(num_classes=10)  # head size 32: one MHA kernel
     unfused = fused.replace(hidden_size=80, num_heads=4)  # head size 20: three kernels
-    per_block = {cfg.hidden_size: (total_kernels(dit_kernels(cfg.replace(depth=3)))
-                                   - total_kernels(dit_kernels(cfg.replace(depth=2)))) for cfg in (fused, unfused)}
+    per_block = {
+        cfg.hidden_size: (
+            total_kernels(dit_kernels(cfg.replace(depth=3))) - total_kernels(dit_kernels(cfg.replace(depth=2)))
+        )
+        for cfg in (fused, unfused)
+    }
     assert per_block == {128: 8, 80: 10}
     # Around the blocks: patch embedding, label gather, final adaLN, norm, linear, unpatchify.
     assert total_kernels(dit_kernels(fused.replace(depth=1))) - 8 == 6

@@ -17,8 +17,14 @@ from edgedit.cost.latency import (
     unfuses_attention,
 )
 
-C = Constants(tensor_efficiency=0.5, conv_efficiency=0.25, int8_efficiency=0.8, bandwidth_efficiency=0.5,
-              kernel_floor_us=10.0, launch_us=6.0)
+C = Constants(
+    tensor_efficiency=0.5,
+    conv_efficiency=0.25,
+    int8_efficiency=0.8,
+    bandwidth_efficiency=0.5,
+    kernel_floor_us=10.0,
+    launch_us=6.0,
+)
 NANO, SUPER = DEVICES["orin-nano"], DEVICES["orin-nano-super"]
 
 
@@ -44,8 +50,10 @@ def test_a_big_gemm_is_compute_bound_and_pays_one_floor():
 def test_a_memory_kernel_costs_its_bytes_and_the_floor_scales_with_the_gpu_clock():
     k = memory("norm", reads=10_000_000, writes=10_000_000)
     for device in (NANO, SUPER):
-        expected_us = 2 * 20_000_000 / (device.bandwidth_bytes_per_s * C.bandwidth_efficiency) * 1e6 \
+        expected_us = (
+            2 * 20_000_000 / (device.bandwidth_bytes_per_s * C.bandwidth_efficiency) * 1e6
             + C.kernel_floor_us * REFERENCE_GPU_MHZ / device.gpu_mhz
+        )
         launch = C.launch_us * REFERENCE_CPU_GHZ / device.cpu_ghz
         expected = pytest.approx(expected_us + launch, rel=1e-12)  # float64, a few terms: rounding ~1e-16
         assert network_ms([k], device, "fp16", C, cuda_graph=True) * 1e3 == expected
@@ -68,11 +76,13 @@ def test_tiny_kernels_are_launch_bound_without_a_cuda_graph():
     # the GPU waits for each enqueue: the last kernel starts after 20 launches
     assert network_ms(kernels, NANO, "fp16", slow_launch) * 1e3 == pytest.approx(20 * launch + floor, rel=1e-3)
     # one graph launch, then the kernels back to back
-    assert network_ms(kernels, NANO, "fp16", slow_launch, cuda_graph=True) * 1e3 == pytest.approx(launch + 20 * floor,
-                                                                                                 rel=1e-3)
+    assert network_ms(kernels, NANO, "fp16", slow_launch, cuda_graph=True) * 1e3 == pytest.approx(
+        launch + 20 * floor, rel=1e-3
+    )
     # with a fast CPU the GPU is the bottleneck: launches overlap the kernels
-    assert network_ms(kernels, NANO, "fp16", C) * 1e3 == pytest.approx(C.launch_us * REFERENCE_CPU_GHZ / NANO.cpu_ghz
-                                                                       + 20 * floor, rel=1e-3)
+    assert network_ms(kernels, NANO, "fp16", C) * 1e3 == pytest.approx(
+        C.launch_us * REFERENCE_CPU_GHZ / NANO.cpu_ghz + 20 * floor, rel=1e-3
+    )
 
 
 def test_precisions_are_what_edgedit_builds():
@@ -84,8 +94,10 @@ def test_precisions_are_what_edgedit_builds():
     # typed FP16 Q/DQ: the plan's classes INT8 with FP16 out, its FP32 islands FP32, the rest FP16
     assert kernel_precision(linear, "int8", plan=plan) == Precision("int8", 1, 1, 2)
     assert kernel_precision(adaln, "int8", plan=plan).math == "fp16"
-    assert kernel_precision(norm, "int8", plan=plan).math == "tf32" and kernel_precision(norm, "best", plan=plan).math \
-        == "fp16"  # weakly typed: TensorRT chooses FP16, no island
+    assert (
+        kernel_precision(norm, "int8", plan=plan).math == "tf32"
+        and kernel_precision(norm, "best", plan=plan).math == "fp16"
+    )  # weakly typed: TensorRT chooses FP16, no island
     assert kernel_precision(norm, "fp16", plan=plan).math == "tf32"  # the FP16 export keeps the same islands
     assert kernel_precision(linear, "int8-fp32", plan=plan) == Precision("int8", 1, 1, 4)  # the FP32-typed form
     assert kernel_precision(adaln, "int8-fp32", plan=plan).math == "tf32"
@@ -103,17 +115,41 @@ def test_typed_graphs_pay_for_casts_and_standalone_quantizes():
     norm = memory("blocks.norm1", 4096, 4096, islands=("layernorm",))
     proj = gemm("blocks.attn.proj", 64, 64, 64, layer="proj", fused_quantize=False)
     qkv = gemm("blocks.attn.qkv", 64, 192, 64, layer="qkv")
-    names = lambda precision, plan: [k.name for k, _ in Workload([norm, qkv, proj], NANO, precision,  # noqa: E731
-                                                                 plan=plan).kernels]
+
+    def names(precision, plan):
+        return [
+            k.name
+            for k, _ in Workload(
+                [norm, qkv, proj],
+                NANO,
+                precision,
+                plan=plan,
+            ).kernels
+        ]
+
     islands = PrecisionPlan(int8=("qkv", "proj"), high="fp16", fp32=("layernorm",))
-    assert names("int8", islands) == ["blocks.norm1 cast in", "blocks.norm1 cast out", "blocks.norm1",
-                                      "blocks.attn.qkv", "blocks.attn.proj input quantize", "blocks.attn.proj"]
-    assert names("best", islands) == ["blocks.norm1", "blocks.attn.qkv", "blocks.attn.proj input quantize",
-                                      "blocks.attn.proj"]
-    assert names("fp16", PrecisionPlan(int8=(), high="fp16", fp32=())) == ["blocks.norm1", "blocks.attn.qkv",
-                                                                           "blocks.attn.proj"]
-    assert network_ms([norm, qkv, proj], NANO, "int8", C, plan=islands) > network_ms([norm, qkv, proj], NANO, "best",
-                                                                                      C, plan=islands)
+    assert names("int8", islands) == [
+        "blocks.norm1 cast in",
+        "blocks.norm1 cast out",
+        "blocks.norm1",
+        "blocks.attn.qkv",
+        "blocks.attn.proj input quantize",
+        "blocks.attn.proj",
+    ]
+    assert names("best", islands) == [
+        "blocks.norm1",
+        "blocks.attn.qkv",
+        "blocks.attn.proj input quantize",
+        "blocks.attn.proj",
+    ]
+    assert names("fp16", PrecisionPlan(int8=(), high="fp16", fp32=())) == [
+        "blocks.norm1",
+        "blocks.attn.qkv",
+        "blocks.attn.proj",
+    ]
+    assert network_ms([norm, qkv, proj], NANO, "int8", C, plan=islands) > network_ms(
+        [norm, qkv, proj], NANO, "best", C, plan=islands
+    )
 
 
 def test_fp32_softmax_or_int8_attention_products_unfuse_attention():

@@ -23,8 +23,9 @@ def test_the_activation_estimate_is_the_right_size_for_a_real_training_step():
     net = DiT(cfg)
     x, t, y = torch.randn(8, 1, 16, 16), torch.rand(8) * 10, torch.randint(0, 10, (8,))
     saved = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t,
-                                                  lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t
+    ):
         net(x, t, y).square().mean().backward()
     estimate = training_memory(cfg, 8).parts["activations at batch 8"]
     assert estimate / 3 < sum(saved) < estimate * 3
@@ -32,8 +33,11 @@ def test_the_activation_estimate_is_the_right_size_for_a_real_training_step():
 
 def test_jobs_that_cannot_fit_are_refused_with_the_estimate_and_what_to_change():
     huge = get_preset("DiT-XL/2").config
-    with pytest.raises(EdgeditError, match=r"training needs about .* GB \(weights, gradients, AdamW and EMA .*, "
-                                           r"activations at batch 256 .*\); this machine has 8.0 GB available; "
-                                           r"lower --batch"):
+    with pytest.raises(
+        EdgeditError,
+        match=r"training needs about .* GB \(weights, gradients, AdamW and EMA .*, "
+        r"activations at batch 256 .*\); this machine has 8.0 GB available; "
+        r"lower --batch",
+    ):
         require_memory(training_memory(huge, 256), "training", "lower --batch", available=8 * 2**30)
     require_memory(inference_memory(huge, 1), "sampling", "-", available=8 * 2**30)  # fits

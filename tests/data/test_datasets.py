@@ -23,8 +23,12 @@ def test_digits_are_16x16_in_range_with_a_fixed_split():
 
 def cifar_batch(n, seed, label_offset=0):
     rng = np.random.default_rng(seed)
-    return {b"batch_label": b"training batch", b"labels": [(i + label_offset) % 10 for i in range(n)],
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+    return {
+        b"batch_label": b"training batch",
+        b"labels": [(i + label_offset) % 10 for i in range(n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
 
 
 @pytest.fixture
@@ -94,11 +98,14 @@ def test_npz_in_either_layout(tmp_path):
         load_data(f"npz:{tmp_path / 'bad.npz'}")
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("mnist", "expected digits, cifar10:PATH"),
-    ("cifar10:/no/such/dir", "does not exist"),
-    ("folder:", "expected digits"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("mnist", "expected digits, cifar10:PATH"),
+        ("cifar10:/no/such/dir", "does not exist"),
+        ("folder:", "expected digits"),
+    ],
+)
 def test_bad_specs(spec, message):
     with pytest.raises(EdgeditError, match=message):
         load_data(spec)
@@ -118,12 +125,15 @@ def one_line_refusal(spec, message):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("empty.png", b"", "empty.png: not a readable image \\(cannot identify image file"),
-    ("text.png", b"hello, not a PNG", "text.png: not a readable image"),
-    ("cut.png", "truncated", "cut.png: not a readable image"),
-    ("notes.txt", b"hello", "notes.txt: not a PNG or JPEG file; a class folder holds only"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.png", b"", "empty.png: not a readable image \\(cannot identify image file"),
+        ("text.png", b"hello, not a PNG", "text.png: not a readable image"),
+        ("cut.png", "truncated", "cut.png: not a readable image"),
+        ("notes.txt", b"hello", "notes.txt: not a PNG or JPEG file; a class folder holds only"),
+    ],
+)
 def test_unreadable_or_foreign_files_in_an_image_folder(tmp_path, name, content, message):
     root = class_folders(tmp_path / "imgs")
     if content == "truncated":  # noise, so that the pixels outlast the cut
@@ -143,12 +153,15 @@ def test_a_decompression_bomb_is_refused(tmp_path, monkeypatch, limit):
     one_line_refusal(f"folder:{root}", "0.png: refused, possibly a decompression bomb")
 
 
-@pytest.mark.parametrize("labels, message", [
-    ([10, 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
-    ([-1, 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
-    ([b"cat", 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
-    ([1, 2, 3], "labels must be a list of 4 integers in 0..9, one per image"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([10, 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
+        ([-1, 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
+        ([b"cat", 1, 2, 3], "labels must be a list of 4 integers in 0..9"),
+        ([1, 2, 3], "labels must be a list of 4 integers in 0..9, one per image"),
+    ],
+)
 def test_cifar_labels_outside_the_classes_are_refused(cifar_folder, labels, message):
     batch = cifar_batch(4, 1)
     batch[b"labels"] = labels
@@ -166,18 +179,24 @@ def test_images_beyond_the_memory_available_are_refused_before_decoding(tmp_path
         raise AssertionError("decoded before the memory check")
 
     monkeypatch.setattr(datasets, "load_npz", no_decoding)
-    one_line_refusal(f"folder:{root}", "6 images of 3x16x16 need about 0.0 GiB as float32, more than the 0.0 GiB "
-                                       "of memory available; use fewer or smaller images")
+    one_line_refusal(
+        f"folder:{root}",
+        "6 images of 3x16x16 need about 0.0 GiB as float32, more than the 0.0 GiB "
+        "of memory available; use fewer or smaller images",
+    )
     one_line_refusal(f"npz:{tmp_path / 'd.npz'}", "1000 images of 3x64x64 need about 0.1 GiB")
     one_line_refusal(f"cifar10:{cifar_folder}", "20 images of 3x32x32 need about")
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"images": np.full((2, 1, 4, 4), np.nan, np.float32)}, "'images' holds NaN or infinite values"),
-    ({"images": np.zeros((2, 1, 4, 4), np.uint8), "labels": np.array([0.5, 1.0])}, "'labels' must be 2 integers"),
-    ({"images": np.zeros((2, 1, 4, 4), np.uint8), "labels": np.array([0, 10**12])}, "'labels' must be 2 integers"),
-    ({"images": np.zeros((2, 1, 4, 6), np.uint8)}, "images must be square"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"images": np.full((2, 1, 4, 4), np.nan, np.float32)}, "'images' holds NaN or infinite values"),
+        ({"images": np.zeros((2, 1, 4, 4), np.uint8), "labels": np.array([0.5, 1.0])}, "'labels' must be 2 integers"),
+        ({"images": np.zeros((2, 1, 4, 4), np.uint8), "labels": np.array([0, 10**12])}, "'labels' must be 2 integers"),
+        ({"images": np.zeros((2, 1, 4, 6), np.uint8)}, "images must be square"),
+    ],
+)
 def test_npz_images_and_labels_are_checked(tmp_path, arrays, message):
     np.savez(tmp_path / "d.npz", **arrays)
     one_line_refusal(f"npz:{tmp_path / 'd.npz'}", message)

@@ -99,8 +99,11 @@ def test_a_damaged_or_partial_shard_is_regenerated_and_others_skipped(teacher, t
     (tmp_path / "p" / ".shard-000002.xyz.partial").mkdir()  # an interrupted attempt's leftovers
     said = []
     assert not verify_pairs(tmp_path / "p", say=said.append)["complete"]
-    assert said == ["removed 1 staging folder(s) of interrupted writers",
-                    "dropped shard-000001 (checksum of image.npy)", "1 of 3 shards verified"]
+    assert said == [
+        "removed 1 staging folder(s) of interrupted writers",
+        "dropped shard-000001 (checksum of image.npy)",
+        "1 of 3 shards verified",
+    ]
     with pytest.raises(EdgeditError, match="incomplete \\(1 of 3 shards verified\\)"):
         PairsStore(tmp_path / "p")
     untouched = (tmp_path / "p" / "shard-000000" / "z.npy").stat().st_mtime_ns
@@ -234,8 +237,10 @@ def test_a_malformed_manifest_is_refused_in_one_line(store, change, message):
         assert verify_pairs(store)["complete"] and len(PairsStore(store)) == 10
 
 
-@pytest.mark.parametrize("text, message", [("{", "not JSON"), ('{"format": NaN}', "not JSON \\(NaN is not JSON\\)"),
-                                           ("[1, 2]", "expected a JSON object")])
+@pytest.mark.parametrize(
+    "text, message",
+    [("{", "not JSON"), ('{"format": NaN}', "not JSON \\(NaN is not JSON\\)"), ("[1, 2]", "expected a JSON object")],
+)
 def test_a_manifest_that_is_not_a_json_object_is_refused(store, text, message):
     (store / "manifest.json").write_text(text)
     for reader in (PairsStore, verify_pairs):
@@ -265,19 +270,29 @@ def truncated_z(folder):
     return (folder / "shard-000001" / "z.npy").read_bytes()[:300]
 
 
-@pytest.mark.parametrize("name, make_array, message", [
-    ("label", lambda f: np.full(4, 10, np.int64), "label.npy: labels 10..10 outside 0..9"),
-    ("label", lambda f: np.array([0, -1, 2, 3], np.int64), "label.npy: labels -1..3 outside 0..9"),
-    ("label", lambda f: np.zeros(3, np.int64), "label.npy: int64 \\(3,\\), the settings call for int64 \\(4,\\)"),
-    ("z", lambda f: np.array([{"x": 1}] * 4, dtype=object), "z.npy: not a readable .npy array"),
-    ("z", truncated_z, "z.npy: not a readable .npy array \\(mmap length is greater than file size\\)"),
-    ("z", lambda f: np.full((4, 1, 16, 16), np.nan, np.float32), "z.npy: holds NaN or infinite values"),
-    ("image", lambda f: np.zeros((4, 1, 8, 8), np.float16), "image.npy: float16 \\(4, 1, 8, 8\\), the settings call "
-                                                             "for float16 \\(4, 1, 16, 16\\)"),
-    ("image", lambda f: np.zeros((4, 1, 16, 16), np.float32), "image.npy: float32 .* call for float16"),
-    ("trajectory", lambda f: np.full((4, 2, 1, 16, 16), np.inf, np.float16), "trajectory.npy: holds NaN or infinite"),
-    ("seeds", lambda f: np.arange(100, 104), "seeds.npy: not the seeds 4..7"),
-])
+@pytest.mark.parametrize(
+    "name, make_array, message",
+    [
+        ("label", lambda f: np.full(4, 10, np.int64), "label.npy: labels 10..10 outside 0..9"),
+        ("label", lambda f: np.array([0, -1, 2, 3], np.int64), "label.npy: labels -1..3 outside 0..9"),
+        ("label", lambda f: np.zeros(3, np.int64), "label.npy: int64 \\(3,\\), the settings call for int64 \\(4,\\)"),
+        ("z", lambda f: np.array([{"x": 1}] * 4, dtype=object), "z.npy: not a readable .npy array"),
+        ("z", truncated_z, "z.npy: not a readable .npy array \\(mmap length is greater than file size\\)"),
+        ("z", lambda f: np.full((4, 1, 16, 16), np.nan, np.float32), "z.npy: holds NaN or infinite values"),
+        (
+            "image",
+            lambda f: np.zeros((4, 1, 8, 8), np.float16),
+            "image.npy: float16 \\(4, 1, 8, 8\\), the settings call for float16 \\(4, 1, 16, 16\\)",
+        ),
+        ("image", lambda f: np.zeros((4, 1, 16, 16), np.float32), "image.npy: float32 .* call for float16"),
+        (
+            "trajectory",
+            lambda f: np.full((4, 2, 1, 16, 16), np.inf, np.float16),
+            "trajectory.npy: holds NaN or infinite",
+        ),
+        ("seeds", lambda f: np.arange(100, 104), "seeds.npy: not the seeds 4..7"),
+    ],
+)
 def test_shard_data_is_checked_against_the_settings_before_use(store, name, make_array, message):
     array = make_array(store)
     resign(store, "shard-000001", name, **({"raw": array} if isinstance(array, bytes) else {"array": array}))
@@ -319,9 +334,12 @@ def test_verify_says_what_it_dropped_and_lists_only_plain_shards_inside(store, t
     result = runner.invoke(app, ["pairs", "verify", str(store)])
     assert result.exit_code == 1  # incomplete
     said = [  # one line each (rich may wrap them on a narrow terminal)
-        "ignored shard-0 (not a shard name: shard-NNNNNN)", "dropped shard-000001 (checksum of image.npy)",
+        "ignored shard-0 (not a shard name: shard-NNNNNN)",
+        "dropped shard-000001 (checksum of image.npy)",
         "dropped shard-000002 (shard-000002 is a symbolic link (a store's files live inside it))",
-        "dropped shard-000009 (the store has 3 shards)", "1 of 3 shards verified"]
+        "dropped shard-000009 (the store has 3 shards)",
+        "1 of 3 shards verified",
+    ]
     assert " ".join(result.stderr.split()) == " ".join(said)
     assert "4 pairs in 1 shards (incomplete: 1 of 3 shards)" in result.stdout
     manifest = json.loads((store / "manifest.json").read_text())
@@ -334,8 +352,9 @@ def test_a_foreign_shard_is_not_adopted(store, made, teacher, other_teacher, tmp
     shutil.copytree(tmp_path / "other" / "shard-000001", store / "shard-000001")  # same seeds, another teacher
     said = []
     verify_pairs(store, say=said.append)
-    assert said[0] == ("dropped shard-000001 (made with other settings (its settings_sha256 differs from the "
-                       "manifest's))")
+    assert said[0] == (
+        "dropped shard-000001 (made with other settings (its settings_sha256 differs from the manifest's))"
+    )
     assert make(teacher, store)["complete"]  # the re-run redoes it with the store's own teacher
     assert (store / "shard-000001" / "image.npy").read_bytes() == (made / "shard-000001" / "image.npy").read_bytes()
 
@@ -366,8 +385,12 @@ def test_settings_are_recorded_before_the_first_shard(teacher, other_teacher, tm
         make(teacher, out, progress=stop_after(1))
     header, _ = read_manifest(out, ManifestHeader)
     assert not header.complete and header.teacher.sha256 == sha256_file(teacher)
-    for other, differing in (({"teacher": other_teacher}, "teacher"), ({"steps": 5}, "sampler, trajectory"),
-                             ({"count": 12}, "seeds"), ({"image_dtype": "float32"}, "image_dtype")):
+    for other, differing in (
+        ({"teacher": other_teacher}, "teacher"),
+        ({"steps": 5}, "sampler, trajectory"),
+        ({"count": 12}, "seeds"),
+        ({"image_dtype": "float32"}, "image_dtype"),
+    ):
         args = {"teacher": teacher, **other}
         with pytest.raises(EdgeditError, match=f"other settings \\({differing} differ\\).*--force") as err:
             make(args.pop("teacher"), out, **args)
@@ -388,7 +411,8 @@ def test_the_cli_refuses_another_teacher_in_one_line(teacher, other_teacher, tmp
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"edgedit: error: {tmp_path / 'p'}: holds pairs made with other settings (teacher differ); use another output "
-        "folder, the same settings to continue it, or --force to start it over"]
+        "folder, the same settings to continue it, or --force to start it over"
+    ]
     assert runner.invoke(app, [*args[:2], str(other_teacher), *args[2:], "--force"]).exit_code == 0
 
 
@@ -439,8 +463,26 @@ def test_a_killed_run_resumes_bit_identically(teacher, tmp_path):
     make(teacher, reference, count=48, shard_size=4)  # 12 shards
     duration = time.perf_counter() - start
     out = tmp_path / "p"
-    command = [sys.executable, "-m", "edgedit", "pairs", "generate", str(teacher), "-o", str(out), "-n", "48",
-               "--steps", "4", "--trajectory", "2", "--shard-size", "4", "--batch", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "edgedit",
+        "pairs",
+        "generate",
+        str(teacher),
+        "-o",
+        str(out),
+        "-n",
+        "48",
+        "--steps",
+        "4",
+        "--trajectory",
+        "2",
+        "--shard-size",
+        "4",
+        "--batch",
+        "4",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (out / "manifest.json").exists() and process.poll() is None and time.monotonic() < deadline:
@@ -470,11 +512,14 @@ def test_distill_and_sweep_check_the_store_before_training(store, tmp_path):
     image.write_bytes(image.read_bytes()[:-1] + b"\x01")  # one flipped byte
     settings = TrainSettings(steps=2, batch=4, lr=2e-3, checkpoint_every=2)
     with pytest.raises(EdgeditError, match="shard-000002: checksum of image.npy"):
-        distill(DistillOptions(pairs=store, output=tmp_path / "s.safetensors", settings=settings,
-                               student="DiT-Nano-XS/2"))
+        distill(
+            DistillOptions(pairs=store, output=tmp_path / "s.safetensors", settings=settings, student="DiT-Nano-XS/2")
+        )
     with pytest.raises(EdgeditError, match="shard-000002: checksum of image.npy"):
-        sweep(SweepOptions(pairs=store, output=tmp_path / "sweep", budgets=(40_000,), settings=settings),
-              say=lambda text: None)
+        sweep(
+            SweepOptions(pairs=store, output=tmp_path / "sweep", budgets=(40_000,), settings=settings),
+            say=lambda text: None,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]  # nothing written
 
 
@@ -483,25 +528,34 @@ def write_get_files(folder, files, latent=None, image=None):
     (folder / "image").mkdir(parents=True)
     (folder / "latent").mkdir()
     for k, (name, n) in enumerate(files.items()):
-        torch.save(torch.randn(n, 3, 8, 8, dtype=torch.float64) if image is None or k else image,
-                   folder / "image" / name)
+        torch.save(
+            torch.randn(n, 3, 8, 8, dtype=torch.float64) if image is None or k else image, folder / "image" / name
+        )
         torch.save(torch.randn(n, 3, 8, 8) if latent is None or k else latent, folder / "latent" / name)
 
 
-@pytest.mark.parametrize("files, latent, image, message", [
-    ({"abc.pkl": 3}, None, None, "abc.pkl: not a GET pairs file name"),
-    ({"-5.pkl": 3}, None, None, "-5.pkl: not a GET pairs file name"),
-    ({"2.pkl": 3, "000000002.pkl": 3}, None, None, "000000002.pkl and 2.pkl both end at seed 2"),
-    ({"2.pkl": 3, "4.pkl": 3}, None, None, "4.pkl: the files up to this one hold 6 pairs but their names allow at "
-                                           "most 5 seeds \\(0..4\\): their seeds overlap or start below 0"),
-    ({"1.pkl": 3}, None, None, "hold 3 pairs but their names allow at most 2 seeds"),
-    ({"5.pkl": 3}, [torch.randn(3, 3, 8, 8)] * 3, None, "holds \\[z, one-hot labels\\], this holds a list of 3"),
-    ({"5.pkl": 3}, torch.randn(3, 3, 8, 4), None, "noise of shape \\(3, 3, 8, 4\\): need .* square images"),
-    ({"5.pkl": 3}, [torch.randn(3, 3, 8, 8), torch.ones(2, 10)], None, "labels of shape \\(2, 10\\)"),
-    ({"5.pkl": 3}, torch.full((3, 3, 8, 8), float("nan")), None, "noise holds NaN"),
-    ({"5.pkl": 3}, None, {"x": torch.zeros(1)}, "expected images as a float \\(n, C, H, W\\) tensor, found a dict"),
-    ({"5.pkl": 3}, None, torch.zeros(2, 3, 8, 8), "images \\(2, 3, 8, 8\\) do not match"),
-])
+@pytest.mark.parametrize(
+    "files, latent, image, message",
+    [
+        ({"abc.pkl": 3}, None, None, "abc.pkl: not a GET pairs file name"),
+        ({"-5.pkl": 3}, None, None, "-5.pkl: not a GET pairs file name"),
+        ({"2.pkl": 3, "000000002.pkl": 3}, None, None, "000000002.pkl and 2.pkl both end at seed 2"),
+        (
+            {"2.pkl": 3, "4.pkl": 3},
+            None,
+            None,
+            "4.pkl: the files up to this one hold 6 pairs but their names allow at "
+            "most 5 seeds \\(0..4\\): their seeds overlap or start below 0",
+        ),
+        ({"1.pkl": 3}, None, None, "hold 3 pairs but their names allow at most 2 seeds"),
+        ({"5.pkl": 3}, [torch.randn(3, 3, 8, 8)] * 3, None, "holds \\[z, one-hot labels\\], this holds a list of 3"),
+        ({"5.pkl": 3}, torch.randn(3, 3, 8, 4), None, "noise of shape \\(3, 3, 8, 4\\): need .* square images"),
+        ({"5.pkl": 3}, [torch.randn(3, 3, 8, 8), torch.ones(2, 10)], None, "labels of shape \\(2, 10\\)"),
+        ({"5.pkl": 3}, torch.full((3, 3, 8, 8), float("nan")), None, "noise holds NaN"),
+        ({"5.pkl": 3}, None, {"x": torch.zeros(1)}, "expected images as a float \\(n, C, H, W\\) tensor, found a dict"),
+        ({"5.pkl": 3}, None, torch.zeros(2, 3, 8, 8), "images \\(2, 3, 8, 8\\) do not match"),
+    ],
+)
 def test_get_import_refuses_bad_names_seeds_and_contents(tmp_path, files, latent, image, message):
     write_get_files(tmp_path / "get", files, latent, image)
     with pytest.raises(EdgeditError, match=message) as err:

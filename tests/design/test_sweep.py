@@ -48,9 +48,20 @@ def test_budgets_and_candidates(pairs):
 
 def run(pairs, out, **kwargs):
     settings = TrainSettings(steps=3, batch=16, lr=2e-3, checkpoint_every=3)
-    return sweep(SweepOptions(pairs=pairs, output=out, budgets=(parse_budget("40k"),), settings=settings,
-                              methods=("output", "mi1"), eval_samples=16, latency_seconds=0.1, **GRID, **kwargs),
-                 say=lambda text: None)
+    return sweep(
+        SweepOptions(
+            pairs=pairs,
+            output=out,
+            budgets=(parse_budget("40k"),),
+            settings=settings,
+            methods=("output", "mi1"),
+            eval_samples=16,
+            latency_seconds=0.1,
+            **GRID,
+            **kwargs,
+        ),
+        say=lambda text: None,
+    )
 
 
 def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
@@ -66,7 +77,8 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
         e = r["device_estimates"]["orin_nano_int8"]
         assert 0 < e["low_ms"] < e["ms"] < e["high_ms"] and "calibrated on" in e["label"]
         assert r["params"] == accounting.count_params(
-            type(student_config("DiT-Nano-S/2", manifest(pairs))).from_dict(r["config"]))
+            type(student_config("DiT-Nano-S/2", manifest(pairs))).from_dict(r["config"])
+        )
     assert all((out / r["name"] / "student.samples" / "step-0000003.png").is_file() for r in results)  # a grid each
     for name in ("results.json", "results.csv", "pareto.png", "principles.md"):
         assert (out / name).exists()
@@ -75,9 +87,19 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
     assert "Depth at this size" in text
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/student.safetensors")}
     said = []
-    sweep(SweepOptions(pairs=pairs, output=out, budgets=(40_000,), settings=TrainSettings(
-        steps=3, batch=16, lr=2e-3, checkpoint_every=3), methods=("output", "mi1"), eval_samples=16,
-        latency_seconds=0.1, **GRID), say=said.append)
+    sweep(
+        SweepOptions(
+            pairs=pairs,
+            output=out,
+            budgets=(40_000,),
+            settings=TrainSettings(steps=3, batch=16, lr=2e-3, checkpoint_every=3),
+            methods=("output", "mi1"),
+            eval_samples=16,
+            latency_seconds=0.1,
+            **GRID,
+        ),
+        say=said.append,
+    )
     assert all("skipped" in line for line in said if line.startswith("["))
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/student.safetensors")} == stamps
 
@@ -88,8 +110,10 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
         by_architecture.setdefault(json.dumps(r["config"], sort_keys=True), set()).add(r["latency"]["p50_ms"])
     assert all(len(v) == 1 for v in by_architecture.values())
     latencies = {r["name"]: r["latency"] for r in retimed}
-    assert all(len(v["rounds_p50_ms"]) == 2 and v["p50_ms"] == statistics.median(v["rounds_p50_ms"])
-               for v in latencies.values())  # interleaved rounds, the median of their medians
+    assert all(
+        len(v["rounds_p50_ms"]) == 2 and v["p50_ms"] == statistics.median(v["rounds_p50_ms"])
+        for v in latencies.values()
+    )  # interleaved rounds, the median of their medians
     assert {r["name"]: r["latency"] for r in json.loads((out / "results.json").read_text())} == latencies
     assert all(json.loads((out / n / "result.json").read_text())["latency"] == v for n, v in latencies.items())
 
@@ -111,9 +135,21 @@ def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
 
     base = get_preset("DiT-Nano-XS/2").config
     configs = {n: base.replace(depth=d) for n, d in (("a", 2), ("b", 4), ("c", 8))}
-    results = [{"name": n, "fid": f, "config": configs[n].to_dict(), "depth": configs[n].depth, "width": 96,
-                "heads": 3, "method": "output", "budget": 500_000, "params": 1, "latency": {"p50_ms": 1.0}}
-               for n, f in (("a", 50), ("b", 40), ("c", 30))]
+    results = [
+        {
+            "name": n,
+            "fid": f,
+            "config": configs[n].to_dict(),
+            "depth": configs[n].depth,
+            "width": 96,
+            "heads": 3,
+            "method": "output",
+            "budget": 500_000,
+            "params": 1,
+            "latency": {"p50_ms": 1.0},
+        }
+        for n, f in (("a", 50), ("b", 40), ("c", 30))
+    ]
     (tmp_path / "results.json").write_text(json.dumps(results))
     ms = {n: estimate(cfg, "orin-nano", "fp16")["ms"] for n, cfg in configs.items()}
     assert ms["a"] < ms["b"] < ms["c"]
@@ -130,17 +166,30 @@ def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
     assert [r["name"] for r in pareto_front(timed, lambda r: r["t"])] == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"name": "../../etc"}, "field '0.name': string should match pattern"),
-    ({"fid": float("nan")}, "not JSON"),
-    ({"fid": "12"}, "field '0.fid': input should be a valid number"),
-    ({"config": {"depth": 10**6}}, "result a: invalid model config"),
-    ({"latency": []}, "field '0.latency': expected a JSON object, got list"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": "../../etc"}, "field '0.name': string should match pattern"),
+        ({"fid": float("nan")}, "not JSON"),
+        ({"fid": "12"}, "field '0.fid': input should be a valid number"),
+        ({"config": {"depth": 10**6}}, "result a: invalid model config"),
+        ({"latency": []}, "field '0.latency': expected a JSON object, got list"),
+    ],
+)
 def test_pick_refuses_damaged_results(tmp_path, change, message):
     cfg = get_preset("DiT-Nano-XS/2").config.to_dict()
-    result = {"name": "a", "fid": 50, "config": cfg, "depth": 4, "width": 96, "heads": 3, "method": "output",
-              "budget": 500_000, "params": 1, "latency": {"p50_ms": 1.0}}
+    result = {
+        "name": "a",
+        "fid": 50,
+        "config": cfg,
+        "depth": 4,
+        "width": 96,
+        "heads": 3,
+        "method": "output",
+        "budget": 500_000,
+        "params": 1,
+        "latency": {"p50_ms": 1.0},
+    }
     if "config" in change:
         change = {"config": {**cfg, **change["config"]}}
     (tmp_path / "results.json").write_text(json.dumps([{**result, **change}]))
@@ -150,5 +199,14 @@ def test_pick_refuses_damaged_results(tmp_path, change, message):
 
 def test_ta_in_a_sweep_needs_a_ta(pairs, tmp_path):
     with pytest.raises(EdgeditError, match="--methods ta needs --ta"):
-        sweep(SweepOptions(pairs=pairs, output=tmp_path, budgets=(40_000,), settings=TrainSettings(steps=1, batch=16),
-                           methods=("ta",), **GRID), say=lambda t: None)
+        sweep(
+            SweepOptions(
+                pairs=pairs,
+                output=tmp_path,
+                budgets=(40_000,),
+                settings=TrainSettings(steps=1, batch=16),
+                methods=("ta",),
+                **GRID,
+            ),
+            say=lambda t: None,
+        )

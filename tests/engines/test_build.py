@@ -17,13 +17,16 @@ def meta_of(path, precision=None):
     return meta
 
 
-@pytest.mark.parametrize("precision, onnx, strongly_typed, fp16, int8", [
-    ("fp32", "fp32", True, False, False),
-    ("fp16", "fp16", True, False, False),
-    ("fp16", "fp32", False, True, False),  # the TensorRT 10 weakly typed comparison
-    ("int8", "int8", True, False, False),
-    ("best", "int8", False, True, True),
-])
+@pytest.mark.parametrize(
+    "precision, onnx, strongly_typed, fp16, int8",
+    [
+        ("fp32", "fp32", True, False, False),
+        ("fp16", "fp16", True, False, False),
+        ("fp16", "fp32", False, True, False),  # the TensorRT 10 weakly typed comparison
+        ("int8", "int8", True, False, False),
+        ("best", "int8", False, True, True),
+    ],
+)
 def test_builder_settings_per_precision(exported, precision, onnx, strongly_typed, fp16, int8):
     s = settings_for(meta_of(exported["onestep-cond"][0], onnx), precision)
     assert (s.strongly_typed, s.fp16_flag, s.int8_flag) == (strongly_typed, fp16, int8)
@@ -37,8 +40,10 @@ def test_impossible_combinations_are_refused(exported, precision, onnx):
 
 def test_profile_comes_from_the_onnx_batch_spec(exported):
     s = settings_for(meta_of(exported["onestep-cond"][0]), "fp16")  # exported with batch 1:2:4
-    assert s.dynamic and s.shapes == {"z": {"min": [1, 1, 16, 16], "opt": [2, 1, 16, 16], "max": [4, 1, 16, 16]},
-                                      "y": {"min": [1], "opt": [2], "max": [4]}}
+    assert s.dynamic and s.shapes == {
+        "z": {"min": [1, 1, 16, 16], "opt": [2, 1, 16, 16], "max": [4, 1, 16, 16]},
+        "y": {"min": [1], "opt": [2], "max": [4]},
+    }
     static = settings_for(meta_of(exported["onestep-uncond"][0]), "fp32")  # batch 4
     assert not static.dynamic and static.shapes["z"]["min"] == static.shapes["z"]["max"] == [4, 3, 8, 8]
 
@@ -46,12 +51,22 @@ def test_profile_comes_from_the_onnx_batch_spec(exported):
 def test_trtexec_commands(exported):
     onnx = exported["onestep-cond"][0]
     fp16 = trtexec_command("m.fp16.onnx", "m.plan", settings_for(meta_of(onnx, "fp16"), "fp16", 512, 4, "orin.tcache"))
-    assert fp16 == ["trtexec", "--onnx=m.fp16.onnx", "--saveEngine=m.plan", "--stronglyTyped",
-                    "--minShapes=z:1x1x16x16,y:1", "--optShapes=z:2x1x16x16,y:2", "--maxShapes=z:4x1x16x16,y:4",
-                    "--memPoolSize=workspace:512", "--builderOptimizationLevel=4", "--profilingVerbosity=detailed",
-                    "--timingCacheFile=orin.tcache"]
-    best = trtexec_command("m.int8.onnx", "m.plan",
-                           settings_for(meta_of(exported["onestep-uncond"][0], "int8"), "best"))
+    assert fp16 == [
+        "trtexec",
+        "--onnx=m.fp16.onnx",
+        "--saveEngine=m.plan",
+        "--stronglyTyped",
+        "--minShapes=z:1x1x16x16,y:1",
+        "--optShapes=z:2x1x16x16,y:2",
+        "--maxShapes=z:4x1x16x16,y:4",
+        "--memPoolSize=workspace:512",
+        "--builderOptimizationLevel=4",
+        "--profilingVerbosity=detailed",
+        "--timingCacheFile=orin.tcache",
+    ]
+    best = trtexec_command(
+        "m.int8.onnx", "m.plan", settings_for(meta_of(exported["onestep-uncond"][0], "int8"), "best")
+    )
     assert best[3:6] == ["--fp16", "--int8", "--precisionConstraints=prefer"] and "--stronglyTyped" not in best
     assert not any(a.startswith("--minShapes") for a in best)  # a static ONNX needs no shapes
 
@@ -65,8 +80,9 @@ def test_without_tensorrt_the_build_is_refused_and_says_why(exported, tmp_path):
 def test_without_a_cuda_device_the_build_is_refused(exported, tmp_path, fake_tensorrt, monkeypatch):
     import edgedit.contract.device
 
-    monkeypatch.setattr(edgedit.contract.device, "cuda_devices",
-                        lambda: {"driver": None, "devices": [], "error": "none"})
+    monkeypatch.setattr(
+        edgedit.contract.device, "cuda_devices", lambda: {"driver": None, "devices": [], "error": "none"}
+    )
     with pytest.raises(EdgeditError, match="no CUDA device here"):
         build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"))
 
@@ -83,9 +99,23 @@ def test_the_workspace_must_fit_the_building_gpus_memory(exported, tmp_path, fak
     its own memory. Nothing is built or written past it."""
     import edgedit.contract.device
 
-    monkeypatch.setattr(edgedit.contract.device, "cuda_devices", lambda: {"driver": "12.6", "error": None, "devices": [
-        {"index": 0, "name": "GPU (fake)", "compute_capability": "8.7", "memory_bytes": 8 << 30,
-         "integrated": integrated}]})
+    monkeypatch.setattr(
+        edgedit.contract.device,
+        "cuda_devices",
+        lambda: {
+            "driver": "12.6",
+            "error": None,
+            "devices": [
+                {
+                    "index": 0,
+                    "name": "GPU (fake)",
+                    "compute_capability": "8.7",
+                    "memory_bytes": 8 << 30,
+                    "integrated": integrated,
+                }
+            ],
+        },
+    )
     monkeypatch.setattr(edgedit.contract.device, "available_memory_bytes", lambda: 3 << 30)
     limit = 3 << 10 if integrated else 8 << 10
     with pytest.raises(EdgeditError, match=f"--workspace-mb {limit + 1} is more than the {limit} MB GPU"):
@@ -98,15 +128,20 @@ def test_the_workspace_must_fit_the_building_gpus_memory(exported, tmp_path, fak
 def test_build_through_polygraphy_writes_engine_and_sidecar(exported, tmp_path, fake_tensorrt):
     onnx = exported["onestep-cond"][0]
     cache = tmp_path / "orin.tcache"
-    report = build_engine(onnx, tmp_path / "m.plan",
-                          BuildOptions(precision="fp16", workspace_mb=768, opt_level=5, timing_cache=cache))
+    report = build_engine(
+        onnx, tmp_path / "m.plan", BuildOptions(precision="fp16", workspace_mb=768, opt_level=5, timing_cache=cache)
+    )
     call = built(fake_tensorrt)
     assert call["onnx"] == str(onnx) and call["strongly_typed"] is False  # FP32 ONNX + FP16 flag
     assert call["flags"] == ["FP16", "TF32"]  # TF32 kept on, as trtexec does
     assert call["builder_optimization_level"] == 5 and call["profiling_verbosity"] == "DETAILED"
     assert call["memory_pool_limits"] == {"WORKSPACE": 768 << 20}
-    assert call["profiles"] == [{"z": {"min": [1, 1, 16, 16], "opt": [2, 1, 16, 16], "max": [4, 1, 16, 16]},
-                                 "y": {"min": [1], "opt": [2], "max": [4]}}]
+    assert call["profiles"] == [
+        {
+            "z": {"min": [1, 1, 16, 16], "opt": [2, 1, 16, 16], "max": [4, 1, 16, 16]},
+            "y": {"min": [1], "opt": [2], "max": [4]},
+        }
+    ]
     assert call["timing_cache"] and cache.read_bytes() == b"fake timing cache"  # loaded if present, saved
     assert json.loads((tmp_path / "m.plan").read_text()) == call  # the fake engine is its build record
     sidecar = json.loads((tmp_path / "m.plan.json").read_text())
@@ -140,14 +175,20 @@ def test_trtexec_route_runs_the_binary_with_the_printed_flags(exported, tmp_path
     log = tmp_path / "args.txt"
     fake = tmp_path / "bin" / "trtexec"
     fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\necho \"$@\" > {log}\nfor a in \"$@\"; do case $a in --saveEngine=*) "
-                    f"echo plan > \"${{a#--saveEngine=}}\";; esac; done\n")
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" > {log}\nfor a in "$@"; do case $a in --saveEngine=*) '
+        f'echo plan > "${{a#--saveEngine=}}";; esac; done\n'
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    report = build_engine(exported["onestep-cond"][0], tmp_path / "m.plan",
-                          BuildOptions(precision="fp16", use_trtexec=True))
+    report = build_engine(
+        exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16", use_trtexec=True)
+    )
     args = log.read_text().split()
-    assert (args[0] == f"--onnx={exported['onestep-cond'][0]}" and "--fp16" in args
-            and "--minShapes=z:1x1x16x16,y:1" in args)
+    assert (
+        args[0] == f"--onnx={exported['onestep-cond'][0]}"
+        and "--fp16" in args
+        and "--minShapes=z:1x1x16x16,y:1" in args
+    )
     assert (tmp_path / "m.plan").read_text() == "plan\n"
     assert report.sidecar["builder"]["tool"] == "trtexec"

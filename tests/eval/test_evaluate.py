@@ -9,8 +9,18 @@ from edgedit.models.dit import DiT
 from edgedit.models.loading import random_weights
 from tests.helpers import TINY_CONFIGS
 
-STUDENT = DiTConfig(input_size=16, in_channels=1, patch_size=4, hidden_size=32, depth=1, num_heads=2, num_classes=10,
-                    class_dropout_prob=0.0, learn_sigma=False, diffusion="one-step")
+STUDENT = DiTConfig(
+    input_size=16,
+    in_channels=1,
+    patch_size=4,
+    hidden_size=32,
+    depth=1,
+    num_heads=2,
+    num_classes=10,
+    class_dropout_prob=0.0,
+    learn_sigma=False,
+    diffusion="one-step",
+)
 
 
 def test_the_shipped_classifier_knows_held_out_digits():
@@ -20,16 +30,25 @@ def test_the_shipped_classifier_knows_held_out_digits():
     _, probs = embed(test.images)
     # A count out of 359 (steps of 2.8e-3) against the 4-decimal record: abs 1e-4 means the same count. No
     # prediction is close: the nearest top-2 probabilities are 0.13 apart, kernel paths move them ~1e-7.
-    assert ((probs.argmax(1) == test.labels).mean() == pytest.approx(recorded_test_accuracy(), abs=1e-4)
-            and recorded_test_accuracy() > 0.97)
+    assert (probs.argmax(1) == test.labels).mean() == pytest.approx(
+        recorded_test_accuracy(), abs=1e-4
+    ) and recorded_test_accuracy() > 0.97
 
 
 def test_evaluation_reports_carry_metric_features_count_and_reference(tmp_path):
     student = save_model(random_weights(DiT(STUDENT)), tmp_path / "s.safetensors")
     report = evaluate(student, "digits", n=200, reference=student, grid=tmp_path / "grid.png")
     names = {m["metric"]: m for m in report["metrics"]}
-    assert set(names) == {"FID", "KID", "FID real-vs-real", "KID real-vs-real", "classifier confidence",
-                          "class coverage", "label agreement", "PSNR vs reference"}
+    assert set(names) == {
+        "FID",
+        "KID",
+        "FID real-vs-real",
+        "KID real-vs-real",
+        "classifier confidence",
+        "class coverage",
+        "label agreement",
+        "PSNR vs reference",
+    }
     assert names["KID"]["value"] > names["KID real-vs-real"]["value"] + 3 * names["KID"]["std"]
     for m in report["metrics"]:
         assert {"metric", "value", "features", "samples", "reference"} <= set(m)

@@ -22,8 +22,12 @@ def weights(tmp_path_factory):
 def test_layout_of_the_fid_inception():
     state = FIDInceptionV3().state_dict()
     assert len(state) == 566  # torchvision's Inception3 without aux logits, num_classes 1008
-    assert (state["fc.weight"].shape == (1008, 2048)
-            and state["Mixed_7c.branch_pool.conv.weight"].shape == (192, 2048, 1, 1))
+    assert state["fc.weight"].shape == (1008, 2048) and state["Mixed_7c.branch_pool.conv.weight"].shape == (
+        192,
+        2048,
+        1,
+        1,
+    )
     assert state["Conv2d_1a_3x3.bn.running_var"].shape == (32,)
 
 

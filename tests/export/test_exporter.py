@@ -21,13 +21,16 @@ def tiny(name, seed=0):
     return random_weights(DiT(TINY_CONFIGS[name]), seed=seed).eval()
 
 
-@pytest.mark.parametrize("name, inputs, output", [
-    ("onestep-uncond", ["z"], "image"),
-    ("onestep-cond", ["z", "y"], "image"),
-    ("edm-uncond", ["x", "sigma"], "denoised"),
-    ("edm-cond", ["x", "sigma", "y"], "denoised"),
-    ("ddpm-cfg", ["x", "t", "y"], "out"),
-])
+@pytest.mark.parametrize(
+    "name, inputs, output",
+    [
+        ("onestep-uncond", ["z"], "image"),
+        ("onestep-cond", ["z", "y"], "image"),
+        ("edm-uncond", ["x", "sigma"], "denoised"),
+        ("edm-cond", ["x", "sigma", "y"], "denoised"),
+        ("ddpm-cfg", ["x", "t", "y"], "out"),
+    ],
+)
 def test_export_is_tensorrt_shaped_self_describing_and_matches_torch(tmp_path, name, inputs, output):
     net = tiny(name)
     report = export_onnx(net, tmp_path / "m.onnx", SOURCE, BatchSpec.static(2))
@@ -53,8 +56,12 @@ def test_export_is_tensorrt_shaped_self_describing_and_matches_torch(tmp_path, n
 def test_nodes_are_named_after_modules(exported):
     model = onnx.load(exported["edm-cond"][0])
     names = {n.name for n in model.graph.node}
-    assert {"blocks.0.attn.qkv/MatMul", "blocks.1.mlp.fc2/MatMul", "x_embedder.proj/Conv",
-            "final_layer.linear/MatMul"} <= names
+    assert {
+        "blocks.0.attn.qkv/MatMul",
+        "blocks.1.mlp.fc2/MatMul",
+        "x_embedder.proj/Conv",
+        "final_layer.linear/MatMul",
+    } <= names
     assert any(n.startswith("blocks.0.adaLN_modulation.1/") for n in names)
 
 
@@ -70,8 +77,9 @@ def test_edm_preconditioning_is_inside_the_graph(exported):
     sd = 0.5
     s = sigma.reshape(-1, 1, 1, 1)
     with torch.no_grad():
-        by_hand = sd**2 / (s**2 + sd**2) * x + s * sd / (s**2 + sd**2).sqrt() * net(x / (s**2 + sd**2).sqrt(),
-                                                                                     sigma.log() / 4, y.long())
+        by_hand = sd**2 / (s**2 + sd**2) * x + s * sd / (s**2 + sd**2).sqrt() * net(
+            x / (s**2 + sd**2).sqrt(), sigma.log() / 4, y.long()
+        )
         wrapped = edm_denoise(net, x, sigma, y.long())
     got = backend.run({"x": x.numpy(), "sigma": sigma.numpy(), "y": y.numpy()})["denoised"]
     # float32, the network on inputs one rounding apart (x * c_in against x / sqrt(.)): 3.6e-7 measured on
@@ -93,8 +101,9 @@ def test_dynamic_batch_runs_at_min_and_max_and_refuses_outside(exported):
 
 
 def _elem_types(model):
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+    types = {
+        v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]
+    }
     types.update({t.name: t.data_type for t in model.graph.initializer})
     return types
 
@@ -110,8 +119,11 @@ def test_fp16_graph_is_fp16_typed_and_fp32_only_where_measured_necessary(tmp_pat
     report = export_onnx(net, tmp_path / "m.fp16.onnx", SOURCE, BatchSpec.static(2), precision="fp16")
     model = onnx.load(report.path)
     types = _elem_types(model)
-    assert all(types[n.input[1]] == TensorProto.FLOAT16 for n in by_op(model, "MatMul") if n.input[1] in
-               {t.name for t in model.graph.initializer})
+    assert all(
+        types[n.input[1]] == TensorProto.FLOAT16
+        for n in by_op(model, "MatMul")
+        if n.input[1] in {t.name for t in model.graph.initializer}
+    )
     plan = ModelMeta.from_metadata(graph.metadata(model), "m.fp16.onnx").precision_plan
     assert plan.int8 == () and plan.high == "fp16" and "layernorm" not in plan.kept_fp32
     assert all(types[n.input[0]] == TensorProto.FLOAT16 for n in by_op(model, "LayerNormalization"))
@@ -122,8 +134,9 @@ def test_fp16_graph_is_fp16_typed_and_fp32_only_where_measured_necessary(tmp_pat
     monkeypatch.setattr(precision, "FP16_DATA_MAX", 1e-3)
     kept = onnx.load(export_onnx(net, tmp_path / "k.fp16.onnx", SOURCE, BatchSpec.static(2), precision="fp16").path)
     types = _elem_types(kept)
-    assert all(types[n.input[0]] == TensorProto.FLOAT for op in ("LayerNormalization", "Softmax")
-               for n in by_op(kept, op))
+    assert all(
+        types[n.input[0]] == TensorProto.FLOAT for op in ("LayerNormalization", "Softmax") for n in by_op(kept, op)
+    )
     assert {"layernorm", "softmax"} <= set(ModelMeta.from_metadata(graph.metadata(kept), "k").precision_plan.fp32)
 
 
@@ -135,8 +148,9 @@ def test_failed_parity_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_large_models_keep_weights_in_external_data(tmp_path):
-    report = export_onnx(tiny("onestep-uncond"), tmp_path / "m.onnx", SOURCE, BatchSpec.static(1),
-                         external_data_bytes=0)
+    report = export_onnx(
+        tiny("onestep-uncond"), tmp_path / "m.onnx", SOURCE, BatchSpec.static(1), external_data_bytes=0
+    )
     assert report.data_path == tmp_path / "m.onnx.data" and report.data_path.stat().st_size > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
     backend = OnnxRuntimeBackend(report.path, "cpu")
@@ -154,8 +168,9 @@ def test_opset_20_exports(tmp_path):
     assert graph.default_opset(onnx.load(report.path)) == 20
 
 
-@pytest.mark.parametrize("text, message", [("1:4", "MIN:OPT:MAX"), ("4:2:8", "MIN <= OPT <= MAX"),
-                                           ("2:2:2", "MIN < MAX")])
+@pytest.mark.parametrize(
+    "text, message", [("1:4", "MIN:OPT:MAX"), ("4:2:8", "MIN <= OPT <= MAX"), ("2:2:2", "MIN < MAX")]
+)
 def test_bad_dynamic_batch_specs(text, message):
     with pytest.raises(EdgeditError, match=message):
         BatchSpec.parse(text)

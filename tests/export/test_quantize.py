@@ -32,8 +32,11 @@ def quantized(exported, tmp_path_factory):
 
 def _q_params(model):
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    return [(n, init[n.input[1]], init[n.input[2]]) for n in model.graph.node
-            if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    return [
+        (n, init[n.input[1]], init[n.input[2]])
+        for n in model.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+    ]
 
 
 def test_zero_points_are_all_int8_zero(quantized):
@@ -58,12 +61,17 @@ def test_weights_are_per_channel_and_activations_per_tensor(quantized):
 def test_sensitive_layers_stay_in_high_precision(quantized):
     report, model, *_ = quantized
     produced_by = {o: n for n in model.graph.node for o in n.output}
-    int8_inputs = {n.name for n in model.graph.node if n.op_type in ("MatMul", "Conv")
-                   and any(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear"
-                           for i in n.input)}
+    int8_inputs = {
+        n.name
+        for n in model.graph.node
+        if n.op_type in ("MatMul", "Conv")
+        and any(produced_by.get(i) is not None and produced_by[i].op_type == "DequantizeLinear" for i in n.input)
+    }
     assert int8_inputs == set(report.quantized)
-    assert all(n.startswith("blocks.") and n.split("/")[0].rsplit(".", 1)[1] in ("qkv", "proj", "fc1", "fc2")
-               for n in report.quantized)
+    assert all(
+        n.startswith("blocks.") and n.split("/")[0].rsplit(".", 1)[1] in ("qkv", "proj", "fc1", "fc2")
+        for n in report.quantized
+    )
     assert {"x_embedder.proj/Conv", "final_layer.linear/MatMul"} <= set(report.excluded)
     assert not any(n.startswith("blocks.0.attn/MatMul") for n in int8_inputs)  # Q·Kᵀ and softmax·V
 
@@ -78,8 +86,10 @@ def test_the_recipe_quantizes_exactly_edgedits_int8_layers(quantized):
     depth = TINY_CONFIGS["onestep-uncond"].depth
     modules = [INT8_CLASSES[c][0].replace("*", str(i)) for i in range(depth) for c in RECIPE_INT8]
     assert sorted(report.quantized) == sorted(f"{m}/MatMul" for m in modules)
-    assert report.plan.int8 == RECIPE_INT8 and [r.decision for r in report.int8_rows if r.name in RECIPE_INT8] == \
-        ["int8"] * 4
+    assert (
+        report.plan.int8 == RECIPE_INT8
+        and [r.decision for r in report.int8_rows if r.name in RECIPE_INT8] == ["int8"] * 4
+    )
 
 
 def test_reported_psnr_is_measured_on_held_out_inputs(quantized):
@@ -108,8 +118,13 @@ def test_psnr_below_threshold_is_refused_unless_forced(quantized, tmp_path):
 
 def test_user_excludes_keep_more_in_high_precision(quantized, tmp_path):
     report, _, calib, heldout, source = quantized
-    more = quantize_onnx(source, tmp_path / "q.onnx", calib, heldout,
-                         QuantizeOptions(plan="recipe", excludes=("blocks.0.*",), min_psnr=20))
+    more = quantize_onnx(
+        source,
+        tmp_path / "q.onnx",
+        calib,
+        heldout,
+        QuantizeOptions(plan="recipe", excludes=("blocks.0.*",), min_psnr=20),
+    )
     assert not any(n.startswith("blocks.0.") for n in more.quantized)
     assert len(more.quantized) == len(report.quantized) - 4
     with pytest.raises(EdgeditError, match="matches no node"):
@@ -118,19 +133,23 @@ def test_user_excludes_keep_more_in_high_precision(quantized, tmp_path):
 
 def test_calibration_methods_give_different_ranges(quantized, tmp_path):
     _, model, calib, heldout, source = quantized
-    pct = quantize_onnx(source, tmp_path / "p.onnx", calib, heldout,
-                        QuantizeOptions(plan="recipe", method="percentile", min_psnr=20))
+    pct = quantize_onnx(
+        source, tmp_path / "p.onnx", calib, heldout, QuantizeOptions(plan="recipe", method="percentile", min_psnr=20)
+    )
     scales = lambda m: sorted(float(s) for n, s, _ in _q_params(m) if n.op_type == "QuantizeLinear")  # noqa: E731
     assert scales(onnx.load(pct.path)) != scales(model)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.pop("z"), "lacks input\\(s\\) z"),
-    (lambda d: d.update(z=d["z"][:, :2]), "must be float32 of shape \\[rows, 3, 8, 8\\]"),
-    (lambda d: d.update(z=d["z"].astype(np.float64)), "must be float32"),
-    (lambda d: d["z"].__setitem__((0, 0, 0, 0), np.nan), "input 'z' holds 1 NaN or infinite values"),
-    (lambda d: d["z"].__setitem__((1, 0, 0, 0), -np.inf), "input 'z' holds 1 NaN or infinite values"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("z"), "lacks input\\(s\\) z"),
+        (lambda d: d.update(z=d["z"][:, :2]), "must be float32 of shape \\[rows, 3, 8, 8\\]"),
+        (lambda d: d.update(z=d["z"].astype(np.float64)), "must be float32"),
+        (lambda d: d["z"].__setitem__((0, 0, 0, 0), np.nan), "input 'z' holds 1 NaN or infinite values"),
+        (lambda d: d["z"].__setitem__((1, 0, 0, 0), -np.inf), "input 'z' holds 1 NaN or infinite values"),
+    ],
+)
 def test_bad_calibration_data_is_refused_in_one_line(quantized, mutate, message):
     *_, calib, _, source = quantized
     data = {k: v.copy() for k, v in calib.items()}
@@ -141,8 +160,10 @@ def test_bad_calibration_data_is_refused_in_one_line(quantized, mutate, message)
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("labels, message", [([0, -1], r"labels 'y' must be 0..9 \(got -1..0\)"),
-                                             ([3, 10], r"labels 'y' must be 0..9 \(got 3..10\)")])
+@pytest.mark.parametrize(
+    "labels, message",
+    [([0, -1], r"labels 'y' must be 0..9 \(got -1..0\)"), ([3, 10], r"labels 'y' must be 0..9 \(got 3..10\)")],
+)
 def test_labels_outside_the_classes_are_refused(exported, tmp_path, labels, message):
     from edgedit.contract.fileio import save_npz
     from edgedit.export.calib_data import load_calibration
@@ -164,8 +185,10 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(exported, tmp_path):
 
     header = io.BytesIO()
     npy.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (72 * 2**22, 1, 1, 1)})
-    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive, \
-            archive.open("z.npy", "w", force_zip64=True) as f:
+    with (
+        zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("z.npy", "w", force_zip64=True) as f,
+    ):
         f.write(header.getvalue())
         for _ in range(72):
             f.write(bytes(2**24))
@@ -176,7 +199,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(exported, tmp_path):
 
 
 def test_only_fp32_edgedit_exports_are_quantized(quantized, tmp_path):
-    report, *_ , calib, heldout, source = quantized
+    report, *_, calib, heldout, source = quantized
     with pytest.raises(EdgeditError, match="is a int8 model; quantize an FP32 export"):
         quantize_onnx(report.path, tmp_path / "x.onnx", calib, heldout)
     foreign = onnx.load(source)
@@ -222,19 +245,22 @@ def test_modelopt_is_used_when_installed(quantized, tmp_path, monkeypatch):
     onnx_pkg.__path__ = []
     quantization = types.ModuleType("modelopt.onnx.quantization")
     quantization.quantize = fake_quantize
-    for name, module in (("modelopt", package), ("modelopt.onnx", onnx_pkg),
-                         ("modelopt.onnx.quantization", quantization)):
+    for name, module in (
+        ("modelopt", package),
+        ("modelopt.onnx", onnx_pkg),
+        ("modelopt.onnx.quantization", quantization),
+    ):
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object() if name == "modelopt" else None)
 
-    result = quantize_onnx(source, tmp_path / "mo.onnx", calib, heldout,
-                           QuantizeOptions(plan="recipe", method="entropy", min_psnr=20))
+    result = quantize_onnx(
+        source, tmp_path / "mo.onnx", calib, heldout, QuantizeOptions(plan="recipe", method="entropy", min_psnr=20)
+    )
     assert result.tool == "modelopt"
     assert calls["quantize_mode"] == "int8" and calls["calibration_method"] == "entropy"
     # the rest typed as the plan says: FP16, with the FP32 classes it keeps excluded by op type
     assert calls["high_precision_dtype"] == "fp16" and calls["direct_io_types"] is False
-    assert set(calls["op_types_to_exclude_fp16"]) == {op for c in result.plan.kept_fp32
-                                                      for op in FP32_CLASSES[c][0]}
+    assert set(calls["op_types_to_exclude_fp16"]) == {op for c in result.plan.kept_fp32 for op in FP32_CLASSES[c][0]}
     assert calls["calibration_data"]["z"].shape == calib["z"].shape
     assert calls["nodes_to_quantize"] == [f"^{n.replace('.', '[.]')}$".replace("[.]", "\\.") for n in result.quantized]
     with pytest.raises(EdgeditError, match="not percentile"):
@@ -268,13 +294,15 @@ def test_the_int8_graph_is_typed_fp16_outside_its_int8_layers(quantized):
 
 def test_the_fp32_typed_form_is_kept_for_comparison_and_both_run(quantized, tmp_path):
     report, _, calib, heldout, source = quantized
-    fp32 = quantize_onnx(source, tmp_path / "q32.onnx", calib, heldout,
-                         QuantizeOptions(plan="recipe", high="fp32", min_psnr=20))
+    fp32 = quantize_onnx(
+        source, tmp_path / "q32.onnx", calib, heldout, QuantizeOptions(plan="recipe", high="fp32", min_psnr=20)
+    )
     model = onnx.load(fp32.path)
     assert graph.default_opset(model) == graph.default_opset(onnx.load(source))  # no FP16 scales, no opset change
     types = _output_types(model)
-    assert {types[n.name] for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax", "MatMul")} \
-        == {"float32"}
+    assert {types[n.name] for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax", "MatMul")} == {
+        "float32"
+    }
     assert fp32.plan.kept_fp32 == () and fp32.quantized == report.quantized
     # FP16 typing costs little next to INT8 itself: within 3 dB on the same held-out inputs
     assert abs(fp32.psnr_db - report.psnr_db) < 3
@@ -312,8 +340,9 @@ def test_the_measured_plan_takes_the_most_int8_macs_within_the_budget(quantized,
     assert meta.precision_plan == auto.plan
     # a budget above the weakest class's error alone keeps that class out, and says why
     weakest = min((r for r in rows.values() if r.decision == "int8"), key=lambda r: r.psnr_db)
-    strict = quantize_onnx(source, tmp_path / "s.onnx", calib, heldout,
-                           QuantizeOptions(min_psnr=weakest.psnr_db + 0.01, force=True))
+    strict = quantize_onnx(
+        source, tmp_path / "s.onnx", calib, heldout, QuantizeOptions(min_psnr=weakest.psnr_db + 0.01, force=True)
+    )
     row = next(r for r in strict.int8_rows if r.name == weakest.name)
     assert row.decision == "high" and row.why.startswith(f"alone {weakest.psnr_db:.1f} dB <")
 
@@ -322,8 +351,9 @@ def test_fp16_io_models_run_through_the_samplers_like_fp32_ones(quantized, tmp_p
     from edgedit.runtime.samplers import generate
 
     report, _, calib, heldout, source = quantized
-    half = quantize_onnx(source, tmp_path / "h.onnx", calib, heldout,
-                         QuantizeOptions(plan="recipe", io="fp16", min_psnr=20))
+    half = quantize_onnx(
+        source, tmp_path / "h.onnx", calib, heldout, QuantizeOptions(plan="recipe", io="fp16", min_psnr=20)
+    )
     backend = OnnxRuntimeBackend(half.path, "cpu")
     assert [s.dtype for s in [*backend.inputs, *backend.outputs]] == ["float16", "float16"]
     a, b = (generate(OnnxRuntimeBackend(p, "cpu"), range(4), batch=4) for p in (report.path, half.path))

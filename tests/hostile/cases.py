@@ -30,8 +30,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-CLASSES = ("metadata", "checkpoint", "train-state", "sidecar", "pairs", "data", "tegrastats", "calibration",
-           "header-bomb", "absurd-args", "output-over-input", "last-mile")
+CLASSES = (
+    "metadata",
+    "checkpoint",
+    "train-state",
+    "sidecar",
+    "pairs",
+    "data",
+    "tegrastats",
+    "calibration",
+    "header-bomb",
+    "absurd-args",
+    "output-over-input",
+    "last-mile",
+)
 
 
 @dataclass(frozen=True)
@@ -50,21 +62,61 @@ class Case:
 
 # The tiny teacher and student, and the arguments that resume them (same settings, one step more).
 TEACHER_TRAIN = ("--depth", "1", "--width", "16", "--heads", "2", "--batch", "8", "--checkpoint-every", "1")
-STUDENT_TRAIN = ("--pairs", "hpairs", "--student", "DiT-Nano-XS/2", "--depth", "2", "--width", "16", "--heads", "2",
-                 "--batch", "4", "--checkpoint-every", "1")
+STUDENT_TRAIN = (
+    "--pairs",
+    "hpairs",
+    "--student",
+    "DiT-Nano-XS/2",
+    "--depth",
+    "2",
+    "--width",
+    "16",
+    "--heads",
+    "2",
+    "--batch",
+    "4",
+    "--checkpoint-every",
+    "1",
+)
 BASE_COMMANDS = (
     ("teacher", "train", "-o", "teacher.safetensors", "--steps", "2", *TEACHER_TRAIN),
-    ("pairs", "generate", "teacher.safetensors", "-n", "8", "-o", "hpairs", "--steps", "2", "--trajectory", "1",
-     "--shard-size", "4", "--batch", "8"),
+    (
+        "pairs",
+        "generate",
+        "teacher.safetensors",
+        "-n",
+        "8",
+        "-o",
+        "hpairs",
+        "--steps",
+        "2",
+        "--trajectory",
+        "1",
+        "--shard-size",
+        "4",
+        "--batch",
+        "8",
+    ),
     ("distill", "-o", "s.safetensors", "--steps", "2", *STUDENT_TRAIN),
     ("export", "s.safetensors", "-o", "s.onnx", "--dynamic-batch", "1:2:4"),
     ("export", "teacher.safetensors", "-o", "teacher.onnx", "--batch", "1"),
     ("calib-data", "s.onnx", "-n", "4", "-o", "calib.npz"),
     ("bench", "s.onnx", "--iters", "2", "--warmup", "0", "--json", "bench.json"),
 )
-BASE_FILES = ("teacher.safetensors", "teacher.train-state.safetensors", "hpairs", "s.safetensors",
-              "s.train-state.safetensors", "s.onnx", "teacher.onnx", "calib.npz", "bench.json", "s.plan",
-              "s.plan.json", "tegra.log")
+BASE_FILES = (
+    "teacher.safetensors",
+    "teacher.train-state.safetensors",
+    "hpairs",
+    "s.safetensors",
+    "s.train-state.safetensors",
+    "s.onnx",
+    "teacher.onnx",
+    "calib.npz",
+    "bench.json",
+    "s.plan",
+    "s.plan.json",
+    "tegra.log",
+)
 
 
 @dataclass(frozen=True)
@@ -89,8 +141,10 @@ def build_base(folder: Path, run: Callable[[list[str], Path, float], dict]) -> B
     for argv in BASE_COMMANDS:
         result = run(list(argv), folder, 600)
         if result["rc"] != 0:
-            raise RuntimeError(f"building the valid artefacts: `edgedit {' '.join(argv)}` gave exit {result['rc']} "
-                               f"(hang: {result['hang']}):\n{result['stderr'][-3000:]}")
+            raise RuntimeError(
+                f"building the valid artefacts: `edgedit {' '.join(argv)}` gave exit {result['rc']} "
+                f"(hang: {result['hang']}):\n{result['stderr'][-3000:]}"
+            )
     _write_sidecar(folder)
     (folder / "tegra.log").write_text("\n".join(TEGRA_LINES) + "\n")
     missing = [n for n in BASE_FILES if not (folder / n).exists()]
@@ -115,18 +169,42 @@ def _write_sidecar(folder: Path) -> None:
     meta = onnx_metadata(folder / "s.onnx")
     inputs, outputs = json.loads(meta["edgedit.inputs"]), json.loads(meta["edgedit.outputs"])
     record = {
-        "format": "edgedit.engine/1", "edgedit_version": meta.get("edgedit.version", "0.1.0"), "precision": "fp16",
+        "format": "edgedit.engine/1",
+        "edgedit_version": meta.get("edgedit.version", "0.1.0"),
+        "precision": "fp16",
         "strongly_typed": False,
-        "builder": {"precision": "fp16", "strongly_typed": False, "fp16_flag": True, "int8_flag": False,
-                    "workspace_mb": 1024, "opt_level": 3, "timing_cache": None, "shapes": {}, "dynamic": True,
-                    "tool": "polygraphy"},
+        "builder": {
+            "precision": "fp16",
+            "strongly_typed": False,
+            "fp16_flag": True,
+            "int8_flag": False,
+            "workspace_mb": 1024,
+            "opt_level": 3,
+            "timing_cache": None,
+            "shapes": {},
+            "dynamic": True,
+            "tool": "polygraphy",
+        },
         "trtexec_equivalent": "trtexec --onnx=s.onnx --saveEngine=s.plan --fp16",
-        "device": {"tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7", "cuda_driver": "12.6",
-                   "platform": "Linux aarch64", "jetson": None},
-        "onnx": {"file": "s.onnx", "sha256": hashlib.sha256((folder / "s.onnx").read_bytes()).hexdigest(),
-                 "metadata": meta, "quantized_from": None},
+        "device": {
+            "tensorrt": "10.3.0",
+            "gpu": "Orin",
+            "compute_capability": "8.7",
+            "cuda_driver": "12.6",
+            "platform": "Linux aarch64",
+            "jetson": None,
+        },
+        "onnx": {
+            "file": "s.onnx",
+            "sha256": hashlib.sha256((folder / "s.onnx").read_bytes()).hexdigest(),
+            "metadata": meta,
+            "quantized_from": None,
+        },
         "io": {"inputs": inputs, "outputs": outputs},
-        "build_seconds": 1.5, "peak_rss_mb": 300.0, "tegrastats": None, "plan_bytes": plan.stat().st_size,
+        "build_seconds": 1.5,
+        "peak_rss_mb": 300.0,
+        "tegrastats": None,
+        "plan_bytes": plan.stat().st_size,
         "plan_sha256": hashlib.sha256(plan.read_bytes()).hexdigest(),  # what a sidecar may check the engine with
     }
     (folder / "s.plan.json").write_text(json.dumps(record, indent=2))
@@ -151,7 +229,7 @@ def st_read(path: Path) -> tuple[dict, bytes]:
     """(header, data) of a safetensors file (8-byte little-endian length, JSON header, data)."""
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    return json.loads(raw[8:8 + n]), raw[8 + n:]
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
 def st_write(path: Path, header: dict, data: bytes) -> None:
@@ -210,16 +288,19 @@ def _meta(key: str, edit: Callable) -> Callable[[dict], None]:
 def _put(key: str, value) -> Callable[[dict], None]:
     def edit(m: dict) -> None:
         m["edgedit." + key] = value if isinstance(value, str) else json.dumps(value)
+
     return edit
 
 
 def _first(key: str, field: str, value=None, drop: bool = False) -> Callable[[dict], None]:
     """Set (or drop) a field of the first input/output spec."""
+
     def edit(specs: list) -> None:
         if drop:
             specs[0].pop(field)
         else:
             specs[0][field] = value
+
     return _meta(key, edit)
 
 
@@ -229,6 +310,7 @@ def _set(key: str, field: str, value=None, drop: bool = False) -> Callable[[dict
             record.pop(field)
         else:
             record[field] = value
+
     return _meta(key, edit)
 
 
@@ -236,6 +318,7 @@ def _both_shapes(shape: list) -> Callable[[dict], None]:
     def edit(m: dict) -> None:
         _first("inputs", "shape", shape)(m)
         _first("outputs", "shape", shape)(m)
+
     return edit
 
 
@@ -280,8 +363,12 @@ METADATA = [
     ("quantization-list", "s.onnx", _put("quantization", []), ("info",)),
     ("precision-unknown", "s.onnx", _put("precision", "fp8"), ("info", "build-engine")),
     ("sampler-type-unknown", "s.onnx", _set("sampler", "type", "magic"), ("info", "sample")),
-    ("edm-sampler-no-sigma-min", "teacher.onnx", _set("sampler", "sigma_min", drop=True),
-     ("info", "sample", "calib-data")),
+    (
+        "edm-sampler-no-sigma-min",
+        "teacher.onnx",
+        _set("sampler", "sigma_min", drop=True),
+        ("info", "sample", "calib-data"),
+    ),
     ("edm-sampler-steps-negative", "teacher.onnx", _set("sampler", "steps", -3), ("sample", "calib-data")),
     ("edm-sampler-steps-string", "teacher.onnx", _set("sampler", "steps", "18"), ("sample",)),
     ("edm-sampler-sigma-max-nan", "teacher.onnx", _set("sampler", "sigma_max", math.nan), ("sample",)),
@@ -292,6 +379,7 @@ METADATA = [
 def _onnx_case(source: str, edit: Callable[[dict], None]) -> Callable[[Path, Base], None]:
     def build(folder: Path, base: Base) -> None:
         onnx_edit_metadata(base.folder / source, folder / "m.onnx", edit)
+
     return build
 
 
@@ -317,12 +405,14 @@ def _ckpt_config(field: str, value=None, drop: bool = False) -> Callable[[dict],
         else:
             config[field] = value
         meta["edgedit.config"] = json.dumps(config)
+
     return edit
 
 
 def _ckpt_put(key: str, text: str) -> Callable[[dict], None]:
     def edit(meta: dict) -> None:
         meta[key] = text
+
     return edit
 
 
@@ -360,6 +450,7 @@ def _ckpt_meta_case(edit: Callable[[dict], None]) -> Callable[[Path, Base], None
     def build(folder: Path, base: Base) -> None:
         base.copy(folder, "s.safetensors")
         st_edit_metadata(folder / "s.safetensors", edit)
+
     return build
 
 
@@ -390,9 +481,18 @@ CHECKPOINT = [
 
 
 def checkpoint_cases() -> list[Case]:
-    return [Case(f"checkpoint/{name}/{command}", "checkpoint", build, CKPT_COMMANDS[command], ("s.safetensors",),
-                 timeout=90 if command == "export" else None)
-            for name, build, commands in CHECKPOINT for command in commands]
+    return [
+        Case(
+            f"checkpoint/{name}/{command}",
+            "checkpoint",
+            build,
+            CKPT_COMMANDS[command],
+            ("s.safetensors",),
+            timeout=90 if command == "export" else None,
+        )
+        for name, build, commands in CHECKPOINT
+        for command in commands
+    ]
 
 
 #################################################################################
@@ -400,10 +500,16 @@ def checkpoint_cases() -> list[Case]:
 #################################################################################
 
 RESUME = {
-    "teacher": ("teacher.train-state.safetensors", ("teacher.safetensors", "teacher.train-state.safetensors"),
-                ("teacher", "train", "-o", "teacher.safetensors", "--steps", "3", *TEACHER_TRAIN, "--resume")),
-    "distill": ("s.train-state.safetensors", ("hpairs", "s.safetensors", "s.train-state.safetensors"),
-                ("distill", "-o", "s.safetensors", "--steps", "3", *STUDENT_TRAIN, "--resume")),
+    "teacher": (
+        "teacher.train-state.safetensors",
+        ("teacher.safetensors", "teacher.train-state.safetensors"),
+        ("teacher", "train", "-o", "teacher.safetensors", "--steps", "3", *TEACHER_TRAIN, "--resume"),
+    ),
+    "distill": (
+        "s.train-state.safetensors",
+        ("hpairs", "s.safetensors", "s.train-state.safetensors"),
+        ("distill", "-o", "s.safetensors", "--steps", "3", *STUDENT_TRAIN, "--resume"),
+    ),
 }
 
 
@@ -413,6 +519,7 @@ def _state_meta(key: str, value: str | None) -> Callable[[dict], None]:
             meta.pop(key)
         else:
             meta[key] = value
+
     return edit
 
 
@@ -454,13 +561,23 @@ def _state_case(kind: str, edit: Callable[[dict], None] | None) -> Callable[[Pat
             _drop_tensor(folder, state)
         else:
             st_edit_metadata(folder / state, edit)
+
     return build
 
 
 def train_state_cases() -> list[Case]:
-    return [Case(f"train-state/{name}/{kind}", "train-state", _state_case(kind, edit), RESUME[kind][2],
-                 (RESUME[kind][0], "--resume"), timeout=60)
-            for name, edit in TRAIN_STATE for kind in RESUME]
+    return [
+        Case(
+            f"train-state/{name}/{kind}",
+            "train-state",
+            _state_case(kind, edit),
+            RESUME[kind][2],
+            (RESUME[kind][0], "--resume"),
+            timeout=60,
+        )
+        for name, edit in TRAIN_STATE
+        for kind in RESUME
+    ]
 
 
 #################################################################################
@@ -478,6 +595,7 @@ def _sidecar_case(edit: Callable[[dict], object] | None) -> Callable[[Path, Base
         new = edit(record)
         text = new if isinstance(new, str) else json.dumps(record if new is None else new)
         (folder / "s.plan.json").write_text(text)
+
     return build
 
 
@@ -507,11 +625,18 @@ SIDECAR_COMMANDS = {
 }
 
 
-SIDECAR_USE = {"list-not-object": ("info", "sample", "bench"), "no-device": ("info", "sample", "bench"),
-               "no-onnx-metadata": ("info", "sample", "bench"), "onnx-not-object": ("info", "sample"),
-               "batch-1e12": ("info", "models", "sample", "bench"), "metadata-mlp-ratio-inf": ("info", "models"),
-               "precision-number": ("info", "sample"), "device-tensorrt-list": ("info", "sample"),
-               "deep-nesting": ("info", "models", "sample"), "engine-bytes-replaced": ("info", "sample")}
+SIDECAR_USE = {
+    "list-not-object": ("info", "sample", "bench"),
+    "no-device": ("info", "sample", "bench"),
+    "no-onnx-metadata": ("info", "sample", "bench"),
+    "onnx-not-object": ("info", "sample"),
+    "batch-1e12": ("info", "models", "sample", "bench"),
+    "metadata-mlp-ratio-inf": ("info", "models"),
+    "precision-number": ("info", "sample"),
+    "device-tensorrt-list": ("info", "sample"),
+    "deep-nesting": ("info", "models", "sample"),
+    "engine-bytes-replaced": ("info", "sample"),
+}
 
 
 def sidecar_cases() -> list[Case]:
@@ -520,8 +645,9 @@ def sidecar_cases() -> list[Case]:
         for command in SIDECAR_USE.get(name, ("info",)):
             # Without TensorRT, sample and bench may refuse for that instead: exit 2 and one line either way.
             names = ("s.plan",) if command in ("info", "models") else ("s.plan", "TensorRT", "tensorrt")
-            cases.append(Case(f"sidecar/{name}/{command}", "sidecar", _sidecar_case(edit), SIDECAR_COMMANDS[command],
-                              names))
+            cases.append(
+                Case(f"sidecar/{name}/{command}", "sidecar", _sidecar_case(edit), SIDECAR_COMMANDS[command], names)
+            )
     return cases
 
 
@@ -540,6 +666,7 @@ def _edit_manifest(edit: Callable[[dict], object]) -> Callable[[Path], None]:
         manifest = json.loads(path.read_text())
         new = edit(manifest)
         path.write_text(new if isinstance(new, str) else json.dumps(manifest if new is None else new, indent=2))
+
     return apply
 
 
@@ -565,6 +692,7 @@ def _npy(array_fn: Callable[[], object], allow_pickle: bool = False) -> Callable
         import numpy as np
 
         np.save(path, array_fn(), allow_pickle=allow_pickle)
+
     return write
 
 
@@ -593,6 +721,7 @@ def _labels(values):
         import numpy as np
 
         return np.asarray(values, dtype=np.int64)
+
     return make
 
 
@@ -647,8 +776,28 @@ PAIRS = [
 ]
 PAIRS_COMMANDS = {
     "distill": ("distill", "-o", "student.safetensors", "--steps", "1", *STUDENT_TRAIN),
-    "design-sweep": ("design", "sweep", "--pairs", "hpairs", "--budget", "11.5k", "--depths", "2", "--widths", "16",
-                     "--heads", "2", "--steps", "1", "--batch", "2", "--eval-samples", "2", "-o", "sweep"),
+    "design-sweep": (
+        "design",
+        "sweep",
+        "--pairs",
+        "hpairs",
+        "--budget",
+        "11.5k",
+        "--depths",
+        "2",
+        "--widths",
+        "16",
+        "--heads",
+        "2",
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--eval-samples",
+        "2",
+        "-o",
+        "sweep",
+    ),
     "verify": ("pairs", "verify", "hpairs"),
 }
 
@@ -657,13 +806,23 @@ def _pairs_case(edit: Callable[[Path], None]) -> Callable[[Path, Base], None]:
     def build(folder: Path, base: Base) -> None:
         base.copy(folder, "hpairs")
         edit(folder)
+
     return build
 
 
 def pairs_cases() -> list[Case]:
-    return [Case(f"pairs/{name}/{command}", "pairs", _pairs_case(edit), PAIRS_COMMANDS[command],
-                 ("hpairs",), timeout=90 if command == "design-sweep" else 60)
-            for name, edit, commands in PAIRS for command in commands]
+    return [
+        Case(
+            f"pairs/{name}/{command}",
+            "pairs",
+            _pairs_case(edit),
+            PAIRS_COMMANDS[command],
+            ("hpairs",),
+            timeout=90 if command == "design-sweep" else 60,
+        )
+        for name, edit, commands in PAIRS
+        for command in commands
+    ]
 
 
 #################################################################################
@@ -707,9 +866,12 @@ def cifar_batch(n: int, seed: int, labels=None) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    return {b"batch_label": b"training batch", b"labels": list(labels) if labels is not None else
-            [i % 10 for i in range(n)], b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"filenames": [b"x.png"] * n}
+    return {
+        b"batch_label": b"training batch",
+        b"labels": list(labels) if labels is not None else [i % 10 for i in range(n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
 
 
 def _cifar_case(labels) -> Callable[[Path, Base], None]:
@@ -719,6 +881,7 @@ def _cifar_case(labels) -> Callable[[Path, Base], None]:
         for i in range(1, 6):
             (root / f"data_batch_{i}").write_bytes(pickle.dumps(cifar_batch(4, i, labels), protocol=2))
         (root / "test_batch").write_bytes(pickle.dumps(cifar_batch(4, 9), protocol=2))
+
     return build
 
 
@@ -727,6 +890,7 @@ def _npz_images(images_fn: Callable[[], dict]) -> Callable[[Path, Base], None]:
         import numpy as np
 
         np.savez(folder / "imgs.npz", **images_fn())
+
     return build
 
 
@@ -751,36 +915,85 @@ def _get_case(name: str) -> Callable[[Path, Base], None]:
         for kind in ("image", "latent"):
             (folder / "get" / kind).mkdir(parents=True)
             torch.save(torch.zeros(2, 3, 4, 4), folder / "get" / kind / name)
+
     return build
 
 
 DATA_TRAIN = ("teacher", "train", *TINY_TEACHER)
 DATA = [
-    Case("data/folder-zero-byte-png/teacher", "data",
-         _folder_case(lambda d: (d / "a" / "2.png").write_bytes(b"")),
-         (*DATA_TRAIN, "--data", "folder:imgs"), ("2.png",)),
-    Case("data/folder-text-as-png/teacher", "data",
-         _folder_case(lambda d: (d / "b" / "notes.png").write_text("these are notes, not pixels\n")),
-         (*DATA_TRAIN, "--data", "folder:imgs"), ("notes.png",)),
-    Case("data/folder-decompression-bomb/teacher", "data",
-         _folder_case(lambda d: (d / "a" / "bomb.png").write_bytes(bomb_png())),
-         (*DATA_TRAIN, "--data", "folder:imgs"), ("bomb.png",)),
-    Case("data/folder-decompression-bomb/eval", "data",
-         lambda folder, base: (_image_folder(folder, lambda d: (d / "a" / "bomb.png").write_bytes(bomb_png())),
-                               base.copy(folder, "s.safetensors")),
-         ("eval", "s.safetensors", "--data", "folder:imgs", "-n", "2", "--batch", "2"), ("bomb.png",)),
-    Case("data/cifar-labels-beyond-classes/teacher", "data", _cifar_case([10, 11, 42, 99]),
-         (*DATA_TRAIN, "--data", "cifar10:cifar"), ("data_batch_1", "cifar")),
-    Case("data/cifar-labels-negative/teacher", "data", _cifar_case([-1, 0, 1, 2]),
-         (*DATA_TRAIN, "--data", "cifar10:cifar"), ("data_batch_1", "cifar")),
-    Case("data/cifar-labels-bytes/teacher", "data", _cifar_case([b"cat", b"dog", b"cat", b"dog"]),
-         (*DATA_TRAIN, "--data", "cifar10:cifar"), ("data_batch_1", "cifar")),
-    Case("data/npz-nan-images/teacher", "data", _npz_images(_nan_images),
-         (*DATA_TRAIN, "--data", "npz:imgs.npz"), ("imgs.npz",)),
-    Case("data/npz-labels-1e12/teacher", "data", _npz_images(_huge_labels),
-         (*DATA_TRAIN, "--data", "npz:imgs.npz"), ("imgs.npz",)),
-    Case("data/import-get-non-numeric-name", "data", _get_case("abc.pkl"),
-         ("pairs", "import-get", "get", "-o", "out-pairs"), ("abc.pkl",)),
+    Case(
+        "data/folder-zero-byte-png/teacher",
+        "data",
+        _folder_case(lambda d: (d / "a" / "2.png").write_bytes(b"")),
+        (*DATA_TRAIN, "--data", "folder:imgs"),
+        ("2.png",),
+    ),
+    Case(
+        "data/folder-text-as-png/teacher",
+        "data",
+        _folder_case(lambda d: (d / "b" / "notes.png").write_text("these are notes, not pixels\n")),
+        (*DATA_TRAIN, "--data", "folder:imgs"),
+        ("notes.png",),
+    ),
+    Case(
+        "data/folder-decompression-bomb/teacher",
+        "data",
+        _folder_case(lambda d: (d / "a" / "bomb.png").write_bytes(bomb_png())),
+        (*DATA_TRAIN, "--data", "folder:imgs"),
+        ("bomb.png",),
+    ),
+    Case(
+        "data/folder-decompression-bomb/eval",
+        "data",
+        lambda folder, base: (
+            _image_folder(folder, lambda d: (d / "a" / "bomb.png").write_bytes(bomb_png())),
+            base.copy(folder, "s.safetensors"),
+        ),
+        ("eval", "s.safetensors", "--data", "folder:imgs", "-n", "2", "--batch", "2"),
+        ("bomb.png",),
+    ),
+    Case(
+        "data/cifar-labels-beyond-classes/teacher",
+        "data",
+        _cifar_case([10, 11, 42, 99]),
+        (*DATA_TRAIN, "--data", "cifar10:cifar"),
+        ("data_batch_1", "cifar"),
+    ),
+    Case(
+        "data/cifar-labels-negative/teacher",
+        "data",
+        _cifar_case([-1, 0, 1, 2]),
+        (*DATA_TRAIN, "--data", "cifar10:cifar"),
+        ("data_batch_1", "cifar"),
+    ),
+    Case(
+        "data/cifar-labels-bytes/teacher",
+        "data",
+        _cifar_case([b"cat", b"dog", b"cat", b"dog"]),
+        (*DATA_TRAIN, "--data", "cifar10:cifar"),
+        ("data_batch_1", "cifar"),
+    ),
+    Case(
+        "data/npz-nan-images/teacher",
+        "data",
+        _npz_images(_nan_images),
+        (*DATA_TRAIN, "--data", "npz:imgs.npz"),
+        ("imgs.npz",),
+    ),
+    Case(
+        "data/npz-labels-1e12/teacher",
+        "data",
+        _npz_images(_huge_labels),
+        (*DATA_TRAIN, "--data", "npz:imgs.npz"),
+        ("imgs.npz",),
+    ),
+    Case(
+        "data/import-get-non-numeric-name",
+        "data",
+        _get_case("abc.pkl"),
+        ("pairs", "import-get", "get", "-o", "out-pairs"),
+        ("abc.pkl",),
+    ),
 ]
 
 
@@ -792,18 +1005,34 @@ DATA = [
 def _tegra(lines: list[str]) -> Callable[[Path, Base], None]:
     def build(folder: Path, base: Base) -> None:
         (folder / "t.log").write_text("\n".join(lines) + "\n")
+
     return build
 
 
 DIGITS = "5" * 5000
 TEGRASTATS = [
-    Case("tegrastats/ram-5000-digits", "tegrastats", _tegra([TEGRA_LINES[0].replace("RAM 2147/", f"RAM {DIGITS}/")]),
-         ("tegrastats", "t.log"), ("t.log",)),
-    Case("tegrastats/ram-total-5000-digits", "tegrastats",
-         _tegra([TEGRA_LINES[0].replace("/7620MB", f"/{DIGITS}MB")]), ("tegrastats", "t.log", "--json"), ("t.log",)),
+    Case(
+        "tegrastats/ram-5000-digits",
+        "tegrastats",
+        _tegra([TEGRA_LINES[0].replace("RAM 2147/", f"RAM {DIGITS}/")]),
+        ("tegrastats", "t.log"),
+        ("t.log",),
+    ),
+    Case(
+        "tegrastats/ram-total-5000-digits",
+        "tegrastats",
+        _tegra([TEGRA_LINES[0].replace("/7620MB", f"/{DIGITS}MB")]),
+        ("tegrastats", "t.log", "--json"),
+        ("t.log",),
+    ),
 ] + [
-    Case(f"tegrastats/interval-ms-{label}", "tegrastats", _tegra(TEGRA_LINES),
-         ("tegrastats", "t.log", "--interval-ms", value), ("--interval-ms",))
+    Case(
+        f"tegrastats/interval-ms-{label}",
+        "tegrastats",
+        _tegra(TEGRA_LINES),
+        ("tegrastats", "t.log", "--interval-ms", value),
+        ("--interval-ms",),
+    )
     for label, value in (("negative", "-5"), ("minus-100", "-100"), ("zero", "0"), ("nan", "nan"), ("inf", "inf"))
 ]
 
@@ -822,6 +1051,7 @@ def _calib(edit: Callable[[dict], None]) -> Callable[[Path, Base], None]:
             arrays = {k: npz[k] for k in npz.files}
         edit(arrays)
         np.savez(folder / "c.npz", **arrays)
+
     return build
 
 
@@ -829,6 +1059,7 @@ def _poke(name: str, value) -> Callable[[dict], None]:
     def edit(arrays: dict) -> None:
         arrays[name] = arrays[name].copy()
         arrays[name].flat[0] = value
+
     return edit
 
 
@@ -852,14 +1083,16 @@ def zip_bomb(path: Path, rows: int) -> None:
         crc = zlib.crc32(zeros, crc)
     size, name = len(prefix) + body, b"z.npy"
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(compressed), size, len(name), 0)
-    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(compressed), size,
-                          len(name), 0, 0, 0, 0, 0, 0)
+    central = struct.pack(
+        "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(compressed), size, len(name), 0, 0, 0, 0, 0, 0
+    )
     offset = len(local) + len(name) + len(compressed)
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central) + len(name), offset, 0)
     path.write_bytes(local + name + compressed + central + name + end)
     with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as npz:  # the labels, as many rows (honestly compressed)
-        npz.writestr("y.npy", _npy_header(np.lib.format.header_data_from_array_1_0(np.zeros(rows, np.int32)))
-                     + bytes(rows * 4))
+        npz.writestr(
+            "y.npy", _npy_header(np.lib.format.header_data_from_array_1_0(np.zeros(rows, np.int32))) + bytes(rows * 4)
+        )
     with zipfile.ZipFile(path) as check:  # the bomb is a well-formed zip
         assert check.getinfo("z.npy").file_size == size
 
@@ -886,9 +1119,14 @@ CALIBRATION = [
     Case("calibration/negative-labels", "calibration", _calib(_poke("y", -1)), QUANTIZE_CALIB, ("c.npz",)),
     Case("calibration/labels-over-classes", "calibration", _calib(_poke("y", 99)), QUANTIZE_CALIB, ("c.npz",)),
     Case("calibration/zip-bomb", "calibration", _zip_bomb_case, QUANTIZE_CALIB, ("c.npz",), timeout=60),
-    Case("calibration/zip-bomb/build-engine", "calibration", _zip_bomb_case,
-         ("build-engine", "s.onnx", "--precision", "int8", "--calib", "c.npz", "-o", "s.int8.plan"), ("c.npz",),
-         timeout=60),
+    Case(
+        "calibration/zip-bomb/build-engine",
+        "calibration",
+        _zip_bomb_case,
+        ("build-engine", "s.onnx", "--precision", "int8", "--calib", "c.npz", "-o", "s.int8.plan"),
+        ("c.npz",),
+        timeout=60,
+    ),
 ]
 
 
@@ -908,14 +1146,27 @@ def _bytes_file(name: str, data: bytes) -> Callable[[Path, Base], None]:
 
 HEADER_BOMB = [
     Case(f"header-bomb/varint-key/{command}", "header-bomb", _bytes_file("b.onnx", VARINT_BOMB), argv, ("b.onnx",))
-    for command, argv in (("build-engine", ("build-engine", "b.onnx", "--dry-run")), ("info", ("info", "b.onnx")),
-                          ("models", ("models", "b.onnx")), ("sample", ("sample", "b.onnx", *SAMPLE_ONE)))
+    for command, argv in (
+        ("build-engine", ("build-engine", "b.onnx", "--dry-run")),
+        ("info", ("info", "b.onnx")),
+        ("models", ("models", "b.onnx")),
+        ("sample", ("sample", "b.onnx", *SAMPLE_ONE)),
+    )
 ] + [
-    Case("header-bomb/varint-value/build-engine", "header-bomb", _bytes_file("b.onnx", VARINT_BOMB_VALUE),
-         ("build-engine", "b.onnx", "--dry-run"), ("b.onnx",)),
-    Case("header-bomb/length-2e62/build-engine", "header-bomb",
-         _bytes_file("b.onnx", b"\x42\x02\x10\x12\x72\x80\x80\x80\x80\x80\x80\x80\x80\x40"),
-         ("build-engine", "b.onnx", "--dry-run"), ("b.onnx",)),
+    Case(
+        "header-bomb/varint-value/build-engine",
+        "header-bomb",
+        _bytes_file("b.onnx", VARINT_BOMB_VALUE),
+        ("build-engine", "b.onnx", "--dry-run"),
+        ("b.onnx",),
+    ),
+    Case(
+        "header-bomb/length-2e62/build-engine",
+        "header-bomb",
+        _bytes_file("b.onnx", b"\x42\x02\x10\x12\x72\x80\x80\x80\x80\x80\x80\x80\x80\x40"),
+        ("build-engine", "b.onnx", "--dry-run"),
+        ("b.onnx",),
+    ),
 ]
 
 
@@ -948,29 +1199,68 @@ ABSURD = [
     ("teacher-width-below-min", _nothing, (*TEACHER, "--width", "2"), "--width"),
     ("distill-lr-negative", _with("hpairs"), (*DISTILL, "--lr", "-1"), "--lr"),
     ("distill-seed-2e64", _with("hpairs"), (*DISTILL, "--seed", TWO_64), "--seed"),
-    ("export-dynamic-batch-1e8", _with("s.safetensors"),
-     ("export", "s.safetensors", "-o", "out.onnx", "--dynamic-batch", "1:1:100000000"), "--dynamic-batch"),
+    (
+        "export-dynamic-batch-1e8",
+        _with("s.safetensors"),
+        ("export", "s.safetensors", "-o", "out.onnx", "--dynamic-batch", "1:1:100000000"),
+        "--dynamic-batch",
+    ),
     ("sample-seed-2e64", _with("s.onnx"), ("sample", "s.onnx", *SAMPLE_ONE, "--seed", TWO_64), "--seed"),
     ("sample-n-1e9", _with("s.onnx"), ("sample", "s.onnx", "-n", "1000000000", "--batch", "4"), "-n"),
-    ("sample-steps-1e9", _with("teacher.onnx"), ("sample", "teacher.onnx", *SAMPLE_ONE, "--steps", "1000000000"),
-     "--steps"),
+    (
+        "sample-steps-1e9",
+        _with("teacher.onnx"),
+        ("sample", "teacher.onnx", *SAMPLE_ONE, "--steps", "1000000000"),
+        "--steps",
+    ),
     ("calib-data-n-1e9", _with("s.onnx"), ("calib-data", "s.onnx", "-n", "1000000000", "-o", "c.npz"), "-n"),
-    ("calib-data-seed-2e64", _with("s.onnx"), ("calib-data", "s.onnx", "-n", "1", "--seed", TWO_64, "-o", "c.npz"),
-     "--seed"),
-    ("pairs-first-seed-2e64", _with("teacher.safetensors"),
-     ("pairs", "generate", "teacher.safetensors", "-n", "2", "-o", "newpairs", "--steps", "2", "--first-seed",
-      TWO_64), "--first-seed"),
+    (
+        "calib-data-seed-2e64",
+        _with("s.onnx"),
+        ("calib-data", "s.onnx", "-n", "1", "--seed", TWO_64, "-o", "c.npz"),
+        "--seed",
+    ),
+    (
+        "pairs-first-seed-2e64",
+        _with("teacher.safetensors"),
+        (
+            "pairs",
+            "generate",
+            "teacher.safetensors",
+            "-n",
+            "2",
+            "-o",
+            "newpairs",
+            "--steps",
+            "2",
+            "--first-seed",
+            TWO_64,
+        ),
+        "--first-seed",
+    ),
     ("bench-duration-nan", _with("s.onnx"), ("bench", "s.onnx", "--duration", "nan"), "--duration"),
     ("bench-duration-negative", _with("s.onnx"), ("bench", "s.onnx", "--duration", "-1"), "--duration"),
     ("bench-duration-inf", _with("s.onnx"), ("bench", "s.onnx", "--duration", "inf"), "--duration"),
-    ("quantize-min-psnr-nan", _with("s.onnx"),
-     ("quantize", "s.onnx", "--calib-samples", "1", "--heldout-samples", "1", "--min-psnr", "nan"), "--min-psnr"),
+    (
+        "quantize-min-psnr-nan",
+        _with("s.onnx"),
+        ("quantize", "s.onnx", "--calib-samples", "1", "--heldout-samples", "1", "--min-psnr", "nan"),
+        "--min-psnr",
+    ),
     ("models-depth-1e9", _nothing, ("models", "DiT-Nano-S/2", "--depth", "1000000000"), "--depth"),
     ("eval-n-1e9", _with("s.safetensors"), ("eval", "s.safetensors", "-n", "1000000000", "--batch", "2"), "-n"),
-    ("design-budget-inf", _with("hpairs"),
-     ("design", "sweep", "--pairs", "hpairs", "--budget", "inf", "--steps", "1", "-o", "sweep"), "--budget"),
-    ("design-budget-negative", _with("hpairs"),
-     ("design", "sweep", "--pairs", "hpairs", "--budget", "-5k", "--steps", "1", "-o", "sweep"), "--budget"),
+    (
+        "design-budget-inf",
+        _with("hpairs"),
+        ("design", "sweep", "--pairs", "hpairs", "--budget", "inf", "--steps", "1", "-o", "sweep"),
+        "--budget",
+    ),
+    (
+        "design-budget-negative",
+        _with("hpairs"),
+        ("design", "sweep", "--pairs", "hpairs", "--budget", "-5k", "--steps", "1", "-o", "sweep"),
+        "--budget",
+    ),
 ]
 
 
@@ -982,8 +1272,12 @@ def absurd_cases() -> list[Case]:
     for name, build, argv, option in ABSURD:
         value = argv[len(argv) - 1 - argv[::-1].index(option) + 1] if option in argv else ""
         bare = option.lstrip("-")
-        names = (option, *((ALIASES[option],) if option in ALIASES else ()), *((bare,) if len(bare) >= 4 else ()),
-                 *((value,) if len(value) > 3 else ()))
+        names = (
+            option,
+            *((ALIASES[option],) if option in ALIASES else ()),
+            *((bare,) if len(bare) >= 4 else ()),
+            *((value,) if len(value) > 3 else ()),
+        )
         cases.append(Case(f"absurd-args/{name}", "absurd-args", build, argv, names, timeout=60))
     return cases
 
@@ -1003,40 +1297,87 @@ def _also(*builders: Callable[[Path, Base], None]) -> Callable[[Path, Base], Non
     def build(folder: Path, base: Base) -> None:
         for builder in builders:
             builder(folder, base)
+
     return build
 
 
 OUTPUT = [
-    ("export-over-its-checkpoint", ("s.safetensors",), ("export", "s.safetensors", "-o", "s.safetensors"),
-     "s.safetensors"),
-    ("export-onnx-over-another-checkpoint", ("s.safetensors", "teacher.safetensors"),
-     ("export", "s.safetensors", "-o", "teacher.safetensors"), "teacher.safetensors"),
+    (
+        "export-over-its-checkpoint",
+        ("s.safetensors",),
+        ("export", "s.safetensors", "-o", "s.safetensors"),
+        "s.safetensors",
+    ),
+    (
+        "export-onnx-over-another-checkpoint",
+        ("s.safetensors", "teacher.safetensors"),
+        ("export", "s.safetensors", "-o", "teacher.safetensors"),
+        "teacher.safetensors",
+    ),
     ("quantize-over-its-onnx", ("s.onnx",), ("quantize", "s.onnx", "-o", "s.onnx"), "s.onnx"),
-    ("quantize-over-a-checkpoint", ("s.onnx", "s.safetensors"),
-     ("quantize", "s.onnx", "-o", "s.safetensors", "--calib-samples", "1", "--heldout-samples", "1"),
-     "s.safetensors"),
+    (
+        "quantize-over-a-checkpoint",
+        ("s.onnx", "s.safetensors"),
+        ("quantize", "s.onnx", "-o", "s.safetensors", "--calib-samples", "1", "--heldout-samples", "1"),
+        "s.safetensors",
+    ),
     ("calib-data-over-its-onnx", ("s.onnx",), ("calib-data", "s.onnx", "-n", "1", "-o", "s.onnx"), "s.onnx"),
-    ("calib-data-over-a-checkpoint", ("s.onnx", "s.safetensors"),
-     ("calib-data", "s.onnx", "-n", "1", "-o", "s.safetensors"), "s.safetensors"),
-    ("sample-npz-over-a-checkpoint", ("s.onnx", "s.safetensors"),
-     ("sample", "s.onnx", *SAMPLE_ONE, "--npz", "s.safetensors"), "s.safetensors"),
+    (
+        "calib-data-over-a-checkpoint",
+        ("s.onnx", "s.safetensors"),
+        ("calib-data", "s.onnx", "-n", "1", "-o", "s.safetensors"),
+        "s.safetensors",
+    ),
+    (
+        "sample-npz-over-a-checkpoint",
+        ("s.onnx", "s.safetensors"),
+        ("sample", "s.onnx", *SAMPLE_ONE, "--npz", "s.safetensors"),
+        "s.safetensors",
+    ),
     ("sample-grid-over-its-onnx", ("s.onnx",), ("sample", "s.onnx", *SAMPLE_ONE, "-o", "s.onnx"), "s.onnx"),
-    ("sample-grid-over-a-checkpoint", ("s.onnx", "s.safetensors"),
-     ("sample", "s.onnx", *SAMPLE_ONE, "-o", "s.safetensors"), "s.safetensors"),
-    ("bench-json-over-its-onnx", ("s.onnx",), ("bench", "s.onnx", "--iters", "1", "--warmup", "0", "--json", "s.onnx"),
-     "s.onnx"),
-    ("bench-csv-over-a-checkpoint", ("s.onnx", "s.safetensors"),
-     ("bench", "s.onnx", "--iters", "1", "--warmup", "0", "--csv", "s.safetensors"), "s.safetensors"),
-    ("bench-report-over-a-checkpoint", ("bench.json", "s.safetensors"),
-     ("bench", "report", "bench.json", "-o", "s.safetensors"), "s.safetensors"),
-    ("bench-report-csv-over-its-input", ("bench.json",), ("bench", "report", "bench.json", "--csv", "bench.json"),
-     "bench.json"),
-    ("distill-over-the-teacher", ("hpairs", "teacher.safetensors"),
-     ("distill", "-o", "teacher.safetensors", "--steps", "1", *STUDENT_TRAIN), "teacher.safetensors"),
+    (
+        "sample-grid-over-a-checkpoint",
+        ("s.onnx", "s.safetensors"),
+        ("sample", "s.onnx", *SAMPLE_ONE, "-o", "s.safetensors"),
+        "s.safetensors",
+    ),
+    (
+        "bench-json-over-its-onnx",
+        ("s.onnx",),
+        ("bench", "s.onnx", "--iters", "1", "--warmup", "0", "--json", "s.onnx"),
+        "s.onnx",
+    ),
+    (
+        "bench-csv-over-a-checkpoint",
+        ("s.onnx", "s.safetensors"),
+        ("bench", "s.onnx", "--iters", "1", "--warmup", "0", "--csv", "s.safetensors"),
+        "s.safetensors",
+    ),
+    (
+        "bench-report-over-a-checkpoint",
+        ("bench.json", "s.safetensors"),
+        ("bench", "report", "bench.json", "-o", "s.safetensors"),
+        "s.safetensors",
+    ),
+    (
+        "bench-report-csv-over-its-input",
+        ("bench.json",),
+        ("bench", "report", "bench.json", "--csv", "bench.json"),
+        "bench.json",
+    ),
+    (
+        "distill-over-the-teacher",
+        ("hpairs", "teacher.safetensors"),
+        ("distill", "-o", "teacher.safetensors", "--steps", "1", *STUDENT_TRAIN),
+        "teacher.safetensors",
+    ),
     ("teacher-over-an-npz", (), ("teacher", "train", "-o", "c.npz", "--steps", "1", *TEACHER_TRAIN), "c.npz"),
-    ("pairs-folder-over-a-checkpoint", ("teacher.safetensors",),
-     ("pairs", "generate", "teacher.safetensors", "-n", "2", "-o", "teacher.safetensors", "--steps", "2"),
-     "teacher.safetensors"),
+    (
+        "pairs-folder-over-a-checkpoint",
+        ("teacher.safetensors",),
+        ("pairs", "generate", "teacher.safetensors", "-n", "2", "-o", "teacher.safetensors", "--steps", "2"),
+        "teacher.safetensors",
+    ),
 ]
 
 
@@ -1098,6 +1439,7 @@ def _poisoned_pt(name: str) -> Callable[[Path, Base], None]:
         import torch
 
         torch.save({"w": torch.zeros(2), "x": _Pwn()}, folder / name)
+
     return build
 
 
@@ -1122,35 +1464,104 @@ class _Pwn:
 
 LONG_NAME = "a" * 300 + ".png"
 LAST_MILE = [
-    Case("last-mile/preset-as-teacher", "last-mile", _nothing,
-         ("pairs", "generate", "DiT-Teacher-Digits/2", "-n", "4", "--steps", "2", "-o", "newpairs"), ("is a preset",)),
-    Case("last-mile/bench-threads-1e5", "last-mile", _with("s.onnx"), ("bench", "s.onnx", "--threads", "100000"),
-         ("--threads",), timeout=60),
-    Case("last-mile/calibration-3e38", "last-mile", _huge_calibration,
-         ("quantize", "s.onnx", "--calib", "c.npz", "--heldout-samples", "1"), ("c.npz",)),
-    Case("last-mile/classes-claimed-1000", "last-mile", _onnx_case("s.onnx", _set("config", "num_classes", 1000)),
-         ("sample", "m.onnx", *SAMPLE_ONE, "--class-label", "500"), ("m.onnx",)),
-    Case("last-mile/output-name-too-long", "last-mile", _with("s.onnx"), ("sample", "s.onnx", *SAMPLE_ONE, "-o",
-                                                                          LONG_NAME), ("file name too long",)),
-    Case("last-mile/sample-npz-over-calibration", "last-mile", _calibration_npz,
-         ("sample", "s.onnx", *SAMPLE_ONE, "--npz", "c.npz"), ("--npz",)),
-    Case("last-mile/convert-dit-poisoned-pickle", "last-mile", _poisoned_pt("DiT-XL-2-256x256.pt"),
-         ("convert-dit", "DiT-XL-2-256x256.pt", "-o", "dit.safetensors"), ("refused pickle global",)),
-    Case("last-mile/import-get-plain-pickles", "last-mile", _poisoned_get, ("pairs", "import-get", "get", "-o", "got"),
-         ("refused pickle global",)),
-    Case("last-mile/timing-cache-over-calibration", "last-mile", _timing_cache_over_calibration,
-         ("build-engine", "s.onnx", "--timing-cache", "c.npz", "-o", "s.plan"), ("--timing-cache",)),
-    Case("last-mile/workspace-1e9-mb", "last-mile", _with("s.onnx"),
-         ("build-engine", "s.onnx", "--workspace-mb", "1000000000", "--dry-run"), ("--workspace-mb",)),
-    Case("last-mile/bench-batch-list-100", "last-mile", _with("s.onnx"),
-         ("bench", "s.onnx", "--batch", ",".join(str(b) for b in range(1, 101))), ("--batch",)),
-    *[Case(f"last-mile/{what}/{command}", "last-mile", build, ONNX_COMMANDS[command]("m.onnx"), (words,))
-      for what, build, words in (("fifo", _fifo, "is a FIFO"), ("directory", _directory, "is a directory"),
-                                 ("symlink-loop", _symlink_loop, "symlink loop"),
-                                 ("onnx-weight-bit-flip", _onnx_weight_bit_flip, "content hash"))
-      for command in ("info", "sample", "bench", "build-engine")],
-    *[Case(f"last-mile/dev-zero/{command}", "last-mile", _nothing, ONNX_COMMANDS[command]("/dev/zero"),
-           ("is a device",)) for command in ("sample", "info")],
+    Case(
+        "last-mile/preset-as-teacher",
+        "last-mile",
+        _nothing,
+        ("pairs", "generate", "DiT-Teacher-Digits/2", "-n", "4", "--steps", "2", "-o", "newpairs"),
+        ("is a preset",),
+    ),
+    Case(
+        "last-mile/bench-threads-1e5",
+        "last-mile",
+        _with("s.onnx"),
+        ("bench", "s.onnx", "--threads", "100000"),
+        ("--threads",),
+        timeout=60,
+    ),
+    Case(
+        "last-mile/calibration-3e38",
+        "last-mile",
+        _huge_calibration,
+        ("quantize", "s.onnx", "--calib", "c.npz", "--heldout-samples", "1"),
+        ("c.npz",),
+    ),
+    Case(
+        "last-mile/classes-claimed-1000",
+        "last-mile",
+        _onnx_case("s.onnx", _set("config", "num_classes", 1000)),
+        ("sample", "m.onnx", *SAMPLE_ONE, "--class-label", "500"),
+        ("m.onnx",),
+    ),
+    Case(
+        "last-mile/output-name-too-long",
+        "last-mile",
+        _with("s.onnx"),
+        ("sample", "s.onnx", *SAMPLE_ONE, "-o", LONG_NAME),
+        ("file name too long",),
+    ),
+    Case(
+        "last-mile/sample-npz-over-calibration",
+        "last-mile",
+        _calibration_npz,
+        ("sample", "s.onnx", *SAMPLE_ONE, "--npz", "c.npz"),
+        ("--npz",),
+    ),
+    Case(
+        "last-mile/convert-dit-poisoned-pickle",
+        "last-mile",
+        _poisoned_pt("DiT-XL-2-256x256.pt"),
+        ("convert-dit", "DiT-XL-2-256x256.pt", "-o", "dit.safetensors"),
+        ("refused pickle global",),
+    ),
+    Case(
+        "last-mile/import-get-plain-pickles",
+        "last-mile",
+        _poisoned_get,
+        ("pairs", "import-get", "get", "-o", "got"),
+        ("refused pickle global",),
+    ),
+    Case(
+        "last-mile/timing-cache-over-calibration",
+        "last-mile",
+        _timing_cache_over_calibration,
+        ("build-engine", "s.onnx", "--timing-cache", "c.npz", "-o", "s.plan"),
+        ("--timing-cache",),
+    ),
+    Case(
+        "last-mile/workspace-1e9-mb",
+        "last-mile",
+        _with("s.onnx"),
+        ("build-engine", "s.onnx", "--workspace-mb", "1000000000", "--dry-run"),
+        ("--workspace-mb",),
+    ),
+    Case(
+        "last-mile/bench-batch-list-100",
+        "last-mile",
+        _with("s.onnx"),
+        ("bench", "s.onnx", "--batch", ",".join(str(b) for b in range(1, 101))),
+        ("--batch",),
+    ),
+    *[
+        Case(f"last-mile/{what}/{command}", "last-mile", build, ONNX_COMMANDS[command]("m.onnx"), (words,))
+        for what, build, words in (
+            ("fifo", _fifo, "is a FIFO"),
+            ("directory", _directory, "is a directory"),
+            ("symlink-loop", _symlink_loop, "symlink loop"),
+            ("onnx-weight-bit-flip", _onnx_weight_bit_flip, "content hash"),
+        )
+        for command in ("info", "sample", "bench", "build-engine")
+    ],
+    *[
+        Case(
+            f"last-mile/dev-zero/{command}",
+            "last-mile",
+            _nothing,
+            ONNX_COMMANDS[command]("/dev/zero"),
+            ("is a device",),
+        )
+        for command in ("sample", "info")
+    ],
 ]
 
 
@@ -1160,8 +1571,20 @@ LAST_MILE = [
 
 
 def all_cases() -> list[Case]:
-    cases = [*metadata_cases(), *checkpoint_cases(), *train_state_cases(), *sidecar_cases(), *pairs_cases(), *DATA,
-             *TEGRASTATS, *CALIBRATION, *HEADER_BOMB, *absurd_cases(), *output_cases(), *LAST_MILE]
+    cases = [
+        *metadata_cases(),
+        *checkpoint_cases(),
+        *train_state_cases(),
+        *sidecar_cases(),
+        *pairs_cases(),
+        *DATA,
+        *TEGRASTATS,
+        *CALIBRATION,
+        *HEADER_BOMB,
+        *absurd_cases(),
+        *output_cases(),
+        *LAST_MILE,
+    ]
     ids = [c.id for c in cases]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     assert not duplicated, f"duplicate case ids: {duplicated}"

@@ -40,9 +40,16 @@ class Zygote:
         env.setdefault("COLUMNS", "120")
         self.scratch = Path(tempfile.mkdtemp(prefix="edgedit-zygote-"))
         self.log = open(self.scratch / "zygote.log", "w")  # noqa: SIM115  (closed in close())
-        self.process = subprocess.Popen([python, str(HERE / "zygote.py")], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1,
-                                        cwd=self.scratch, env=env)
+        self.process = subprocess.Popen(
+            [python, str(HERE / "zygote.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+            cwd=self.scratch,
+            env=env,
+        )
         self.lock = threading.Lock()
         self.hello = self._ask({"op": "hello"}, timeout=600)
         if not self.hello.get("edgedit"):
@@ -65,8 +72,13 @@ class Zygote:
         return json.loads(line)
 
     def run(self, argv: list[str], cwd: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT_S) -> dict:
-        request = {"op": "run", "argv": [str(a) for a in argv], "cwd": str(cwd), "timeout": timeout,
-                   "scratch": str(self.scratch)}
+        request = {
+            "op": "run",
+            "argv": [str(a) for a in argv],
+            "cwd": str(cwd),
+            "timeout": timeout,
+            "scratch": str(self.scratch),
+        }
         return self._ask(request, timeout + 60)
 
     def close(self) -> None:
@@ -140,15 +152,27 @@ class Verdict:
         return lines[0][:300] if lines else ""
 
     def to_dict(self) -> dict:
-        return {"id": self.case_id, "class": self.cls, "exit": self.exit, "ok": self.ok, "flags": self.flags,
-                "problems": self.problems, "message": self.message, "stderr_lines": len(self.stderr.splitlines()),
-                "seconds": self.seconds, "new": self.new, "changed": self.changed,
-                "peak_growth_mb": self.peak_growth_mb}
+        return {
+            "id": self.case_id,
+            "class": self.cls,
+            "exit": self.exit,
+            "ok": self.ok,
+            "flags": self.flags,
+            "problems": self.problems,
+            "message": self.message,
+            "stderr_lines": len(self.stderr.splitlines()),
+            "seconds": self.seconds,
+            "new": self.new,
+            "changed": self.changed,
+            "peak_growth_mb": self.peak_growth_mb,
+        }
 
     def explain(self) -> str:
         tail = "\n".join(self.stderr.strip().splitlines()[-12:])
-        return (f"{self.case_id}: " + "; ".join(self.problems) + f"\n--- exit {self.exit}, {self.seconds:.1f} s, "
-                f"stderr ({len(self.stderr.splitlines())} lines, last 12):\n{tail}")
+        return (
+            f"{self.case_id}: " + "; ".join(self.problems) + f"\n--- exit {self.exit}, {self.seconds:.1f} s, "
+            f"stderr ({len(self.stderr.splitlines())} lines, last 12):\n{tail}"
+        )
 
 
 def judge(case, result: dict, before: dict, after: dict) -> Verdict:

@@ -43,9 +43,26 @@ def _status_kb(field: str) -> int:
 def _warm() -> None:
     """Import what commands need, so that each fork starts warm. Best effort: a module that does
     not exist in this checkout is simply not pre-imported."""
-    for name in ("numpy", "PIL.Image", "PIL.PngImagePlugin", "safetensors", "safetensors.numpy", "safetensors.torch",
-                 "torch", "torch.nn", "torch.optim", "torch._dynamo", "torch.onnx", "onnxscript", "onnx",
-                 "onnxruntime", "onnxruntime.quantization", "sklearn.datasets", "rich.progress", "rich.table"):
+    for name in (
+        "numpy",
+        "PIL.Image",
+        "PIL.PngImagePlugin",
+        "safetensors",
+        "safetensors.numpy",
+        "safetensors.torch",
+        "torch",
+        "torch.nn",
+        "torch.optim",
+        "torch._dynamo",
+        "torch.onnx",
+        "onnxscript",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime.quantization",
+        "sklearn.datasets",
+        "rich.progress",
+        "rich.table",
+    ):
         try:
             importlib.import_module(name)
         except Exception:  # warming only
@@ -54,12 +71,28 @@ def _warm() -> None:
         import edgedit
         import edgedit.cli  # noqa: F401
 
-        for name in ("edgedit.fileinfo", "edgedit.pipeline", "edgedit.models.checkpoint", "edgedit.models.dit",
-                     "edgedit.runtime.onnxruntime", "edgedit.runtime.tensorrt", "edgedit.models.torch_backend",
-                     "edgedit.train.trainer", "edgedit.train.distill", "edgedit.train.teacher", "edgedit.data.pairs",
-                     "edgedit.data.datasets", "edgedit.bench.harness", "edgedit.bench.records",
-                     "edgedit.bench.tegrastats", "edgedit.export.calib_data", "edgedit.export.quantize",
-                     "edgedit.eval.evaluate", "edgedit.design.sweep", "edgedit.cost.summary"):
+        for name in (
+            "edgedit.fileinfo",
+            "edgedit.pipeline",
+            "edgedit.models.checkpoint",
+            "edgedit.models.dit",
+            "edgedit.runtime.onnxruntime",
+            "edgedit.runtime.tensorrt",
+            "edgedit.models.torch_backend",
+            "edgedit.train.trainer",
+            "edgedit.train.distill",
+            "edgedit.train.teacher",
+            "edgedit.data.pairs",
+            "edgedit.data.datasets",
+            "edgedit.bench.harness",
+            "edgedit.bench.records",
+            "edgedit.bench.tegrastats",
+            "edgedit.export.calib_data",
+            "edgedit.export.quantize",
+            "edgedit.eval.evaluate",
+            "edgedit.design.sweep",
+            "edgedit.cost.summary",
+        ):
             try:
                 importlib.import_module(name)
             except Exception:
@@ -176,8 +209,12 @@ def main() -> None:
                 reply = {"edgedit": edgedit.__file__, "version": getattr(edgedit, "__version__", None)}
             except Exception as err:
                 reply = {"edgedit": None, "error": f"{type(err).__name__}: {err}"}
-            reply.update(python=sys.version.split()[0], baseline_rss_mb=round(baseline_kb / 1024, 1),
-                         memory_limit_mb=memory_bytes // 2**20, threads=_status_kb("Threads"))
+            reply.update(
+                python=sys.version.split()[0],
+                baseline_rss_mb=round(baseline_kb / 1024, 1),
+                memory_limit_mb=memory_bytes // 2**20,
+                threads=_status_kb("Threads"),
+            )
         elif request["op"] == "run":
             reply = _run(request, memory_bytes, baseline_kb)
         else:

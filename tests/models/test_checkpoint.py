@@ -100,16 +100,27 @@ def rewrite(path, metadata=None, tensors=None):
     return old
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("edgedit.config", {"depth": -1}, r"invalid model config \(--depth\): field 'depth': .* greater than or equal "
-                                      r"to 1 \(got -1\)"),
-    ("edgedit.config", {"mlp_ratio": "4"}, r"field 'mlp_ratio': input should be a valid number \(got '4'\)"),
-    ("edgedit.config", {"class_dropout_prob": "0.1"}, r"field 'class_dropout_prob': input should be a valid number"),
-    ("edgedit.provenance", [1, 2], r"not a valid 'edgedit.provenance' metadata: expected a JSON object, got list"),
-    ("edgedit.provenance", {"steps": "many"}, r"field 'steps': input should be a valid integer"),
-    ("edgedit.provenance", "{not json", r"'edgedit.provenance' metadata: not JSON"),
-    ("edgedit.noise", "mt19937", r"metadata 'edgedit.noise' is 'mt19937', not one of pcg64-keyed, pcg64"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "edgedit.config",
+            {"depth": -1},
+            r"invalid model config \(--depth\): field 'depth': .* greater than or equal "
+            r"to 1 \(got -1\)",
+        ),
+        ("edgedit.config", {"mlp_ratio": "4"}, r"field 'mlp_ratio': input should be a valid number \(got '4'\)"),
+        (
+            "edgedit.config",
+            {"class_dropout_prob": "0.1"},
+            r"field 'class_dropout_prob': input should be a valid number",
+        ),
+        ("edgedit.provenance", [1, 2], r"not a valid 'edgedit.provenance' metadata: expected a JSON object, got list"),
+        ("edgedit.provenance", {"steps": "many"}, r"field 'steps': input should be a valid integer"),
+        ("edgedit.provenance", "{not json", r"'edgedit.provenance' metadata: not JSON"),
+        ("edgedit.noise", "mt19937", r"metadata 'edgedit.noise' is 'mt19937', not one of pcg64-keyed, pcg64"),
+    ],
+)
 def test_bad_header_metadata_is_one_line_naming_the_file_and_field(tmp_path, key, value, message):
     path = save_model(DiT(TINY_CONFIGS["ddpm-cfg"]), tmp_path / "m.safetensors")
     if key == "edgedit.config":
@@ -225,8 +236,10 @@ def test_a_checkpoint_keeps_its_noise_scheme_through_sampling_and_export(tmp_pat
     seeds = [0, 5, 9]
     images = {name: generate(load_backend(p), seeds, batch=3) for name, p in (("new", path), ("legacy", legacy))}
     net, _ = load_model(legacy)
-    assert save_model(net, tmp_path / "again.safetensors") and read_checkpoint(tmp_path / "again.safetensors").noise \
-        == NOISE_UNRECORDED  # re-saved (e.g. fine-tuned), it keeps its lineage's scheme
+    assert (
+        save_model(net, tmp_path / "again.safetensors")
+        and read_checkpoint(tmp_path / "again.safetensors").noise == NOISE_UNRECORDED
+    )  # re-saved (e.g. fine-tuned), it keeps its lineage's scheme
     onnx = export_onnx(net, tmp_path / "legacy.onnx", {"checkpoint": legacy.name}, BatchSpec.static(3)).path
     assert load_backend(onnx).meta.sampler["noise"] == NOISE_UNRECORDED
     # ONNX Runtime against torch, float32 through 2 blocks: 1e-6 measured (|image| < 3.2); 1e-4 is the export's

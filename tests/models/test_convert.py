@@ -70,8 +70,9 @@ def test_wrong_image_size_gets_a_hint(tmp_path):
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint" * 10])
 def test_unreadable_files_are_refused(tmp_path, content):
     (tmp_path / "bad.pt").write_bytes(content)
-    result = runner.invoke(app, ["convert-dit", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "o.safetensors"),
-                                 *TINY_ARGS])
+    result = runner.invoke(
+        app, ["convert-dit", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "o.safetensors"), *TINY_ARGS]
+    )
     assert result.exit_code == 2
     assert "bad.pt: not a" in result.stderr
     assert not (tmp_path / "o.safetensors").exists()

@@ -95,8 +95,9 @@ def reference_forward(sd, cfg, x, t, y):
     p, g, D, H = cfg.patch_size, cfg.grid_size, cfg.hidden_size, cfg.num_heads
     lin = lambda h, name: h @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]  # noqa: E731
     # Patchify: token (r, c) holds the p x p x C pixels below it, flattened channel-major like the conv weight.
-    patches = torch.stack([x[:, :, r * p:(r + 1) * p, c * p:(c + 1) * p].reshape(N, -1)
-                           for r in range(g) for c in range(g)], dim=1)  # (N, T, C*p*p)
+    patches = torch.stack(
+        [x[:, :, r * p : (r + 1) * p, c * p : (c + 1) * p].reshape(N, -1) for r in range(g) for c in range(g)], dim=1
+    )  # (N, T, C*p*p)
     h = patches @ sd["x_embedder.proj.weight"].reshape(D, -1).T + sd["x_embedder.proj.bias"]
     # both float64 sin/cos rounded once to float32 (<= 6e-8 on [-1, 1]); 1e-6 allows a last-ulp libm difference
     assert torch.allclose(sd["pos_embed"][0], reference_pos_embed(D, g), atol=1e-6)
@@ -121,7 +122,7 @@ def reference_forward(sd, cfg, x, t, y):
         s1, sc1, g1, s2, sc2, g2 = modulation(b, 6)
         a = norm(h) * (1 + sc1[:, None]) + s1[:, None]
         qkv = lin(a, f"{b}.attn.qkv")
-        q, k, v = (qkv[..., j * D:(j + 1) * D].reshape(N, -1, H, D // H) for j in range(3))
+        q, k, v = (qkv[..., j * D : (j + 1) * D].reshape(N, -1, H, D // H) for j in range(3))
         w = torch.einsum("nqhd,nkhd->nhqk", q, k) / math.sqrt(D // H)
         att = torch.einsum("nhqk,nkhd->nqhd", w.softmax(-1), v).reshape(N, -1, D)
         h = h + g1[:, None] * lin(att, f"{b}.attn.proj")
@@ -134,7 +135,9 @@ def reference_forward(sd, cfg, x, t, y):
     for r in range(g):
         for c in range(g):
             # within a token: channel fastest, then patch column, then patch row
-            img[:, :, r * p:(r + 1) * p, c * p:(c + 1) * p] = out[:, r * g + c].reshape(N, p, p, Co).permute(0, 3, 1, 2)
+            img[:, :, r * p : (r + 1) * p, c * p : (c + 1) * p] = (
+                out[:, r * g + c].reshape(N, p, p, Co).permute(0, 3, 1, 2)
+            )
     return img
 
 

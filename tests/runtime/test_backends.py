@@ -48,9 +48,18 @@ def test_foreign_and_non_onnx_files_are_refused(exported, tmp_path):
 
 def test_damaged_metadata_names_what_is_missing():
     with pytest.raises(EdgeditError, match="missing edgedit.sampler, edgedit.batch"):
-        ModelMeta.from_metadata({"edgedit.format": "edgedit.onnx/1", "edgedit.version": "0", "edgedit.config": "{}",
-                                 "edgedit.inputs": "[]", "edgedit.outputs": "[]", "edgedit.precision": "fp32",
-                                 "edgedit.source": "{}"}, "m.onnx")
+        ModelMeta.from_metadata(
+            {
+                "edgedit.format": "edgedit.onnx/1",
+                "edgedit.version": "0",
+                "edgedit.config": "{}",
+                "edgedit.inputs": "[]",
+                "edgedit.outputs": "[]",
+                "edgedit.precision": "fp32",
+                "edgedit.source": "{}",
+            },
+            "m.onnx",
+        )
 
 
 def test_provider_choice():
@@ -68,15 +77,18 @@ def test_same_seed_same_image_through_torch_onnx_fp32_fp16_and_int8(exported, tm
     from edgedit.models.checkpoint import load_model
 
     net, _ = load_model(checkpoint)
-    fp16 = export_onnx(net, tmp_path / "fp16.onnx", {"checkpoint": checkpoint.name}, BatchSpec.parse("1:2:4"),
-                       precision="fp16").path
+    fp16 = export_onnx(
+        net, tmp_path / "fp16.onnx", {"checkpoint": checkpoint.name}, BatchSpec.parse("1:2:4"), precision="fp16"
+    ).path
     fp32 = OnnxRuntimeBackend(onnx_path, "cpu")
     calib, heldout = record_inputs(fp32, 16, CALIBRATION_SEED, steps), record_inputs(fp32, 4, HELDOUT_SEED, steps)
     int8 = quantize_onnx(onnx_path, tmp_path / "int8.onnx", calib, heldout, QuantizeOptions(min_psnr=20)).path
 
     seeds = [3, 1, 4, 1, 5]
-    images = {label: generate(load_backend(path), seeds, batch=4, steps=steps)
-              for label, path in (("torch", checkpoint), ("fp32", onnx_path), ("fp16", fp16), ("int8", int8))}
+    images = {
+        label: generate(load_backend(path), seeds, batch=4, steps=steps)
+        for label, path in (("torch", checkpoint), ("fp32", onnx_path), ("fp16", fp16), ("int8", int8))
+    }
     reference = images["torch"]
     assert reference.std() > 0.1
     # Seed 1 twice, in different slots of one batch: a kernel may round two rows differently (vector body or
@@ -97,8 +109,9 @@ def test_a_file_keeps_the_noise_scheme_it_was_made_with(exported, tmp_path):
     assert new.meta.sampler["noise"] == "pcg64-keyed"
     model = onnx.load(path)
     sampler = {k: v for k, v in new.meta.sampler.items() if k != "noise"}
-    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
-                                        "edgedit.sampler": json.dumps(sampler)})
+    onnx.helper.set_model_props(
+        model, {**{p.key: p.value for p in model.metadata_props}, "edgedit.sampler": json.dumps(sampler)}
+    )
     onnx.save(model, tmp_path / "old.onnx")
     old = OnnxRuntimeBackend(tmp_path / "old.onnx", "cpu")
     assert old.meta.sampler["noise"] == "pcg64"

@@ -36,8 +36,12 @@ def test_keyed_noise_is_the_documented_scheme(seed):
     state = mix((seed * GAMMA + GAMMA) & MASK64) << 64 | mix((seed * GAMMA + 2 * GAMMA) & MASK64)
     assert keyed_state(seed) == state
     bit_generator = np.random.PCG64()
-    bit_generator.state = {"bit_generator": "PCG64", "state": {"state": state, "inc": INCREMENT},
-                           "has_uint32": 0, "uinteger": 0}
+    bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": state, "inc": INCREMENT},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
     assert [int(v) for v in bit_generator.random_raw(5)] == pcg64_outputs(state, INCREMENT, 5)
     bit_generator.state = {**bit_generator.state, "state": {"state": state, "inc": INCREMENT}}
     expected = np.random.Generator(bit_generator).standard_normal((1, 3, 3), dtype=np.float32)

@@ -54,8 +54,10 @@ def test_edm_samplers_call_the_network_in_float32_the_documented_number_of_times
 def test_edm_samplers_converge_to_the_exact_ode_solution_at_their_order(sampler, order):
     z = noise_from_seeds(range(3), (1, 4, 4))
     exact = exact_solution(z.astype(np.float64), 80.0)
-    errors = [np.abs(edm_sample(gaussian_denoiser, z, karras_sigmas(n, 0.002, 80.0, 7.0), sampler) - exact).max()
-              for n in (25, 50, 100, 200)]
+    errors = [
+        np.abs(edm_sample(gaussian_denoiser, z, karras_sigmas(n, 0.002, 80.0, 7.0), sampler) - exact).max()
+        for n in (25, 50, 100, 200)
+    ]
     rates = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))  # halving the step divides the error by 2^order
     # Discretisation error, not rounding: errors >= 6e-4 against ~1e-6 from the float32 network I/O. Measured
     # rates 2.12, 2.06, 2.04 (Heun) and 0.99, 0.99, 1.00 (Euler): the pre-asymptotic drift, within 0.15.
@@ -70,8 +72,9 @@ class EchoBackend(Backend):
 
     def __init__(self, cfg, batch=(4, 4, 4)):
         inputs, outputs = io_spec(cfg)
-        self.meta = ModelMeta(cfg, inputs, outputs, sampler_spec(cfg), "fp32",
-                              dict(zip(("min", "opt", "max"), batch)), {}, "test")
+        self.meta = ModelMeta(
+            cfg, inputs, outputs, sampler_spec(cfg), "fp32", dict(zip(("min", "opt", "max"), batch)), {}, "test"
+        )
         self.batches = []
 
     def _run(self, feeds):
@@ -79,8 +82,18 @@ class EchoBackend(Backend):
         return {"image": feeds["z"] + feeds.get("y", np.zeros(1, np.int32)).reshape(-1, 1, 1, 1)}
 
 
-CFG = DiTConfig(input_size=4, in_channels=1, patch_size=2, hidden_size=8, depth=1, num_heads=2, num_classes=3,
-                class_dropout_prob=0.0, learn_sigma=False, diffusion="one-step")
+CFG = DiTConfig(
+    input_size=4,
+    in_channels=1,
+    patch_size=2,
+    hidden_size=8,
+    depth=1,
+    num_heads=2,
+    num_classes=3,
+    class_dropout_prob=0.0,
+    learn_sigma=False,
+    diffusion="one-step",
+)
 
 
 def test_same_seed_same_image_in_any_batch_and_padding_for_static_batch():
@@ -105,8 +118,18 @@ def test_labels_are_checked():
         generate(EchoBackend(CFG), [0, 1], labels=[0, 3])
     with pytest.raises(EdgeditError, match=r"class labels: 2 integers wanted, one per seed"):
         generate(EchoBackend(CFG), [0, 1], labels=[0])
-    uncond = DiTConfig(input_size=4, in_channels=1, patch_size=2, hidden_size=8, depth=1, num_heads=2, num_classes=0,
-                       class_dropout_prob=0.0, learn_sigma=False, diffusion="one-step")
+    uncond = DiTConfig(
+        input_size=4,
+        in_channels=1,
+        patch_size=2,
+        hidden_size=8,
+        depth=1,
+        num_heads=2,
+        num_classes=0,
+        class_dropout_prob=0.0,
+        learn_sigma=False,
+        diffusion="one-step",
+    )
     with pytest.raises(EdgeditError, match="unconditional"):
         generate(EchoBackend(uncond), [0], labels=[1])
 

@@ -34,8 +34,9 @@ def test_every_io_tensor_is_bound_and_shapes_follow_the_batch(engine, fake_tenso
     bound = {name for what, (name, _) in ((w, d) for w, d in fake_tensorrt.CALLS if w == "set_tensor_address")}
     assert bound == {"x", "sigma", "y", "denoised"}
     fake_tensorrt.CALLS.clear()
-    backend.run({"x": np.zeros((3, 1, 16, 16), np.float32), "sigma": np.ones(3, np.float32),
-                 "y": np.zeros(3, np.int32)})
+    backend.run(
+        {"x": np.zeros((3, 1, 16, 16), np.float32), "sigma": np.ones(3, np.float32), "y": np.zeros(3, np.int32)}
+    )
     shapes = [d for w, d in fake_tensorrt.CALLS if w == "set_input_shape"]
     assert shapes == [("x", (3, 1, 16, 16)), ("sigma", (3,)), ("y", (3,))]
     assert [w for w, _ in fake_tensorrt.CALLS].count("execute_async_v3") == 1
@@ -49,16 +50,22 @@ def test_every_io_tensor_is_bound_and_shapes_follow_the_batch(engine, fake_tenso
 def test_cuda_graph_is_captured_once_for_a_static_engine(exported, tmp_path, fake_tensorrt):
     import libcuda
 
-    plan = build(exported["onestep-uncond"][0], tmp_path / "s.plan",
-                 BuildOptions(precision="fp32")).plan  # static batch 4
+    plan = build(
+        exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32")
+    ).plan  # static batch 4
     backend = load_backend(plan, options=RunOptions(cuda_graph=True))
     feeds = {"z": np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)}
     reference = OnnxRuntimeBackend(exported["onestep-uncond"][0], "cpu").run(feeds)["image"]
     outs = [backend.run(feeds)["image"] for _ in range(3)]
     executes = [w for w, _ in fake_tensorrt.CALLS].count("execute_async_v3")
     assert executes == 2  # one normal run, one captured; then graph replays
-    assert [w for w, _ in libcuda.CALLS] == ["cuStreamBeginCapture_v2", "cuStreamEndCapture",
-                                             "cuGraphInstantiateWithFlags", "cuGraphLaunch", "cuGraphLaunch"]
+    assert [w for w, _ in libcuda.CALLS] == [
+        "cuStreamBeginCapture_v2",
+        "cuStreamEndCapture",
+        "cuGraphInstantiateWithFlags",
+        "cuGraphLaunch",
+        "cuGraphLaunch",
+    ]
     assert ("cuStreamEndCapture", 1) in libcuda.CALLS  # the captured work is the engine's execution alone
     for out in outs:  # the fake engine is ONNX Runtime on the same feeds: equal bits; 1e-5 as above
         np.testing.assert_allclose(out, reference, atol=1e-5)
@@ -71,8 +78,9 @@ def test_a_failed_capture_is_ended_and_reported(exported, tmp_path, fake_tensorr
     backend = load_backend(plan, options=RunOptions(cuda_graph=True))
     monkeypatch.setattr(libcuda, "cuGraphInstantiateWithFlags", lambda *a: 999)
     feeds = {"z": np.zeros((4, 3, 8, 8), np.float32)}
-    with pytest.raises(EdgeditError,
-                       match="CUDA graph: instantiate failed with CUresult 999; run without --cuda-graph"):
+    with pytest.raises(
+        EdgeditError, match="CUDA graph: instantiate failed with CUresult 999; run without --cuda-graph"
+    ):
         backend.run(feeds)
     from pycuda import driver
 
@@ -84,8 +92,13 @@ def test_a_dynamic_engine_gets_one_graph_per_batch_size(engine, fake_tensorrt):
 
     backend = load_backend(engine, options=RunOptions(cuda_graph=True))  # batch 1..4
     for batch in (2, 3, 2, 3):
-        backend.run({"x": np.zeros((batch, 1, 16, 16), np.float32), "sigma": np.ones(batch, np.float32),
-                     "y": np.zeros(batch, np.int32)})
+        backend.run(
+            {
+                "x": np.zeros((batch, 1, 16, 16), np.float32),
+                "sigma": np.ones(batch, np.float32),
+                "y": np.zeros(batch, np.int32),
+            }
+        )
     assert [w for w, _ in libcuda.CALLS].count("cuStreamEndCapture") == 2
     assert [w for w, _ in libcuda.CALLS].count("cuGraphLaunch") == 2
 
@@ -97,10 +110,13 @@ def _edit_sidecar(plan, **device):
     path.write_text(json.dumps(record))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"tensorrt": "10.0.1"}, "built with TensorRT 10.0.1, this is TensorRT 10.3.0.30"),
-    ({"gpu": "NVIDIA H100"}, "built on NVIDIA H100 .* this GPU is Orin \\(fake\\)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"tensorrt": "10.0.1"}, "built with TensorRT 10.0.1, this is TensorRT 10.3.0.30"),
+        ({"gpu": "NVIDIA H100"}, "built on NVIDIA H100 .* this GPU is Orin \\(fake\\)"),
+    ],
+)
 def test_foreign_engines_are_refused_before_deserialization(engine, fake_tensorrt, change, message):
     _edit_sidecar(engine, **change)
     with pytest.raises(EdgeditError, match=message):
@@ -125,8 +141,9 @@ def test_without_tensorrt_an_engine_cannot_run(exported, tmp_path, fake_tensorrt
 
 
 @pytest.mark.device
-@pytest.mark.skipif(not has_real_tensorrt(),
-                    reason="needs TensorRT and a CUDA GPU (run jetson/selftest.sh on a Jetson)")
+@pytest.mark.skipif(
+    not has_real_tensorrt(), reason="needs TensorRT and a CUDA GPU (run jetson/selftest.sh on a Jetson)"
+)
 @pytest.mark.parametrize("precision, min_psnr", [("fp32", 60), ("fp16", 40), ("int8", 25)])
 def test_real_engines_match_onnxruntime(exported, tmp_path, precision, min_psnr):
     """On real hardware: build each precision from the tiny exports and compare with ONNX Runtime (CPU)."""
@@ -167,18 +184,25 @@ def _replace_sidecar(plan, edit):
     path.write_text(json.dumps(edit(record)))
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda r: [r], "edm.plan.json: not a valid engine sidecar: expected a JSON object, got list"),
-    (lambda r: {k: v for k, v in r.items() if k != "device"}, "field 'device': field required"),
-    (lambda r: {k: v for k, v in r.items() if k != "builder"}, "field 'builder': field required"),
-    (lambda r: {**r, "onnx": {k: v for k, v in r["onnx"].items() if k != "metadata"}},
-     "field 'onnx.metadata': field required"),
-    (lambda r: {**r, "strongly_typed": 1}, "field 'strongly_typed': input should be a valid boolean"),
-    (lambda r: {**r, "onnx": {**r["onnx"], "metadata": {**r["onnx"]["metadata"], "edgedit.batch": HUGE_BATCH}}},
-     r"edm.plan \(its sidecar's ONNX metadata\): not a valid edgedit metadata: field 'batch.max'"),
-    (lambda r: {**r, "plan_bytes": r["plan_bytes"] + 1}, "edm.plan: not the engine its sidecar describes"),
-    (lambda r: {**r, "plan_sha256": "0" * 64}, "edm.plan: not the engine its sidecar describes"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda r: [r], "edm.plan.json: not a valid engine sidecar: expected a JSON object, got list"),
+        (lambda r: {k: v for k, v in r.items() if k != "device"}, "field 'device': field required"),
+        (lambda r: {k: v for k, v in r.items() if k != "builder"}, "field 'builder': field required"),
+        (
+            lambda r: {**r, "onnx": {k: v for k, v in r["onnx"].items() if k != "metadata"}},
+            "field 'onnx.metadata': field required",
+        ),
+        (lambda r: {**r, "strongly_typed": 1}, "field 'strongly_typed': input should be a valid boolean"),
+        (
+            lambda r: {**r, "onnx": {**r["onnx"], "metadata": {**r["onnx"]["metadata"], "edgedit.batch": HUGE_BATCH}}},
+            r"edm.plan \(its sidecar's ONNX metadata\): not a valid edgedit metadata: field 'batch.max'",
+        ),
+        (lambda r: {**r, "plan_bytes": r["plan_bytes"] + 1}, "edm.plan: not the engine its sidecar describes"),
+        (lambda r: {**r, "plan_sha256": "0" * 64}, "edm.plan: not the engine its sidecar describes"),
+    ],
+)
 def test_damaged_sidecars_are_refused_in_one_line_before_deserialization(engine, fake_tensorrt, edit, message):
     _replace_sidecar(engine, edit)
     with pytest.raises(EdgeditError, match=message) as err:

@@ -41,8 +41,18 @@ def settings(steps=12, **changes):
     return TrainSettings(steps=steps, batch=16, lr=2e-3, checkpoint_every=4, **changes)
 
 
-OPTION_NAMES = ("ta", "ta_steps", "loss", "feature_loss", "feature_weight", "taps", "real", "adv_weight", "disc_lr",
-                "resume")
+OPTION_NAMES = (
+    "ta",
+    "ta_steps",
+    "loss",
+    "feature_loss",
+    "feature_weight",
+    "taps",
+    "real",
+    "adv_weight",
+    "disc_lr",
+    "resume",
+)
 
 
 def options(folder, out, method, steps=12, **kwargs) -> DistillOptions:
@@ -50,8 +60,15 @@ def options(folder, out, method, steps=12, **kwargs) -> DistillOptions:
     checkpoint = str(kwargs.get("student", "")).endswith(".safetensors")  # a checkpoint takes no overrides
     args = {**({} if checkpoint else STUDENT), **kwargs}  # kwargs may override the student's knobs
     chosen = {k: args.pop(k) for k in OPTION_NAMES if k in args}
-    return DistillOptions(pairs=folder, output=out, settings=settings(steps), student=args.pop("student"),
-                          method=method, overrides=args, **chosen)
+    return DistillOptions(
+        pairs=folder,
+        output=out,
+        settings=settings(steps),
+        student=args.pop("student"),
+        method=method,
+        overrides=args,
+        **chosen,
+    )
 
 
 def distil(pairs, out, method, steps=12, on_step=None, **kwargs):
@@ -84,20 +101,39 @@ def test_pseudo_huber_is_l2_near_zero_and_l1_far_out():
         ImageLoss("lpips")
 
 
-@pytest.mark.parametrize("method, kwargs", [("output", {}), ("mi1", {}),
-                                            ("ta", {"ta": "DiT-Nano-XS/2", "ta_steps": 6}),
-                                            ("adversarial", {"real": "digits", "adv_weight": 0.01})])
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [
+        ("output", {}),
+        ("mi1", {}),
+        ("ta", {"ta": "DiT-Nano-XS/2", "ta_steps": 6}),
+        ("adversarial", {"real": "digits", "adv_weight": 0.01}),
+    ],
+)
 def test_every_method_trains_and_saves_only_the_student(pairs, tmp_path, method, kwargs):
     losses = []
     if method == "ta":
         kwargs = {**kwargs}
         # a TA of the student's grid, deeper and wider than it
-        ta = save_model(random_weights(DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=4,
-                                                                  hidden_size=48, num_heads=2, patch_size=4))),
-                        tmp_path / "ta.safetensors")
+        ta = save_model(
+            random_weights(
+                DiT(
+                    student_config(
+                        "DiT-Nano-XS/2", _manifest(pairs), depth=4, hidden_size=48, num_heads=2, patch_size=4
+                    )
+                )
+            ),
+            tmp_path / "ta.safetensors",
+        )
         kwargs = {"ta": str(ta)}
-    out = distil(pairs, tmp_path / f"{method}.safetensors", method, steps=24,
-                 on_step=lambda s, v, *total: losses.append(v), **kwargs)
+    out = distil(
+        pairs,
+        tmp_path / f"{method}.safetensors",
+        method,
+        steps=24,
+        on_step=lambda s, v, *total: losses.append(v),
+        **kwargs,
+    )
     model, info = load_model(out)
     assert list(model.state_dict()) == list(accounting.parameter_shapes(model.config))  # no auxiliaries
     assert info.provenance["method"] == method and info.config.one_step
@@ -130,16 +166,19 @@ def test_distilled_students_export_and_match_torch(pairs, tmp_path):
     assert psnr_db(a, b) > 80  # RMS below 1e-4 of the range; torch and ONNX Runtime differ by ~1e-6 in float32
 
 
-@pytest.mark.parametrize("method, kwargs, message", [
-    ("mi1", {"pairs_folder": "plain"}, "hold no trajectory states.*--trajectory K"),
-    ("ta", {"ta": "DiT-Nano-XS/2", "ta_depth": 1}, "must be at least as deep and as wide"),
-    ("ta", {}, "needs --ta"),
-    ("output", {"student": "ckpt-8x8"}, "makes 3x8x8 images .* the pairs are 1x16x16"),
-    ("adversarial", {}, "--method adversarial needs --real DATA"),
-    ("output", {"real": "digits"}, "--real is only for --method adversarial"),
-    ("adversarial", {"real": "npz-8x8"}, "npz:.*: the real images are 3x8x8, the student makes 1x16x16"),
-    ("adversarial", {"real": "digits", "disc_lr": 0.0}, "--disc-lr must be > 0"),
-])
+@pytest.mark.parametrize(
+    "method, kwargs, message",
+    [
+        ("mi1", {"pairs_folder": "plain"}, "hold no trajectory states.*--trajectory K"),
+        ("ta", {"ta": "DiT-Nano-XS/2", "ta_depth": 1}, "must be at least as deep and as wide"),
+        ("ta", {}, "needs --ta"),
+        ("output", {"student": "ckpt-8x8"}, "makes 3x8x8 images .* the pairs are 1x16x16"),
+        ("adversarial", {}, "--method adversarial needs --real DATA"),
+        ("output", {"real": "digits"}, "--real is only for --method adversarial"),
+        ("adversarial", {"real": "npz-8x8"}, "npz:.*: the real images are 3x8x8, the student makes 1x16x16"),
+        ("adversarial", {"real": "digits", "disc_lr": 0.0}, "--disc-lr must be > 0"),
+    ],
+)
 def test_bad_input(pairs, tmp_path, method, kwargs, message):
     folder = pairs / kwargs.pop("pairs_folder", "with-trajectory")
     if kwargs.get("student") == "ckpt-8x8":
@@ -148,9 +187,16 @@ def test_bad_input(pairs, tmp_path, method, kwargs, message):
         np.savez(tmp_path / "real.npz", images=np.zeros((4, 3, 8, 8), np.float32), labels=np.arange(4))
         kwargs["real"] = f"npz:{tmp_path / 'real.npz'}"
     if kwargs.pop("ta_depth", None):
-        kwargs["ta"] = str(save_model(DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=1,
-                                                                 hidden_size=32, num_heads=2, patch_size=4)),
-                                      tmp_path / "ta.safetensors"))
+        kwargs["ta"] = str(
+            save_model(
+                DiT(
+                    student_config(
+                        "DiT-Nano-XS/2", _manifest(pairs), depth=1, hidden_size=32, num_heads=2, patch_size=4
+                    )
+                ),
+                tmp_path / "ta.safetensors",
+            )
+        )
     with pytest.raises(EdgeditError, match=message):
         distill(options(folder, tmp_path / "s.safetensors", method, 2, **kwargs))
 
@@ -160,8 +206,20 @@ def test_a_refused_distillation_is_one_line_before_any_progress(pairs, tmp_path)
 
     from edgedit.cli import app
 
-    result = CliRunner().invoke(app, ["distill", "--pairs", str(pairs / "with-trajectory"), "--method", "ta",
-                                      "--steps", "2", "-o", str(tmp_path / "s.safetensors")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "distill",
+            "--pairs",
+            str(pairs / "with-trajectory"),
+            "--method",
+            "ta",
+            "--steps",
+            "2",
+            "-o",
+            str(tmp_path / "s.safetensors"),
+        ],
+    )
     assert result.exit_code == 2
     assert result.stderr.splitlines() == ["edgedit: error: --method ta needs --ta PRESET|CKPT (the teaching assistant)"]
     assert list(tmp_path.iterdir()) == []
@@ -175,9 +233,13 @@ def test_adversarial_training_moves_the_student_and_its_discriminator_and_resume
 
     from edgedit.contract.artefacts import train_state
 
-    start = save_model(random_weights(DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=2, hidden_size=32,
-                                                         num_heads=2, patch_size=4)), seed=4),
-                       tmp_path / "start.safetensors")
+    start = save_model(
+        random_weights(
+            DiT(student_config("DiT-Nano-XS/2", _manifest(pairs), depth=2, hidden_size=32, num_heads=2, patch_size=4)),
+            seed=4,
+        ),
+        tmp_path / "start.safetensors",
+    )
     kwargs = {"student": str(start), "real": "digits", "adv_weight": 0.5}
     straight = distil(pairs, tmp_path / "straight.safetensors", "adversarial", steps=8, **kwargs)
     distil(pairs, tmp_path / "resumed.safetensors", "adversarial", steps=4, **kwargs)
@@ -196,21 +258,65 @@ def test_adversarial_training_moves_the_student_and_its_discriminator_and_resume
 
 @pytest.mark.slow
 def test_two_process_torchrun_distillation_matches_one_process(pairs, tmp_path):
-    cli = [sys.executable, "-m", "edgedit", "distill", "--pairs", str(pairs / "with-trajectory"), "--method", "mi1",
-           "--student", "DiT-Nano-XS/2", "--depth", "2", "--width", "32", "--heads", "2", "--patch", "4",
-           "--steps", "4", "--batch", "16", "--lr", "2e-3", "--checkpoint-every", "2", "--sample-every", "2"]
+    cli = [
+        sys.executable,
+        "-m",
+        "edgedit",
+        "distill",
+        "--pairs",
+        str(pairs / "with-trajectory"),
+        "--method",
+        "mi1",
+        "--student",
+        "DiT-Nano-XS/2",
+        "--depth",
+        "2",
+        "--width",
+        "32",
+        "--heads",
+        "2",
+        "--patch",
+        "4",
+        "--steps",
+        "4",
+        "--batch",
+        "16",
+        "--lr",
+        "2e-3",
+        "--checkpoint-every",
+        "2",
+        "--sample-every",
+        "2",
+    ]
     one = subprocess.run([*cli, "-o", str(tmp_path / "one.safetensors")], capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "edgedit", *cli[3:], "-o", str(tmp_path / "two.safetensors")],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "edgedit",
+            *cli[3:],
+            "-o",
+            str(tmp_path / "two.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = (load_model(tmp_path / f"{n}.safetensors")[0].state_dict() for n in ("one", "two"))
     assert load_model(tmp_path / "two.safetensors")[1].provenance["processes"] == 2
     assert two.stdout.count("wrote") == 1  # rank 0 reports, rank 1 is silent
     for run in ("one", "two"):  # the student's grids, from rank 0 only
-        assert (sorted(p.name for p in (tmp_path / f"{run}.samples").iterdir())
-                == ["step-0000002.png", "step-0000004.png"])
+        assert sorted(p.name for p in (tmp_path / f"{run}.samples").iterdir()) == [
+            "step-0000002.png",
+            "step-0000004.png",
+        ]
     # float32: two half-batch gradients averaged by DDP round unlike one batch's (~1e-7 relative); after 4
     # AdamW steps the students differ by <= 1.2e-7 (3 seeds, AVX-512 and default kernels): 1e-5 + 1e-4 |w| ~80x.
     for key in a:

@@ -17,8 +17,18 @@ from edgedit.models.dit import DiT
 from edgedit.train.objectives import EDMObjective
 from edgedit.train.trainer import Run, TrainSettings, batch_indices, train
 
-TINY = DiTConfig(input_size=16, in_channels=1, patch_size=4, hidden_size=32, depth=2, num_heads=2, num_classes=10,
-                 class_dropout_prob=0.0, learn_sigma=False, diffusion="edm")
+TINY = DiTConfig(
+    input_size=16,
+    in_channels=1,
+    patch_size=4,
+    hidden_size=32,
+    depth=2,
+    num_heads=2,
+    num_classes=10,
+    class_dropout_prob=0.0,
+    learn_sigma=False,
+    diffusion="edm",
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +43,9 @@ def edm(seed=0):
 
 
 def run_for(steps, **changes):
-    return Run(TINY, "digits", "edm-teacher",
-               TrainSettings(steps=steps, batch=16, lr=1e-3, checkpoint_every=3, **changes))
+    return Run(
+        TINY, "digits", "edm-teacher", TrainSettings(steps=steps, batch=16, lr=1e-3, checkpoint_every=3, **changes)
+    )
 
 
 def weights(path):
@@ -105,15 +116,32 @@ def test_teacher_train_reports_in_one_line_and_errors_before_any_progress(tmp_pa
     from edgedit.cli import app
 
     runner = CliRunner()
-    args = ["teacher", "train", "--data", "digits", "--depth", "1", "--width", "16", "--heads", "2", "--patch", "4",
-            "--batch", "8", "-o", str(tmp_path / "t.safetensors")]
+    args = [
+        "teacher",
+        "train",
+        "--data",
+        "digits",
+        "--depth",
+        "1",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--patch",
+        "4",
+        "--batch",
+        "8",
+        "-o",
+        str(tmp_path / "t.safetensors"),
+    ]
     done = runner.invoke(app, [*args, "--steps", "2"])
     assert done.exit_code == 0, done.output
     assert "1438 training images of digits" in done.stdout and "[[" not in done.stdout and "array" not in done.stdout
     bad = runner.invoke(app, [*args, "--steps", "1", "--resume"])  # the saved state is at step 2
     assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
         f"edgedit: error: --resume: {tmp_path / 't.train-state.safetensors'} is at step 2, past --steps 1; give "
-        "--steps 2 or more (or start a new output)"]
+        "--steps 2 or more (or start a new output)"
+    ]
 
 
 def test_data_order_covers_every_row_once_per_epoch():
@@ -122,15 +150,37 @@ def test_data_order_covers_every_row_once_per_epoch():
     assert not np.array_equal(rows[:35], rows[35:])  # a new permutation each epoch
 
 
-CLI = [sys.executable, "-m", "edgedit", "teacher", "train", "--data", "digits", "--depth", "2", "--width", "32",
-       "--heads", "2", "--patch", "4", "--batch", "16", "--lr", "1e-3"]
+CLI = [
+    sys.executable,
+    "-m",
+    "edgedit",
+    "teacher",
+    "train",
+    "--data",
+    "digits",
+    "--depth",
+    "2",
+    "--width",
+    "32",
+    "--heads",
+    "2",
+    "--patch",
+    "4",
+    "--batch",
+    "16",
+    "--lr",
+    "1e-3",
+]
 
 
 @pytest.mark.slow
 def test_killed_process_loses_at_most_one_interval(tmp_path):
     out = tmp_path / "k.safetensors"
-    proc = subprocess.Popen([*CLI, "--steps", "400", "--checkpoint-every", "5", "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "--steps", "400", "--checkpoint-every", "5", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state = train_state(out)
     deadline = time.monotonic() + 120
     while not state.exists() and time.monotonic() < deadline:
@@ -143,8 +193,11 @@ def test_killed_process_loses_at_most_one_interval(tmp_path):
     with safe_open(str(state), "pt") as f:
         saved = int(f.metadata()["step"])
     assert saved >= 5 and saved % 5 == 0 and not out.exists()
-    done = subprocess.run([*CLI, "--steps", str(saved + 5), "--checkpoint-every", "5", "--resume", "-o", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "--steps", str(saved + 5), "--checkpoint-every", "5", "--resume", "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert load_model(out)[1].provenance["steps"] == saved + 5
 
@@ -155,9 +208,25 @@ def test_two_process_torchrun_matches_one_process(tmp_path):
     one = subprocess.run([*CLI, *args, "-o", str(tmp_path / "one.safetensors")], capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "edgedit", *CLI[3:], *args, "-o", str(tmp_path / "two.safetensors")],
-                         capture_output=True, text=True, env=env)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "edgedit",
+            *CLI[3:],
+            *args,
+            "-o",
+            str(tmp_path / "two.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     assert load_model(tmp_path / "two.safetensors")[1].provenance["processes"] == 2
     a, b = weights(tmp_path / "one.safetensors"), weights(tmp_path / "two.safetensors")
@@ -176,16 +245,19 @@ def _edit_state(path, **metadata):
     save_file(tensors, str(path), metadata={k: v for k, v in {**meta, **metadata}.items() if v is not None})
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"run": None}, "field 'run': field required"),
-    ({"run": "{not json"}, "training state's 'run': not JSON"),
-    ({"step": "-3"}, "field 'step': string should match pattern"),
-    ({"step": "three"}, "field 'step': string should match pattern"),
-    ({"optim_groups": '[{"lr": 0.001}]'}, "optimizer group: field 'params': field required"),
-    ({"optim_groups": '[{"params": [0], "lr": 0.001}]'}, "optimizer groups do not cover this model"),
-    ({"optim_scalars": '{"999": {}}'}, "optim_scalars entry '999' fits no parameter"),
-    ({"format": "edgedit.train-state/0"}, "field 'format': input should be 'edgedit.train-state/1'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"run": None}, "field 'run': field required"),
+        ({"run": "{not json"}, "training state's 'run': not JSON"),
+        ({"step": "-3"}, "field 'step': string should match pattern"),
+        ({"step": "three"}, "field 'step': string should match pattern"),
+        ({"optim_groups": '[{"lr": 0.001}]'}, "optimizer group: field 'params': field required"),
+        ({"optim_groups": '[{"params": [0], "lr": 0.001}]'}, "optimizer groups do not cover this model"),
+        ({"optim_scalars": '{"999": {}}'}, "optim_scalars entry '999' fits no parameter"),
+        ({"format": "edgedit.train-state/0"}, "field 'format': input should be 'edgedit.train-state/1'"),
+    ],
+)
 def test_a_damaged_train_state_is_refused_in_one_line_and_changes_nothing(digits, tmp_path, change, message):
     out = tmp_path / "s.safetensors"
     train(run_for(3), digits, edm(), out)

@@ -26,8 +26,13 @@ class DataType(enum.IntEnum):
 
 
 def nptype(dtype):
-    return {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
-            DataType.INT32: np.int32, DataType.BOOL: np.bool_}[dtype]
+    return {
+        DataType.FLOAT: np.float32,
+        DataType.HALF: np.float16,
+        DataType.INT8: np.int8,
+        DataType.INT32: np.int32,
+        DataType.BOOL: np.bool_,
+    }[dtype]
 
 
 class TensorIOMode(enum.IntEnum):
@@ -161,9 +166,12 @@ class OnnxParser:
     """Reads the ONNX file's inputs and nodes (with the onnx package) into the fake network."""
 
     _ONNX_TYPES: ClassVar[dict[int, DataType]] = {1: DataType.FLOAT, 10: DataType.HALF, 6: DataType.INT32}
-    _LAYERS: ClassVar[dict[str, LayerType]] = {"QuantizeLinear": LayerType.QUANTIZE,
-                                               "DequantizeLinear": LayerType.DEQUANTIZE,
-                                               "MatMul": LayerType.MATRIX_MULTIPLY, "Conv": LayerType.CONVOLUTION}
+    _LAYERS: ClassVar[dict[str, LayerType]] = {
+        "QuantizeLinear": LayerType.QUANTIZE,
+        "DequantizeLinear": LayerType.DEQUANTIZE,
+        "MatMul": LayerType.MATRIX_MULTIPLY,
+        "Conv": LayerType.CONVOLUTION,
+    }
 
     def __init__(self, network, logger):
         self._network, self._errors = network, []
@@ -187,8 +195,9 @@ class OnnxParser:
             t = value.type.tensor_type
             shape = [d.dim_value if d.dim_value else -1 for d in t.shape.dim]
             self._network._inputs.append(ITensor(value.name, shape, self._ONNX_TYPES[t.elem_type]))
-        self._network._layers = [ILayer(n.name, self._LAYERS.get(n.op_type, LayerType.ELEMENTWISE))
-                                 for n in proto.graph.node]
+        self._network._layers = [
+            ILayer(n.name, self._LAYERS.get(n.op_type, LayerType.ELEMENTWISE)) for n in proto.graph.node
+        ]
         self._network._onnx = str(model)
         CALLS.append(("parse_from_file", str(model)))
         return True
