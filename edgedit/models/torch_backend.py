@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 
 from edgedit import __version__
+from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import BackendFailed, EdgeditError
 from edgedit.contract.schedules import sampler_spec
@@ -19,7 +20,7 @@ from edgedit.runtime.backends import Backend, RunOptions
 
 class TorchBackend(Backend):
     name = "torch"
-    suffixes = (".safetensors", "")
+    suffixes = (artefacts.CHECKPOINT, "")  # "": a preset name
 
     def __init__(self, net, source: dict, device: str = "cpu"):
         """Over a DiT already in memory (e.g. the EMA weights during training)."""
@@ -82,13 +83,19 @@ class TorchCompileBackend(TorchBackend):
             )
         return super().open(model, options)
 
+    # Compiled against eager on the first call of each shape: Inductor reorders float32 reductions, so
+    # the two differ by rounding (about 1e-6 of the output's scale here); 1e-3 of it is far beyond that
+    # and far below a wrong kernel (NaN, garbage).
+    AGREEMENT = 1e-3
+
     def __init__(self, net, source: dict, device: str = "cpu"):
         super().__init__(net, source, device)
         self.forward = self.torch.compile(self.module, dynamic=False)
+        self._checked: set[tuple] = set()
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            return super()._run(feeds)
+            out = super()._run(feeds)
         except Exception as err:
             # Dynamo and Inductor fail on some CPUs (e.g. C++ that does not compile for the kernel path);
             # that is this backend failing here, not the model or the input.
@@ -97,6 +104,28 @@ class TorchCompileBackend(TorchBackend):
             raise BackendFailed(
                 f"torch.compile failed on this machine ({compile_failure(err)}); use --backend torch"
             ) from None
+        shape = tuple(feeds[s.name].shape for s in self.inputs)
+        if shape not in self._checked:  # the compiling call: bench's warm-up, never a timed one
+            self._check_against_eager(feeds, out)
+            self._checked.add(shape)
+        return out
+
+    def _check_against_eager(self, feeds: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+        """Inductor can also compile wrong code that runs (seen: NaN everywhere with ATen forced onto AVX2
+        on an AVX-512 AMD EPYC, torch 2.13): a wrong answer is a failure of this backend here."""
+        compiled = out[self.outputs[0].name]
+        forward, self.forward = self.forward, self.module
+        try:
+            eager = super()._run(feeds)[self.outputs[0].name]
+        finally:
+            self.forward = forward
+        scale = max(float(np.max(np.abs(eager))), 1.0)
+        gap = float(np.max(np.abs(compiled - eager))) if np.isfinite(compiled).all() else float("nan")
+        if not gap <= self.AGREEMENT * scale:  # NaN included
+            raise BackendFailed(
+                f"torch.compile computes other numbers than eager torch on this machine (max |difference| {gap:.3g}, "
+                f"output scale {scale:.3g}): an upstream TorchInductor miscompilation; use --backend torch"
+            )
 
 
 def compile_failure(err: Exception) -> str:
