@@ -76,7 +76,7 @@ def describe_onnx(path: Path) -> dict:
         "config": meta.config.to_dict(),
         "precision": meta.precision,
         "batch": meta.batch,
-        "sampler": meta.sampler,
+        "sampler": meta.sampler.model_dump(),
         "source": meta.source,
         **meta.extra,
     }

@@ -210,11 +210,11 @@ def _call(
 ) -> tuple[Callable[[], None], int, int | None]:
     """(the call to time, network evaluations per call, sampler steps) for one record."""
     meta = backend.meta
-    if settings.what == "sampler" and meta.sampler["type"] == "one-step":  # --steps is for multi-step models
+    if settings.what == "sampler" and meta.sampler.type == "one-step":  # --steps is for multi-step models
         return lambda: generate(backend, range(batch), batch=batch), 1, None
     if settings.what == "sampler":
-        steps = settings.steps or meta.sampler["steps"]
-        evaluations = network_evaluations(steps, meta.sampler["sampler"])
+        steps = settings.steps or meta.sampler.steps
+        evaluations = network_evaluations(steps, meta.sampler.sampler)
         return lambda: generate(backend, range(batch), batch=batch, steps=steps), evaluations, steps
     lo, hi = meta.batch["min"], meta.batch["max"]
     if not lo <= batch <= hi:

@@ -27,7 +27,7 @@ from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.onnx_header import OnnxGraph
 from edgedit.contract.quantization import FP32_CLASSES, HIGH_PRECISIONS, INT8_CLASSES, PrecisionPlan
-from edgedit.contract.schedules import NOISE_UNRECORDED
+from edgedit.contract.schedules import DdpmSampler, EdmSampler, OneStepSampler, SamplerSpec
 from edgedit.contract.schema import MAX_BATCH, MAX_SIDE, Name, Record, Sha256, loads, parse
 
 BATCH = "N"  # the symbolic batch dimension
@@ -80,7 +80,7 @@ class ModelMeta:
     config: DiTConfig
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    sampler: dict[str, Any]
+    sampler: OneStepSampler | EdmSampler | DdpmSampler  # contract/schedules.py
     precision: str  # fp32 | fp16 | int8
     batch: dict[str, int]  # min / opt / max
     source: dict[str, Any]  # checkpoint path + sha256, or preset + "random weights"
@@ -110,7 +110,7 @@ class ModelMeta:
             "config": self.config.to_dict(),
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
-            "sampler": self.sampler,
+            "sampler": self.sampler.model_dump(),
             "precision": self.precision,
             "batch": self.batch,
             "source": self.source,
@@ -214,7 +214,7 @@ class ModelMeta:
             config=config,
             inputs=inputs,
             outputs=outputs,
-            sampler=record.sampler.model_dump(),
+            sampler=record.sampler,
             precision=record.precision,
             batch=record.batch.model_dump(),
             source=record.source,
@@ -293,49 +293,6 @@ class BatchRecord(Record):
         return self
 
 
-# Files that name no noise scheme were made with the unrecorded one (contract/schedules.py).
-NoiseScheme = Literal["pcg64-keyed", "pcg64"]
-
-
-class OneStepSampler(Record):
-    type: Literal["one-step"]
-    noise: NoiseScheme = NOISE_UNRECORDED
-
-
-class EdmSampler(Record):
-    type: Literal["edm"]
-    preconditioning: Literal["in-graph"]
-    sigma_min: float = Field(gt=0)
-    sigma_max: float = Field(gt=0, le=1e4)
-    rho: float = Field(gt=0, le=100)
-    sigma_data: float = Field(gt=0)
-    steps: int = Field(ge=1, le=1000)
-    sampler: Literal["heun", "euler"]
-    noise: NoiseScheme = NOISE_UNRECORDED
-
-    @model_validator(mode="after")
-    def ordered(self) -> EdmSampler:
-        if not self.sigma_min < self.sigma_max:
-            raise ValueError(f"need sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
-        return self
-
-
-class DdpmSampler(Record):
-    type: Literal["ddpm"]
-    train_steps: int = Field(ge=2, le=100_000)
-    beta_start: float = Field(gt=0, lt=1)
-    beta_end: float = Field(gt=0, lt=1)
-    steps: int = Field(ge=1, le=100_000)
-    sampler: Literal["ddim"]
-    noise: NoiseScheme = NOISE_UNRECORDED
-
-    @model_validator(mode="after")
-    def ordered(self) -> DdpmSampler:
-        if not (self.beta_start < self.beta_end and self.steps <= self.train_steps):
-            raise ValueError("need beta_start < beta_end and steps <= train_steps")
-        return self
-
-
 class ParityCheck(Record):
     """`export`'s check of the ONNX file against torch at one batch size."""
 
@@ -381,7 +338,7 @@ class MetadataRecord(Record):
     version: Annotated[str, Field(max_length=64)]
     inputs: list[TensorRecord] = Field(min_length=1, max_length=3)
     outputs: list[TensorRecord] = Field(min_length=1, max_length=1)
-    sampler: Annotated[OneStepSampler | EdmSampler | DdpmSampler, Field(discriminator="type")]
+    sampler: SamplerSpec
     precision: Literal["fp32", "fp16", "int8"]
     batch: BatchRecord
     source: dict[str, Any]

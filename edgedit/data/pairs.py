@@ -60,7 +60,10 @@ from edgedit.contract.schedules import (
     EDM_SIGMA_MAX,
     EDM_SIGMA_MIN,
     EDM_STEPS,
+    MAX_SAMPLER_STEPS,
     NOISE_SCHEME,
+    DdpmSampler,
+    EdmSampler,
 )
 from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, Name, Record, Sha256, load_json, parse
 
@@ -77,7 +80,6 @@ MAX_PAIRS = 1 << 31
 MAX_SHARD_SIZE = 1 << 20
 MAX_SHARDS = 100_000
 MAX_SEED = 1 << 62
-MAX_STEPS = 10_000
 MAX_CLASSES = 100_000
 MANIFEST_BYTES = 128 << 20
 META_BYTES = 1 << 20
@@ -120,32 +122,24 @@ class TeacherRecord(Record):
     config: dict[str, Any] | None
 
 
-class EdmPairsSampler(Record):
-    type: Literal["edm"]
-    sigma_min: float = Field(gt=0, le=1e4)
-    sigma_max: float = Field(gt=0, le=1e4)
-    rho: float = Field(gt=0, le=100)
-    sigma_data: float = Field(gt=0, le=100)
-    sampler: Literal["heun", "euler"]
-    steps: int = Field(ge=1, le=MAX_STEPS)
-    noise: Annotated[str, Field(max_length=256)]
+# The sampler schema is the models' (contract/schedules.py); a store's noise may also be a description
+# of noise edgedit did not draw (GET's stores: a torch generator per seed).
+PairsNoise = Annotated[str, Field(max_length=256)]
 
 
-class DdpmPairsSampler(Record):
-    type: Literal["ddpm"]
-    train_steps: int = Field(ge=2, le=100_000)
-    beta_start: float = Field(gt=0, lt=1)
-    beta_end: float = Field(gt=0, lt=1)
-    sampler: Literal["ddim"]
-    steps: int = Field(ge=1, le=100_000)
-    noise: Annotated[str, Field(max_length=256)]
+class EdmPairsSampler(EdmSampler):
+    noise: PairsNoise
+
+
+class DdpmPairsSampler(DdpmSampler):
+    noise: PairsNoise
 
 
 class TrajectoryRecord(Record):
-    k: int = Field(ge=0, le=MAX_STEPS)
-    steps: list[int] = Field(max_length=MAX_STEPS)
-    sigmas: list[Level] | None = Field(default=None, max_length=MAX_STEPS)  # EDM stores
-    timesteps: list[Level] | None = Field(default=None, max_length=MAX_STEPS)  # DDPM stores
+    k: int = Field(ge=0, le=MAX_SAMPLER_STEPS)
+    steps: list[int] = Field(max_length=MAX_SAMPLER_STEPS)
+    sigmas: list[Level] | None = Field(default=None, max_length=MAX_SAMPLER_STEPS)  # EDM stores
+    timesteps: list[Level] | None = Field(default=None, max_length=MAX_SAMPLER_STEPS)  # DDPM stores
 
 
 class SeedRange(Record):
@@ -255,10 +249,6 @@ def layout_of(s: StoreSettings, where: Any, fix: str = REGENERATE) -> Layout:
     if c > MAX_CHANNELS or h != w:
         raise _invalid(where, "shape", f"need [C, H, H] with C <= {MAX_CHANNELS} (got {s.shape})", fix)
     sampler, trajectory = s.sampler, s.trajectory
-    if sampler.type == "edm" and not sampler.sigma_min < sampler.sigma_max:
-        raise _invalid(where, "sampler", "need sigma_min < sigma_max", fix)
-    if sampler.type == "ddpm" and not (sampler.beta_start < sampler.beta_end and sampler.steps <= sampler.train_steps):
-        raise _invalid(where, "sampler", "need beta_start < beta_end and steps <= train_steps", fix)
     if trajectory.k > sampler.steps - 1:
         raise _invalid(where, "trajectory.k", f"at most steps - 1 = {sampler.steps - 1} (got {trajectory.k})", fix)
     if trajectory.steps != _interior_steps(sampler.steps, trajectory.k):
@@ -752,29 +742,30 @@ def generate_pairs(
         raise EdgeditError(f"--first-seed must be 0..{MAX_SEED - count}")
     if image_dtype not in ("float16", "float32"):
         raise EdgeditError("--image-dtype must be float16 or float32")
-    if not 1 <= steps <= MAX_STEPS:
-        raise EdgeditError(f"--steps must be 1..{MAX_STEPS}")
+    if not 1 <= steps <= MAX_SAMPLER_STEPS:
+        raise EdgeditError(f"--steps must be 1..{MAX_SAMPLER_STEPS}")
     teacher = require_model_file(teacher, "teacher", "edgedit teacher train")
     backend = load_backend(teacher, options=RunOptions(device=device))
     spec = backend.meta.sampler
-    if spec["type"] not in ("edm", "ddpm"):
+    if spec.type not in ("edm", "ddpm"):
         raise EdgeditError(
             f"{teacher}: a teacher must be a multi-step denoiser (EDM, or an official DiT), this is a "
             f"{backend.meta.config.kind}"
         )
     cfg = backend.meta.config
     states = trajectory_steps(steps, trajectory)
-    if spec["type"] == "edm":  # noise level of each state: EDM's sigma, or the DDPM timestep
+    if spec.type == "edm":  # noise level of each state: EDM's sigma, or the DDPM timestep
         if sampler not in ("heun", "euler"):
             raise EdgeditError(f"--sampler must be heun or euler (got {sampler!r})")
-        levels = karras_sigmas(steps, spec["sigma_min"], spec["sigma_max"], spec["rho"])
-        sampler_record = {"type": "edm", **{k: spec[k] for k in ("sigma_min", "sigma_max", "rho", "sigma_data")}}
+        levels = karras_sigmas(steps, spec.sigma_min, spec.sigma_max, spec.rho)
+        schedule = ("sigma_min", "sigma_max", "rho", "sigma_data")
     else:
         sampler = "ddim"
-        if steps > spec["train_steps"]:
-            raise EdgeditError(f"--steps must be 1..{spec['train_steps']} for this DDPM teacher")
-        levels = ddim_timesteps(spec["train_steps"], steps)
-        sampler_record = {"type": "ddpm", **{k: spec[k] for k in ("train_steps", "beta_start", "beta_end")}}
+        if steps > spec.train_steps:
+            raise EdgeditError(f"--steps must be 1..{spec.train_steps} for this DDPM teacher")
+        levels = ddim_timesteps(spec.train_steps, steps)
+        schedule = ("train_steps", "beta_start", "beta_end")
+    sampler_record = {"type": spec.type, **spec.model_dump(include=set(schedule))}
     shape = [cfg.in_channels, cfg.input_size, cfg.input_size]
     settings = parse(
         StoreSettings,
@@ -787,7 +778,7 @@ def generate_pairs(
             "trajectory": {
                 "k": trajectory,
                 "steps": states,
-                ("sigmas" if spec["type"] == "edm" else "timesteps"): [float(levels[i]) for i in states],
+                ("sigmas" if spec.type == "edm" else "timesteps"): [float(levels[i]) for i in states],
             },
             "shape": shape,
             "num_classes": cfg.num_classes,

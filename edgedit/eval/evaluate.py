@@ -19,7 +19,6 @@ import numpy as np
 
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import suffix_kind
-from edgedit.contract.schedules import NOISE_UNRECORDED
 from edgedit.data.datasets import ImageData, has_test_split, load_data
 from edgedit.eval.metrics import fid, kid, psnr_db, significant
 from edgedit.runtime.backends import Backend, load_backend
@@ -216,11 +215,11 @@ def evaluate(
     labels = default_labels(seeds, cfg.num_classes) if cfg.class_conditional else None
     images = generate(backend, seeds, labels, batch=batch, steps=steps, sampler=sampler)
     spec = backend.meta.sampler
-    scheme = spec.get("noise", NOISE_UNRECORDED)
+    scheme = spec.noise
     sampling = (
         "one step"
-        if spec["type"] == "one-step"
-        else f"EDM {sampler or spec['sampler']}, {steps or spec['steps']} steps"
+        if spec.type == "one-step"
+        else f"{spec.type.upper()} {sampler or spec.sampler}, {steps or spec.steps} steps"
     )
     # Same seeds give other noise under another scheme: the report names the one used.
     report: dict[str, Any] = {
@@ -246,7 +245,7 @@ def evaluate(
         other = load_backend(reference)
         check_matches(other, real, str(reference))
         # Same seeds must mean same noise: the reference draws it with this model's scheme, whatever its own.
-        ref_scheme = other.meta.sampler.get("noise", NOISE_UNRECORDED)
+        ref_scheme = other.meta.sampler.noise
         if ref_scheme != scheme:
             log.info(
                 f"note: {reference} records {ref_scheme} noise and {model} {scheme}; the reference is sampled "

@@ -38,11 +38,7 @@ def record_inputs(
         raise EdgeditError(f"calibration needs at least 1 sample (got {samples})")
     # Everything recorded must fit what `load_calibration` reads back, and memory: checked first.
     spec = backend.meta.sampler
-    evaluations = (
-        1
-        if spec["type"] == "one-step"
-        else network_evaluations(steps or spec["steps"], sampler or spec.get("sampler", "ddim"))
-    )
+    evaluations = 1 if spec.type == "one-step" else network_evaluations(steps or spec.steps, sampler or spec.sampler)
     row_bytes = sum(np.dtype(s.dtype).itemsize * math.prod(s.concrete(1)) for s in backend.inputs)
     needed = samples * evaluations * row_bytes
     if needed > MAX_CALIBRATION_BYTES:

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgedit.contract import device
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.schedules import NOISE_UNRECORDED
+from edgedit.contract.schedules import MAX_SAMPLER_STEPS, DdpmSampler
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.runtime.backends import Backend, pad_batch
 from edgedit.runtime.noise import noise_from_seeds
@@ -88,7 +88,7 @@ def ddim_timesteps(train_steps: int, steps: int) -> np.ndarray:
 def ddim_sample(
     predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
     z: np.ndarray,
-    spec: dict,
+    spec: DdpmSampler,
     steps: int,
     on_state: StateHook | None = None,
 ) -> np.ndarray:
@@ -97,9 +97,9 @@ def ddim_sample(
     predict(x float32 (N,C,H,W), t float32 (N,)) -> the network output; its first C channels are
     epsilon (DiT's learned-variance channels follow and are not needed by deterministic DDIM).
     """
-    betas = np.linspace(spec["beta_start"], spec["beta_end"], spec["train_steps"], dtype=np.float64)
+    betas = np.linspace(spec.beta_start, spec.beta_end, spec.train_steps, dtype=np.float64)
     alphas_bar = np.cumprod(1 - betas)
-    timesteps = ddim_timesteps(spec["train_steps"], steps)
+    timesteps = ddim_timesteps(spec.train_steps, steps)
     n, c = z.shape[:2]
     x = z.astype(np.float64)
     for i, t in enumerate(timesteps):
@@ -119,7 +119,6 @@ def default_labels(seeds: Sequence[int], num_classes: int) -> np.ndarray:
 
 
 MAX_SEED = 2**63 - 1  # PCG64 takes larger ones, but int64 arrays (seeds.npy, labels) do not
-MAX_STEPS = 1000
 SMALL_REQUEST_BYTES = 64 << 20  # images this small fit any machine that runs edgedit
 
 
@@ -132,8 +131,8 @@ def check_request(seeds: Sequence[int], batch: int, steps: int | None, image_sha
             raise EdgeditError(f"seeds must be integers in 0..2^63-1 (got {lo}..{hi})")
     if not 1 <= batch <= MAX_BATCH:
         raise EdgeditError(f"--batch must be 1..{MAX_BATCH} (got {batch})")
-    if steps is not None and not 1 <= steps <= MAX_STEPS:
-        raise EdgeditError(f"--steps must be 1..{MAX_STEPS} (got {steps})")
+    if steps is not None and not 1 <= steps <= MAX_SAMPLER_STEPS:
+        raise EdgeditError(f"--steps must be 1..{MAX_SAMPLER_STEPS} (got {steps})")
     needed = 4 * len(seeds) * math.prod(image_shape)
     if needed <= SMALL_REQUEST_BYTES:  # asking the OS costs more than a real-time call's whole budget
         return
@@ -168,8 +167,6 @@ def generate(
     cfg, spec = meta.config, meta.sampler
     shape = meta.inputs[0].concrete(1)[1:]
     check_request(seeds, batch, steps, shape)
-    if spec["type"] not in ("one-step", "edm", "ddpm"):
-        raise EdgeditError(f"this model has no edgedit sampler ({spec['type']})")
     if labels is not None and not cfg.class_conditional:
         raise EdgeditError("this model is unconditional: it takes no class labels")
     if cfg.class_conditional and labels is None:
@@ -190,16 +187,17 @@ def generate(
         batch = min(max(batch, meta.batch["min"]), meta.batch["max"])
     else:
         batch = meta.batch["max"]  # static: exactly the exported batch
-    if spec["type"] == "one-step" and (steps is not None or sampler is not None):
-        raise EdgeditError("a one-step generator takes no --steps or --sampler (it samples in one network call)")
-    steps = steps or spec.get("steps")
-    sampler = sampler or spec.get("sampler")
-    if spec["type"] == "edm":
-        sigmas = karras_sigmas(steps, spec["sigma_min"], spec["sigma_max"], spec["rho"])
-    elif spec["type"] == "ddpm" and sampler != "ddim":
+    if spec.type == "one-step":
+        if steps is not None or sampler is not None:
+            raise EdgeditError("a one-step generator takes no --steps or --sampler (it samples in one network call)")
+    else:
+        steps, sampler = steps or spec.steps, sampler or spec.sampler
+    if spec.type == "edm":
+        sigmas = karras_sigmas(steps, spec.sigma_min, spec.sigma_max, spec.rho)
+    elif spec.type == "ddpm" and sampler != "ddim":
         raise EdgeditError(f"DDPM models sample with ddim, not {sampler}")
     in_name, out_name = meta.inputs[0].name, meta.outputs[0].name
-    scheme = noise or spec.get("noise", NOISE_UNRECORDED)
+    scheme = noise or spec.noise
     seeds = np.asarray(seeds, dtype=np.int64)
 
     images = None  # (len(seeds), ...) filled chunk by chunk: no list of chunks to concatenate
@@ -210,9 +208,9 @@ def generate(
         rows = max(len(chunk), meta.batch["min"]) if meta.dynamic_batch else batch
         evaluate = _Evaluation(backend, in_name, out_name, extra, rows, len(chunk), on_eval)
         hook = (lambda i, sigma, x, first=start: on_state(first, i, sigma, x)) if on_state else None
-        if spec["type"] == "one-step":
+        if spec.type == "one-step":
             out = evaluate(z)
-        elif spec["type"] == "edm":
+        elif spec.type == "edm":
             out = edm_sample(evaluate, z, sigmas, sampler, hook)
         else:
             out = ddim_sample(evaluate, z, spec, steps, hook)

@@ -46,7 +46,7 @@ def test_export_is_tensorrt_shaped_self_describing_and_matches_torch(tmp_path, n
     assert not [n.name for n in model.graph.node if n.input and all(i in constants for i in n.input if i)]
     meta = ModelMeta.from_metadata(graph.metadata(model), "m.onnx")
     assert meta.config == net.config and meta.source == SOURCE and meta.precision == "fp32"
-    assert meta.sampler["type"] == net.config.diffusion
+    assert meta.sampler.type == net.config.diffusion
     (check,) = meta.extra["parity"]
     # max |ONNX - torch| / max |torch|, float32 through <= 3 blocks: <= 3.5e-7 measured (3 eps); 1e-4 is the
     # exporter's own fp32 bound

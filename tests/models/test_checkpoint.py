@@ -241,7 +241,7 @@ def test_a_checkpoint_keeps_its_noise_scheme_through_sampling_and_export(tmp_pat
         and read_checkpoint(tmp_path / "again.safetensors").noise == NOISE_UNRECORDED
     )  # re-saved (e.g. fine-tuned), it keeps its lineage's scheme
     onnx = export_onnx(net, tmp_path / "legacy.onnx", {"checkpoint": legacy.name}, BatchSpec.static(3)).path
-    assert load_backend(onnx).meta.sampler["noise"] == NOISE_UNRECORDED
+    assert load_backend(onnx).meta.sampler.noise == NOISE_UNRECORDED
     # ONNX Runtime against torch, float32 through 2 blocks: 1e-6 measured (|image| < 3.2); 1e-4 is the export's
     # parity bound, and the other noise scheme is ~1 away
     assert np.abs(generate(load_backend(onnx), seeds, batch=3) - images["legacy"]).max() < 1e-4

@@ -1,11 +1,8 @@
-import typing
-
 import numpy as np
 import pytest
 
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.schedules import NOISE_SCHEME, NOISE_SCHEMES, NOISE_UNRECORDED
-from edgedit.contract.spec import NoiseScheme
 from edgedit.runtime.noise import INCREMENT, keyed_state, noise_from_seeds
 
 MASK64, MASK128 = 2**64 - 1, 2**128 - 1
@@ -75,9 +72,12 @@ def test_noise_is_unit_variance_gaussian_and_seeds_are_independent(scheme):
     assert abs(np.corrcoef(z[:, :-1].ravel(), z[:, 1:].ravel())[0, 1]) < 0.02
 
 
-def test_the_schemes_are_the_contracts():
-    assert set(typing.get_args(NoiseScheme)) == set(NOISE_SCHEMES)
-    assert NOISE_SCHEME == "pcg64-keyed" and NOISE_UNRECORDED == "pcg64"
+def test_every_scheme_the_contract_names_is_drawn_and_no_other():
+    assert NOISE_SCHEMES == ("pcg64-keyed", "pcg64") and NOISE_SCHEME == "pcg64-keyed" and NOISE_UNRECORDED == "pcg64"
+    draws = [noise_from_seeds([0, 1], (1, 2, 2), scheme) for scheme in NOISE_SCHEMES]
+    assert not np.array_equal(draws[0], draws[1])  # two schemes, two draws of the same seeds
+    with pytest.raises(EdgeditError):
+        noise_from_seeds([0], (1, 2, 2), "pcg32")
 
 
 def test_bad_seeds_and_schemes_are_refused():

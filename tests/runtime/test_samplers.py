@@ -140,7 +140,7 @@ def test_ddim_on_dit_schedule_is_exact_for_an_oracle_epsilon():
     from edgedit.runtime.samplers import ddim_sample, ddim_timesteps
 
     spec = sampler_spec(DiTConfig())  # DiT-XL/2 defaults: a DDPM model
-    betas = np.linspace(spec["beta_start"], spec["beta_end"], spec["train_steps"])
+    betas = np.linspace(spec.beta_start, spec.beta_end, spec.train_steps)
     alphas_bar = np.cumprod(1 - betas)
     x0 = np.random.default_rng(0).standard_normal((2, 4, 4, 4))
     z = noise_from_seeds([0, 1], (4, 4, 4)).astype(np.float64)
