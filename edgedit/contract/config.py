@@ -16,15 +16,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
 from edgedit.contract import artefacts
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, Record, first_problem, loads
+from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, fields_record, first_problem, loads
 
-DIFFUSIONS = ("ddpm", "edm", "one-step")
+Diffusion = Literal["ddpm", "edm", "one-step"]
 FREQUENCY_EMBEDDING_SIZE = 256  # DiT's sinusoidal timestep features
 MAX_WIDTH, MAX_DEPTH = 16384, 1024
 CLI_FLAGS = {
@@ -37,45 +37,30 @@ CLI_FLAGS = {
 }
 
 
-class _ConfigFields(Record):
-    """What each field may hold. The bounds are generous for any real DiT (DiT-XL/2 is depth 28,
-    width 1152) and keep a hostile file from describing a network no machine could hold."""
-
-    input_size: int = Field(ge=1, le=MAX_SIDE)
-    in_channels: int = Field(ge=1, le=MAX_CHANNELS)
-    patch_size: int = Field(ge=1, le=64)
-    hidden_size: int = Field(ge=4, le=MAX_WIDTH)
-    depth: int = Field(ge=1, le=MAX_DEPTH)
-    num_heads: int = Field(ge=1, le=256)
-    mlp_ratio: float = Field(gt=0, le=64)
-    num_classes: int = Field(ge=0, le=100_000)
-    class_dropout_prob: float = Field(ge=0, lt=1)
-    learn_sigma: bool
-    diffusion: Literal["ddpm", "edm", "one-step"]
-
-
 @dataclass(frozen=True)
 class DiTConfig:
-    """A DiT. Defaults are DiT-XL/2 as in facebookresearch/DiT (256x256 images, 32x32x4 latents)."""
+    """A DiT. Defaults are DiT-XL/2 as in facebookresearch/DiT (256x256 images, 32x32x4 latents).
+    Each field's bound is generous for any real DiT (DiT-XL/2 is depth 28, width 1152) and keeps a
+    hostile file from describing a network no machine could hold."""
 
-    input_size: int = 32  # side of the square input (pixels, or latents for a latent DiT)
-    in_channels: int = 4
-    patch_size: int = 2
-    hidden_size: int = 1152  # width D
-    depth: int = 28
-    num_heads: int = 16
-    mlp_ratio: float = 4.0
-    num_classes: int = 1000  # 0 = unconditional
-    class_dropout_prob: float = 0.1  # > 0 adds the "null" label row used by classifier-free guidance
+    input_size: Annotated[int, Field(ge=1, le=MAX_SIDE)] = 32  # side of the square input (pixels or latents)
+    in_channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)] = 4
+    patch_size: Annotated[int, Field(ge=1, le=64)] = 2
+    hidden_size: Annotated[int, Field(ge=4, le=MAX_WIDTH)] = 1152  # width D
+    depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)] = 28
+    num_heads: Annotated[int, Field(ge=1, le=256)] = 16
+    mlp_ratio: Annotated[float, Field(gt=0, le=64)] = 4.0
+    num_classes: Annotated[int, Field(ge=0, le=100_000)] = 1000  # 0 = unconditional
+    class_dropout_prob: Annotated[float, Field(ge=0, lt=1)] = 0.1  # > 0 adds the "null" label row (CFG)
     learn_sigma: bool = True  # output 2C channels (epsilon and variance), as DiT's DDPM models do
     # How the network is used: "ddpm" (DiT's discrete-time epsilon/variance prediction, t = 0..999),
     # "edm" (an EDM denoiser D(x; sigma), preconditioning around the network), or "one-step"
     # (a GET-style generator: unit-variance noise z -> image x, no timestep input).
-    diffusion: str = "ddpm"
+    diffusion: Diffusion = "ddpm"
 
     def __post_init__(self) -> None:
         try:  # types and ranges, by the schema; the relations between fields below
-            _ConfigFields.model_validate(dataclasses.asdict(self))
+            fields_record(DiTConfig).model_validate(dataclasses.asdict(self))
         except ValidationError as err:
             field = str(err.errors()[0]["loc"][0]) if err.errors()[0]["loc"] else ""
             flag = f" ({CLI_FLAGS[field]})" if field in CLI_FLAGS else ""

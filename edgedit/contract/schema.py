@@ -9,11 +9,14 @@ the first violation into one line naming the file, the field, what was expected 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
+import typing
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from edgedit.contract.errors import EdgeditError
 
@@ -106,3 +109,12 @@ def loads(text: str | bytes, where: str | os.PathLike, what: str, fix: str = "")
     except (ValueError, RecursionError) as err:
         reason = str(err).splitlines()[0][:100] if not isinstance(err, RecursionError) else "nested too deeply"
         raise EdgeditError(f"{where}: not a valid {what}: not JSON ({reason})" + (f"; {fix}" if fix else "")) from None
+
+
+@functools.cache
+def fields_record(cls: type) -> type[Record]:
+    """A strict record of the fields of dataclass `cls`, with the bounds its Annotated types carry:
+    the dataclass declares each field once (type, bound, default) and validates itself against this."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name: (hints[f.name], ...) for f in dataclasses.fields(cls)}
+    return create_model(f"{cls.__name__}Fields", __base__=Record, **fields)

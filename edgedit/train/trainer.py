@@ -37,7 +37,7 @@ from edgedit.contract import artefacts
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import atomic_output
-from edgedit.contract.schema import OpenRecord, Record, first_problem, loads, parse
+from edgedit.contract.schema import OpenRecord, Record, fields_record, first_problem, loads, parse
 from edgedit.models.checkpoint import save_model
 from edgedit.models.dit import DiT
 
@@ -47,40 +47,30 @@ MAX_TRAIN_BATCH = 65536
 OPTIMIZERS = {"optim": "optimizer", "doptim": "discriminator optimizer"}  # state-file prefix -> what it is
 
 
-class _SettingsRecord(Record):
-    """What each training setting may be (the CLI flag is the field name with dashes)."""
-
-    steps: int = Field(ge=1, le=10**9)
-    batch: int = Field(ge=1, le=MAX_TRAIN_BATCH)
-    lr: float = Field(gt=0, le=10)
-    weight_decay: float = Field(ge=0, le=10)
-    ema: float = Field(ge=0, lt=1)
-    lr_warmup: int = Field(ge=0, le=10**9)
-    grad_clip: float = Field(ge=0)
-    checkpoint_every: int = Field(ge=1)
-    sample_every: int = Field(ge=0)
-    seed: int = Field(ge=0, lt=2**63)
-
-
 @dataclass(kw_only=True)
 class TrainSettings:
-    steps: int
-    batch: int  # global batch, split over ranks
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    ema: float = 0.9999
-    lr_warmup: int = 0
-    grad_clip: float = 1.0
-    checkpoint_every: int = 500
-    sample_every: int = 0  # 0: only at the end
-    seed: int = 0
+    """A run's settings, each with its bound (the CLI flag is the field name with dashes)."""
+
+    steps: Annotated[int, Field(ge=1, le=10**9)]
+    batch: Annotated[int, Field(ge=1, le=MAX_TRAIN_BATCH)]  # global batch, split over ranks
+    lr: Annotated[float, Field(gt=0, le=10)] = 2e-4
+    weight_decay: Annotated[float, Field(ge=0, le=10)] = 0.0
+    ema: Annotated[float, Field(ge=0, lt=1)] = 0.9999
+    lr_warmup: Annotated[int, Field(ge=0, le=10**9)] = 0
+    grad_clip: Annotated[float, Field(ge=0)] = 1.0
+    checkpoint_every: Annotated[int, Field(ge=1)] = 500
+    sample_every: Annotated[int, Field(ge=0)] = 0  # 0: only at the end
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
 
     def check(self) -> None:
         try:
-            _SettingsRecord.model_validate(asdict(self))
+            SettingsRecord.model_validate(asdict(self))
         except ValidationError as err:
             flag = "--" + str(err.errors()[0]["loc"][0]).replace("_", "-")
             raise EdgeditError(f"{flag}: {first_problem(err).split(': ', 1)[1]}") from None
+
+
+SettingsRecord = fields_record(TrainSettings)  # the schema of a run's settings in its train state
 
 
 @dataclass
@@ -183,7 +173,7 @@ class _RunRecord(Record):
     config: dict[str, Any]
     data: str
     method: str
-    settings: _SettingsRecord
+    settings: SettingsRecord
     extra: dict[str, Any]
 
 
