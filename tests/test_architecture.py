@@ -108,3 +108,24 @@ def test_the_workstation_side_never_imports_the_application():
 
 def test_the_checker_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_documented_import_table_is_the_import_graph():
+    """docs/architecture.md's table of what each package imports is checked, row by row, against the
+    source: a new dependency fails here until the table (and so the reader) knows it."""
+    import re
+
+    text = (ROOT.parent / "docs" / "architecture.md").read_text()
+    table = text[text.index("<!-- imports:begin -->") : text.index("<!-- imports:end -->")]
+    documented = {}
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            documented[cells[0].strip("`")] = (cells[1], set(re.findall(r"`(\w+)`", cells[2])))
+    edges = import_graph()
+    assert set(documented) == DEVICE | WORKSTATION
+    for package, (side, imports) in documented.items():
+        assert side == ("device" if package in DEVICE else "workstation"), package
+        assert imports == edges.get(package, set()), (
+            f"{package}: documented {sorted(imports)}, imports {sorted(edges.get(package, set()))}"
+        )
