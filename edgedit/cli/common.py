@@ -15,6 +15,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.schema import check_shard
 
 # Typer re-exports click's BadParameter (click's own, or the copy Typer vendors since 0.2x): its
 # bases are that click's UsageError and ClickException.
@@ -155,7 +156,7 @@ def parse_shard(text: str) -> tuple[int, int]:
         worker, workers = (int(v) for v in text.split("/"))
     except ValueError:
         raise EdgeditError(f"--shard '{text}' is not I/N, e.g. 0/4") from None
-    return worker, workers
+    return check_shard((worker, workers))
 
 
 class StepProgress:

@@ -118,3 +118,11 @@ def fields_record(cls: type) -> type[Record]:
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: (hints[f.name], ...) for f in dataclasses.fields(cls)}
     return create_model(f"{cls.__name__}Fields", __base__=Record, **fields)
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """A worker's share I/N of a job split over N workers: 0 <= I < N (the one rule every sharded job uses)."""
+    worker, workers = shard
+    if not 0 <= worker < workers:
+        raise EdgeditError(f"--shard {worker}/{workers}: need 0 <= I < N")
+    return worker, workers

@@ -65,7 +65,7 @@ from edgedit.contract.schedules import (
     DdpmSampler,
     EdmSampler,
 )
-from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, Name, Record, Sha256, load_json, parse
+from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, Name, Record, Sha256, check_shard, load_json, parse
 
 log = logging.getLogger("edgedit")
 
@@ -729,9 +729,7 @@ def generate_pairs(
     from edgedit.runtime.backends import RunOptions, load_backend
     from edgedit.runtime.samplers import ddim_timesteps, generate, karras_sigmas
 
-    worker, workers = shard
-    if not 0 <= worker < workers:
-        raise EdgeditError(f"--shard {worker}/{workers}: need 0 <= I < N")
+    worker, workers = check_shard(shard)
     if not (1 <= count <= MAX_PAIRS and 1 <= shard_size <= MAX_SHARD_SIZE):
         raise EdgeditError(f"-n must be 1..{MAX_PAIRS} and --shard-size 1..{MAX_SHARD_SIZE}")
     if -(-count // shard_size) > MAX_SHARDS:

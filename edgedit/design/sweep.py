@@ -25,7 +25,7 @@ from edgedit.contract import artefacts
 from edgedit.contract.config import DiTConfig, names_a_file
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import write_text_atomic
-from edgedit.contract.schema import load_json, parse
+from edgedit.contract.schema import check_shard, load_json, parse
 from edgedit.cost import accounting
 from edgedit.models.checkpoint import read_checkpoint
 from edgedit.train.distill import ta_misfit
@@ -247,9 +247,7 @@ def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
             raise EdgeditError(f"--methods: unknown method {method!r}; choose from {', '.join(METHODS)}")
     if "ta" in o.methods and o.ta is None:
         raise EdgeditError("--methods ta needs --ta PRESET|CKPT, the teaching assistant shared by the sweep")
-    worker, workers = o.shard
-    if not 0 <= worker < workers:
-        raise EdgeditError(f"--shard {worker}/{workers}: need 0 <= I < N")
+    worker, workers = check_shard(o.shard)
     o.settings.check()
     if not 1 <= o.eval_samples <= 100_000:
         raise EdgeditError(f"--eval-samples must be 1..100000 (got {o.eval_samples})")
