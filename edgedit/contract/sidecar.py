@@ -41,7 +41,11 @@ def device_facts(tensorrt_version: str) -> dict[str, Any]:
 
 
 def write_sidecar(path: Path, record: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps({"format": FORMAT, "edgedit_version": __version__, **record}, indent=2))
+    """The sidecar, checked against the schema its readers use (SidecarRecord, on the JSON it becomes)
+    before it is written: a writer cannot produce a file its own reader refuses."""
+    text = json.dumps({"format": FORMAT, "edgedit_version": __version__, **record}, indent=2, allow_nan=False)
+    parse(SidecarRecord, json.loads(text), path, "engine sidecar (as written: a bug in edgedit)")
+    write_text_atomic(path, text)
 
 
 class DeviceRecord(OpenRecord):
