@@ -188,44 +188,42 @@ def set_lines(sets: dict[str, dict[int, dict]], control_step: int | None) -> lis
     return lines
 
 
-def plot(runs: dict[str, dict], teacher_fid: float | None, start_fid: float | None, path: Path) -> None:
+def plot(
+    runs: dict[str, dict], teacher_fid: float | None, start_fid: float | None, cost: dict[str, float], path: Path
+) -> None:
+    """FID against steps, and against training cost: steps x the quiet seconds per step of each method
+    (the step-cost stage), not the logged wall time, which shared machines and resumed legs distort."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colors = {"adversarial": "tab:red", "control": "tab:blue"}
-    fig, (by_step, by_wall) = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = 2 if cost else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
+    by_step, by_cost = axes[0][0], (axes[0][1] if cost else None)
+    counts: dict[str, int] = {}
     for r in runs.values():
-        if r["kind"] not in colors:
+        if r["kind"] not in colors or not r["steps"]:
             continue
-        steps, fid = [0, *r["steps"]], [start_fid, *r["fid"]] if start_fid else r["fid"]
-        by_step.plot(
-            steps if start_fid else r["steps"],
-            fid,
-            marker="o",
-            color=colors[r["kind"]],
-            alpha=0.8,
-            label=f"{r['kind']}" if r["seed"] == 0 else None,
-        )
-        if any(r["wall_s"]):
-            by_wall.plot(
-                [0, *r["wall_s"]] if start_fid else r["wall_s"],
-                fid,
-                marker="o",
-                color=colors[r["kind"]],
-                alpha=0.8,
-                label=f"{r['kind']}" if r["seed"] == 0 else None,
-            )
-    for axis in (by_step, by_wall):
+        counts[r["kind"]] = counts.get(r["kind"], 0) + 1
+        steps, fid = ([0, *r["steps"]], [start_fid, *r["fid"]]) if start_fid else (r["steps"], r["fid"])
+        style = {"marker": "o", "color": colors[r["kind"]], "alpha": 0.8}
+        label = r["kind"] if counts[r["kind"]] == 1 else None
+        by_step.plot(steps, fid, label=label, **style)
+        if by_cost is not None and r["kind"] in cost:
+            by_cost.plot([s * cost[r["kind"]] / 1000 for s in steps], fid, label=label, **style)
+    for axis in [a for a in (by_step, by_cost) if a is not None]:
         if teacher_fid:
             axis.axhline(teacher_fid, color="black", linestyle="--", label="teacher (35 evaluations)")
         axis.set_ylabel("FID (seeds 100000-100999)")
         axis.grid(alpha=0.3)
         axis.legend()
     by_step.set_xlabel("fine-tuning steps from the shipped student")
-    by_wall.set_xlabel("wall-clock seconds (shared 2-core VM)")
-    fig.suptitle("Adversarial fine-tuning vs output distillation, 3 training seeds each")
+    if by_cost is not None:
+        by_cost.set_xlabel("training-loop seconds (steps x each method's quiet cost per step)")
+    runs_text = ", ".join(f"{n} {kind} run{'s' if n > 1 else ''}" for kind, n in counts.items())
+    fig.suptitle(f"Adversarial fine-tuning vs output distillation ({runs_text})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -266,6 +264,8 @@ def main() -> None:
     winner = best(sets)
     lines += [
         "",
+        "![FID against steps and training cost](adversarial.png)",
+        "",
         f"Verdict: {winner} beats the teacher on the five sets (mean and paired difference)."
         if winner
         else "Verdict: no adversarial student beats the teacher on the five sets (mean and paired difference).",
@@ -279,6 +279,7 @@ def main() -> None:
             runs,
             fid_of(teacher) if teacher else None,
             fid_of(start) if start else None,
+            cost,
             args.output / "adversarial.png",
         )
 

@@ -131,11 +131,18 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
             + " | "
             f"{best['latency_per_image_ms']:.3f} ({best['backend']} {best['precision']}) |"
         )
-    s_eval, t_eval = student.get("eval", {}), teacher.get("eval_18_step_heun_1000_samples", {})
+    s_eval, t_eval = student.get("eval", {}), teacher.get("eval", {})  # both from `edgedit eval --save`
+    seeds = {tuple(p.get("eval_seeds", ())) for p in (student, teacher)}
+    same = (
+        f"the same sample seeds {student['eval_seeds'][0]}-{student['eval_seeds'][1]}"
+        if len(seeds) == 1
+        else ("different sample seeds")
+    )
     lines += [
         "",
-        "Quality, measured when the models were made (their provenance): domain FID on the features of the",
-        "shipped digits classifier, 1000 samples against the 359 held-out digits (lower is better).",
+        "Quality, as each model's file records it (`edgedit eval --save`): domain FID on the features of the",
+        f"shipped digits classifier, 1000 samples each on {same}, against the 359 held-out digits (lower is",
+        "better). docs/results-digits/adversarial.md repeats this over five disjoint seed sets.",
         "",
         "| | student (1 step) | teacher (18 Heun steps) | real-vs-real floor |",
         "|---|---|---|---|",
