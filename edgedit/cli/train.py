@@ -276,8 +276,14 @@ def distill_command(
         ),
     ] = None,
     adv_weight: Annotated[
-        float, typer.Option("--adv-weight", min=0.0, max=1000.0, help="adversarial: weight of the GAN term.")
-    ] = 0.1,
+        float,
+        typer.Option(
+            "--adv-weight",
+            min=0.0,
+            max=1000.0,
+            help="adversarial: weight of the GAN term (1: the digits study's best).",
+        ),
+    ] = 1.0,
     disc_lr: Annotated[
         float, typer.Option("--disc-lr", min=0.0, max=1.0, help="adversarial: the discriminator's learning rate.")
     ] = 2e-4,

@@ -70,7 +70,7 @@ class AdversarialDistillation(OutputDistillation):
         real_labels: torch.Tensor | None,
         real_classes: int,
         loss: str = "pseudo-huber",
-        adv_weight: float = 0.1,
+        adv_weight: float = 1.0,
         disc_lr: float = 2e-4,
         disc_width: int = 32,
         sigma_min: float = 0.01,
