@@ -12,6 +12,10 @@
 #   benchmarks/digits_adversarial.sh report               # five seed sets, plots and tables
 #   benchmarks/digits_adversarial.sh ship                 # the best final student into edgedit/assets/
 #
+# The study of 2026-12-04 started from the output-distilled student of commit 5c65653, shipped until then:
+#   git show 5c65653:edgedit/assets/student-digits.safetensors > runs/output-student.safetensors
+#   STUDENT=runs/output-student.safetensors benchmarks/digits_adversarial.sh ...   (`ship` still writes the asset)
+#
 # Runs: adversarial (weight 1, chosen from the screen) and control (output distillation, the same
 # settings) with training seeds 0, 1, 2, evaluated every 1,000 steps on the sample seeds 100000-100999
 # (seeds no run, sweep or shipping choice has used: the pairs use 0-4095, the older evaluations 0-4999),
@@ -28,7 +32,8 @@ out="${OUT:-runs/digits}"
 edgedit="${EDGEDIT:-edgedit}"
 python="${PYTHON:-python3}"
 teacher="edgedit/assets/teacher-digits.safetensors"
-student="edgedit/assets/student-digits.safetensors"
+asset="edgedit/assets/student-digits.safetensors"  # what `ship` replaces
+student="${STUDENT:-${asset}}"  # the fine-tunes' start
 runs="${out}/adversarial"
 every=1000
 first_seed=100000
@@ -152,11 +157,11 @@ ship() {  # the final adversarial student with the best five-set mean, if it bea
         echo "digits_adversarial: no adversarial student beats the teacher on the five seed sets; nothing shipped"
         return 0
     fi
-    "${edgedit}" eval "${best}" -n 1000 --seed "${first_seed}" --save "${student}" --force --json \
+    "${edgedit}" eval "${best}" -n 1000 --seed "${first_seed}" --save "${asset}" --force --json \
         > docs/results-digits/student-eval.json.partial
     mv docs/results-digits/student-eval.json.partial docs/results-digits/student-eval.json
-    "${edgedit}" sample "${student}" -n 32 -o docs/results-digits/student-samples.png --force
-    echo "digits_adversarial: shipped ${best} as ${student}"
+    "${edgedit}" sample "${asset}" -n 32 -o docs/results-digits/student-samples.png --force
+    echo "digits_adversarial: shipped ${best} as ${asset}"
 }
 
 todo=("$@")
