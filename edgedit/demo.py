@@ -136,13 +136,14 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
     same = (
         f"the same sample seeds {student['eval_seeds'][0]}-{student['eval_seeds'][1]}"
         if len(seeds) == 1
-        else ("different sample seeds")
+        else "different sample seeds"
     )
     lines += [
         "",
         "Quality, as each model's file records it (`edgedit eval --save`): domain FID on the features of the",
-        f"shipped digits classifier, 1000 samples each on {same}, against the 359 held-out digits (lower is",
-        "better). docs/results-digits/adversarial.md repeats this over five disjoint seed sets.",
+        f"shipped digits classifier, 1000 samples each on {same},",
+        "against the 359 held-out digits (lower is better); docs/results-digits/adversarial.md repeats it",
+        "over five disjoint seed sets.",
         "",
         "| | student (1 step) | teacher (18 Heun steps) | real-vs-real floor |",
         "|---|---|---|---|",
