@@ -115,7 +115,7 @@ def curve_lines(runs: dict[str, dict], sets: dict[str, dict[int, dict]], first: 
     start = sets.get("start", {}).get(first)
     lines = [
         f"FID on the sample seeds {first}-{first + 999} (domain FID, the digits classifier's features), "
-        f"every 1,000 steps; step 0 is the shipped student's weights drawing the fine-tunes' noise"
+        f"every 1,000 steps; step 0 is the starting student's weights (STUDENT) drawing the fine-tunes' noise"
         + (f" ({fid_of(start):.1f})" if start else "")
         + ":",
         "",
@@ -134,8 +134,8 @@ def set_lines(sets: dict[str, dict[int, dict]], control_step: int | None) -> lis
         ("adversarial, 4,000 steps", r"adversarial-seed\d+-step-4000"),
         ("control (output), 4,000 steps", r"control-seed\d+-step-4000"),
         ("control (output), 6,000 steps", r"control-seed\d+-step-6000"),
-        ("start (shipped weights, fine-tunes' noise)", "start"),
-        ("shipped student (its own noise)", "shipped"),
+        ("start (the starting student's weights, fine-tunes' noise)", "start"),
+        ("the starting student (STUDENT, its own noise)", "shipped"),
         ("teacher (18 Heun steps)", "teacher"),
     ]
     if control_step and control_step not in (4000, 6000):
@@ -177,8 +177,8 @@ def set_lines(sets: dict[str, dict[int, dict]], control_step: int | None) -> lis
             if control_step
             else []
         ),
-        ("the start (shipped weights, same noise scheme)", "start"),
-        ("the shipped student", "shipped"),
+        ("the start (the starting weights, same noise scheme)", "start"),
+        ("the starting student", "shipped"),
         ("the teacher", "teacher"),
     ):
         other = group(sets, pattern)
@@ -219,7 +219,7 @@ def plot(
         axis.set_ylabel("FID (seeds 100000-100999)")
         axis.grid(alpha=0.3)
         axis.legend()
-    by_step.set_xlabel("fine-tuning steps from the shipped student")
+    by_step.set_xlabel("fine-tuning steps from the starting student")
     if by_cost is not None:
         by_cost.set_xlabel("training-loop seconds (steps x each method's quiet cost per step)")
     runs_text = ", ".join(f"{n} {kind} run{'s' if n > 1 else ''}" for kind, n in counts.items())
