@@ -31,7 +31,7 @@ def run_demo(
     from edgedit.models.torch_backend import TorchCompileBackend
     from edgedit.pipeline import quantize_with_calibration
     from edgedit.runtime.backends import load_backend
-    from edgedit.runtime.images import make_grid, save_png
+    from edgedit.runtime.images import picture, save_png, side_by_side
     from edgedit.runtime.samplers import generate
 
     settings = BenchSettings(BATCHES, warmup=3, duration_s=duration_s)  # a bad --duration is refused first
@@ -74,11 +74,21 @@ def run_demo(
     seeds = list(range(16))
     backends = {"torch-fp32": load_backend(STUDENT_DIGITS)}
     backends.update({name: load_backend(path) for name, path in models.items()})
-    for name, backend in backends.items():
-        save_png(out / f"grid-{name}.png", make_grid(generate(backend, seeds, batch=8), columns=8))
     teacher = load_backend(TEACHER_DIGITS)
-    save_png(out / "grid-teacher.png", make_grid(generate(teacher, seeds, batch=8, steps=TEACHER_STEPS), columns=8))
-    say(f"wrote {len(backends) + 1} sample grids (seeds 0-15, label = seed % 10)")
+    pictures = {
+        "teacher": picture(
+            generate(teacher, seeds, batch=8, steps=TEACHER_STEPS),
+            f"teacher | {TEACHER_STEPS} Heun steps | seeds 0-15",
+            columns=4,
+        )
+    }
+    for name, backend in backends.items():
+        pictures[name] = picture(generate(backend, seeds, batch=8), f"student | {name} | seeds 0-15", columns=4)
+    for name, pixels in pictures.items():
+        save_png(out / f"grid-{name}.png", pixels)
+    compared = [pictures[k] for k in ("teacher", "onnx-fp32", "onnx-fp16", "onnx-int8") if k in pictures]
+    save_png(out / "side-by-side.png", side_by_side(compared))
+    say(f"wrote {len(pictures)} sample grids and side-by-side.png (teacher | FP32 | FP16 | INT8; seeds 0-15)")
 
     # Every deployed form of the student in one interleaved run; then the student's and the teacher's
     # samplers (one step vs 18 Heun steps = 35 evaluations) in another. The teacher takes up to
@@ -99,7 +109,10 @@ def run_demo(
         + reports.markdown(records)
         + "\n"
         + student_vs_teacher(records, info.provenance, teacher_info.provenance)
-        + on_the_device(info.config, teacher_info.config),
+        + on_the_device(info.config, teacher_info.config)
+        + "\n## Samples (seeds 0-15, label = seed % 10)\n\n"
+        + "The teacher and the student's exports on the same seeds (nearest-neighbour upscaled, captioned):\n\n"
+        + "![teacher | FP32 | FP16 | INT8](side-by-side.png)\n",
     )
     return {"records": records, "models": models}
 

@@ -159,8 +159,8 @@ def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: s
 
     from edgedit.contract.fileio import SAMPLES_NPZ, save_npz
     from edgedit.runtime.backends import RunOptions, load_backend
-    from edgedit.runtime.images import make_grid, save_png
-    from edgedit.runtime.samplers import check_request, default_labels, generate
+    from edgedit.runtime.images import picture, save_png
+    from edgedit.runtime.samplers import check_request, default_labels, generate, sampling_words
 
     for path in (output, npz):
         if path is not None and same_file(Path(path), Path(model)):
@@ -179,7 +179,11 @@ def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: s
     start = time.perf_counter()
     images = generate(runner, seeds, labels, batch=options.batch, steps=options.steps, sampler=options.sampler)
     seconds = time.perf_counter() - start
-    save_png(output, make_grid(images))
+    caption = (
+        f"{Path(model).name} | {runner.title} | seeds {seeds[0]}-{seeds[-1]} | "
+        f"{sampling_words(runner.meta.sampler, options.steps, options.sampler)}"
+    )
+    save_png(output, picture(images, caption))
     if npz:
         used = (
             np.asarray(labels if labels is not None else default_labels(seeds, cfg.num_classes), np.int32)

@@ -14,6 +14,7 @@ from edgedit.cost import accounting
 from edgedit.eval.metrics import significant
 from edgedit.models.checkpoint import read_checkpoint, save_model
 from edgedit.models.dit import DiT
+from edgedit.runtime.images import CAPTION_HEIGHT
 from tests.helpers import TINY_CONFIGS
 
 runner = CliRunner()
@@ -259,7 +260,8 @@ def test_export_quantize_sample_pipeline(tmp_path, exported):
     with np.load(npz) as saved:
         assert saved["images"].shape == (6, 1, 16, 16) and list(saved["seeds"]) == list(range(6))
         assert list(saved["labels"]) == [0, 1, 2, 3, 4, 5]
-    assert Image.open(grid).size == (3 * 18 + 2, 2 * 18 + 2)  # 16 px images, 2 px padding, 3 columns
+    # 3 columns of 16 px images with 2 px padding (56 x 38), upscaled x10 to >= 512 px, then the caption strip
+    assert Image.open(grid).size == (560, 380 + CAPTION_HEIGHT)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from edgedit.contract.fileio import suffix_kind
 from edgedit.data.datasets import ImageData, has_test_split, load_data
 from edgedit.eval.metrics import fid, kid, psnr_db, significant
 from edgedit.runtime.backends import Backend, load_backend
-from edgedit.runtime.samplers import check_request, default_labels, generate
+from edgedit.runtime.samplers import check_request, default_labels, generate, sampling_words
 
 log = logging.getLogger("edgedit")
 
@@ -216,11 +217,7 @@ def evaluate(
     images = generate(backend, seeds, labels, batch=batch, steps=steps, sampler=sampler)
     spec = backend.meta.sampler
     scheme = spec.noise
-    sampling = (
-        "one step"
-        if spec.type == "one-step"
-        else f"{spec.type.upper()} {sampler or spec.sampler}, {steps or spec.steps} steps"
-    )
+    sampling = sampling_words(spec, steps, sampler)
     # Same seeds give other noise under another scheme: the report names the one used.
     report: dict[str, Any] = {
         "model": str(model),
@@ -262,9 +259,11 @@ def evaluate(
             }
         )
     if grid:
-        from edgedit.runtime.images import make_grid, save_png
+        from edgedit.runtime.images import picture, save_png
 
-        save_png(grid, make_grid(images[:64], columns=8))
+        shown = min(64, n)
+        caption = f"{Path(model).name} | {backend.title} | seeds {seed}-{seed + shown - 1} | {sampling}"
+        save_png(grid, picture(images[:shown], caption, columns=8))
     if save is not None:
         _save_evaluated(model, save, report)
     return report

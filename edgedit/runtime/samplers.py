@@ -114,6 +114,13 @@ def ddim_sample(
     return x.astype(np.float32)
 
 
+def sampling_words(spec, steps: int | None = None, sampler: str | None = None) -> str:
+    """How a model of sampler `spec` is sampled, in words: "one step", "EDM heun, 18 steps"."""
+    if spec.type == "one-step":
+        return "one step"
+    return f"{spec.type.upper()} {sampler or spec.sampler}, {steps or spec.steps} steps"
+
+
 def default_labels(seeds: Sequence[int], num_classes: int) -> np.ndarray:
     return (np.asarray(seeds, dtype=np.int64) % num_classes).astype(np.int32)
 

@@ -328,15 +328,18 @@ class SampleGrids:
 
     def __call__(self, step: int, net: DiT) -> None:
         from edgedit.models.torch_backend import TorchBackend
-        from edgedit.runtime.images import make_grid, save_png
-        from edgedit.runtime.samplers import generate
+        from edgedit.runtime.images import picture, save_png
+        from edgedit.runtime.samplers import generate, sampling_words
 
         was_training = net.training
         net.eval()
         backend = TorchBackend(net, {"training_step": step}, self.device)
         images = generate(backend, range(self.seeds), batch=self.seeds)
         net.train(was_training)
-        save_png(self.folder / f"step-{step:07d}.png", make_grid(images, columns=8))
+        caption = (
+            f"{self.folder.name} | step {step} | seeds 0-{self.seeds - 1} | {sampling_words(backend.meta.sampler)}"
+        )
+        save_png(self.folder / f"step-{step:07d}.png", picture(images, caption, columns=8))
 
 
 def train(

@@ -57,7 +57,10 @@ def test_evaluation_reports_carry_metric_features_count_and_reference(tmp_path):
     assert names["FID"]["reference"] == "digits test split (359 images)" and names["FID"]["samples"] == 200
     from PIL import Image
 
-    assert Image.open(tmp_path / "grid.png").size == (8 * 16 + 9 * 2, 8 * 16 + 9 * 2)  # 64 images, 8 per row
+    from edgedit.runtime.images import CAPTION_HEIGHT
+
+    # 64 images, 8 per row: 146 x 146 with padding, upscaled x4 to >= 512 px, then the caption strip
+    assert Image.open(tmp_path / "grid.png").size == (584, 584 + CAPTION_HEIGHT)
     # n = 200: each share is a multiple of 0.005, which round(4) keeps; 10 float64 adds of them: 1 within 1e-15
     assert len(names["class coverage"]["share"]) == 10
     assert sum(names["class coverage"]["share"]) == pytest.approx(1, rel=0, abs=1e-12)
