@@ -98,6 +98,31 @@ def test_models_describes_a_file_with_its_estimates_and_range(kind, tmp_path):
     assert f"{e['ms']:.3f} ({e['low_ms']:.3f}-{e['high_ms']:.3f})" in text.stdout
 
 
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_the_models_table_reads_whole_at_any_width(monkeypatch, width):
+    """Every value of the record appears intact: the table when it fits, one block per row when not;
+    never an ellipsis or a value folded mid-word."""
+    import edgedit.assets
+    from edgedit.cli import common
+
+    student = str(edgedit.assets.STUDENT_DIGITS)
+    (record,) = json.loads(runner.invoke(app, ["models", student, "--json"]).stdout)
+    monkeypatch.setattr(common.stdout, "width", width)
+    text = runner.invoke(app, ["models", student]).stdout
+    c, e = record["config"], record["device_estimates"]
+    values = [
+        record["name"],
+        f"{c['depth']}x{c['hidden_size']}/{c['num_heads']}",
+        common.si(record["params"]),
+        common.si(record["macs"]),
+        str(record["tensorrt_kernels"]),
+        common.si(record["weights_bytes"]["fp16"], "B"),
+        *(f"{e[f'{d}_fp16']['ms']:.2f} / {e[f'{d}_int8']['ms']:.2f}" for d in ("orin_nano", "orin_nano_super")),
+    ]
+    table = text.split(" on the device")[0]
+    assert "…" not in table and all(v in table for v in values), table
+
+
 def test_models_with_overrides_describes_the_modified_model():
     result = runner.invoke(app, ["models", "DiT-Nano-S/2", "--depth", "10", "--width", "160", "--heads", "5", "--json"])
     assert result.exit_code == 0

@@ -131,6 +131,28 @@ class DefaultGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+def print_table(table: Any) -> None:
+    """A rich Table whole when it fits the terminal, else as one block of "header: value" lines per
+    row: never a value cut short or folded mid-word (the JSON output carries the same numbers)."""
+    from rich.measure import Measurement
+
+    natural = Measurement.get(stdout, stdout.options.update(width=10**4), table).maximum  # unclamped
+    if natural <= stdout.width:
+        stdout.print(table, soft_wrap=False)
+        return
+    headers = [str(column.header) for column in table.columns]
+    cells = [list(column.cells) for column in table.columns]
+    key_width = max(len(h) for h in headers[1:]) if len(headers) > 1 else 0
+    if table.title:
+        stdout.print(table.title, style="bold", markup=False)
+    for row in range(table.row_count):
+        stdout.print(str(cells[0][row]), style="bold", markup=False)
+        for header, column in zip(headers[1:], cells[1:]):
+            stdout.print(f"  {header:<{key_width}}  {column[row]}", markup=False)
+    if table.caption:
+        stdout.print(str(table.caption), markup=False)
+
+
 def print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2))
 

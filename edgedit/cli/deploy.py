@@ -28,6 +28,7 @@ from edgedit.cli.common import (
     int_list,
     overrides,
     print_json,
+    print_table,
     si,
     stderr,
     stdout,
@@ -610,7 +611,7 @@ def print_bench_table(records: list[dict]) -> None:
     modes = {r["what"] for r in records}
     mixed = len(modes) > 1  # network calls and samplers: say how many evaluations a row times
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
-    table.add_column("model", overflow="fold", min_width=12)
+    table.add_column("model", no_wrap=True)
     for header in (
         "backend",
         "prec",
@@ -651,7 +652,7 @@ def print_bench_table(records: list[dict]) -> None:
         "95% interval over interleaved rounds (report.md has both ends); +MB = the model's RSS growth; p90 from 100 "
         "calls"
     )
-    stdout.print(table, soft_wrap=False)  # fit the terminal (tables are at most 100 columns wide)
+    print_table(table)
 
 
 @command("tegrastats")

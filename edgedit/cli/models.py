@@ -24,6 +24,7 @@ from edgedit.cli.common import (
     command,
     overrides,
     print_json,
+    print_table,
     si,
     stdout,
 )
@@ -129,7 +130,7 @@ def _print_model_tables(reports: list[dict]) -> None:
                 si(r["weights_bytes"]["fp16"], "B"),
                 *(f"{e[f'{d}_fp16']['ms']:.2f} / {e[f'{d}_int8']['ms']:.2f}" for d in ("orin_nano", "orin_nano_super")),
             )
-        stdout.print(table, soft_wrap=False)
+        print_table(table)
 
 
 def _print_estimates(report: dict) -> None:
