@@ -150,7 +150,7 @@ def print_table(table: Any) -> None:
         for header, column in zip(headers[1:], cells[1:]):
             stdout.print(f"  {header:<{key_width}}  {column[row]}", markup=False)
     if table.caption:
-        stdout.print(str(table.caption), markup=False)
+        stdout.print(str(table.caption), markup=False, soft_wrap=False)  # prose: wrapped at words
 
 
 def print_json(obj: Any) -> None:

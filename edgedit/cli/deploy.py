@@ -604,8 +604,8 @@ def _spread(ratio: float, interval: tuple[float, float] | None) -> str:
 
 
 def print_bench_table(records: list[dict]) -> None:
-    """The comparison table, narrow enough for a 100-column terminal: nothing is cut off (the model
-    name folds when it must; the JSON, CSV and Markdown reports carry every statistic)."""
+    """The comparison table, whole when it fits the terminal and one block per row when not (a long
+    model name): nothing cut off or folded; the JSON, CSV and Markdown reports carry every statistic."""
     from edgedit.bench.harness import comparison_rows, csv_row
 
     modes = {r["what"] for r in records}
