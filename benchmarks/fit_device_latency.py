@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgedit.contract.fileio import write_text_atomic
+from edgedit.contract.staging import write_text_atomic
 from edgedit.cost.fit import calibrate, fit_table, load_points, loo_error
 
 ROOT = Path(__file__).resolve().parents[1]

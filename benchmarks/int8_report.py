@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgedit.contract.fileio import write_text_atomic
 from edgedit.contract.quantization import INT8_CLASSES, PrecisionPlan, fp32_class, int8_class
+from edgedit.contract.staging import write_text_atomic
 from edgedit.cost.fit import estimate
 from edgedit.eval.evaluate import evaluate
 from edgedit.eval.metrics import psnr_db

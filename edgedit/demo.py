@@ -25,7 +25,7 @@ def run_demo(
 ) -> dict[str, Any]:
     from edgedit.bench import records as reports
     from edgedit.bench.harness import BenchSettings, run_bench
-    from edgedit.contract.fileio import write_text_atomic
+    from edgedit.contract.staging import write_text_atomic
     from edgedit.export.exporter import BatchSpec, export_onnx
     from edgedit.models.checkpoint import load_model, read_checkpoint
     from edgedit.models.torch_backend import TorchCompileBackend

@@ -14,8 +14,8 @@ from pydantic import Field, RootModel
 from edgedit.bench.harness import CSV_FIELDS, comparison_rows, csv_row
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import atomic_output, write_text_atomic
 from edgedit.contract.schema import MAX_BATCH, Name, OpenRecord, Record, load_json, parse
+from edgedit.contract.staging import atomic_output, write_text_atomic
 
 
 def bench_files(paths: list[str | os.PathLike]) -> list[Path]:

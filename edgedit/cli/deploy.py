@@ -35,7 +35,8 @@ from edgedit.cli.common import (
 )
 from edgedit.contract import artefacts
 from edgedit.contract.errors import BackendFailed, EdgeditError
-from edgedit.contract.fileio import Output, check_outputs, write_text_atomic
+from edgedit.contract.fileio import Output, check_outputs
+from edgedit.contract.staging import write_text_atomic
 
 
 @command("export")

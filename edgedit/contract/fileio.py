@@ -1,18 +1,15 @@
-"""Atomic file output and checksums: a file either appears whole or not at all. And the output
-policy every command applies before it starts (`check_outputs`): never over one of its own inputs,
-never over a file of another kind without --force, and one clear line for a path it cannot write."""
+"""Reading files safely and the output policy: regular files told from what is not one
+(`regular_file`), file kinds by their first bytes, checksums, bounded .npz reading, and the policy
+every command applies before it starts (`check_outputs`): never over one of its own inputs, never
+over a file of another kind without --force, and one clear line for a path it cannot write.
+Writing itself (whole or nothing) is `contract/staging.py`."""
 
 from __future__ import annotations
 
 import codecs
-import contextlib
 import contextvars
 import hashlib
 import os
-import re
-import shutil
-import socket
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,21 +17,7 @@ from pathlib import Path
 
 from edgedit.contract import artefacts
 from edgedit.contract.errors import EdgeditError
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: staging is then told live or stale by its pid alone
-    fcntl = None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (some writers create 0600 files)
-
+from edgedit.contract.staging import atomic_output, cannot_write, name_problem, remove_stale_staging
 
 _VERIFY = contextvars.ContextVar("edgedit_verify_content", default=True)
 
@@ -52,18 +35,6 @@ def verification(enabled: bool) -> Iterator[None]:
 
 def verifying() -> bool:
     return _VERIFY.get()
-
-
-NAME_MAX = 255  # bytes in one path component on Linux filesystems (ext4, xfs, btrfs, tmpfs)
-
-
-def name_problem(path: str | os.PathLike, reserve: int = 0) -> str | None:
-    """Why a path cannot name a file on any common filesystem (a component over NAME_MAX bytes, less
-    `reserve` for the file's own name: what staging adds to it), or None."""
-    parts = [len(p.encode(errors="surrogateescape")) for p in Path(path).parts] or [0]
-    limits = [NAME_MAX] * (len(parts) - 1) + [NAME_MAX - reserve]
-    over = [(n, limit) for n, limit in zip(parts, limits) if n > limit]
-    return f"file name too long ({over[0][0]} bytes in one name, at most {over[0][1]})" if over else None
 
 
 def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -100,137 +71,6 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
                 else "is not a regular file"
             )
     raise EdgeditError(f"{path}: {problem}")
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path for `path`; move it onto `path` only if the block succeeds.
-
-    The temporary file lives in a private folder next to `path`, so the final rename is atomic.
-    `companions` are files that belong with `path` (an ONNX model's external weights): the block
-    writes them into the same temporary folder under their final names, and they are moved into
-    place before `path` itself (an existing `path` is removed first, so that a kill between the
-    renames leaves no file rather than an old one beside new companions). On any failure, Ctrl-C
-    included, everything temporary is removed and existing files are left untouched. The folder
-    is named after the writer (`.NAME.PID@HOST.XXXX.partial`) and locked, so that a later write
-    of `path` removes what a killed writer left (`remove_stale_staging`) and nothing else.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise EdgeditError(f"{path}: is a folder, not a file; choose another output path")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(path)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=".partial", dir=path.parent)
-        )
-    except OSError as err:
-        raise EdgeditError(
-            f"{path}: cannot write it: {_cannot_write(path, False) or err.strerror or err}; choose another output path"
-        ) from err
-    lock = None
-    try:
-        lock = _lock(staging)
-        yield staging / path.name
-        staged = staging / path.name
-        moves = [(staging / c.name, path.parent / c.name) for c in map(Path, companions)]
-        try:
-            if moves and staged.exists() and path.exists():
-                path.unlink()
-            for source, final in moves:
-                if source.exists():
-                    os.chmod(source, _FILE_MODE)
-                    os.replace(source, final)
-                else:
-                    final.unlink(missing_ok=True)  # a stale companion of an earlier file
-            if staged.is_file():
-                os.chmod(staged, _FILE_MODE)
-            os.replace(staged, path)
-        except OSError as err:
-            if isinstance(err, FileNotFoundError) and not staged.exists():
-                raise  # the block wrote nothing: a bug of the writer, not of the place
-            raise EdgeditError(
-                f"{path}: cannot move the finished file into place ({err.strerror or err}); "
-                "check the folder's permissions and free space"
-            ) from err
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if lock is not None:
-            os.close(lock)
-
-
-#################################################################################
-#             Staging folders: this writer's lock, and what dead ones left        #
-#################################################################################
-
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
-_STAGING = re.compile(r"\.(\d+)@([A-Za-z0-9-]+)\.[A-Za-z0-9_]+\.partial")  # after ".NAME"
-_LOCK = ".edgedit-writer.lock"
-
-
-def _lock(staging: Path) -> int | None:
-    """Hold an exclusive flock on the staging folder's lock file for as long as this writer lives
-    (the kernel drops it when the process dies, SIGKILL included)."""
-    if fcntl is None:
-        return None
-    fd = os.open(staging / _LOCK, os.O_CREAT | os.O_WRONLY, 0o600)
-    with contextlib.suppress(OSError):  # a filesystem without locks: the pid alone tells
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill(pid, 0) would send Ctrl-C:
-        return True  # https://docs.python.org/3/library/os.html#os.kill
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists, and belongs to someone else
-    return True
-
-
-def remove_stale_staging(path: str | os.PathLike) -> list[Path]:
-    """Remove the staging folders of `path` that killed writers left; returns them.
-
-    Stale means: made on this host (a folder shared between machines keeps the others'), by a
-    process that is gone, and with its lock free (a writer in another pid namespace on a shared
-    volume still holds it). A live writer's staging is never touched; a dead writer whose pid was
-    reused is only cleaned once that process is gone too.
-    """
-    path = Path(path)
-    prefix, removed = f".{path.name}", []
-    try:
-        entries = [e for e in os.scandir(path.parent) if e.name.startswith(prefix) and e.name.endswith(".partial")]
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _STAGING.fullmatch(entry.name[len(prefix) :])
-        if not match or match[2] != _HOST or _alive(int(match[1])) or not entry.is_dir(follow_symlinks=False):
-            continue
-        fd = None
-        if fcntl is not None:
-            try:
-                fd = os.open(Path(entry.path) / _LOCK, os.O_WRONLY)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue  # held: its writer lives
-            except OSError:
-                pass  # no lock file (killed before making it) or no locks here: the pid said dead
-        try:
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(Path(entry.path))
-        finally:
-            if fd is not None:
-                os.close(fd)
-    return removed
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
 
 
 def save_npz(path: str | os.PathLike, arrays: dict) -> Path:
@@ -451,31 +291,6 @@ def _inside(path: Path, folder: Path) -> bool:
     return _real(folder) in _real(path).parents
 
 
-STAGING_RESERVE = 64  # what staging adds to a name: ".NAME.PID@HOST.RANDOM.partial" is NAME + at most 59
-
-
-def _cannot_write(path: Path, folder: bool) -> str | None:
-    """Why `path` cannot be written as a file (or made and written in, as a folder), or None."""
-    problem = name_problem(path, 0 if folder else STAGING_RESERVE)
-    if problem:
-        return problem
-    if folder:
-        if path.exists() and not path.is_dir():
-            return "is a file, not a folder"
-    elif path.is_dir():
-        return "is a folder, not a file"
-    elif path.exists() and not path.is_file():
-        return "is not a regular file"  # /dev/null, a pipe: never renamed over
-    existing = Path(os.path.abspath(path if folder else path.parent))
-    while not os.path.lexists(existing):
-        existing = existing.parent  # the folders atomic_output will make
-    if not existing.is_dir():
-        return f"{existing} is not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"no permission to write in {existing}"
-    return None
-
-
 def check_outputs(
     outputs: Iterable[Output],
     inputs: Mapping[str, str | os.PathLike | Iterable | None] | None = None,
@@ -528,7 +343,7 @@ def check_outputs(
             if same_file(path, other):
                 raise EdgeditError(f"{other_words} and {words} are the same file; give each output its own path")
     for path, words, folder in written:
-        reason = _cannot_write(path, folder)
+        reason = cannot_write(path, folder)
         if reason:
             raise EdgeditError(f"{words}: {reason}; choose another output path")
     for o in outputs:

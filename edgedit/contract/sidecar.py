@@ -19,9 +19,10 @@ from pydantic import Field
 from edgedit import __version__
 from edgedit.contract import artefacts, device, jetson
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import regular_file, sha256_file, write_text_atomic
+from edgedit.contract.fileio import regular_file, sha256_file
 from edgedit.contract.schema import Name, OpenRecord, Record, Sha256, load_json, parse
 from edgedit.contract.spec import ModelMeta
+from edgedit.contract.staging import write_text_atomic
 
 FORMAT = "edgedit.engine/1"
 

@@ -427,7 +427,7 @@ def calibrate_with_device(records: dict[str, list[dict[str, Any]]]) -> tuple[Fit
 
 
 def save_fit(fit: Fit, path: str | os.PathLike) -> Path:
-    from edgedit.contract.fileio import write_text_atomic
+    from edgedit.contract.staging import write_text_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ from pydantic import Field, RootModel
 
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import atomic_output, write_text_atomic
 from edgedit.contract.schema import OpenRecord, load_json, parse
+from edgedit.contract.staging import atomic_output, write_text_atomic
 from edgedit.eval.metrics import significant
 
 DEVICE_KEYS = ("orin_nano_fp16", "orin_nano_int8", "orin_nano_super_fp16", "orin_nano_super_int8")

@@ -24,8 +24,8 @@ from typing import Any
 from edgedit.contract import artefacts
 from edgedit.contract.config import DiTConfig, names_a_file
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import write_text_atomic
 from edgedit.contract.schema import check_shard, load_json, parse
+from edgedit.contract.staging import write_text_atomic
 from edgedit.cost import accounting
 from edgedit.models.checkpoint import read_checkpoint
 from edgedit.train.distill import ta_misfit

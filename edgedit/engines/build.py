@@ -33,9 +33,10 @@ from typing import Any
 from edgedit.contract import artefacts, device
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
-from edgedit.contract.fileio import atomic_output, sha256_file
+from edgedit.contract.fileio import sha256_file
 from edgedit.contract.sidecar import device_facts, write_sidecar
 from edgedit.contract.spec import ModelMeta, read_model
+from edgedit.contract.staging import atomic_output
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 MAX_OPSET = 20  # TensorRT 10.3's ONNX parser

@@ -92,7 +92,7 @@ def train_classifier(epochs: int = 40, seed: int = 0) -> tuple[DigitsClassifier,
 
 
 if __name__ == "__main__":
-    from edgedit.contract.fileio import atomic_output
+    from edgedit.contract.staging import atomic_output
 
     classifier, accuracy = train_classifier()
     from safetensors.torch import save_file

@@ -25,11 +25,12 @@ from edgedit import __version__
 from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
-from edgedit.contract.fileio import atomic_output, same_file
+from edgedit.contract.fileio import same_file
 from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
 from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
+from edgedit.contract.staging import atomic_output
 from edgedit.export import graph
 from edgedit.export.precision import fp16_plan
 

@@ -36,10 +36,11 @@ import numpy as np
 from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
-from edgedit.contract.fileio import atomic_output, sha256_file, write_text_atomic
+from edgedit.contract.fileio import sha256_file
 from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
 from edgedit.contract.quantization import HIGH_PRECISIONS, INT8_CLASSES, RECIPE_INT8, PrecisionPlan, int8_class
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
+from edgedit.contract.staging import atomic_output, write_text_atomic
 from edgedit.eval.metrics import psnr_db
 from edgedit.export import graph
 from edgedit.export.calib_data import check_calibration

@@ -32,9 +32,10 @@ from edgedit import __version__
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.deps import require
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import atomic_output, regular_file, verifying
+from edgedit.contract.fileio import regular_file, verifying
 from edgedit.contract.schedules import NOISE_SCHEMES, NOISE_UNRECORDED
 from edgedit.contract.schema import OpenRecord, loads, parse
+from edgedit.contract.staging import atomic_output
 from edgedit.cost.accounting import parameter_shapes
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedit.contract.fileio import atomic_output
+from edgedit.contract.staging import atomic_output
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -36,8 +36,8 @@ from edgedit import __version__
 from edgedit.contract import artefacts
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import atomic_output
 from edgedit.contract.schema import OpenRecord, Record, fields_record, first_problem, loads, parse
+from edgedit.contract.staging import atomic_output
 from edgedit.models.checkpoint import save_model
 from edgedit.models.dit import DiT
 

@@ -1,4 +1,5 @@
-"""contract/fileio.py: atomic outputs, the staging a killed writer leaves, and the output policy."""
+"""contract/staging.py and contract/fileio.py: atomic outputs, the staging a killed writer leaves,
+and the output policy."""
 
 import json
 import os
@@ -10,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedit.contract import fileio
+from edgedit.contract import fileio, staging
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.fileio import Output, atomic_output, check_outputs, file_kind, remove_stale_staging
+from edgedit.contract.fileio import Output, check_outputs, file_kind
+from edgedit.contract.staging import atomic_output, remove_stale_staging
 
 WRITER = """
 import sys, time
-from edgedit.contract.fileio import atomic_output
+from edgedit.contract.staging import atomic_output
 with atomic_output(sys.argv[1]) as tmp:
     tmp.write_bytes(b"half")
     print("writing", flush=True)
@@ -41,7 +43,7 @@ def start_writer(path: Path) -> subprocess.Popen:
     return proc
 
 
-def fake_staging(path: Path, pid: int, host: str = fileio._HOST) -> Path:
+def fake_staging(path: Path, pid: int, host: str = staging._HOST) -> Path:
     folder = path.parent / f".{path.name}.{pid}@{host}.abcd1234.partial"
     folder.mkdir()
     (folder / path.name).write_bytes(b"half")
@@ -67,9 +69,9 @@ def test_staging_is_named_after_its_writer_and_locked_while_it_writes(tmp_path):
 
     out = tmp_path / "m.onnx"
     with atomic_output(out) as tmp:
-        (staging,) = staging_of(out)
-        assert f".{os.getpid()}@{fileio._HOST}." in staging.name and tmp.parent == staging
-        fd = os.open(staging / fileio._LOCK, os.O_WRONLY)
+        (folder,) = staging_of(out)
+        assert f".{os.getpid()}@{staging._HOST}." in folder.name and tmp.parent == folder
+        fd = os.open(folder / staging._LOCK, os.O_WRONLY)
         with pytest.raises(BlockingIOError):  # another open file description: the writer's lock excludes it
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(fd)
@@ -141,8 +143,8 @@ def test_only_this_outputs_staging_of_dead_writers_on_this_host_is_removed(tmp_p
     legacy = tmp_path / ".m.onnx.k2j4h5g6.partial"  # no pid: cannot be told stale
     legacy.mkdir()
     locked = fake_staging(tmp_path / "n.onnx", pid)  # pid gone, lock held (a writer in another pid namespace)
-    (locked / fileio._LOCK).touch()
-    fd = os.open(locked / fileio._LOCK, os.O_WRONLY)
+    (locked / staging._LOCK).touch()
+    fd = os.open(locked / staging._LOCK, os.O_WRONLY)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         assert remove_stale_staging(out) == [stale]
@@ -306,3 +308,21 @@ def test_checkpoints_are_told_apart_by_role(tmp_path):
         check_outputs([Output("-o", teacher, "student")])  # distill -o teacher.safetensors
     (tmp_path / "damaged.safetensors").write_bytes(b"\x10\x00")
     check_outputs([Output("-o", tmp_path / "damaged.safetensors", "student")])  # a checkpoint of unknown role
+
+
+def test_atomic_folder_replaces_a_folder_whole_or_leaves_the_old_one(tmp_path):
+    from edgedit.contract.staging import DIR_MODE, atomic_folder
+
+    out = tmp_path / "shard"
+    out.mkdir()
+    (out / "old.npy").write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_folder(out) as built:
+        (built / "new.npy").write_bytes(b"new")
+        raise RuntimeError("killed mid-shard")
+    assert sorted(p.name for p in out.iterdir()) == ["old.npy"]  # the old folder, untouched
+    with atomic_folder(out) as built:
+        (built / "new.npy").write_bytes(b"new")
+        assert not (out / "new.npy").exists()  # nothing appears before the block ends
+    assert sorted(p.name for p in out.iterdir()) == ["new.npy"]  # the new one, whole; the old one gone
+    assert out.stat().st_mode & 0o777 == DIR_MODE  # mkdtemp's 0700 is not what a folder gets
+    assert list(tmp_path.glob(".*.partial")) == []

@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from edgedit.cli import app
+from edgedit.contract import staging
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import sha256_file
 from edgedit.data.pairs import (
@@ -60,6 +61,15 @@ def store(made, tmp_path):
     return shutil.copytree(made, tmp_path / "p", symlinks=True)
 
 
+def dead_writers_staging(store, name: str) -> "os.PathLike":
+    """The staging folder a killed writer of `name` left (contract/staging.py names it after its pid)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    folder = store / f".{name}.{proc.pid}@{staging._HOST}.abcd1234.partial"
+    folder.mkdir()
+    return folder
+
+
 def make(teacher, out, **kwargs):
     settings = dict(count=10, steps=4, trajectory=2, shard_size=4, batch=4)
     return generate_pairs(teacher, out, **{**settings, **kwargs})
@@ -96,7 +106,7 @@ def test_a_damaged_or_partial_shard_is_regenerated_and_others_skipped(teacher, t
     good = (shard1 / "image.npy").read_bytes()
     (shard1 / "image.npy").write_bytes(good[:-8])  # truncated
     shutil.rmtree(tmp_path / "p" / "shard-000002")  # missing
-    (tmp_path / "p" / ".shard-000002.xyz.partial").mkdir()  # an interrupted attempt's leftovers
+    dead_writers_staging(tmp_path / "p", "shard-000002")  # an interrupted attempt's leftovers
     said = []
     assert not verify_pairs(tmp_path / "p", say=said.append)["complete"]
     assert said == [
@@ -107,7 +117,7 @@ def test_a_damaged_or_partial_shard_is_regenerated_and_others_skipped(teacher, t
     with pytest.raises(EdgeditError, match="incomplete \\(1 of 3 shards verified\\)"):
         PairsStore(tmp_path / "p")
     untouched = (tmp_path / "p" / "shard-000000" / "z.npy").stat().st_mtime_ns
-    (tmp_path / "p" / ".shard-000001.abc.partial").mkdir()  # a killed writer's, seen by the next one
+    dead_writers_staging(tmp_path / "p", "shard-000001")  # a killed writer's, seen by the next one
     assert make(teacher, tmp_path / "p")["complete"]
     assert (shard1 / "image.npy").read_bytes() == good
     assert (tmp_path / "p" / "shard-000000" / "z.npy").stat().st_mtime_ns == untouched
@@ -422,15 +432,18 @@ def test_a_second_writer_is_refused_at_once(store, teacher):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live writer
         os.ftruncate(fd, 0)
         os.write(fd, b"4242\n")
-        (store / ".shard-000001.live.partial").mkdir()  # the shard it is writing
+        live = dead_writers_staging(store, "shard-000001")  # the shard it is writing, from another pid namespace
+        held = os.open(live / staging._LOCK, os.O_WRONLY | os.O_CREAT)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         for writer in (lambda: make(teacher, store), lambda: verify_pairs(store)):
             with pytest.raises(EdgeditError, match="another process \\(pid 4242\\) is writing this pairs store"):
                 writer()
-        assert (store / ".shard-000001.live.partial").is_dir()  # not stale: its writer holds the lock
+        assert live.is_dir()  # not stale: its writer holds the lock
     finally:
         os.close(fd)
+        os.close(held)
     make(teacher, store)
-    assert not (store / ".shard-000001.live.partial").exists()  # stale now
+    assert not live.exists()  # stale now
 
 
 def test_a_failed_run_leaves_no_folder_it_made(teacher, tmp_path, monkeypatch):
