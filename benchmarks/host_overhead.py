@@ -115,7 +115,7 @@ def tensorrt_variants(model: Path, scratch: Path) -> dict[str, callable]:
     import edgedit.contract.device
     import edgedit.runtime.cuda_graph
     from edgedit.engines.build import BuildOptions
-    from edgedit.pipeline import build
+    from edgedit.pipeline import build, plan_build
     from edgedit.runtime.backends import load_backend
 
     edgedit.contract.device.cuda_devices = lambda: {
@@ -133,7 +133,7 @@ def tensorrt_variants(model: Path, scratch: Path) -> dict[str, callable]:
     }
     edgedit.runtime.cuda_graph._DRIVER = libcuda
     tensorrt.IExecutionContext._execute = lambda self: None  # the engine's work: zero
-    backend = load_backend(build(model, scratch / "s.plan", BuildOptions(precision="fp16")).plan)
+    backend = load_backend(build(plan_build(model, scratch / "s.plan", BuildOptions(precision="fp16"))).plan)
     found = {}
     for batch in (1, 8):
         feeds = {s.name: np.zeros(s.concrete(batch), s.dtype) for s in backend.inputs}

@@ -62,10 +62,12 @@ def run_demo(
 
     if importlib.util.find_spec("tensorrt") is not None and device.cuda_devices()["devices"]:
         from edgedit.engines.build import BuildOptions
-        from edgedit.pipeline import build
+        from edgedit.pipeline import build, plan_build
 
         for precision, onnx in (("fp16", models["onnx-fp16"]), ("int8", models["onnx-int8"])):
-            built = build(onnx, out / f"student.{precision}{artefacts.ENGINE}", BuildOptions(precision=precision))
+            built = build(
+                plan_build(onnx, out / f"student.{precision}{artefacts.ENGINE}", BuildOptions(precision=precision))
+            )
             say(f"built {built.plan.name} in {built.sidecar['build_seconds']:.1f} s")
             models[f"tensorrt-{precision}"] = built.plan
     else:

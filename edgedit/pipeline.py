@@ -3,8 +3,9 @@ building meet. The CLI and the demo call these, so every policy here exists once
 
 - `quantize_with_calibration`: calibration inputs (a file, or recorded from real sampling) ->
   held-out inputs (always recorded, from seeds no calibration uses) -> Q/DQ INT8 ONNX, measured.
-- `build`: an engine from an exported ONNX; `int8` / `best` from an FP32 file quantize it first
-  (next to the engine, with the same calibration policy), and the build is watched by tegrastats.
+- `plan_build` / `build`: an engine from an exported ONNX, planned from one read of the file (a dry
+  run prints the plan); `int8` / `best` from an FP32 file quantize it first (next to the engine, with
+  the same calibration policy), and the build is watched by tegrastats.
 - `sample`: images from any model, as a PNG grid and optionally the raw arrays.
 """
 
@@ -19,8 +20,8 @@ from pathlib import Path
 from edgedit.contract import artefacts
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import Output, same_file
-from edgedit.contract.spec import read_model
-from edgedit.engines.build import BuildOptions, BuildReport, build_engine, plan_build
+from edgedit.contract.spec import ModelMeta, read_model
+from edgedit.engines.build import BuildOptions, BuildReport, build_engine, plan_engine
 
 CALIBRATION_SAMPLES = 64  # noise seeds (a denoiser records every step of their sampling)
 HELDOUT_SAMPLES = 16
@@ -58,7 +59,7 @@ def quantize_with_calibration(
     return quantize_onnx(onnx, output, calibration, heldout, options or QuantizeOptions(), say)
 
 
-def choose_precision(onnx: str | os.PathLike, device: str = "orin-nano") -> tuple[str, str]:
+def choose_precision(meta: ModelMeta, device: str = "orin-nano") -> tuple[str, str]:
     """(precision, why) for `build-engine --precision auto`: of the precisions this file can build that
     meet the quality budget (an FP16 export's parity check, the INT8 file's PSNR budget; an FP32 file can
     be quantized, which enforces the budget), the faster one by the device estimate; INT8 only when it
@@ -67,8 +68,6 @@ def choose_precision(onnx: str | os.PathLike, device: str = "orin-nano") -> tupl
     from edgedit.cost.latency import int8_plan
     from edgedit.cost.summary import INT8_PAYS
 
-    onnx = Path(onnx)
-    meta = read_model(onnx)[0]
     plan = meta.precision_plan
     fp16, int8 = (
         estimate(meta.config, device, p, plan=int8_plan(plan) if p == "int8" else plan)["ms"] for p in ("fp16", "int8")
@@ -88,54 +87,94 @@ def choose_precision(onnx: str | os.PathLike, device: str = "orin-nano") -> tupl
     return "fp16", f"INT8 does not pay ({numbers}, less than {INT8_PAYS:.2f}x)"
 
 
-def build(
+@dataclass(frozen=True)
+class BuildPlan:
+    """A build worked out from one read of the ONNX: the precision (`auto` resolved, and why), whether
+    an FP32 file is quantized first, the file the builder will parse, the builder settings and the
+    equivalent trtexec command, and every file the build writes. Making it writes and changes nothing
+    (a dry run is the plan printed); `build` carries it out."""
+
+    onnx: Path  # the file named
+    output: Path  # the engine
+    options: BuildOptions  # precision resolved: never "auto"
+    meta: ModelMeta  # the named file's model (a private copy)
+    engine: BuildReport  # the builder's settings and command, for the file it will parse
+    why: str | None = None  # how `auto` chose, or the cost model's word on INT8
+    calib: Path | None = None  # calibration inputs for quantizing first
+
+    @property
+    def quantize_first(self) -> bool:
+        return self.options.precision in ("int8", "best") and self.meta.precision == "fp32"
+
+    @property
+    def source(self) -> Path:
+        """The file the builder parses: the named ONNX, or the INT8 form quantized first beside the engine."""
+        return self.engine.onnx
+
+    @property
+    def outputs(self) -> list[Output]:
+        """What the build writes, for check_outputs: the engine with its sidecar, the INT8 ONNX quantized
+        first, and the timing cache (read and rewritten: never a file of another kind)."""
+        written = (artefacts.sidecar(self.output), *([self.source] if self.quantize_first else []))
+        return [
+            Output("-o", self.output, "engine", written),
+            Output("--timing-cache", self.options.timing_cache, "timing-cache"),
+        ]
+
+
+def plan_build(
     onnx: str | os.PathLike,
-    output: str | os.PathLike,
-    options: BuildOptions,
+    output: str | os.PathLike | None = None,
+    options: BuildOptions | None = None,
     *,
     calib: str | os.PathLike | None = None,
-    calib_samples: int = CALIBRATION_SAMPLES,
-    dry_run: bool = False,
-    tegrastats: bool = True,
-) -> BuildReport:
-    """An engine (+ sidecar) from an exported ONNX, quantizing an FP32 file first for int8 / best."""
-    onnx, output = Path(onnx), Path(output)
-    meta = read_model(onnx)[0]
+    device: str = "orin-nano",
+) -> BuildPlan:
+    """The build of `onnx` with `options` (precision `auto`: the faster by the device estimate), into
+    `output` (default: engines/NAME.PRECISION.plan); `calib`: calibration inputs when an FP32 file is
+    quantized first."""
+    from edgedit.cost.summary import int8_advice
+
+    onnx, options = Path(onnx), options or BuildOptions()
+    meta, graph = read_model(onnx)
+    why = None
+    if options.precision == "auto":
+        precision, reason = choose_precision(meta, device)
+        options, why = dataclasses.replace(options, precision=precision), f"--precision auto: {precision}: {reason}"
+    elif options.precision == "int8":
+        why = int8_advice(meta.config, meta.precision_plan)
+    output = Path(output) if output is not None else artefacts.default_engine(onnx, options.precision)
     quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
     if calib is not None and not quantize_first:
         raise EdgeditError(
             "--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already calibrated)"
         )
     source = artefacts.int8_onnx(onnx, output.parent) if quantize_first else onnx
-    if dry_run:  # the command for the file the build would use (the quantized one is not made): nothing changes
-        planned = dataclasses.replace(meta, precision="int8") if quantize_first else meta
-        return plan_build(onnx, output, options, meta=planned, source=source)
-    if quantize_first:
+    parsed = dataclasses.replace(meta, precision="int8") if quantize_first else meta  # as the builder will find it
+    engine = plan_engine(source, output, options, parsed, graph.opsets)
+    engine.quantized_from = onnx if quantize_first else None
+    return BuildPlan(onnx, output, options, meta, engine, why, Path(calib) if calib is not None else None)
+
+
+def build(plan: BuildPlan, *, calib_samples: int = CALIBRATION_SAMPLES, tegrastats: bool = True) -> BuildReport:
+    """Carry out a plan: quantize an FP32 file first for int8 / best, then build the engine (+ sidecar)."""
+    if plan.quantize_first:
         missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
         if missing:
             raise EdgeditError(
-                f"{onnx}: {options.precision} from an FP32 ONNX needs calibration and quantization, "
+                f"{plan.onnx}: {plan.options.precision} from an FP32 ONNX needs calibration and quantization, "
                 f"which need {' and '.join(missing)} here; install them, or run `edgedit quantize` on "
                 "the workstation and build its .int8.onnx"
             )
-        quantize_with_calibration(onnx, source, calib=calib, calib_samples=calib_samples)
+        quantize_with_calibration(plan.onnx, plan.source, calib=plan.calib, calib_samples=calib_samples)
     monitor = None
     if tegrastats:
         from edgedit.bench.tegrastats import TegrastatsSampler
 
         monitor = TegrastatsSampler(interval_ms=100)
-    return build_engine(source, output, options, monitor, quantized_from=onnx if quantize_first else None)
-
-
-def build_outputs(onnx: str | os.PathLike, output: str | os.PathLike, options: BuildOptions) -> list[Output]:
-    """What `build` writes, for check_outputs: the engine with its sidecar, the INT8 ONNX quantized
-    first (int8/best from an FP32 file) and the timing cache (read and rewritten: never a file of another kind)."""
-
-    onnx, output = Path(onnx), Path(output)
-    meta = read_model(onnx)[0]
-    quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
-    written = (artefacts.sidecar(output), *([artefacts.int8_onnx(onnx, output.parent)] if quantize_first else []))
-    return [Output("-o", output, "engine", written), Output("--timing-cache", options.timing_cache, "timing-cache")]
+    return build_engine(
+        plan.source, plan.output, plan.options, monitor, quantized_from=plan.onnx if plan.quantize_first else None
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -769,14 +769,15 @@ def test_no_command_writes_over_its_own_input(workdir, args, message):
 def test_an_engines_sidecar_is_kept_off_the_inputs(workdir):
     from edgedit.contract.fileio import check_outputs
     from edgedit.engines.build import BuildOptions
-    from edgedit.pipeline import build_outputs
+    from edgedit.pipeline import plan_build
 
     Path("c.plan.json").write_text("{}")
+    outputs = plan_build("s.onnx", "c.plan", BuildOptions(precision="int8")).outputs
     with pytest.raises(EdgeditError, match=r"c.plan.json \(written with -o c.plan\) would overwrite the input --calib"):
-        check_outputs(build_outputs("s.onnx", "c.plan", BuildOptions(precision="int8")), {"--calib": "c.plan.json"})
+        check_outputs(outputs, {"--calib": "c.plan.json"})
     (quantized,) = [
         p
-        for o in build_outputs("s.onnx", "e/c.plan", BuildOptions(precision="int8"))
+        for o in plan_build("s.onnx", "e/c.plan", BuildOptions(precision="int8")).outputs
         for p in o.companions
         if str(p).endswith(".onnx")
     ]

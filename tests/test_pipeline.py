@@ -6,12 +6,12 @@ import pytest
 
 from edgedit.contract.errors import EdgeditError
 from edgedit.engines.build import BuildOptions
-from edgedit.pipeline import build
+from edgedit.pipeline import build, plan_build
 from tests.helpers import built
 
 
 def test_dry_run_needs_no_tensorrt(exported, tmp_path):
-    report = build(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="int8"), dry_run=True)
+    report = plan_build(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="int8")).engine
     assert report.plan is None and report.command[0] == "trtexec"
     assert report.command[1] == f"--onnx={tmp_path / 'onestep-cond.int8.onnx'}" and "--stronglyTyped" in report.command
     assert report.quantized_from == exported["onestep-cond"][0]
@@ -19,7 +19,9 @@ def test_dry_run_needs_no_tensorrt(exported, tmp_path):
 
 
 def test_int8_from_an_fp32_onnx_quantizes_first_then_builds_strongly_typed(exported, tmp_path, fake_tensorrt):
-    report = build(exported["onestep-uncond"][0], tmp_path / "m.plan", BuildOptions(precision="int8"), calib_samples=16)
+    report = build(
+        plan_build(exported["onestep-uncond"][0], tmp_path / "m.plan", BuildOptions(precision="int8")), calib_samples=16
+    )
     call = built(fake_tensorrt)
     assert call["strongly_typed"] is True and call["flags"] == ["TF32"] and call["qdq"]
     assert (
@@ -32,7 +34,9 @@ def test_int8_from_an_fp32_onnx_quantizes_first_then_builds_strongly_typed(expor
 
 
 def test_best_sets_fp16_int8_and_prefers_the_qdq_precisions(exported, tmp_path, fake_tensorrt):
-    build(exported["onestep-uncond"][0], tmp_path / "m.plan", BuildOptions(precision="best"), calib_samples=16)
+    build(
+        plan_build(exported["onestep-uncond"][0], tmp_path / "m.plan", BuildOptions(precision="best")), calib_samples=16
+    )
     call = built(fake_tensorrt)
     assert not call["strongly_typed"] and call["flags"] == ["FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS", "TF32"]
 
@@ -40,5 +44,30 @@ def test_best_sets_fp16_int8_and_prefers_the_qdq_precisions(exported, tmp_path, 
 def test_calib_is_only_for_quantizing_builds(exported, tmp_path):
     with pytest.raises(EdgeditError, match="--calib is for int8/best engines"):
         build(
-            exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"), calib=tmp_path / "c.npz"
+            plan_build(
+                exported["onestep-cond"][0],
+                tmp_path / "m.plan",
+                BuildOptions(precision="fp16"),
+                calib=tmp_path / "c.npz",
+            )
         )
+
+
+def test_a_build_parses_each_onnx_once_and_its_plan_changes_nothing(exported, tmp_path, fake_tensorrt, monkeypatch):
+    from pathlib import Path
+
+    import edgedit.contract.onnx_header as header
+    from edgedit.contract import spec
+
+    monkeypatch.setattr(spec, "_READ", {})  # a fresh process's cache
+    parsed, real = [], header.read_onnx_graph
+    monkeypatch.setattr(header, "read_onnx_graph", lambda path: parsed.append(Path(path).name) or real(path))
+    onnx = exported["onestep-uncond"][0]
+    plan = plan_build(onnx, tmp_path / "m.plan", BuildOptions(precision="int8"))
+    assert plan.quantize_first and plan.meta.precision == "fp32" and list(tmp_path.iterdir()) == []
+    assert spec.read_model(onnx)[0].precision == "fp32"  # planning an INT8 build mutated no shared record
+    build(plan, calib_samples=16)
+    # the named file once, for the plan, the quantizer and the builder together; then the INT8 file
+    # made first (checked by the quantizer where it is written, parsed by the builder where it lies)
+    assert parsed[0] == "onestep-uncond.onnx" and parsed.count("onestep-uncond.onnx") == 1
+    assert parsed[-1] == "onestep-uncond.int8.onnx"

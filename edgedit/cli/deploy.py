@@ -366,15 +366,8 @@ def build_engine_command(
     Engines are specific to their GPU and TensorRT version: build them where they run.
     """
     from edgedit.engines.build import BuildOptions
-    from edgedit.pipeline import build, build_outputs, choose_precision
+    from edgedit.pipeline import build, plan_build
 
-    why = None
-    if precision == "auto":
-        precision, why = choose_precision(onnx)
-        why = f"--precision auto: {precision}: {why}"
-    elif precision == "int8":
-        why = int8_advice(onnx)
-    output = output or artefacts.default_engine(onnx, precision)
     options = BuildOptions(
         precision=precision,
         workspace_mb=workspace_mb,
@@ -382,9 +375,13 @@ def build_engine_command(
         timing_cache=timing_cache,
         use_trtexec=trtexec,
     )
-    if not dry_run:  # a dry run writes nothing
-        check_outputs(build_outputs(onnx, output, options), {"ONNX": onnx, "--calib": calib}, force=force)
-    report = build(onnx, output, options, calib=calib, dry_run=dry_run)
+    plan = plan_build(onnx, output, options, calib=calib)
+    if dry_run:  # the plan is the answer: nothing is written
+        report = plan.engine
+    else:
+        check_outputs(plan.outputs, {"ONNX": onnx, "--calib": calib}, force=force)
+        report = build(plan)
+    why = plan.why
     if why:  # after the work: a refusal stays one line
         stderr_say(why)
     if json_out:
@@ -398,7 +395,7 @@ def build_engine_command(
                 "sidecar": report.sidecar,
             }
         )
-    _print_build(report, precision, dry_run)
+    _print_build(report, plan.options.precision, dry_run)
 
 
 def _print_build(report, precision: str, dry_run: bool) -> None:

@@ -209,28 +209,18 @@ class BuildReport:
     sidecar: dict[str, Any] | None = None
 
 
-def plan_build(
-    onnx: str | os.PathLike,
-    output: str | os.PathLike,
-    options: BuildOptions,
-    meta: ModelMeta | None = None,
-    source: Path | None = None,
+def plan_engine(
+    onnx: Path, output: Path, options: BuildOptions, meta: ModelMeta, opsets: dict[str, int]
 ) -> BuildReport:
-    """Check the ONNX and the options and work out the build, without TensorRT (a dry run).
-    `meta` / `source`: the model and file the build will use, when a pipeline makes it first."""
-    onnx, output = Path(onnx), Path(output)
-    read, graph = read_model(onnx)
-    meta, opsets = meta or read, graph.opsets
+    """Check the model and the options and work out the build, without TensorRT (a dry run). `meta` and
+    `opsets` describe `onnx` as the build will find it (a pipeline may make the file first)."""
     if opsets.get("ai.onnx", 0) > MAX_OPSET:
         raise EdgeditError(
             f"{onnx}: opset {opsets['ai.onnx']} is above {MAX_OPSET}, the newest TensorRT 10.3 parses; "
             "re-export with --opset 17..20"
         )
     settings = settings_for(meta, options.precision, options.workspace_mb, options.opt_level, options.timing_cache)
-    source = source or onnx
-    return BuildReport(
-        None, source, settings, trtexec_command(source, output, settings), onnx if source != onnx else None
-    )
+    return BuildReport(None, onnx, settings, trtexec_command(onnx, output, settings))
 
 
 def build_engine(
@@ -242,14 +232,15 @@ def build_engine(
 ) -> BuildReport:
     """Build the engine and its sidecar (atomically, both or neither). `monitor` is entered around
     the build and its `summary()` recorded (tegrastats: shared RAM and power, on a Jetson)."""
-    report = plan_build(onnx, output, options)
-    onnx, output, settings = report.onnx, Path(output), report.settings
+    onnx, output = Path(onnx), Path(output)
+    meta, graph = read_model(onnx)  # the one read of the file the builder parses
+    report = plan_engine(onnx, output, options, meta, graph.opsets)
+    settings = report.settings
     trt = require("tensorrt", hint=TENSORRT_HINT)
     gpus = device.cuda_devices()["devices"]
     if not gpus:
         raise EdgeditError(f"no CUDA device here: {NOT_PORTABLE}")
     _check_workspace_fits(settings.workspace_mb, gpus[0])  # TensorRT builds on the current device, 0
-    meta, graph = read_model(onnx)
     metadata = graph.metadata
     start, monitor = time.perf_counter(), monitor or contextlib.nullcontext()
     with monitor, atomic_output(output, artefacts.sidecar(output)) as tmp:

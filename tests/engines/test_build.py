@@ -6,7 +6,8 @@ import pytest
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.onnx_header import read_onnx_header
 from edgedit.contract.spec import ModelMeta
-from edgedit.engines.build import BuildOptions, build_engine, plan_build, settings_for, trtexec_command
+from edgedit.engines.build import BuildOptions, build_engine, settings_for, trtexec_command
+from edgedit.pipeline import plan_build
 from tests.helpers import built
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from edgedit.contract.errors import EdgeditError
 from edgedit.engines.build import BuildOptions
-from edgedit.pipeline import build
+from edgedit.pipeline import build, plan_build
 from edgedit.runtime.backends import RunOptions, load_backend
 from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 from edgedit.runtime.samplers import generate
@@ -14,7 +14,7 @@ from tests.helpers import has_real_tensorrt
 
 @pytest.fixture
 def engine(exported, tmp_path, fake_tensorrt):
-    return build(exported["edm-cond"][0], tmp_path / "edm.plan", BuildOptions(precision="fp16")).plan
+    return build(plan_build(exported["edm-cond"][0], tmp_path / "edm.plan", BuildOptions(precision="fp16"))).plan
 
 
 def test_tensorrt_backend_samples_like_onnxruntime(exported, engine, fake_tensorrt):
@@ -51,7 +51,7 @@ def test_cuda_graph_is_captured_once_for_a_static_engine(exported, tmp_path, fak
     import libcuda
 
     plan = build(
-        exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32")
+        plan_build(exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32"))
     ).plan  # static batch 4
     backend = load_backend(plan, options=RunOptions(cuda_graph=True))
     feeds = {"z": np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)}
@@ -74,7 +74,7 @@ def test_cuda_graph_is_captured_once_for_a_static_engine(exported, tmp_path, fak
 def test_a_failed_capture_is_ended_and_reported(exported, tmp_path, fake_tensorrt, monkeypatch):
     import libcuda
 
-    plan = build(exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32")).plan
+    plan = build(plan_build(exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32"))).plan
     backend = load_backend(plan, options=RunOptions(cuda_graph=True))
     monkeypatch.setattr(libcuda, "cuGraphInstantiateWithFlags", lambda *a: 999)
     feeds = {"z": np.zeros((4, 3, 8, 8), np.float32)}
@@ -132,7 +132,7 @@ def test_missing_sidecar_or_tensorrt(engine, fake_tensorrt, tmp_path):
 
 
 def test_without_tensorrt_an_engine_cannot_run(exported, tmp_path, fake_tensorrt, monkeypatch):
-    plan = build(exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32")).plan
+    plan = build(plan_build(exported["onestep-uncond"][0], tmp_path / "s.plan", BuildOptions(precision="fp32"))).plan
     import sys
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
@@ -156,7 +156,9 @@ def test_real_engines_match_onnxruntime(exported, tmp_path, precision, min_psnr)
 
         net, _ = load_model(exported["onestep-cond"][1])
         onnx = export_onnx(net, tmp_path / "fp16.onnx", {"checkpoint": "tiny"}, BatchSpec.parse("1:2:4"), "fp16").path
-    plan = build(onnx, tmp_path / f"{precision}.plan", BuildOptions(precision=precision), calib_samples=32).plan
+    plan = build(
+        plan_build(onnx, tmp_path / f"{precision}.plan", BuildOptions(precision=precision)), calib_samples=32
+    ).plan
     seeds = list(range(8))
     got = generate(load_backend(plan), seeds, batch=4)
     want = generate(OnnxRuntimeBackend(exported["onestep-cond"][0], "cpu"), seeds, batch=4)
