@@ -146,23 +146,30 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
             + " | "
             f"{best['latency_per_image_ms']:.3f} ({best['backend']} {best['precision']}) |"
         )
-    s_eval, t_eval = student.get("eval", {}), teacher.get("eval", {})  # both from `edgedit eval --save`
-    seeds = {tuple(p.get("eval_seeds", ())) for p in (student, teacher)}
+    from edgedit.models.checkpoint import Provenance
+
+    s_rec, t_rec = Provenance.model_validate(student), Provenance.model_validate(teacher)  # `edgedit eval --save`
+    s_eval, t_eval = s_rec.eval or {}, t_rec.eval or {}
     same = (
-        f"the same sample seeds {student['eval_seeds'][0]}-{student['eval_seeds'][1]}"
-        if len(seeds) == 1
+        f"the same sample seeds {s_rec.eval_seeds[0]}-{s_rec.eval_seeds[1]}"
+        if s_rec.eval_seeds is not None and s_rec.eval_seeds == t_rec.eval_seeds
         else "different sample seeds"
     )
+
+    def fid(record: Provenance) -> str:
+        value, interval = (record.eval or {}).get("FID"), (record.eval_intervals or {}).get("FID")
+        return _num(value) + (f" ({interval[0]:.1f}-{interval[1]:.1f})" if interval else "")
+
     lines += [
         "",
         "Quality, as each model's file records it (`edgedit eval --save`): domain FID on the features of the",
         f"shipped digits classifier, 1000 samples each on {same},",
-        "against the 359 held-out digits (lower is better); docs/results-digits/adversarial.md repeats it",
-        "over five disjoint seed sets.",
+        "against the 359 held-out digits (lower is better), with its 95% interval over the samples (basic",
+        "bootstrap); docs/results-digits/adversarial.md repeats it over five disjoint seed sets.",
         "",
         "| | student (1 step) | teacher (18 Heun steps) | real-vs-real floor |",
         "|---|---|---|---|",
-        f"| FID | {_num(s_eval.get('FID'))} | {_num(t_eval.get('FID'))} | {_num(t_eval.get('FID real-vs-real'))} |",
+        f"| FID (95% interval) | {fid(s_rec)} | {fid(t_rec)} | {_num(t_eval.get('FID real-vs-real'))} |",
         f"| classifier confidence | {_num(s_eval.get('classifier confidence'), 3)} | "
         f"{_num(t_eval.get('classifier confidence'), 3)} | |",
         f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | {_num(t_eval.get('label agreement'), 3)} | |",
