@@ -848,3 +848,16 @@ def test_impossible_output_places_are_one_line(workdir, args, message):
         Path("c.samples").write_text("x")
         message = "c.samples (written with -o c.safetensors): is a file, not a folder"
     _refused(args, workdir, message)
+
+
+def test_library_errors_name_fields_and_the_cli_prints_its_options(exported):
+    """A library message names a keyword (`workspace_mb`); the command line prints the option."""
+    from edgedit.engines.build import BuildOptions
+    from edgedit.pipeline import plan_build
+
+    onnx = exported["onestep-cond"][0]
+    with pytest.raises(EdgeditError, match=r"^`workspace_mb` 15 is outside 16\.\.65536"):
+        plan_build(onnx, "m.plan", BuildOptions(workspace_mb=15))
+    result = runner.invoke(app, ["build-engine", str(onnx), "--workspace-mb", "15", "--dry-run"])
+    assert result.exit_code == 2 and "edgedit: error: --workspace-mb 15 is outside 16..65536" in result.output
+    assert "`" not in result.output.splitlines()[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -22,6 +23,10 @@ from edgedit.contract.schema import check_shard
 _USAGE_ERROR, _CLICK_EXCEPTION = (
     next(c for c in typer.BadParameter.__mro__ if c.__name__ == name) for name in ("UsageError", "ClickException")
 )
+
+
+# The click Typer runs on: click itself, or the copy Typer vendors (typer._click) since 0.2x.
+_CLICK = typer.Context.__mro__[1].__module__.rsplit(".", 1)[0]
 
 
 class OneLineErrors(TyperGroup):
@@ -98,7 +103,7 @@ def command(name: str | None = None, parent: typer.Typer | None = None) -> Calla
             except EdgeditError as err:
                 if state["debug"]:
                     raise
-                typer.echo(f"edgedit: error: {err}", err=True)
+                typer.echo(f"edgedit: error: {cli_words(str(err))}", err=True)
                 raise typer.Exit(err.exit_code) from None
             except KeyboardInterrupt:
                 typer.echo("edgedit: interrupted", err=True)
@@ -155,6 +160,33 @@ def print_table(table: Any) -> None:
 
 def print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2))
+
+
+# Library fields whose option is named otherwise (an option's own parameter name maps to it directly).
+FIELD_OPTIONS = {
+    "duration_s": "--duration",
+    "batches": "--batch",
+    "count": "-n",
+    "use_trtexec": "--trtexec",
+}
+_FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def cli_words(message: str) -> str:
+    """A library message in the command line's words: each `field` the running command has an option
+    (or argument) for becomes that option (`workspace_mb` -> --workspace-mb, `onnx` -> ONNX)."""
+    import importlib
+
+    ctx = importlib.import_module(f"{_CLICK}.globals").get_current_context(silent=True)
+    options: dict[str, str] = {}
+    for param in ctx.command.params if ctx is not None else ():
+        if param.param_type_name == "option":
+            options[param.name] = max((o for o in param.opts if o.startswith("--")), key=len, default=param.opts[0])
+        elif param.name:
+            options[param.name] = param.name.upper()  # how --help shows an argument
+    flags = set(options.values())
+    options |= {field: flag for field, flag in FIELD_OPTIONS.items() if flag in flags and field not in options}
+    return _FIELD.sub(lambda m: options.get(m[1], m[0]), message)
 
 
 def si(value: float, unit: str = "") -> str:

@@ -1,4 +1,10 @@
-"""Errors that the CLI turns into one clear line on stderr and an exit code."""
+"""Errors that the CLI turns into one clear line on stderr and an exit code.
+
+Messages speak the library's language: an argument or field is named by its keyword in backticks
+(`workspace_mb 15 is outside 16..65536`), which a Python caller passes; the CLI prints the option
+that sets it instead (`--workspace-mb 15 ...`, edgedit/cli/common.py: `cli_words`). Nothing below
+the CLI spells an option.
+"""
 
 
 class EdgeditError(Exception):

@@ -74,7 +74,7 @@ def _check_workspace_fits(workspace_mb: int, gpu: dict) -> None:
     limit = device.available_memory_bytes() if gpu["integrated"] else gpu["memory_bytes"]
     if limit is not None and workspace_mb << 20 > limit:
         raise EdgeditError(
-            f"--workspace-mb {workspace_mb} is more than the {limit >> 20} MB {gpu['name']} can give "
+            f"`workspace_mb` {workspace_mb} is more than the {limit >> 20} MB {gpu['name']} can give "
             f"({'available shared memory' if gpu['integrated'] else 'its memory'}); ask for less"
         )
 
@@ -88,12 +88,12 @@ def settings_for(
 ) -> BuildSettings:
     """The builder settings for `precision` on an ONNX of precision `meta.precision` (table above)."""
     if precision not in PRECISIONS:
-        raise EdgeditError(f"--precision must be one of {', '.join(PRECISIONS)} (got {precision!r})")
+        raise EdgeditError(f"`precision` must be one of {', '.join(PRECISIONS)} (got {precision!r})")
     if not 0 <= opt_level <= 5:
-        raise EdgeditError(f"--opt-level must be 0-5 (TensorRT's builder optimization level), got {opt_level}")
+        raise EdgeditError(f"`opt_level` must be 0-5 (TensorRT's builder optimization level), got {opt_level}")
     if not MIN_WORKSPACE_MB <= workspace_mb <= MAX_WORKSPACE_MB:
         raise EdgeditError(
-            f"--workspace-mb {workspace_mb} is outside {MIN_WORKSPACE_MB}..{MAX_WORKSPACE_MB} "
+            f"`workspace_mb` {workspace_mb} is outside {MIN_WORKSPACE_MB}..{MAX_WORKSPACE_MB} "
             "(16 MB builds nothing; the largest Jetson Orin has 64 GB)"
         )
     source = meta.precision
@@ -101,7 +101,7 @@ def settings_for(
     if source not in allowed:
         fix = {
             "fp16": "export an FP32 or FP16 ONNX",
-            "fp32": "export with --precision fp32",
+            "fp32": "export an FP32 ONNX",
             "int8": "build int8 from the FP32 export (it is quantized first) or from its .int8.onnx",
             "best": "build best from the FP32 export or its .int8.onnx",
         }[precision]
@@ -185,8 +185,8 @@ def find_trtexec() -> str:
         if found:
             return found
     raise EdgeditError(
-        "--trtexec: no trtexec binary on PATH or at /usr/src/tensorrt/bin/trtexec (it comes with "
-        "JetPack's TensorRT); drop --trtexec to build with the Python API"
+        "`use_trtexec`: no trtexec binary on PATH or at /usr/src/tensorrt/bin/trtexec (it comes with "
+        "JetPack's TensorRT); build without it, through the Python API"
     )
 
 
@@ -217,7 +217,7 @@ def plan_engine(
     if opsets.get("ai.onnx", 0) > MAX_OPSET:
         raise EdgeditError(
             f"{onnx}: opset {opsets['ai.onnx']} is above {MAX_OPSET}, the newest TensorRT 10.3 parses; "
-            "re-export with --opset 17..20"
+            "re-export with opset 17..20"
         )
     settings = settings_for(meta, options.precision, options.workspace_mb, options.opt_level, options.timing_cache)
     return BuildReport(None, onnx, settings, trtexec_command(onnx, output, settings))

@@ -90,7 +90,7 @@ def test_without_a_cuda_device_the_build_is_refused(exported, tmp_path, fake_ten
 
 @pytest.mark.parametrize("workspace_mb", [15, (64 << 10) + 1])
 def test_a_workspace_no_device_can_use_is_refused_before_anything(exported, tmp_path, workspace_mb):
-    with pytest.raises(EdgeditError, match=f"--workspace-mb {workspace_mb} is outside 16..65536"):
+    with pytest.raises(EdgeditError, match=f"`workspace_mb` {workspace_mb} is outside 16..65536"):
         plan_build(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(workspace_mb=workspace_mb))
 
 
@@ -119,7 +119,7 @@ def test_the_workspace_must_fit_the_building_gpus_memory(exported, tmp_path, fak
     )
     monkeypatch.setattr(edgedit.contract.device, "available_memory_bytes", lambda: 3 << 30)
     limit = 3 << 10 if integrated else 8 << 10
-    with pytest.raises(EdgeditError, match=f"--workspace-mb {limit + 1} is more than the {limit} MB GPU"):
+    with pytest.raises(EdgeditError, match=f"`workspace_mb` {limit + 1} is more than the {limit} MB GPU"):
         build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(workspace_mb=limit + 1))
     assert list(tmp_path.iterdir()) == [] and not fake_tensorrt.CALLS
     build_engine(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(workspace_mb=limit))
