@@ -8,7 +8,7 @@
 #
 #   jetson/bench_suite.sh export/calibration/*.fp32.onnx
 #
-# Give FP32 exports whose batch range covers 1..4 (benchmarks/jetson_exports.sh makes them): the
+# Give FP32 exports whose batch range covers 1..4 (jetson/exports.sh makes them): the
 # FP16 engine builds from NAME.fp16.onnx when it sits next to the FP32 file (strongly typed), else
 # from the FP32 file with the FP16 flag; the INT8 engine from NAME.int8.onnx, else the FP32 file is
 # quantized first (generated calibration data). Set the power mode and clocks first, on the host:

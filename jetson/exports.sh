@@ -5,7 +5,7 @@
 # one run on a Jetson measures how latency grows with depth, width and precision. Each model at
 # batch 1..4 as FP32, FP16 and INT8 (Q/DQ). About two minutes on a 2-core CPU.
 #
-#   benchmarks/jetson_exports.sh && scp -r export/calibration jetson:edgedit/export/
+#   jetson/exports.sh && scp -r export/calibration jetson:edgedit/export/
 set -euo pipefail
 
 edgedit="${EDGEDIT:-edgedit}"
@@ -27,4 +27,4 @@ for shape in "2 112 4" "4 48 4" "8 32 4" "8 96 4" "4 160 4" "12 64 4"; do
   read -r depth width heads <<< "${shape}"
   one "nano-L${depth}-D${width}" DiT-Nano-S/2 "${digits[@]}" --depth "${depth}" --width "${width}" --heads "${heads}"
 done
-echo "jetson_exports: ${out}/ ready; on the Jetson: jetson/run.sh suite ${out}/*.fp32.onnx"
+echo "jetson/exports.sh: ${out}/ ready; on the Jetson: jetson/run.sh suite ${out}/*.fp32.onnx"

@@ -2,10 +2,10 @@
 # Reproduce edgedit's results on the embedded default (the bundled digits) with the project's own
 # commands: teacher pairs from the shipped teacher, the design sweep over DiT-Nano students with
 # the three distillation methods, the teacher's own quality for comparison, and the published
-# tables (docs/results-digits/). The sweep picks the architecture; benchmarks/digits_curves.sh then
+# tables (docs/results-digits/). The sweep picks the architecture; reproduce/digits_curves.sh then
 # trains it at a fair budget and ships the student (edgedit/assets/student-digits.safetensors).
 #
-#   benchmarks/digits_sweep.sh   # as published (1000 steps per student): about 80 minutes on a 2-core CPU
+#   reproduce/digits_sweep.sh   # as published (1000 steps per student): about 80 minutes on a 2-core CPU
 #   outputs in runs/digits/ (git-ignored); it rewrites docs/results-digits/
 #
 # The teacher ships as edgedit/assets/teacher-digits.safetensors; retrain it with the recipe in

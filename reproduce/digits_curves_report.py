@@ -1,10 +1,10 @@
-"""Plots and tables of benchmarks/digits_curves.sh: FID against steps and wall-clock per method
+"""Plots and tables of reproduce/digits_curves.sh: FID against steps and wall-clock per method
 and seed, the table at the last common step (mean and spread), the wall-clock per 1,000 steps,
 and from the seed sets (each final student and the teacher on five disjoint sets of 1,000 sample
 seeds) the evaluation's own noise, the methods' paired differences and the best student.
 
-    python benchmarks/digits_curves_report.py runs/digits/curves -o docs/results-digits
-    python benchmarks/digits_curves_report.py runs/digits/curves --best   # prints its checkpoint's path
+    python reproduce/digits_curves_report.py runs/digits/curves -o docs/results-digits
+    python reproduce/digits_curves_report.py runs/digits/curves --best   # prints its checkpoint's path
 """
 
 from __future__ import annotations

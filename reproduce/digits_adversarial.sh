@@ -5,16 +5,16 @@
 # (the curves' pairs, regenerated if missing); the adversarial stage also learns against the real
 # training digits (never the held-out split behind FID).
 #
-#   benchmarks/digits_adversarial.sh                     # every run, then the report
-#   benchmarks/digits_adversarial.sh adversarial:0 control:1  # only these runs (METHOD:SEED), for workers
-#   benchmarks/digits_adversarial.sh screen               # adversarial weights 0.1, 0.3, 1 and 3 (seed 0)
-#   benchmarks/digits_adversarial.sh step-cost            # seconds per step of both, on a quiet machine
-#   benchmarks/digits_adversarial.sh report               # five seed sets, plots and tables
-#   benchmarks/digits_adversarial.sh ship                 # the best final student into edgedit/assets/
+#   reproduce/digits_adversarial.sh                     # every run, then the report
+#   reproduce/digits_adversarial.sh adversarial:0 control:1  # only these runs (METHOD:SEED), for workers
+#   reproduce/digits_adversarial.sh screen               # adversarial weights 0.1, 0.3, 1 and 3 (seed 0)
+#   reproduce/digits_adversarial.sh step-cost            # seconds per step of both, on a quiet machine
+#   reproduce/digits_adversarial.sh report               # five seed sets, plots and tables
+#   reproduce/digits_adversarial.sh ship                 # the best final student into edgedit/assets/
 #
 # The study of 2026-12-04 started from the output-distilled student of commit 5c65653, shipped until then:
 #   git show 5c65653:edgedit/assets/student-digits.safetensors > runs/output-student.safetensors
-#   STUDENT=runs/output-student.safetensors benchmarks/digits_adversarial.sh ...   (`ship` still writes the asset)
+#   STUDENT=runs/output-student.safetensors reproduce/digits_adversarial.sh ...   (`ship` still writes the asset)
 #
 # Runs: adversarial (weight 1, chosen from the screen) and control (output distillation, the same
 # settings) with training seeds 0, 1, 2, evaluated every 1,000 steps on the sample seeds 100000-100999
@@ -146,13 +146,13 @@ seed_sets() {  # the final students (control also at 4,000 and 5,000 steps: equa
 
 report() {
     seed_sets
-    "${python}" benchmarks/digits_adversarial_report.py "${runs}" -o docs/results-digits
+    "${python}" reproduce/digits_adversarial_report.py "${runs}" -o docs/results-digits
 }
 
 ship() {  # the final adversarial student with the best five-set mean, if it beats the teacher there
     seed_sets
     local best
-    best=$("${python}" benchmarks/digits_adversarial_report.py "${runs}" --best)
+    best=$("${python}" reproduce/digits_adversarial_report.py "${runs}" --best)
     if [[ -z "${best}" ]]; then
         echo "digits_adversarial: no adversarial student beats the teacher on the five seed sets; nothing shipped"
         return 0

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Learning curves of the three distillation methods at a fair budget, on the embedded default
 # (the bundled digits), with the project's own commands: the shipped architecture (4 blocks x 80,
-# 4 heads) distilled from the same 4,096 teacher pairs as the sweep (benchmarks/digits_sweep.sh),
+# 4 heads) distilled from the same 4,096 teacher pairs as the sweep (reproduce/digits_sweep.sh),
 # evaluated every 1,000 steps on the sweep's evaluation (1,000 samples, seeds 0-999, domain FID).
 #
-#   benchmarks/digits_curves.sh                   # every run, then the report
-#   benchmarks/digits_curves.sh output:0 mi1:1    # only these runs (METHOD:SEED); for parallel workers
-#   benchmarks/digits_curves.sh output-16k:0      # output distillation on 16,384 pairs (more data)
-#   benchmarks/digits_curves.sh report            # the seed-set evaluations, the plots and tables
-#   benchmarks/digits_curves.sh step-cost         # seconds per step of each method, on a quiet machine
-#   benchmarks/digits_curves.sh ship              # the best final student into edgedit/assets/
+#   reproduce/digits_curves.sh                   # every run, then the report
+#   reproduce/digits_curves.sh output:0 mi1:1    # only these runs (METHOD:SEED); for parallel workers
+#   reproduce/digits_curves.sh output-16k:0      # output distillation on 16,384 pairs (more data)
+#   reproduce/digits_curves.sh report            # the seed-set evaluations, the plots and tables
+#   reproduce/digits_curves.sh step-cost         # seconds per step of each method, on a quiet machine
+#   reproduce/digits_curves.sh ship              # the best final student into edgedit/assets/
 #
 # Runs: output and mi1 with seeds 0, 1 and 2 up to 8,000 steps, ta with seed 0 up to 4,000 steps (a
 # TA step costs 3.4x), the TA itself (DiT-Nano-M/2, one step) distilled once with the output loss for
@@ -136,7 +136,7 @@ step_cost() {
 
 report() {
     seed_sets
-    "${python}" benchmarks/digits_curves_report.py "${curves}" -o docs/results-digits
+    "${python}" reproduce/digits_curves_report.py "${curves}" -o docs/results-digits
 }
 
 # The shipped student: of the students at the last step, the one with the best mean FID over the five
@@ -144,7 +144,7 @@ report() {
 ship() {
     seed_sets
     local best
-    best=$("${python}" benchmarks/digits_curves_report.py "${curves}" --best)
+    best=$("${python}" reproduce/digits_curves_report.py "${curves}" --best)
     "${edgedit}" eval "${best}" -n 1000 --save edgedit/assets/student-digits.safetensors --json \
         > docs/results-digits/student-eval.json.partial
     mv docs/results-digits/student-eval.json.partial docs/results-digits/student-eval.json

@@ -1,6 +1,6 @@
 """Fit the device latency model to the public measurements and write the shipped calibration.
 
-    python benchmarks/fit_device_latency.py      # writes edgedit/cost/data/fit.json and the fit section
+    python reproduce/fit_device_latency.py      # writes edgedit/cost/data/fit.json and the fit section
                                                  # of docs/device-latency.md
 
 The points and their sources: edgedit/cost/data/public-measurements.json. The model and its

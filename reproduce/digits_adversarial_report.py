@@ -1,11 +1,11 @@
-"""Plots and tables of benchmarks/digits_adversarial.sh: the learning curves (FID on sample seeds
+"""Plots and tables of reproduce/digits_adversarial.sh: the learning curves (FID on sample seeds
 100000-100999 against steps and wall-clock, per run), every final student, the fine-tunes' start, the
 shipped student and the teacher on five disjoint sets of 1,000 fresh seeds (means, spread, paired
 differences with 95% intervals), the classifier's view (confidence, class coverage, label agreement),
 and the cost per step.
 
-    python benchmarks/digits_adversarial_report.py runs/digits/adversarial -o docs/results-digits
-    python benchmarks/digits_adversarial_report.py runs/digits/adversarial --best   # a student that beats the
+    python reproduce/digits_adversarial_report.py runs/digits/adversarial -o docs/results-digits
+    python reproduce/digits_adversarial_report.py runs/digits/adversarial --best   # a student that beats the
                                                                                     # teacher, or nothing
 """
 
@@ -248,7 +248,7 @@ def main() -> None:
     teacher = sets.get("teacher", {}).get(first)
     start = sets.get("start", {}).get(first)
     lines = [
-        "# Adversarial fine-tuning on digits (benchmarks/digits_adversarial.sh)",
+        "# Adversarial fine-tuning on digits (reproduce/digits_adversarial.sh)",
         "",
         *curve_lines(runs, sets, first),
         *set_lines(sets, control_step),
