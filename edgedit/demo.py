@@ -156,20 +156,16 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
         else "different sample seeds"
     )
 
-    def fid(record: Provenance) -> str:
-        value, interval = (record.eval or {}).get("FID"), (record.eval_intervals or {}).get("FID")
-        return _num(value) + (f" ({interval[0]:.1f}-{interval[1]:.1f})" if interval else "")
-
     lines += [
         "",
         "Quality, as each model's file records it (`edgedit eval --save`): domain FID on the features of the",
         f"shipped digits classifier, 1000 samples each on {same},",
-        "against the 359 held-out digits (lower is better), with its 95% interval over the samples (basic",
-        "bootstrap); docs/results-digits/adversarial.md repeats it over five disjoint seed sets.",
+        "against the 359 held-out digits (lower is better); docs/results-digits/adversarial.md repeats it",
+        "over five disjoint seed sets, with their spread and paired differences.",
         "",
         "| | student (1 step) | teacher (18 Heun steps) | real-vs-real floor |",
         "|---|---|---|---|",
-        f"| FID (95% interval) | {fid(s_rec)} | {fid(t_rec)} | {_num(t_eval.get('FID real-vs-real'))} |",
+        f"| FID | {_num(s_eval.get('FID'))} | {_num(t_eval.get('FID'))} | {_num(t_eval.get('FID real-vs-real'))} |",
         f"| classifier confidence | {_num(s_eval.get('classifier confidence'), 3)} | "
         f"{_num(t_eval.get('classifier confidence'), 3)} | |",
         f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | {_num(t_eval.get('label agreement'), 3)} | |",

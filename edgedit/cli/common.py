@@ -65,7 +65,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-stdout = Console(width=max(Console().width, 100), soft_wrap=True)  # tables fit 100 columns; lines never break
+
+
+class _WordWrapping(Console):
+    """Text wraps at spaces to the terminal's width (COLUMNS, else 80 when piped), continuation lines
+    under the text's own indent, and a word longer than a line (a path, a hash) runs over whole
+    instead of being folded. Tables and other renderables print as rich lays them out."""
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None, **kwargs: Any) -> None:
+        import textwrap
+
+        if soft_wrap or not objects or not all(isinstance(o, str) for o in objects):
+            return super().print(*objects, soft_wrap=soft_wrap, **kwargs)
+        text = kwargs.pop("sep", " ").join(objects)
+        lines = []
+        for line in text.split("\n"):
+            indent = " " * (len(line) - len(line.lstrip(" ")))
+            lines += textwrap.wrap(
+                line, self.width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+            ) or [""]
+        super().print("\n".join(lines), soft_wrap=True, **kwargs)
+
+
+stdout = _WordWrapping()
 stderr = Console(stderr=True, soft_wrap=True)  # a warning is one line, however long
 state = {"debug": False, "verify": True, "fit": None}
 
@@ -138,24 +160,53 @@ class DefaultGroup(TyperGroup):
 
 def print_table(table: Any) -> None:
     """A rich Table whole when it fits the terminal, else as one block of "header: value" lines per
-    row: never a value cut short or folded mid-word (the JSON output carries the same numbers)."""
+    row (print_fields): never a value cut short or folded mid-word (the JSON output carries the same
+    numbers)."""
     from rich.measure import Measurement
 
     natural = Measurement.get(stdout, stdout.options.update(width=10**4), table).maximum  # unclamped
     if natural <= stdout.width:
         stdout.print(table, soft_wrap=False)
-        return
-    headers = [str(column.header) for column in table.columns]
-    cells = [list(column.cells) for column in table.columns]
-    key_width = max(len(h) for h in headers[1:]) if len(headers) > 1 else 0
-    if table.title:
-        stdout.print(table.title, style="bold", markup=False)
-    for row in range(table.row_count):
-        stdout.print(str(cells[0][row]), style="bold", markup=False)
-        for header, column in zip(headers[1:], cells[1:]):
-            stdout.print(f"  {header:<{key_width}}  {column[row]}", markup=False)
+    else:
+        headers = [str(column.header) for column in table.columns]
+        cells = [[str(cell) for cell in column.cells] for column in table.columns]
+        if table.title:
+            stdout.print(table.title, style="bold", markup=False)
+        for row in range(table.row_count):
+            print_fields(cells[0][row], [(h, column[row]) for h, column in zip(headers[1:], cells[1:])])
     if table.caption:
-        stdout.print(str(table.caption), markup=False, soft_wrap=False)  # prose: wrapped at words
+        print_fields(None, [("", str(table.caption))], indent=0)
+
+
+def print_fields(heading: str | None, fields: list[tuple[str, str]], indent: int = 2) -> None:
+    """Key/value lines with the keys aligned. A value too long for the rest of its line wraps at
+    spaces under itself; one holding a word too long for that starts on the next line. Never a word
+    (a number, a name, a hash) cut or folded."""
+    import textwrap
+
+    width = stdout.width
+    if heading is not None:
+        for line in textwrap.wrap(heading, width, break_long_words=False, break_on_hyphens=False):
+            stdout.print(line, style="bold", markup=False, highlight=False)
+    key_width = max((len(key) for key, _ in fields), default=0)
+    if key_width > width // 3:  # a few long keys: align the rest, let those run over
+        key_width = max((len(key) for key, _ in fields if len(key) <= width // 3), default=0)
+    for key, value in fields:
+        lead = " " * indent + (f"{key:<{key_width}}  " if key else "")
+        room = width - len(lead)
+        words = str(value).split()
+        if not words:
+            stdout.print(lead.rstrip(), markup=False, highlight=False)
+        elif max(map(len, words)) <= room:
+            lines = textwrap.wrap(str(value), room, break_long_words=False, break_on_hyphens=False)
+            stdout.print(lead + lines[0], markup=False, highlight=False)
+            for line in lines[1:]:
+                stdout.print(" " * len(lead) + line, markup=False, highlight=False)
+        else:  # below its key, indented, long words whole
+            stdout.print(lead.rstrip(), markup=False, highlight=False)
+            under = " " * (indent + 4)
+            for line in textwrap.wrap(str(value), width - len(under), break_long_words=False, break_on_hyphens=False):
+                stdout.print(under + line, markup=False, highlight=False)
 
 
 def print_json(obj: Any) -> None:

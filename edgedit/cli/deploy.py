@@ -27,6 +27,7 @@ from edgedit.cli.common import (
     command,
     int_list,
     overrides,
+    print_fields,
     print_json,
     print_table,
     si,
@@ -255,33 +256,26 @@ def stderr_say(message: str) -> None:
 
 def print_plan(r) -> None:
     """The plan's two tables: INT8 classes (MACs, error alone, decision) and FP32 candidates."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"INT8 plan ({r.plan.high.upper()} elsewhere)", title_justify="left", box=None, pad_edge=False)
-    for header, justify in (
-        ("class", "left"),
-        ("MACs/image", "right"),
-        ("PSNR alone dB", "right"),
-        ("decision", "left"),
-        ("why", "left"),
-    ):
-        table.add_column(header, justify=justify, overflow="fold")
+    def table(title: str, headers: tuple[str, ...]) -> Table:
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for i, header in enumerate(headers):
+            t.add_column(header, justify="right" if i in (1, 2) else "left", no_wrap=True)
+        return t
+
+    plan = table(
+        f"INT8 plan ({r.plan.high.upper()} elsewhere)", ("class", "MACs/image", "PSNR alone dB", "decision", "why")
+    )
     for row in r.int8_rows:
-        table.add_row(row.name, si(row.macs), f"{row.psnr_db:.1f}", row.decision.upper(), row.why)
-    stdout.print(table)
+        plan.add_row(row.name, si(row.macs), f"{row.psnr_db:.1f}", row.decision.upper(), row.why)
+    print_table(plan)
     if r.fp32_rows:
-        kept = Table(title="FP32 candidates in the FP16 graph", title_justify="left", box=None, pad_edge=False)
-        for header, justify in (
-            ("class", "left"),
-            ("max |x|", "right"),
-            ("PSNR in FP16 dB", "right"),
-            ("decision", "left"),
-            ("why", "left"),
-        ):
-            kept.add_column(header, justify=justify, overflow="fold")
+        kept = table("FP32 candidates in the FP16 graph", ("class", "max |x|", "PSNR in FP16 dB", "decision", "why"))
         for row in r.fp32_rows:
             kept.add_row(row.name, f"{row.extra['peak']:.3g}", f"{row.psnr_db:.1f}", row.decision.upper(), row.why)
-        stdout.print(kept)
+        print_table(kept)
 
 
 @command("sample")
@@ -675,20 +669,22 @@ def _print_tegrastats(log: Path, summary: dict) -> None:
     def stat(d, unit):
         return "unavailable" if d is None else f"mean {d['mean']:.1f}{unit}, peak {d['peak']:.0f}{unit}"
 
-    stdout.print(
+    energy = summary["energy_j"]
+    print_fields(
         f"{log}: {summary['samples']} samples"
         + (f" every {summary['period_s']:.3g} s" if summary["period_s"] else "")
-        + (f", {summary['bad_lines']} malformed lines skipped" if summary["bad_lines"] else "")
-    )
-    stdout.print(f"  RAM used   {stat(summary['ram_used_mb'], ' MB')} of {summary['ram_total_mb']} MB")
-    stdout.print(f"  GPU (GR3D) {stat(summary['gr3d_pct'], '%')};  EMC {stat(summary['emc_pct'], '%')}")
-    for rail, p in summary["power_mw"].items():
-        stdout.print(f"  {rail:<16} {stat(p, ' mW')}")
-    energy = summary["energy_j"]
-    stdout.print(
-        "  energy     "
-        f"{'unknown (no timestamps: pass --interval-ms)' if energy is None else f'{energy:.2f} J'}"
-        f" on {summary['energy_rail'] or 'no total rail'}"
+        + (f", {summary['bad_lines']} malformed lines skipped" if summary["bad_lines"] else ""),
+        [
+            ("RAM used", f"{stat(summary['ram_used_mb'], ' MB')} of {summary['ram_total_mb']} MB"),
+            ("GPU (GR3D)", stat(summary["gr3d_pct"], "%")),
+            ("EMC", stat(summary["emc_pct"], "%")),
+            *((rail, stat(p, " mW")) for rail, p in summary["power_mw"].items()),
+            (
+                "energy",
+                f"{'unknown (no timestamps: pass --interval-ms)' if energy is None else f'{energy:.2f} J'}"
+                f" on {summary['energy_rail'] or 'no total rail'}",
+            ),
+        ],
     )
 
 

@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from edgedit.cli.common import Force, JsonFlag, LearningRate, app, command, int_list, parse_shard, print_json, stdout
+from edgedit.cli.common import (
+    Force,
+    JsonFlag,
+    LearningRate,
+    app,
+    command,
+    int_list,
+    parse_shard,
+    print_fields,
+    print_json,
+    stdout,
+)
 from edgedit.contract.fileio import Output, check_outputs
 
 design_app = typer.Typer(
@@ -113,10 +124,16 @@ def design_pick_command(
     if json_out:
         return print_json(best)
     e = best["device_estimate"]
-    stdout.print(
-        f"{best['name']}: {best['depth']} blocks x width {best['width']}, {best['heads']} heads, "
-        f"{best['method']}; FID {best['fid']:.1f}; {best['params']:,} params; {e['ms']:.3f} ms "
-        f"({e['low_ms']:.3f}-{e['high_ms']:.3f}) per call on {device} {precision}, {e['label']}"
+    print_fields(
+        best["name"],
+        [
+            ("shape", f"{best['depth']} blocks x width {best['width']}, {best['heads']} heads"),
+            ("method", best["method"]),
+            ("FID", f"{best['fid']:.1f}"),
+            ("params", f"{best['params']:,}"),
+            ("estimate", f"{e['ms']:.3f} ms ({e['low_ms']:.3f}-{e['high_ms']:.3f}) per call on {device} {precision}"),
+            ("basis", e["label"]),
+        ],
     )
     if save is not None:
         stdout.print(f"saved its student to {save}")

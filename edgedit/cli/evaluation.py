@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgedit.cli.common import Force, JsonFlag, command, data_input, print_json, stdout
+from edgedit.cli.common import Force, JsonFlag, command, data_input, print_fields, print_json
 from edgedit.contract.fileio import Output, check_outputs
 
 
@@ -85,15 +85,14 @@ def eval_command(
     )
     if json_out:
         return print_json(report)
-    stdout.print(
-        f"{report['model']} on {report['backend']}: {report['samples']} samples, {report['sampling']}, "
-        f"seeds {report['seeds'][0]}..{report['seeds'][1]}"
-    )
+    fields = []
     for m in report["metrics"]:
         value = f"{m['value']:.4g}" + (f" +- {m['std']:.2g}" if "std" in m else "")
-        stdout.print(
-            f"  {m['metric']:<22} {value:<16} [{m['features']}; {m['samples']} samples; vs {m['reference']}]",
-            markup=False,
-        )
+        fields.append((m["metric"], f"{value}  [{m['features']}; {m['samples']} samples; vs {m['reference']}]"))
+    print_fields(
+        f"{report['model']} on {report['backend']}: {report['samples']} samples, {report['sampling']}, "
+        f"seeds {report['seeds'][0]}..{report['seeds'][1]}",
+        fields,
+    )
     if "note" in report:
-        stdout.print(f"  note: {report['note']}")
+        print_fields(None, [("note", report["note"])])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -23,6 +23,7 @@ from edgedit.cli.common import (
     Width,
     command,
     overrides,
+    print_fields,
     print_json,
     print_table,
     si,
@@ -206,89 +207,114 @@ def _model_line(c: dict) -> str:
     )
 
 
+def flatten(value: Any, key: str = "") -> list[tuple[str, str]]:
+    """Nested records as dotted keys and plain values (`eval.FID  85.8`, lists joined by commas)."""
+    if isinstance(value, dict) and value:
+        return [row for k, v in value.items() for row in flatten(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, (list, tuple)) and not any(isinstance(v, (dict, list, tuple)) for v in value):
+        return [(key, ", ".join(map(str, value)))]
+    if isinstance(value, (list, tuple)):
+        return [row for i, v in enumerate(value) for row in flatten(v, f"{key}.{i}")]
+    return [(key, str(value))]
+
+
 def _print_checkpoint_info(report: dict) -> None:
-    stdout.print(
-        f"[bold]{report['path']}[/bold]  (checkpoint, {si(report['size_bytes'], 'B')}, "
-        f"edgedit {report['edgedit_version']})"
+    print_fields(
+        f"{report['path']}  (checkpoint, {si(report['size_bytes'], 'B')}, edgedit {report['edgedit_version']})",
+        [
+            ("model", f"{report['kind']}: {_model_line(report['config'])}"),
+            (
+                "size",
+                f"{report['params']:,} params, {si(report['macs'])} MACs/image, {report['tensors']} tensors "
+                f"({', '.join(report['dtypes'])})",
+            ),
+            ("noise", f"{report['noise']} (seeds -> noise for its samples)"),
+            *flatten(report["provenance"]),
+            ("sha256", report["sha256"]),
+        ],
     )
-    stdout.print(f"  model      {report['kind']}: {_model_line(report['config'])}")
-    stdout.print(
-        f"  size       {report['params']:,} params, {si(report['macs'])} MACs/image, "
-        f"{report['tensors']} tensors ({', '.join(report['dtypes'])})"
-    )
-    stdout.print(f"  noise      {report['noise']} (seeds -> noise for its samples)")
-    for key, value in report["provenance"].items():
-        stdout.print(f"  {key:<10} {value}", markup=False)  # provenance is data: brackets are not markup
-    stdout.print(f"  sha256     {report['sha256']}")
 
 
 def _print_engine_info(report: dict) -> None:
     d = report["device"]
-    stdout.print(
-        f"[bold]{report['path']}[/bold]  (TensorRT engine, {si(report['size_bytes'], 'B')}, "
-        f"edgedit {report['edgedit_version']})"
+    print_fields(
+        f"{report['path']}  (TensorRT engine, {si(report['size_bytes'], 'B')}, edgedit {report['edgedit_version']})",
+        [
+            ("model", f"{report['kind']}: {_model_line(report['config'])}"),
+            (
+                "precision",
+                f"{report['precision']} ({'strongly' if report['strongly_typed'] else 'weakly'} typed), "
+                f"batch {report['batch']['min']}..{report['batch']['max']}",
+            ),
+            (
+                "built for",
+                f"TensorRT {d['tensorrt']} on {d['gpu']} (sm {d['compute_capability']})"
+                + (f", {d['jetson']['model']}, L4T {d['jetson']['l4t']}" if d.get("jetson") else ""),
+            ),
+            (
+                "from",
+                f"{report['onnx']['file']} (sha256 {report['onnx']['sha256']}), {report['build_seconds']:.1f} s, "
+                f"peak RSS {report['peak_rss_mb']:.0f} MB with {report['builder']['tool']}",
+            ),
+            ("sha256", report["sha256"]),
+        ],
     )
-    stdout.print(f"  model      {report['kind']}: {_model_line(report['config'])}")
-    stdout.print(
-        f"  precision  {report['precision']} ({'strongly' if report['strongly_typed'] else 'weakly'} typed), "
-        f"batch {report['batch']['min']}..{report['batch']['max']}"
-    )
-    stdout.print(
-        f"  built for  TensorRT {d['tensorrt']} on {d['gpu']} (sm {d['compute_capability']})"
-        + (f", {d['jetson']['model']}, L4T {d['jetson']['l4t']}" if d.get("jetson") else "")
-    )
-    stdout.print(
-        f"  from       {report['onnx']['file']} (sha256 {report['onnx']['sha256'][:16]}...), "
-        f"{report['build_seconds']:.1f} s, peak RSS {report['peak_rss_mb']:.0f} MB with "
-        f"{report['builder']['tool']}"
-    )
-    stdout.print(f"  sha256     {report['sha256']}")
 
 
 def _print_onnx_info(report: dict) -> None:
-    stdout.print(
-        f"[bold]{report['path']}[/bold]  (ONNX opset {report['opset']}, {si(report['size_bytes'], 'B')}"
-        f"{', external data' if report['external_data'] else ''}, {report['producer'] or 'unknown producer'})"
-    )
-    for kind in ("inputs", "outputs"):
-        shown = ", ".join(f"{t['name']} {t['shape']}" for t in report[kind])
-        stdout.print(f"  {kind:<10} {shown}")
+    fields = [(kind, ", ".join(f"{t['name']} {t['shape']}" for t in report[kind])) for kind in ("inputs", "outputs")]
     ops = ", ".join(f"{op} {n}" for op, n in report["ops"].items())
-    stdout.print(f"  nodes      {report['nodes']}: {ops}")
-    stdout.print(f"  Q/DQ       {'yes (explicit INT8)' if report['qdq'] else 'no'}")
+    fields += [("nodes", f"{report['nodes']}: {ops}"), ("Q/DQ", "yes (explicit INT8)" if report["qdq"] else "no")]
     if report["types"] is not None:  # needs onnx: not on the device
         totals: dict[str, int] = {}
         for by_type in report["types"].values():
             for dtype, count in by_type.items():
                 totals[dtype] = totals.get(dtype, 0) + count
         float32 = sorted(op for op, by_type in report["types"].items() if "fp32" in by_type and op != "Cast")
-        stdout.print(
-            f"  types      nodes by output type: {', '.join(f'{t} {n}' for t, n in sorted(totals.items()))}"
-            + (f"; FP32: {', '.join(float32)}" if float32 else "")
+        fields.append(
+            (
+                "types",
+                f"nodes by output type: {', '.join(f'{t} {n}' for t, n in sorted(totals.items()))}"
+                + (f"; FP32: {', '.join(float32)}" if float32 else ""),
+            )
         )
     meta = report["edgedit"]
     if meta is None:
-        stdout.print(f"  edgedit    [yellow]{report['edgedit_problem']}[/yellow]")
+        fields.append(("edgedit", report["edgedit_problem"]))
     else:
-        stdout.print(f"  model      {meta['kind']}: {_model_line(meta['config'])}")
-        stdout.print(
-            f"  precision  {meta['precision']}, batch {meta['batch']['min']}..{meta['batch']['max']} "
-            f"(opt {meta['batch']['opt']}), sampler {meta['sampler']['type']}"
-        )
-        stdout.print(f"  source     {meta['source']}")
-        for check in meta.get("parity", []):
-            stdout.print(
-                f"  parity     batch {check['batch']}: max abs {check['max_abs_error']:.3g}, "
-                f"relative {check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})"
+        fields += [
+            ("model", f"{meta['kind']}: {_model_line(meta['config'])}"),
+            (
+                "precision",
+                f"{meta['precision']}, batch {meta['batch']['min']}..{meta['batch']['max']} "
+                f"(opt {meta['batch']['opt']}), sampler {meta['sampler']['type']}",
+            ),
+            ("source", meta["source"]),
+        ]
+        fields += [
+            (
+                "parity",
+                f"batch {check['batch']}: max abs {check['max_abs_error']:.3g}, relative "
+                f"{check['max_rel_error']:.3g} (tolerance {check['tolerance']:g})",
             )
+            for check in meta.get("parity", [])
+        ]
         if "quantization" in meta:
             q = meta["quantization"]
             psnr = "identical to" if q["psnr_db"] is None else f"PSNR {q['psnr_db']:.1f} dB vs"
-            stdout.print(
-                f"  INT8       {q['tool']} ({q['method']}), {q['quantized_nodes']} layers quantized, "
-                f"{psnr} FP32 on {q['heldout_rows']} held-out inputs"
+            fields.append(
+                (
+                    "INT8",
+                    f"{q['tool']} ({q['method']}), {q['quantized_nodes']} layers quantized, {psnr} FP32 on "
+                    f"{q['heldout_rows']} held-out inputs",
+                )
             )
-    stdout.print(f"  sha256     {report['sha256']}")
+    fields.append(("sha256", report["sha256"]))
+    print_fields(
+        f"{report['path']}  (ONNX opset {report['opset']}, {si(report['size_bytes'], 'B')}"
+        f"{', external data' if report['external_data'] else ''}, {report['producer'] or 'unknown producer'})",
+        fields,
+    )
 
 
 @command("doctor")

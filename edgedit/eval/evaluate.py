@@ -21,7 +21,7 @@ import numpy as np
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import suffix_kind
 from edgedit.data.datasets import ImageData, has_test_split, load_data
-from edgedit.eval.metrics import fid, fid_interval, kid, psnr_db, significant
+from edgedit.eval.metrics import fid, kid, psnr_db, significant
 from edgedit.runtime.backends import Backend, load_backend
 from edgedit.runtime.samplers import check_request, default_labels, generate, sampling_words
 
@@ -79,8 +79,6 @@ def domain_metrics(
         {
             "metric": "FID",
             "value": fid(fake, real),
-            "interval_95": list(fid_interval(fake, real, seed=seed)),
-            "interval": "basic bootstrap over the samples, 200 resamples (the reference fixed)",
             "features": network,
             "samples": len(images),
             "reference": ref_name,
@@ -286,9 +284,6 @@ def _save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: d
         model,
         dest,
         eval={m["metric"]: significant(m["value"]) for m in report["metrics"]},
-        eval_intervals={
-            m["metric"]: [significant(v) for v in m["interval_95"]] for m in report["metrics"] if "interval_95" in m
-        },
         eval_samples=report["samples"],
         eval_seeds=report["seeds"],
         eval_noise=report["noise"],

@@ -38,21 +38,6 @@ def fid(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
 
 
-def fid_interval(
-    a: np.ndarray, b: np.ndarray, rounds: int = 200, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Basic bootstrap interval of fid(a, b) over resamples of the samples `a` (the reference `b` held
-    fixed): how much the number moves with the seeds drawn. Resampling with replacement repeats
-    samples, which raises FID; the basic interval (2F - upper quantile, 2F - lower quantile) reflects
-    that shift back around the measured F instead of reporting it (Davison & Hinkley, "Bootstrap
-    Methods and their Application", 1997, section 5.2)."""
-    rng = np.random.default_rng(seed)
-    value = fid(a, b)
-    draws = [fid(a[rng.integers(0, len(a), len(a))], b) for _ in range(rounds)]
-    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return float(max(0.0, 2 * value - high)), float(2 * value - low)
-
-
 def _nonzero(eigenvalues: np.ndarray) -> np.ndarray:
     """Eigenvalues of a PSD matrix with its rounding noise set to 0: below n eps max|w| they are zeros
     to working precision, and their square roots (sqrt(1e-16) = 1e-8 each) would otherwise add up."""

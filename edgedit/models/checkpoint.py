@@ -71,7 +71,6 @@ class Provenance(OpenRecord):
     steps: int | None = Field(default=None, ge=0)
     data: str | None = None
     eval: dict[str, Any] | None = None  # `edgedit eval --save`: metric -> value
-    eval_intervals: dict[str, list[float]] | None = None  # metric -> its 95% interval, where it has one
     eval_seeds: list[int] | None = Field(default=None, min_length=2, max_length=2)  # first, last
 
 
