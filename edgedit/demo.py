@@ -114,7 +114,8 @@ def run_demo(
         + on_the_device(info.config, teacher_info.config)
         + "\n## Samples (seeds 0-15, label = seed % 10)\n\n"
         + "The teacher and the student's exports on the same seeds (nearest-neighbour upscaled, captioned):\n\n"
-        + "![teacher | FP32 | FP16 | INT8](side-by-side.png)\n",
+        + "![teacher | FP32 | FP16 | INT8](side-by-side.png)\n"
+        + draw_plots(out, records, info, teacher_info, say),
     )
     return {"records": records, "models": models}
 
@@ -171,6 +172,48 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
         f"| label agreement | {_num(s_eval.get('label agreement'), 3)} | {_num(t_eval.get('label agreement'), 3)} | |",
     ]
     return "\n".join(lines) + "\n"
+
+
+def draw_plots(out: Path, records: list[dict[str, Any]], student, teacher, say) -> str:
+    """latency.png (every row's distribution) and tradeoff.png (FID against the device estimate and
+    this host's sampler time, per image), and report.md's section that embeds them."""
+    from edgedit.bench import plots
+    from edgedit.cost.fit import estimate
+    from edgedit.models.checkpoint import Provenance
+    from edgedit.runtime.samplers import network_evaluations
+
+    def host_ms(model: Path) -> float | None:
+        rows = [r for r in records if r["model"] == model.name and r["what"] == "sampler" and r["batch"] == 1]
+        return rows[0]["latency_per_image_ms"] if rows else None
+
+    points = []
+    for name, info, calls in (
+        ("student", student, 1),
+        ("teacher", teacher, network_evaluations(TEACHER_STEPS, "heun")),
+    ):
+        fid = (Provenance.model_validate(info.provenance).eval or {}).get("FID")
+        e = estimate(info.config, "orin-nano", "fp16")
+        if fid is not None:
+            points.append(
+                plots.QualityPoint(
+                    name, fid, calls * e["ms"], calls * e["low_ms"], calls * e["high_ms"], host_ms(info.path)
+                )
+            )
+    label = estimate(student.config, "orin-nano", "fp16")["label"]
+    drawn = plots.latency_distribution(out / "latency.png", records)
+    drawn = drawn and plots.quality_vs_latency(out / "tradeoff.png", points, f"Orin Nano FP16, {label}")
+    if not drawn:
+        say(plots.MISSING)
+        return ""
+    say("wrote latency.png and tradeoff.png")
+    return (
+        "\n## Plots\n\n"
+        "Every benchmarked row: the range of its timed calls, p50 / p90 / p99 and each round's p50.\n\n"
+        "![latency distribution per backend and precision](latency.png)\n\n"
+        "Quality against latency per image: the device estimate (with its range; an estimate, not a "
+        "measurement) and this host's measured sampler time.\n\n"
+        "![FID against latency](tradeoff.png)\n"
+    )
 
 
 def on_the_device(student, teacher) -> str:

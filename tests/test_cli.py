@@ -506,7 +506,13 @@ def test_demo_runs_the_deploy_path_on_the_shipped_student(tmp_path, monkeypatch)
         "grid-torch-fp32.png",
         "grid-onnx-int8.png",
         "grid-teacher.png",
+        "side-by-side.png",
+        "latency.png",
+        "tradeoff.png",
     } <= names
+    report = (tmp_path / "out" / "report.md").read_text()
+    for picture in ("side-by-side.png", "latency.png", "tradeoff.png"):  # embedded, and drawn
+        assert f"]({picture})" in report and (tmp_path / "out" / picture).read_bytes()[:4] == b"\x89PNG"
     records = json.loads((tmp_path / "out" / "bench.json").read_text())
     models = {(r["backend"], r["precision"], r["batch"]) for r in records if r["what"] == "model"}
     assert models == {

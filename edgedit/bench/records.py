@@ -15,7 +15,7 @@ from edgedit.bench.harness import CSV_FIELDS, comparison_rows, csv_row
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.schema import MAX_BATCH, Name, OpenRecord, Record, load_json, parse
-from edgedit.contract.staging import atomic_output, write_text_atomic
+from edgedit.contract.staging import write_text_atomic
 
 
 def bench_files(paths: list[str | os.PathLike]) -> list[Path]:
@@ -153,38 +153,3 @@ def markdown(records: list[dict[str, Any]]) -> str:
     if any(r.get("interrupted") for r in records):
         notes.append("Some runs were interrupted (Ctrl-C): their statistics cover fewer calls.")
     return "\n".join([*lines, "", *notes]) + "\n"
-
-
-def save_plot(path: str | os.PathLike, records: list[dict[str, Any]]) -> bool:
-    """p50 latency per model/backend/precision, one group of bars per batch; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    labels = list(dict.fromkeys(f"{r['model']}\n{r['backend']} {r['precision']}" for r in records))
-    batches = sorted({r["batch"] for r in records})
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels) * len(batches)), 4))
-    width = 0.8 / max(len(batches), 1)
-    for k, batch in enumerate(batches):
-        values = {
-            f"{r['model']}\n{r['backend']} {r['precision']}": r["latency_ms"]["p50"]
-            for r in records
-            if r["batch"] == batch
-        }
-        ax.bar(
-            [i + k * width for i in range(len(labels))],
-            [values.get(label, 0) for label in labels],
-            width,
-            label=f"batch {batch}",
-        )
-    ax.set_xticks([i + width * (len(batches) - 1) / 2 for i in range(len(labels))], labels, fontsize=7)
-    ax.set_ylabel("p50 latency per call (ms)")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return True

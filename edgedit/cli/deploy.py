@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -567,10 +568,17 @@ def _write_bench(records: list[dict], json_path, csv_path, report, plot) -> None
     for path, writer in ((json_path, reports.save_json), (csv_path, reports.save_csv)):
         if path:
             writer(path, records)
+    from edgedit.bench import plots
+
+    drawn = bool(plot) and plots.latency_distribution(plot, records)
+    if plot and not drawn:
+        typer.echo(f"edgedit: warning: {plots.MISSING}", err=True)
     if report:
-        write_text_atomic(report, reports.markdown(records))
-    if plot and not reports.save_plot(plot, records):
-        typer.echo("edgedit: warning: matplotlib is not installed: no plot (pip install matplotlib)", err=True)
+        text = reports.markdown(records)
+        if drawn:  # beside the report, or wherever it was asked for
+            link = os.path.relpath(Path(plot).resolve(), Path(report).resolve().parent)
+            text += f"\n![latency distribution per backend and precision]({link})\n"
+        write_text_atomic(report, text)
     print_bench_table(records)
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from edgedit.bench import harness
 from edgedit.bench.harness import BenchSettings, comparison_rows, run_bench
-from edgedit.bench.records import load_records, markdown, save_csv, save_plot
+from edgedit.bench.plots import latency_distribution
+from edgedit.bench.records import load_records, markdown, save_csv
 from edgedit.contract.errors import EdgeditError
 
 KEYS = {"min", "mean", "p50", "p90", "p99", "max", "std", "n"}
@@ -178,7 +179,7 @@ def test_report_files_round_trip(exported, tmp_path):
     assert table.count("\n| onestep-cond.onnx | onnxruntime | fp32 | 1 | model |") == 2 and "1.00x" in table
     save_csv(tmp_path / "r.csv", merged)
     assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("model,backend,provider,precision,batch")
-    assert save_plot(tmp_path / "p.png", merged) and (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert latency_distribution(tmp_path / "p.png", merged) and (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "bad.json").write_text('{"x": 1}')
     with pytest.raises(EdgeditError, match="bad.json: not a valid bench record file: expected a JSON list, got dict"):
         load_records([tmp_path / "bad.json"])

@@ -1,0 +1,110 @@
+"""Pictures of measurements, where people would rather look than read: the latency distribution of
+each benchmarked row, and the quality / latency trade-off of the models compared. matplotlib comes
+with the train extra; without it each function returns False and the caller says so in one line
+(the device image stays light)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from edgedit.contract.staging import atomic_output
+
+MISSING = "matplotlib is not installed here: no plots (pip install 'edgedit[train]' or matplotlib)"
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")  # files only: no display on a server or a Jetson over ssh
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, plt, path: str | os.PathLike) -> None:
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def row_label(r: dict[str, Any]) -> str:
+    calls = r["network_evaluations_per_call"]
+    what = f"sampler, {calls} call{'s' if calls > 1 else ''}" if r["what"] == "sampler" else "model"
+    return f"{r['model']}  {r['backend']} {r['precision']}  b{r['batch']} ({what})"
+
+
+def latency_distribution(path: str | os.PathLike, records: list[dict[str, Any]]) -> bool:
+    """One row per record, ms per call on a log axis: the range of its timed calls (min to max), its
+    p50, p90 and p99 marked, and the p50 of each interleaved round as a dot (their spread is the run's
+    own noise). False without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
+        return False
+    from matplotlib.lines import Line2D
+
+    marks = (("p50", "black"), ("p90", "tab:orange"), ("p99", "tab:red"))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(records) + 1.6))
+    for y, r in enumerate(reversed(records)):
+        lat = r["latency_ms"]
+        ax.plot([lat["min"], lat["max"]], [y, y], color="0.75", lw=6, solid_capstyle="butt", zorder=1)
+        rounds = r.get("round_p50_ms") or []
+        ax.scatter(rounds, [y] * len(rounds), s=8, color="0.35", zorder=2)
+        for key, color in marks:
+            if lat.get(key) is not None:
+                ax.scatter([lat[key]], [y], marker="|", s=260, linewidths=2.5, color=color, zorder=3)
+    handles = [Line2D([], [], color="0.75", lw=6, label="min to max")]
+    handles += [Line2D([], [], color=c, marker="|", ls="", ms=12, mew=2.5, label=k) for k, c in marks]
+    handles += [Line2D([], [], color="0.35", marker=".", ls="", label="p50 of each round")]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08 - 0.4 / len(records)), ncol=5)
+    ax.set_yticks(range(len(records)), [row_label(r) for r in reversed(records)], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per call (p90 / p99 where there were enough calls)", fontsize=8)
+    ax.set_title("Latency distribution per backend and precision", fontsize=10)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    _save(fig, plt, path)
+    return True
+
+
+@dataclass(frozen=True)
+class QualityPoint:
+    """A model on the trade-off plot: its FID and its per-image latency, estimated on the device
+    (with the estimate's range) and measured on this host."""
+
+    name: str
+    fid: float
+    device_ms: float
+    device_low_ms: float
+    device_high_ms: float
+    host_ms: float | None
+
+
+def quality_vs_latency(path: str | os.PathLike, points: list[QualityPoint], device_label: str) -> bool:
+    """FID against per-image latency, twice: the device estimate (with its range) and this host's
+    measurement, on log axes; lower-left is better. False without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
+        return False
+    fig, (device, host) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for p in points:
+        device.errorbar(
+            p.device_ms, p.fid, xerr=[[p.device_ms - p.device_low_ms], [p.device_high_ms - p.device_ms]],
+            fmt="o", capsize=3,
+        )  # fmt: skip
+        device.annotate(p.name, (p.device_ms, p.fid), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        if p.host_ms is not None:
+            host.plot(p.host_ms, p.fid, "o")
+            host.annotate(p.name, (p.host_ms, p.fid), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    device.set_xlabel(f"estimated ms per image: {device_label}", fontsize=8)
+    host.set_xlabel("measured ms per image on this host (torch FP32 sampler, p50)", fontsize=8)
+    device.set_ylabel("FID (lower is better)")
+    for ax in (device, host):
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle("Quality against latency (lower left is better)", fontsize=10)
+    _save(fig, plt, path)
+    return True
