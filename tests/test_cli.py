@@ -865,3 +865,31 @@ def test_library_errors_name_fields_and_the_cli_prints_its_options(exported):
     result = runner.invoke(app, ["build-engine", str(onnx), "--workspace-mb", "15", "--dry-run"])
     assert result.exit_code == 2 and "edgedit: error: --workspace-mb 15 is outside 16..65536" in result.output
     assert "`" not in result.output.splitlines()[-1]
+
+
+def test_options_take_their_bounds_from_the_schemas():
+    """The model overrides, a sampler's --steps and a store's --shard-size are bounded where the
+    schema declares them; the command line reads those bounds, and refuses beyond them."""
+    import typing
+
+    from typer.main import get_command
+
+    from edgedit.contract.config import DiTConfig
+    from edgedit.contract.schedules import MAX_SAMPLER_STEPS
+    from edgedit.data.pairs.manifest import MAX_SHARD_SIZE
+
+    def options(*path: str) -> dict:
+        command = get_command(app)
+        for name in path:
+            command = command.commands[name]
+        return {p.opts[-1]: p for p in command.params if p.opts}  # typer keeps min and max on the option
+
+    hints = typing.get_type_hints(DiTConfig, include_extras=True)
+    for flag, field in (("--depth", "depth"), ("--width", "hidden_size"), ("--heads", "num_heads")):
+        (bound,) = hints[field].__metadata__
+        low, high = (next(getattr(m, k) for m in bound.metadata if hasattr(m, k)) for k in ("ge", "le"))
+        assert (options("models")[flag].min, options("models")[flag].max) == (low, high), flag
+    assert options("sample")["--steps"].max == options("eval")["--steps"].max == MAX_SAMPLER_STEPS
+    assert options("pairs", "generate")["--shard-size"].max == MAX_SHARD_SIZE
+    result = runner.invoke(app, ["models", "DiT-Nano-S/2", "--depth", str(options("models")["--depth"].max + 1)])
+    assert result.exit_code == 2 and "--depth" in result.stderr

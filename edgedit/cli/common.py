@@ -316,32 +316,54 @@ SampleEvery = Annotated[
     ),
 ]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT's training state.")]
-Depth = Annotated[
-    int | None, typer.Option("--depth", min=1, help="Number of transformer blocks.", rich_help_panel=MODEL_PANEL)
-]
+
+
+def bounds(record: type, field: str) -> dict[str, Any]:
+    """click's min/max of an option, from the closed bounds (ge/le) the schema gives `field` (an
+    Annotated pydantic Field on a dataclass or a model): declared there once, not copied here. Open
+    bounds (gt/lt), which click cannot express, are the schema's own check."""
+    import typing
+
+    from annotated_types import Ge, Le
+
+    model_fields = getattr(record, "model_fields", None)  # a pydantic model, or a dataclass with Annotated fields
+    found = model_fields[field].metadata if model_fields else typing.get_type_hints(record, include_extras=True)[field]
+    out: dict[str, Any] = {}
+    for meta in getattr(found, "__metadata__", found):
+        for bound in getattr(meta, "metadata", [meta]):
+            if isinstance(bound, Ge):
+                out["min"] = bound.ge
+            if isinstance(bound, Le):
+                out["max"] = bound.le
+    return out
+
+
+def _model_option(flag: str, field: str, help: str) -> Any:
+    from edgedit.contract.config import DiTConfig
+
+    return typer.Option(flag, **bounds(DiTConfig, field), help=help, rich_help_panel=MODEL_PANEL)
+
+
+def sampler_steps(help: str) -> Any:
+    """`--steps` of a sampling run, bounded as the sampler schema bounds it."""
+    from edgedit.contract.schedules import EdmSampler
+
+    return typer.Option("--steps", **bounds(EdmSampler, "steps"), help=help)
+
+
+# The model overrides: one option per DiTConfig field, bounded as the config bounds it.
+Depth = Annotated[int | None, _model_option("--depth", "depth", "Number of transformer blocks.")]
 Width = Annotated[
-    int | None,
-    typer.Option("--width", min=4, help="Hidden size D (a multiple of 4 and of --heads).", rich_help_panel=MODEL_PANEL),
+    int | None, _model_option("--width", "hidden_size", "Hidden size D (a multiple of 4 and of --heads).")
 ]
-Heads = Annotated[int | None, typer.Option("--heads", min=1, help="Attention heads.", rich_help_panel=MODEL_PANEL)]
-Patch = Annotated[
-    int | None, typer.Option("--patch", min=1, help="Patch size p (tokens = (size/p)^2).", rich_help_panel=MODEL_PANEL)
-]
-MlpRatio = Annotated[
-    float | None, typer.Option("--mlp-ratio", min=0.0, help="MLP hidden size / width.", rich_help_panel=MODEL_PANEL)
-]
+Heads = Annotated[int | None, _model_option("--heads", "num_heads", "Attention heads.")]
+Patch = Annotated[int | None, _model_option("--patch", "patch_size", "Patch size p (tokens = (size/p)^2).")]
+MlpRatio = Annotated[float | None, _model_option("--mlp-ratio", "mlp_ratio", "MLP hidden size / width.")]
 InputSize = Annotated[
-    int | None,
-    typer.Option(
-        "--input-size", min=1, help="Side of the square model input (pixels or latents).", rich_help_panel=MODEL_PANEL
-    ),
+    int | None, _model_option("--input-size", "input_size", "Side of the square model input (pixels or latents).")
 ]
-InChannels = Annotated[
-    int | None, typer.Option("--in-channels", min=1, help="Input channels.", rich_help_panel=MODEL_PANEL)
-]
-NumClasses = Annotated[
-    int | None, typer.Option("--num-classes", min=0, help="Classes (0 = unconditional).", rich_help_panel=MODEL_PANEL)
-]
+InChannels = Annotated[int | None, _model_option("--in-channels", "in_channels", "Input channels.")]
+NumClasses = Annotated[int | None, _model_option("--num-classes", "num_classes", "Classes (0 = unconditional).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON to stdout instead of a table.")]
 ModelArg = Annotated[
     str, typer.Argument(help="A checkpoint (.safetensors) or a preset name (random weights: latency work only).")

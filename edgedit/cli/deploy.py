@@ -31,6 +31,7 @@ from edgedit.cli.common import (
     print_fields,
     print_json,
     print_table,
+    sampler_steps,
     si,
     stderr,
     stdout,
@@ -114,9 +115,7 @@ def calib_data_command(
     seed: Annotated[
         int | None, typer.Option("--seed", min=0, help="First seed (default: the calibration range).")
     ] = None,
-    steps: Annotated[
-        int | None, typer.Option("--steps", min=1, help="EDM sampler steps (default: the model's).")
-    ] = None,
+    steps: Annotated[int | None, sampler_steps("EDM sampler steps (default: the model's).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
     force: Force = False,
 ) -> None:
@@ -182,9 +181,7 @@ def quantize_command(
     tool: Annotated[
         str, typer.Option("--tool", help="auto (ModelOpt if installed), modelopt or onnxruntime.")
     ] = "auto",
-    steps: Annotated[
-        int | None, typer.Option("--steps", min=1, help="EDM steps for generated calibration data.")
-    ] = None,
+    steps: Annotated[int | None, sampler_steps("EDM steps for generated calibration data.")] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Quantize to explicit INT8 (Q/DQ: symmetric, per-channel weights) that TensorRT builds strongly typed.
@@ -285,7 +282,7 @@ def sample_command(
     n: Annotated[int, typer.Option("-n", "--num", min=1, help="Number of images.")] = 16,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Images per network call.")] = 8,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first image (image k uses seed + k).")] = 0,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps (default: the model's, 18).")] = None,
+    steps: Annotated[int | None, sampler_steps("EDM steps (default: the model's, 18).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
     class_label: Annotated[
         int | None, typer.Option("--class-label", min=0, help="Class of every image (default: seed % classes).")
@@ -450,7 +447,7 @@ def bench_command(
     iters: Annotated[int | None, typer.Option("--iters", min=1, help="Timed calls (instead of --duration).")] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Seconds of timed calls (default 3).")] = None,
     what: Annotated[str, typer.Option("--what", help="model (one network call) or sampler (whole images).")] = "model",
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps for --what sampler.")] = None,
+    steps: Annotated[int | None, sampler_steps("EDM steps for --what sampler.")] = None,
     tegrastats: Annotated[
         bool, typer.Option("--tegrastats", help="Sample tegrastats (Jetson): RAM, power, energy.")
     ] = False,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgedit.cli.common import Force, JsonFlag, command, data_input, print_fields, print_json
+from edgedit.cli.common import Force, JsonFlag, command, data_input, print_fields, print_json, sampler_steps
 from edgedit.contract.fileio import Output, check_outputs
 
 
@@ -18,7 +18,7 @@ def eval_command(
         str, typer.Option("--data", help="Real data for the reference set: digits, cifar10:PATH, ...")
     ] = "digits",
     n: Annotated[int, typer.Option("-n", "--num", min=2, help="Samples to generate (seeds SEED .. SEED+n-1).")] = 1000,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="EDM steps (default: the model's).")] = None,
+    steps: Annotated[int | None, sampler_steps("EDM steps (default: the model's).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="heun or euler (EDM models).")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per call.")] = 64,
     reference: Annotated[

@@ -23,11 +23,13 @@ from edgedit.cli.common import (
     StepProgress,
     Width,
     app,
+    bounds,
     command,
     data_input,
     int_list,
     overrides,
     parse_shard,
+    sampler_steps,
     stderr,
     stdout,
 )
@@ -130,12 +132,18 @@ def _print_manifest(manifest: dict, folder: Path) -> None:
     )
 
 
+def _store_bounds(field: str) -> dict:
+    from edgedit.data.pairs.manifest import StoreSettings
+
+    return bounds(StoreSettings, field)
+
+
 @command("generate", parent=pairs_app)
 def pairs_generate_command(
     teacher: Annotated[Path, typer.Argument(help="An EDM teacher: checkpoint (.safetensors) or ONNX.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The pairs folder.")],
     n: Annotated[int, typer.Option("-n", "--num", min=1, help="Number of pairs (seeds first-seed .. first-seed+n-1).")],
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Teacher sampler steps.")] = 18,
+    steps: Annotated[int, sampler_steps("Teacher sampler steps.")] = 18,
     sampler: Annotated[str, typer.Option("--sampler", help="heun or euler.")] = "heun",
     trajectory: Annotated[
         int, typer.Option("--trajectory", min=0, help="Intermediate ODE states to keep per pair (MI1).")
@@ -144,7 +152,9 @@ def pairs_generate_command(
         bool, typer.Option("--class-balanced", help="Labels seed %% classes instead of random.")
     ] = False,
     shard: Annotated[str, typer.Option("--shard", help="I/N: this worker's share of the shards.")] = "0/1",
-    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Pairs per shard file.")] = 1024,
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", **_store_bounds("shard_size"), help="Pairs per shard file.")
+    ] = 1024,
     first_seed: Annotated[int, typer.Option("--first-seed", min=0, help="Seed of the first pair.")] = 0,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per teacher call.")] = 64,
     image_dtype: Annotated[str, typer.Option("--image-dtype", help="float16 or float32.")] = "float16",
