@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "edgedit"
 CONTRACT = "contract"
-DEVICE = {"contract", "cost", "runtime", "engines", "bench"}  # torch- and onnx-free, fit the L4T container
+DEVICE = {"contract", "cost", "runtime", "engines", "bench", "serve"}  # torch- and onnx-free, fit the L4T container
 WORKSTATION = {"models", "export", "data", "train", "eval", "design"}
 APPLICATION = {"cli", "pipeline", "demo", "doctor", "fileinfo", "assets", "__main__"}  # compose the others
 

@@ -65,9 +65,10 @@ def device_image_modules() -> set[str]:
 
 def test_the_device_image_is_what_the_dockerfile_says():
     pip, apt = dockerfile_installs()
-    assert {".[tensorrt]", "onnxruntime-gpu<1.24"} <= set(pip) and apt == {"tensorrt"}
+    assert {".[tensorrt,serve]", "onnxruntime-gpu<1.24"} <= set(pip) and apt == {"tensorrt"}
     modules = device_image_modules()
     assert {"numpy", "typer", "rich", "PIL", "pydantic", "polygraphy", "onnxruntime", "tensorrt"} <= modules
+    assert {"starlette", "uvicorn", "prometheus_client"} <= modules  # edgedit serve
     assert not {"torch", "onnx", "onnxscript", "safetensors", "sklearn", "matplotlib"} & modules
 
 
@@ -87,9 +88,9 @@ PROBE = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, Block())
-    import edgedit.bench, edgedit.contract, edgedit.cost, edgedit.engines, edgedit.runtime
+    import edgedit.bench, edgedit.contract, edgedit.cost, edgedit.engines, edgedit.runtime, edgedit.serve
     device_modules = ["edgedit.doctor", "edgedit.fileinfo", "edgedit.pipeline", "edgedit.cli"]
-    for package in (edgedit.contract, edgedit.cost, edgedit.runtime, edgedit.engines, edgedit.bench):
+    for package in (edgedit.contract, edgedit.cost, edgedit.runtime, edgedit.engines, edgedit.bench, edgedit.serve):
         device_modules += [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
     for name in device_modules:
         importlib.import_module(name)
@@ -106,6 +107,9 @@ PROBE = textwrap.dedent(
     codes = {k: r.exit_code for k, r in results.items()}
     failures = {k: repr(r.exception) + r.stderr[-300:] for k, r in results.items() if r.exit_code}
     checkpoint = runner.invoke(app, ["info", CHECKPOINT])  # a workstation file: needs safetensors
+    from edgedit.serve.service import Service, ServeOptions  # what `edgedit serve` runs per batch
+    served = Service(ONNX_MODEL, ServeOptions()).run([1, 2, 3], [0, None, 1])
+    codes["serve: a batch"] = 0 if served.shape[0] == 3 else 1
     print(json.dumps({"modules": device_modules, "codes": codes, "failures": failures,
                       "checkpoint": [checkpoint.exit_code, checkpoint.stderr],
                       # modules loaded from a file past the finder (Cython registers synthetic ones: no file)
@@ -134,6 +138,8 @@ def test_device_side_imports_and_runs_with_only_the_device_image(exported, tmp_p
         "edgedit.engines.build",
         "edgedit.bench.harness",
         "edgedit.bench.tegrastats",
+        "edgedit.serve.app",
+        "edgedit.serve.batcher",
         "edgedit.contract.spec",
         "edgedit.cost.fit",
     } <= set(result["modules"])
