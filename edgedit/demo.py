@@ -100,7 +100,7 @@ def run_demo(
     if compile_torch:
         say("timing torch.compile too: it compiles once per batch size (a minute or more on a small CPU)")
     else:
-        say("torch.compile: skipped (--no-compile, or no C++ compiler for its CPU kernels)")
+        say("torch.compile: skipped (not asked for, or no C++ compiler for its CPU kernels)")
     records = run_bench([str(STUDENT_DIGITS), *map(str, models.values())], peers, settings)[0]
     samplers = BenchSettings(BATCHES, warmup=1, duration_s=duration_s, what="sampler", steps=TEACHER_STEPS, rounds=5)
     records += run_bench([str(STUDENT_DIGITS), str(TEACHER_DIGITS)], ["torch"], samplers)[0]

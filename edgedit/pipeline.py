@@ -48,14 +48,16 @@ def quantize_with_calibration(
         raise EdgeditError(f"{onnx}: expected an .onnx file from `edgedit export`")
     output = Path(output) if output else artefacts.int8_onnx(onnx)
     if same_file(output, onnx):
-        raise EdgeditError(f"{output}: is the input model; write the INT8 model elsewhere (-o NAME.int8.onnx)")
+        raise EdgeditError(f"{output}: is the input model; write the INT8 model elsewhere (`output` NAME.int8.onnx)")
     if calib_samples < 1 or heldout_samples < 1:
-        raise EdgeditError("--calib-samples and --heldout-samples must be at least 1")
+        raise EdgeditError("`calib_samples` and `heldout_samples` must be at least 1")
     fp32 = OnnxRuntimeBackend(onnx, provider="cpu")
     calibration = (
-        load_calibration(calib, fp32.meta) if calib else record_inputs(fp32, calib_samples, CALIBRATION_SEED, steps)
+        load_calibration(calib, fp32.meta)
+        if calib
+        else record_inputs(fp32, calib_samples, CALIBRATION_SEED, steps, field="calib_samples")
     )
-    heldout = record_inputs(fp32, heldout_samples, HELDOUT_SEED, steps)
+    heldout = record_inputs(fp32, heldout_samples, HELDOUT_SEED, steps, field="heldout_samples")
     return quantize_onnx(onnx, output, calibration, heldout, options or QuantizeOptions(), say)
 
 
@@ -117,8 +119,8 @@ class BuildPlan:
         first, and the timing cache (read and rewritten: never a file of another kind)."""
         written = (artefacts.sidecar(self.output), *([self.source] if self.quantize_first else []))
         return [
-            Output("-o", self.output, "engine", written),
-            Output("--timing-cache", self.options.timing_cache, "timing-cache"),
+            Output("`output`", self.output, "engine", written),
+            Output("`timing_cache`", self.options.timing_cache, "timing-cache"),
         ]
 
 
@@ -140,14 +142,14 @@ def plan_build(
     why = None
     if options.precision == "auto":
         precision, reason = choose_precision(meta, device)
-        options, why = dataclasses.replace(options, precision=precision), f"--precision auto: {precision}: {reason}"
+        options, why = dataclasses.replace(options, precision=precision), f"auto precision: {precision}: {reason}"
     elif options.precision == "int8":
         why = int8_advice(meta.config, meta.precision_plan)
     output = Path(output) if output is not None else artefacts.default_engine(onnx, options.precision)
     quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
     if calib is not None and not quantize_first:
         raise EdgeditError(
-            "--calib is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already calibrated)"
+            "`calib` is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already calibrated)"
         )
     source = artefacts.int8_onnx(onnx, output.parent) if quantize_first else onnx
     parsed = dataclasses.replace(meta, precision="int8") if quantize_first else meta  # as the builder will find it
@@ -206,7 +208,7 @@ def sample(model: str, output: str | os.PathLike, options: SampleOptions, npz: s
             raise EdgeditError(f"{path}: is the input model; write the images elsewhere")
     runner = load_backend(model, options.backend, RunOptions(provider=options.provider))
     cfg = runner.meta.config
-    # Before any list of seeds is made: -n 10^9 is refused with its memory need, not a MemoryError.
+    # Before any list of seeds is made: n = 10^9 is refused with its memory need, not a MemoryError.
     check_request(
         range(options.seed, options.seed + options.n),
         options.batch,

@@ -183,7 +183,7 @@ def test_a_sample_count_beyond_memory_is_refused_before_any_work(exported, tmp_p
         app, ["sample", str(exported["onestep-cond"][0]), "-n", "1000000000000", "-o", str(tmp_path / "grid.png")]
     )
     assert result.exit_code == 2 and list(tmp_path.iterdir()) == []
-    assert "1000000000000 images of 1x16x16 need" in result.stderr and "ask for fewer (-n)" in result.stderr
+    assert "1000000000000 images of 1x16x16 need" in result.stderr and "ask for fewer images (--num)" in result.stderr
 
 
 @pytest.mark.parametrize("label", ["10", "1000000"])
@@ -731,7 +731,7 @@ OVER_AN_INPUT = [
     (["bench", "s.onnx", "--json", "o.json", "--csv", "o.json"], "--json o.json and --csv o.json are the same file"),
     (["bench", "report", "r.json", "-o", "r.json"], "-o r.json would overwrite the input RESULTS r.json"),
     (["bench", "report", "r.json", "--plot", "r.json"], "would overwrite the input RESULTS"),
-    (["build-engine", "s.onnx", "-o", "s.onnx"], "-o s.onnx would overwrite the input ONNX s.onnx"),
+    (["build-engine", "s.onnx", "-o", "s.onnx"], "--output s.onnx would overwrite the input ONNX s.onnx"),
     (["build-engine", "s.onnx", "--timing-cache", "s.onnx"], "--timing-cache s.onnx would overwrite the input ONNX"),
     (["convert-dit", "official.pt", "-o", "official.pt"], "-o official.pt would overwrite the input OFFICIAL"),
     (["teacher", "train", "--data", "npz:d.npz", "--steps", "1", "-o", "d.npz"], "would overwrite the input --data"),
@@ -779,7 +779,9 @@ def test_an_engines_sidecar_is_kept_off_the_inputs(workdir):
 
     Path("c.plan.json").write_text("{}")
     outputs = plan_build("s.onnx", "c.plan", BuildOptions(precision="int8")).outputs
-    with pytest.raises(EdgeditError, match=r"c.plan.json \(written with -o c.plan\) would overwrite the input --calib"):
+    with pytest.raises(
+        EdgeditError, match=r"c.plan.json \(written with `output` c.plan\) would overwrite the input --calib"
+    ):
         check_outputs(outputs, {"--calib": "c.plan.json"})
     (quantized,) = [
         p

@@ -42,7 +42,7 @@ def test_best_sets_fp16_int8_and_prefers_the_qdq_precisions(exported, tmp_path, 
 
 
 def test_calib_is_only_for_quantizing_builds(exported, tmp_path):
-    with pytest.raises(EdgeditError, match="--calib is for int8/best engines"):
+    with pytest.raises(EdgeditError, match="`calib` is for int8/best engines"):
         build(
             plan_build(
                 exported["onestep-cond"][0],

@@ -63,24 +63,24 @@ class BenchSettings:
         """Every value checked where settings are made: a bad one is bad usage (exit 2)."""
         self.batches = list(dict.fromkeys(self.batches))  # a size given twice is measured once
         if not self.batches or any(not 1 <= b <= MAX_BATCH for b in self.batches):
-            raise EdgeditError(f"--batch sizes must be 1..{MAX_BATCH}, e.g. 1,4,8 (got {self.batches})")
+            raise EdgeditError(f"`batches` sizes must be 1..{MAX_BATCH}, e.g. 1,4,8 (got {self.batches})")
         if len(self.batches) > MAX_BATCH_SIZES:
             raise EdgeditError(
-                f"--batch lists {len(self.batches)} sizes; at most {MAX_BATCH_SIZES} are measured "
+                f"`batches` lists {len(self.batches)} sizes; at most {MAX_BATCH_SIZES} are measured "
                 "in one run (each is a record of its own)"
             )
         if (self.iters is None) == (self.duration_s is None):
-            raise EdgeditError("give one of --iters and --duration")
+            raise EdgeditError("give one of `iters` and `duration_s`")
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 86400):
-            raise EdgeditError(f"--duration must be a number of seconds in (0, 86400] (got {self.duration_s})")
+            raise EdgeditError(f"`duration_s` must be a number of seconds in (0, 86400] (got {self.duration_s})")
         if not 0 <= self.warmup <= 10**6 or (self.iters is not None and not 1 <= self.iters <= 10**7):
-            raise EdgeditError("--warmup must be 0..1000000 and --iters 1..10000000")
+            raise EdgeditError("`warmup` must be 0..1000000 and `iters` 1..10000000")
         if self.steps is not None and not 1 <= self.steps <= 1000:
-            raise EdgeditError(f"--steps must be 1..1000 (got {self.steps})")
+            raise EdgeditError(f"`steps` must be 1..1000 (got {self.steps})")
         if not 1 <= self.rounds <= 10_000 or not (math.isfinite(self.warmup_s) and 0 <= self.warmup_s <= 3600):
-            raise EdgeditError("--rounds must be 1..10000 and the warm-up bound 0..3600 s")
+            raise EdgeditError("`rounds` must be 1..10000 and the warm-up bound 0..3600 s")
         if self.what not in WHAT:
-            raise EdgeditError(f"--what must be model or sampler (got {self.what!r})")
+            raise EdgeditError(f"`what` must be model or sampler (got {self.what!r})")
 
     @classmethod
     def from_options(
@@ -97,7 +97,7 @@ class BenchSettings:
     ) -> BenchSettings:
         """`edgedit bench`'s options: timed for 3 s unless --iters or --duration says otherwise."""
         if iters is not None and duration_s is not None:
-            raise EdgeditError("--iters and --duration exclude each other")
+            raise EdgeditError("`iters` and `duration_s` exclude each other")
         return cls(
             batches or [],
             warmup,
@@ -219,8 +219,8 @@ def _call(
     lo, hi = meta.batch["min"], meta.batch["max"]
     if not lo <= batch <= hi:
         raise EdgeditError(
-            f"{model}: batch {batch} is outside its batch range {lo}..{hi}; export or build "
-            f"with --batch {batch} or a --dynamic-batch that covers it"
+            f"{model}: batch {batch} is outside its batch range {lo}..{hi}; export or build it "
+            f"with a static batch of {batch} or a dynamic batch range that covers it"
         )
     feeds = pad_batch(fixed_inputs(backend, batch), batch)
     return lambda: backend.run(feeds), 1, None

@@ -202,7 +202,7 @@ def summarize_log(path: str | os.PathLike, interval_ms: float | None = None) -> 
     """`edgedit tegrastats`: a log file's summary; refuses a missing file or one without tegrastats lines."""
     path = regular_file(path)
     if interval_ms is not None and not (math.isfinite(interval_ms) and 0 < interval_ms <= 3_600_000):
-        raise EdgeditError(f"--interval-ms must be a number of milliseconds in (0, 3600000] (got {interval_ms})")
+        raise EdgeditError(f"`interval_ms` must be a number of milliseconds in (0, 3600000] (got {interval_ms})")
     with open(path, errors="replace") as lines:  # streamed: a day's log is hundreds of MB
         summary = summarize(lines, interval_ms)
     if not summary["samples"]:

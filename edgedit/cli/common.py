@@ -217,8 +217,15 @@ def print_json(obj: Any) -> None:
 FIELD_OPTIONS = {
     "duration_s": "--duration",
     "batches": "--batch",
-    "count": "-n",
+    "count": "--num",  # -n: an option is known by its long name
+    "seeds": "--num",
     "use_trtexec": "--trtexec",
+    "hidden_size": "--width",
+    "num_heads": "--heads",
+    "patch_size": "--patch",
+    "excludes": "--exclude",
+    "high": "--high-precision",
+    "io": "--io-dtype",
 }
 _FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
 

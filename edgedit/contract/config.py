@@ -5,7 +5,7 @@ through JSON (checkpoint metadata, ONNX metadata, engine sidecars), so that a fi
 carries what is needed to rebuild or describe the model. Torch-free.
 
 Field names follow facebookresearch/DiT's constructor (input_size, patch_size, hidden_size ...);
-the CLI spells the common ones as --width, --heads, --patch.
+the CLI spells the common ones as --width, --heads, --patch (cli/common.FIELD_OPTIONS).
 """
 
 from __future__ import annotations
@@ -27,14 +27,8 @@ from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, fields_record, first
 Diffusion = Literal["ddpm", "edm", "one-step"]
 FREQUENCY_EMBEDDING_SIZE = 256  # DiT's sinusoidal timestep features
 MAX_WIDTH, MAX_DEPTH = 16384, 1024
-CLI_FLAGS = {
-    "hidden_size": "--width",
-    "num_heads": "--heads",
-    "patch_size": "--patch",
-    "depth": "--depth",
-    "mlp_ratio": "--mlp-ratio",
-    "num_classes": "--num-classes",
-}
+# Fields a caller sets (presets' overrides): an invalid one is named in the message.
+NAMED_FIELDS = ("hidden_size", "num_heads", "patch_size", "depth", "mlp_ratio", "num_classes")
 
 
 @dataclass(frozen=True)
@@ -63,7 +57,7 @@ class DiTConfig:
             fields_record(DiTConfig).model_validate(dataclasses.asdict(self))
         except ValidationError as err:
             field = str(err.errors()[0]["loc"][0]) if err.errors()[0]["loc"] else ""
-            flag = f" ({CLI_FLAGS[field]})" if field in CLI_FLAGS else ""
+            flag = f" (`{field}`)" if field in NAMED_FIELDS else ""
             raise EdgeditError(f"invalid model config{flag}: {first_problem(err)}") from None
         problems = []
         if self.input_size % self.patch_size:

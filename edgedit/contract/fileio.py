@@ -263,7 +263,8 @@ class Output:
     "folder" for a folder the command writes in, or None for a file checked against the inputs
     only. `companions` are files written with it (an
     ONNX's external data, an engine's sidecar, a checkpoint's training state) and `folders` the
-    folders (a training run's sample grids); `flag` names the option in messages."""
+    folders (a training run's sample grids); `flag` names it in messages: the CLI's option, or a
+    library caller's `field`."""
 
     flag: str
     path: str | os.PathLike | None
@@ -352,7 +353,7 @@ def check_outputs(
             if found is not None and not _same_kind(o.kind, found):
                 raise EdgeditError(
                     f"{o.flag} {o.path}: exists and is {KINDS[found][0]}, not {KINDS[o.kind][0]}; "
-                    "choose another path, or pass --force to replace it"
+                    "choose another path, or pass `force` to replace it"
                 )
     for path, _, folder in written:
         if not folder:

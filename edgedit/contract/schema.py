@@ -124,5 +124,5 @@ def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
     """A worker's share I/N of a job split over N workers: 0 <= I < N (the one rule every sharded job uses)."""
     worker, workers = shard
     if not 0 <= worker < workers:
-        raise EdgeditError(f"--shard {worker}/{workers}: need 0 <= I < N")
+        raise EdgeditError(f"`shard` {worker}/{workers}: need 0 <= I < N")
     return worker, workers

@@ -418,7 +418,7 @@ def calibrate_with_device(records: dict[str, list[dict[str, Any]]]) -> tuple[Fit
         skipped += why
     if not points:
         raise EdgeditError(
-            "no usable device measurements: --calibrate needs `edgedit bench --json` files recorded on "
+            "no usable device measurements: a calibration needs `edgedit bench --json` files recorded on "
             "a Jetson Orin Nano with TensorRT engines (" + "; ".join(skipped[:3]) + ")"
         )
     graphs = {p.cuda_graph for p in points}

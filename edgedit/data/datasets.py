@@ -347,10 +347,10 @@ def load_data(spec: str, split: str = "train") -> ImageData:
     if kind in ("cifar10", "folder", "npz") and rest:
         path = Path(rest).expanduser()
         if not path.exists():
-            raise EdgeditError(f"--data {spec}: {path} does not exist")
+            raise EdgeditError(f"data spec {spec}: {path} does not exist")
         if kind == "cifar10":
             return load_cifar10(path, split)
         if split == "test":
-            raise EdgeditError(f"--data {spec}: {kind} data has no test split")
+            raise EdgeditError(f"data spec {spec}: {kind} data has no test split")
         return load_folder(path) if kind == "folder" else load_npz_images(path)
-    raise EdgeditError(f"--data '{spec}': expected digits, cifar10:PATH, folder:PATH or npz:PATH")
+    raise EdgeditError(f"data spec '{spec}': expected digits, cifar10:PATH, folder:PATH or npz:PATH")

@@ -289,11 +289,11 @@ def pick(
     from edgedit.cost.fit import estimate
 
     if device not in DEVICES:
-        raise EdgeditError(f"--device must be one of {', '.join(DEVICES)} (got {device!r})")
+        raise EdgeditError(f"`device` must be one of {', '.join(DEVICES)} (got {device!r})")
     if precision not in ("fp16", "int8"):
-        raise EdgeditError(f"--precision must be fp16 or int8 (got {precision!r})")
+        raise EdgeditError(f"`precision` must be fp16 or int8 (got {precision!r})")
     if latency_ms is not None and not (math.isfinite(latency_ms) and latency_ms > 0):
-        raise EdgeditError(f"--latency-ms must be a positive number of milliseconds (got {latency_ms})")
+        raise EdgeditError(f"`latency_ms` must be a positive number of milliseconds (got {latency_ms})")
     results = load_results(results_path)
     timed = [{**r, "device_estimate": estimate(DiTConfig.from_dict(r["config"]), device, precision)} for r in results]
     fitting = [r for r in timed if latency_ms is None or r["device_estimate"]["ms"] <= latency_ms]

@@ -64,7 +64,7 @@ def parse_budget(text: str) -> int:
         count = math.nan
     if not 1 <= count <= MAX_BUDGET:  # also NaN and infinity
         raise EdgeditError(
-            f"--budget '{text}' is not a parameter count like 500k, 1M or 1.5M (1 to {MAX_BUDGET:.0e} parameters)"
+            f"`budget` '{text}' is not a parameter count like 500k, 1M or 1.5M (1 to {MAX_BUDGET:.0e} parameters)"
         )
     return int(count)
 
@@ -88,7 +88,7 @@ def candidates_for(
                     found += [Candidate(budget, cfg, m) for m in methods]
     if not found:
         raise EdgeditError(
-            f"no candidate within {BUDGET_TOLERANCE:.0%} of {budget:,} parameters; widen --depths/--heads"
+            f"no candidate within {BUDGET_TOLERANCE:.0%} of {budget:,} parameters; widen `depths`/`heads`"
         )
     return found
 
@@ -244,13 +244,13 @@ def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
     o = options
     for method in o.methods:
         if method not in METHODS:
-            raise EdgeditError(f"--methods: unknown method {method!r}; choose from {', '.join(METHODS)}")
+            raise EdgeditError(f"`methods`: unknown method {method!r}; choose from {', '.join(METHODS)}")
     if "ta" in o.methods and o.ta is None:
-        raise EdgeditError("--methods ta needs --ta PRESET|CKPT, the teaching assistant shared by the sweep")
+        raise EdgeditError("`methods` ta needs `ta` PRESET|CKPT, the teaching assistant shared by the sweep")
     worker, workers = check_shard(o.shard)
     o.settings.check()
     if not 1 <= o.eval_samples <= 100_000:
-        raise EdgeditError(f"--eval-samples must be 1..100000 (got {o.eval_samples})")
+        raise EdgeditError(f"`eval_samples` must be 1..100000 (got {o.eval_samples})")
     BenchSettings([1], warmup=0, duration_s=o.latency_seconds)  # refuses a bad --latency-seconds before training
     out = Path(o.output)
     manifest = PairsStore(o.pairs).manifest

@@ -204,7 +204,7 @@ def evaluate(
     weights = find_weights(inception_weights)  # checked before any sampling
     if save is not None and suffix_kind(model) != "checkpoint":
         raise EdgeditError(
-            f"--save copies a checkpoint with its evaluation; {model} is not one (.safetensors): "
+            f"`save` copies a checkpoint with its evaluation; {model} is not one (.safetensors): "
             "evaluate the checkpoint it was exported from"
         )
     backend = load_backend(model, backend_kind)
@@ -242,7 +242,7 @@ def evaluate(
     elif real.shape != DIGITS_SHAPE:
         report["note"] = (
             f"no feature network for {real.name}: give pytorch-fid's Inception weights "
-            "(--inception-weights, or torch hub's cache) for FID/KID; --reference for fidelity"
+            "(a file, or in torch hub's cache) for FID/KID, and a reference model for fidelity"
         )
     if reference is not None:
         other = load_backend(reference)

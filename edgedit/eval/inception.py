@@ -192,7 +192,7 @@ def find_weights(path: str | os.PathLike | None) -> Path | None:
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise EdgeditError(f"--inception-weights {path}: no such file (expected pytorch-fid's {WEIGHTS_NAME})")
+            raise EdgeditError(f"`inception_weights` {path}: no such file (expected pytorch-fid's {WEIGHTS_NAME})")
         return path
     cached = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME
     return cached if cached.is_file() else None

@@ -32,8 +32,11 @@ def record_inputs(
     steps: int | None = None,
     sampler: str | None = None,
     batch: int = 16,
+    *,
+    field: str = "samples",
 ) -> dict[str, np.ndarray]:
-    """Every network input met while generating `samples` images from consecutive seeds."""
+    """Every network input met while generating `samples` images from consecutive seeds (`field`: the
+    caller's name for `samples`, in messages)."""
     if samples < 1:
         raise EdgeditError(f"calibration needs at least 1 sample (got {samples})")
     # Everything recorded must fit what `load_calibration` reads back, and memory: checked first.
@@ -45,7 +48,7 @@ def record_inputs(
         raise EdgeditError(
             f"{samples:,} samples x {evaluations} network calls of calibration inputs need "
             f"{needed / 2**30:.1f} GB, more than the {MAX_CALIBRATION_BYTES / 2**30:.0f} GB a "
-            "calibration file may hold; ask for fewer (-n)"
+            f"calibration file may hold; ask for fewer (`{field}`)"
         )
     rows: dict[str, list[np.ndarray]] = {s.name: [] for s in backend.inputs}
 
@@ -130,7 +133,7 @@ def write_calibration_data(
     from edgedit.runtime.backends import load_backend
 
     if same_file(Path(model), Path(output)):
-        raise EdgeditError(f"{output}: is the input model; write the calibration data elsewhere (-o calib.npz)")
+        raise EdgeditError(f"{output}: is the input model; write the calibration data elsewhere (`output` calib.npz)")
     backend = load_backend(model)
     data = record_inputs(backend, samples, CALIBRATION_SEED if seed is None else seed, steps, sampler)
     save_npz(output, data)

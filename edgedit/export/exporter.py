@@ -56,7 +56,7 @@ class BatchSpec:
     @classmethod
     def static(cls, batch: int) -> BatchSpec:
         if not 1 <= batch <= MAX_BATCH:
-            raise EdgeditError(f"--batch must be 1..{MAX_BATCH} (got {batch})")
+            raise EdgeditError(f"`batch` must be 1..{MAX_BATCH} (got {batch})")
         return cls(batch, batch, batch)
 
     @classmethod
@@ -65,9 +65,9 @@ class BatchSpec:
         try:
             lo, opt, hi = (int(v) for v in text.split(":"))
         except ValueError:
-            raise EdgeditError(f"--dynamic-batch '{text}' is not MIN:OPT:MAX, e.g. 1:4:8") from None
+            raise EdgeditError(f"`dynamic_batch` '{text}' is not MIN:OPT:MAX, e.g. 1:4:8") from None
         if not 1 <= lo <= opt <= hi <= MAX_BATCH or lo == hi:
-            raise EdgeditError(f"--dynamic-batch '{text}' needs 1 <= MIN <= OPT <= MAX <= {MAX_BATCH} and MIN < MAX")
+            raise EdgeditError(f"`dynamic_batch` '{text}' needs 1 <= MIN <= OPT <= MAX <= {MAX_BATCH} and MIN < MAX")
         return cls(lo, opt, hi)
 
 
@@ -159,7 +159,7 @@ def export_onnx(
 
     graph.check_opset(opset)
     if precision not in PRECISIONS:
-        raise EdgeditError(f"--precision must be one of {', '.join(PRECISIONS)} (INT8 comes from `edgedit quantize`)")
+        raise EdgeditError(f"`precision` must be one of {', '.join(PRECISIONS)} (INT8 comes from `edgedit quantize`)")
     cfg = net.config
     module = DeployableDiT(net.eval()).eval()
     inputs, outputs = io_spec(cfg)
@@ -210,7 +210,7 @@ class ExportOptions:
 
     def batch_spec(self) -> BatchSpec:
         if self.batch is not None and self.dynamic_batch is not None:
-            raise EdgeditError("--batch and --dynamic-batch exclude each other: choose a static or a dynamic batch")
+            raise EdgeditError("`batch` and `dynamic_batch` exclude each other: choose a static or a dynamic batch")
         return BatchSpec.parse(self.dynamic_batch) if self.dynamic_batch else BatchSpec.static(self.batch or 1)
 
 
@@ -229,6 +229,6 @@ def export_model(model: str, output: str | os.PathLike | None, options: ExportOp
     graph.check_opset(options.opset)
     output = Path(output) if output else default_export_path(model, options.precision)
     if same_file(Path(model), output):
-        raise EdgeditError(f"{output}: is the input model; write the ONNX file elsewhere (-o NAME.onnx)")
+        raise EdgeditError(f"{output}: is the input model; write the ONNX file elsewhere (`output` NAME.onnx)")
     net, source = load_model_or_preset(model, **options.overrides)
     return export_onnx(net, output, source, spec, options.precision, options.opset)

@@ -21,7 +21,7 @@ SUPPORTED_OPSETS = range(17, 21)
 EXTERNAL_DATA_BYTES = 2**31 - 2**26
 
 
-def check_opset(opset: int, where: str = "--opset") -> None:
+def check_opset(opset: int, where: str = "`opset`") -> None:
     if opset not in SUPPORTED_OPSETS:
         raise EdgeditError(
             f"{where}: opset {opset} is outside {SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}: TensorRT 10.3 "

@@ -63,17 +63,17 @@ class QuantizeOptions:
     tool: str = "auto"  # modelopt when installed, else onnxruntime
 
     def check(self) -> None:
-        for flag, value, allowed in (
-            ("--method", self.method, METHODS),
-            ("--tool", self.tool, TOOLS),
-            ("--plan", self.plan, PLANS),
-            ("--high-precision", self.high, HIGH_PRECISIONS),
-            ("--io-dtype", self.io, HIGH_PRECISIONS),
+        for name, value, allowed in (
+            ("method", self.method, METHODS),
+            ("tool", self.tool, TOOLS),
+            ("plan", self.plan, PLANS),
+            ("high", self.high, HIGH_PRECISIONS),
+            ("io", self.io, HIGH_PRECISIONS),
         ):
             if value not in allowed:
-                raise EdgeditError(f"{flag} must be one of {', '.join(allowed)} (got {value!r})")
+                raise EdgeditError(f"`{name}` must be one of {', '.join(allowed)} (got {value!r})")
         if not math.isfinite(self.min_psnr):
-            raise EdgeditError(f"--min-psnr must be a finite number of dB (got {self.min_psnr})")
+            raise EdgeditError(f"`min_psnr` must be a finite number of dB (got {self.min_psnr})")
 
 
 @dataclass
@@ -141,7 +141,7 @@ def check_patterns(model, patterns: list[str]) -> None:
     unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
         raise EdgeditError(
-            f"--exclude {', '.join(unmatched)} matches no node; node names look like "
+            f"`excludes` {', '.join(unmatched)} matches no node; node names look like "
             f"'blocks.0.attn.qkv/MatMul' or 'final_layer.linear/MatMul'"
         )
 
@@ -241,7 +241,7 @@ def _quantize_modelopt(src: Path, dst: Path, data, method: str, nodes: list[str]
     if method == "percentile":
         raise EdgeditError(
             "ModelOpt's INT8 calibration offers max and entropy, not percentile; "
-            "use --method max|entropy or --tool onnxruntime"
+            "use `method` max|entropy or `tool` onnxruntime"
         )
     with _quiet():
         modelopt_quantize(
@@ -305,8 +305,8 @@ def quantize_onnx(
     has_modelopt = importlib.util.find_spec("modelopt") is not None
     if tool == "modelopt" and not has_modelopt:
         raise EdgeditError(
-            "--tool modelopt: nvidia-modelopt is not installed; pip install 'nvidia-modelopt[onnx]' "
-            "in a separate environment (it pulls onnxruntime-gpu), or use --tool onnxruntime"
+            "`tool` modelopt: nvidia-modelopt is not installed; pip install 'nvidia-modelopt[onnx]' "
+            "in a separate environment (it pulls onnxruntime-gpu), or use `tool` onnxruntime"
         )
     tool = ("modelopt" if has_modelopt else "onnxruntime") if tool == "auto" else tool
 
@@ -315,7 +315,7 @@ def quantize_onnx(
     meta = ModelMeta.from_metadata(graph.metadata(model), str(source))
     if meta.precision != "fp32" or graph.is_qdq(model):
         raise EdgeditError(
-            f"{source}: is a {meta.precision} model; quantize an FP32 export (edgedit export --precision fp32)"
+            f"{source}: is a {meta.precision} model; quantize an FP32 export (`edgedit export --precision fp32`)"
         )
     graph.check_opset(graph.default_opset(model), where=str(source))
     check_calibration(calibration, meta, "calibration data")
@@ -358,7 +358,7 @@ def quantize_onnx(
             best = max(int8_rows, key=lambda r: r.psnr_db)
             raise CheckFailed(
                 f"no INT8 layer class meets the {options.min_psnr:g} dB budget even alone (the best, "
-                f"{best.name}, gives {best.psnr_db:.1f} dB); lower --min-psnr, pass --force for the "
+                f"{best.name}, gives {best.psnr_db:.1f} dB); lower `min_psnr`, pass `force` for the "
                 "recipe's classes, or keep this model in FP16"
             )
         classes = classes or tuple(c for c in RECIPE_INT8 if c in search.nodes)  # forced
@@ -396,8 +396,8 @@ def quantize_onnx(
             raise CheckFailed(
                 f"INT8 output PSNR {psnr:.1f} dB against FP32 on {report.heldout_rows} held-out inputs "
                 f"is below {options.min_psnr:g} dB (max abs error {max_abs:.3g}); nothing was written. "
-                "Exclude more layers (--exclude), try --plan auto or --method entropy|percentile, or "
-                "pass --force"
+                "Exclude more layers (`excludes`), try `plan` auto or `method` entropy|percentile, or "
+                "pass `force`"
             )
         meta.precision = "int8"
         if plan.io == "fp16":

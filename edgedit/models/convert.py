@@ -25,7 +25,7 @@ VAE_DOWNSAMPLE = 8  # DiT works on SD-VAE latents: a 256x256 image is a 32x32 la
 
 def official_input_size(image_size: int) -> int:
     if image_size % VAE_DOWNSAMPLE:
-        raise EdgeditError(f"--image-size {image_size} is not a multiple of {VAE_DOWNSAMPLE} (the VAE's downsampling)")
+        raise EdgeditError(f"`image_size` {image_size} is not a multiple of {VAE_DOWNSAMPLE} (the VAE's downsampling)")
     return image_size // VAE_DOWNSAMPLE
 
 
@@ -52,11 +52,11 @@ def _shape_hints(state: dict, cfg: DiTConfig) -> str:
         grid = math.isqrt(pos.shape[1])
         hints.append(
             f"pos_embed has {pos.shape[1]} tokens: an image size of {grid * cfg.patch_size * VAE_DOWNSAMPLE} "
-            f"(--image-size) for patch {cfg.patch_size}"
+            f"(`image_size`) for patch {cfg.patch_size}"
         )
     table = state.get("y_embedder.embedding_table.weight")
     if table is not None and table.shape[0] != cfg.label_rows:
-        hints.append(f"the label table has {table.shape[0]} rows: --num-classes {table.shape[0] - 1} with the null row")
+        hints.append(f"the label table has {table.shape[0]} rows: `num_classes` {table.shape[0] - 1} with the null row")
     return (" (hint: " + "; ".join(hints) + ")") if hints else ""
 
 

@@ -79,7 +79,7 @@ class TorchCompileBackend(TorchBackend):
         if options.device == "cpu" and not cls.available():
             raise EdgeditError(
                 "torch.compile needs a C++ compiler for CPU kernels (TorchInductor) and none was found "
-                "(CXX, c++, g++, clang++); install one, or use --backend torch"
+                "(CXX, c++, g++, clang++); install one, or use `backend` torch"
             )
         return super().open(model, options)
 
@@ -102,7 +102,7 @@ class TorchCompileBackend(TorchBackend):
             if not type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
                 raise
             raise BackendFailed(
-                f"torch.compile failed on this machine ({compile_failure(err)}); use --backend torch"
+                f"torch.compile failed on this machine ({compile_failure(err)}); use the torch backend"
             ) from None
         shape = tuple(feeds[s.name].shape for s in self.inputs)
         if shape not in self._checked:  # the compiling call: bench's warm-up, never a timed one
@@ -124,7 +124,7 @@ class TorchCompileBackend(TorchBackend):
         if not gap <= self.AGREEMENT * scale:  # NaN included
             raise BackendFailed(
                 f"torch.compile computes other numbers than eager torch on this machine (max |difference| {gap:.3g}, "
-                f"output scale {scale:.3g}): an upstream TorchInductor miscompilation; use --backend torch"
+                f"output scale {scale:.3g}): an upstream TorchInductor miscompilation; use the torch backend"
             )
 
 

@@ -42,7 +42,7 @@ class RunOptions:
         limit = max_threads()
         if not 0 <= self.threads <= limit:
             raise EdgeditError(
-                f"--threads must be 0..{limit} (this machine's {os.cpu_count() or 1} cores x "
+                f"`threads` must be 0..{limit} (this machine's {os.cpu_count() or 1} cores x "
                 f"{THREADS_PER_CORE}; 0 = the runtime's default), got {self.threads}"
             )
 
@@ -111,7 +111,7 @@ class Backend(ABC):
         if not lo <= batch <= hi:
             raise EdgeditError(
                 f"batch {batch} is outside this model's batch range {lo}..{hi} "
-                "(set at export with --batch / --dynamic-batch)"
+                "(set at export: a static batch or a dynamic batch range)"
             )
         return batch
 

@@ -28,7 +28,7 @@ def driver():
         try:
             lib = ctypes.CDLL("libcuda.so.1")
         except OSError as err:
-            raise EdgeditError(f"--cuda-graph needs the CUDA driver (libcuda.so.1): {err}") from None
+            raise EdgeditError(f"`cuda_graph` needs the CUDA driver (libcuda.so.1): {err}") from None
         p, pp = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
         for name, args in (
             ("cuStreamBeginCapture_v2", [p, ctypes.c_int]),
@@ -46,7 +46,7 @@ def driver():
 
 def _check(status: int, what: str) -> None:
     if status != 0:
-        raise EdgeditError(f"CUDA graph: {what} failed with CUresult {status}; run without --cuda-graph")
+        raise EdgeditError(f"CUDA graph: {what} failed with CUresult {status}; run without `cuda_graph`")
 
 
 class CudaGraph:

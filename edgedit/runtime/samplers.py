@@ -33,7 +33,7 @@ ChunkStateHook = Callable[[int, int, float, np.ndarray], None]
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> np.ndarray:
     """EDM's schedule: steps noise levels from sigma_max down to sigma_min (rho-warped), then 0."""
     if steps < 1:
-        raise EdgeditError(f"--steps must be at least 1 (got {steps})")
+        raise EdgeditError(f"`steps` must be at least 1 (got {steps})")
     i = np.arange(steps, dtype=np.float64)
     ramp = i / max(steps - 1, 1)
     sigmas = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
@@ -81,7 +81,7 @@ def edm_sample(
 def ddim_timesteps(train_steps: int, steps: int) -> np.ndarray:
     """`steps` evenly spaced timesteps from train_steps-1 down to 0 (DDIM's uniform respacing)."""
     if not 1 <= steps <= train_steps:
-        raise EdgeditError(f"--steps must be 1..{train_steps} for this DDPM model (got {steps})")
+        raise EdgeditError(f"`steps` must be 1..{train_steps} for this DDPM model (got {steps})")
     return np.round(np.linspace(train_steps - 1, 0, steps)).astype(np.int64)
 
 
@@ -137,9 +137,9 @@ def check_request(seeds: Sequence[int], batch: int, steps: int | None, image_sha
         if not 0 <= lo <= hi <= MAX_SEED:
             raise EdgeditError(f"seeds must be integers in 0..2^63-1 (got {lo}..{hi})")
     if not 1 <= batch <= MAX_BATCH:
-        raise EdgeditError(f"--batch must be 1..{MAX_BATCH} (got {batch})")
+        raise EdgeditError(f"`batch` must be 1..{MAX_BATCH} (got {batch})")
     if steps is not None and not 1 <= steps <= MAX_SAMPLER_STEPS:
-        raise EdgeditError(f"--steps must be 1..{MAX_SAMPLER_STEPS} (got {steps})")
+        raise EdgeditError(f"`steps` must be 1..{MAX_SAMPLER_STEPS} (got {steps})")
     needed = 4 * len(seeds) * math.prod(image_shape)
     if needed <= SMALL_REQUEST_BYTES:  # asking the OS costs more than a real-time call's whole budget
         return
@@ -147,7 +147,7 @@ def check_request(seeds: Sequence[int], batch: int, steps: int | None, image_sha
     if available is not None and needed > available // 2:
         raise EdgeditError(
             f"{len(seeds)} images of {'x'.join(map(str, image_shape))} need {needed / 2**30:.1f} GB "
-            f"in memory, this machine has {available / 2**30:.1f} GB available; ask for fewer (-n)"
+            f"in memory, this machine has {available / 2**30:.1f} GB available; ask for fewer images (`seeds`)"
         )
 
 
@@ -196,7 +196,7 @@ def generate(
         batch = meta.batch["max"]  # static: exactly the exported batch
     if spec.type == "one-step":
         if steps is not None or sampler is not None:
-            raise EdgeditError("a one-step generator takes no --steps or --sampler (it samples in one network call)")
+            raise EdgeditError("a one-step generator takes no `steps` or `sampler` (it samples in one network call)")
     else:
         steps, sampler = steps or spec.steps, sampler or spec.sampler
     if spec.type == "edm":

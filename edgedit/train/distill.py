@@ -50,7 +50,7 @@ class ImageLoss(nn.Module):
     def __init__(self, kind: str):
         super().__init__()
         if kind not in IMAGE_LOSSES:
-            raise EdgeditError(f"--loss must be one of {', '.join(IMAGE_LOSSES)} (got {kind!r})")
+            raise EdgeditError(f"`loss` must be one of {', '.join(IMAGE_LOSSES)} (got {kind!r})")
         self.kind = kind
         self.lpips = load_lpips() if kind == "lpips" else None
 
@@ -76,13 +76,13 @@ def load_lpips():
 
     if importlib.util.find_spec("lpips") is None:
         raise EdgeditError(
-            "--loss lpips needs the lpips package (pip install lpips) and its backbone weights on "
-            "disk; or use --loss pseudo-huber|l1|l2"
+            "`loss` lpips needs the lpips package (pip install lpips) and its backbone weights on "
+            "disk; or use `loss` pseudo-huber|l1|l2"
         )
     cached = [p for p in _hub_checkpoints() if p.name.startswith("vgg16-")]
     if not cached:
         raise EdgeditError(
-            "--loss lpips: the VGG-16 backbone weights are not in torch hub's cache "
+            "`loss` lpips: the VGG-16 backbone weights are not in torch hub's cache "
             f"({_hub_dir()}/checkpoints/vgg16-*.pth) and edgedit never downloads; put them there"
         )
     import lpips
@@ -115,7 +115,7 @@ def feature_loss(kind: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def check_feature_loss(kind: str) -> str:
     if kind not in FEATURE_LOSSES:
-        raise EdgeditError(f"--feature-loss must be one of {', '.join(FEATURE_LOSSES)} (got {kind!r})")
+        raise EdgeditError(f"`feature_loss` must be one of {', '.join(FEATURE_LOSSES)} (got {kind!r})")
     return kind
 
 
@@ -184,7 +184,7 @@ class TADistillation(OutputDistillation):
         self.ta = ta.eval().requires_grad_(False)
         self.taps = sorted(set(taps if taps is not None else range(s.depth)))
         if not self.taps or min(self.taps) < 0 or max(self.taps) >= s.depth:
-            raise EdgeditError(f"--taps must be student blocks 0..{s.depth - 1}")
+            raise EdgeditError(f"`taps` must be student blocks 0..{s.depth - 1}")
         self.block_map = ta_block_map(s.depth, t.depth)
         # Training only: student width -> TA width, one per tapped block.
         self.projections = nn.ModuleList(nn.Linear(s.hidden_size, t.hidden_size) for _ in self.taps)
@@ -236,9 +236,9 @@ class MI1Distillation(OutputDistillation):
             )
         self.taps = list(taps) if taps is not None else mi1_taps(s.depth, k)
         if len(self.taps) != k:
-            raise EdgeditError(f"--taps must name {k} student blocks, one per stored trajectory state")
+            raise EdgeditError(f"`taps` must name {k} student blocks, one per stored trajectory state")
         if min(self.taps) < 0 or max(self.taps) >= s.depth:
-            raise EdgeditError(f"--taps must be student blocks 0..{s.depth - 1}")
+            raise EdgeditError(f"`taps` must be student blocks 0..{s.depth - 1}")
         if s.depth < 2:
             raise EdgeditError("mi1 needs a student of at least 2 blocks")
         # Training only: a readout head shaped like the final layer per tapped block.
@@ -279,25 +279,25 @@ def student_config(spec: str, manifest: dict, **overrides):
 
 
 def model_from(spec: str, manifest: dict, role: str, batch: int = 1, **overrides) -> tuple[DiT, str]:
-    """(a DiT, "checkpoint" or "preset") for --student / --ta: a checkpoint must fit the pairs, a
+    """(a DiT, "checkpoint" or "preset") for the student or TA (`role`): a checkpoint must fit the pairs, a
     preset must fit this machine's memory for training at `batch`."""
     from edgedit.models.checkpoint import load_model
     from edgedit.train.trainer import check_training_memory
 
     if names_a_file(spec):
         if any(v is not None for v in overrides.values()):
-            raise EdgeditError(f"--{role} {spec}: overrides apply to presets, not to a checkpoint")
+            raise EdgeditError(f"`{role}` {spec}: overrides apply to presets, not to a checkpoint")
         model, info = load_model(spec)
         cfg, (c, h, _) = info.config, manifest["shape"]
         if (cfg.in_channels, cfg.input_size) != (c, h) or cfg.num_classes != manifest["num_classes"]:
             raise EdgeditError(
-                f"--{role} {spec}: makes {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} images "
+                f"`{role}` {spec}: makes {cfg.in_channels}x{cfg.input_size}x{cfg.input_size} images "
                 "with "
                 f"{cfg.num_classes} classes, the pairs are {'x'.join(map(str, manifest['shape']))} with "
                 f"{manifest['num_classes']}"
             )
         if not cfg.one_step:
-            raise EdgeditError(f"--{role} {spec}: is a {cfg.kind}; students and TAs are one-step generators")
+            raise EdgeditError(f"`{role}` {spec}: is a {cfg.kind}; students and TAs are one-step generators")
         return model.train(), "checkpoint"
     cfg = student_config(spec, manifest, **overrides)
     check_training_memory(cfg, batch)  # before the model exists
@@ -334,27 +334,27 @@ class DistillOptions:
     def check(self) -> None:
         """Everything that can be refused before any data is read or any step is spent."""
         if self.method not in METHODS:
-            raise EdgeditError(f"--method must be one of {', '.join(METHODS)} (got {self.method!r})")
+            raise EdgeditError(f"`method` must be one of {', '.join(METHODS)} (got {self.method!r})")
         if self.method == "ta" and self.ta is None:
-            raise EdgeditError("--method ta needs --ta PRESET|CKPT (the teaching assistant)")
+            raise EdgeditError("`method` ta needs `ta` PRESET|CKPT (the teaching assistant)")
         if self.method != "ta" and self.ta is not None:
-            raise EdgeditError("--ta is only for --method ta")
+            raise EdgeditError("`ta` is only for `method` ta")
         if self.method == "adversarial" and self.real is None:
             raise EdgeditError(
-                "--method adversarial needs --real DATA: the real training images it is judged against (e.g. digits)"
+                "`method` adversarial needs `real` DATA: the real training images it is judged against (e.g. digits)"
             )
         if self.method != "adversarial" and self.real is not None:
-            raise EdgeditError("--real is only for --method adversarial")
-        for name, value in (("--adv-weight", self.adv_weight), ("--disc-lr", self.disc_lr)):
+            raise EdgeditError("`real` is only for `method` adversarial")
+        for name, value in (("adv_weight", self.adv_weight), ("disc_lr", self.disc_lr)):
             if not (math.isfinite(value) and 0 <= value <= 1e3):
-                raise EdgeditError(f"{name} must be a finite number in [0, 1000] (got {value})")
+                raise EdgeditError(f"`{name}` must be a finite number in [0, 1000] (got {value})")
         if self.disc_lr == 0:
-            raise EdgeditError("--disc-lr must be > 0")
+            raise EdgeditError("`disc_lr` must be > 0")
         if self.loss not in IMAGE_LOSSES:
-            raise EdgeditError(f"--loss must be one of {', '.join(IMAGE_LOSSES)} (got {self.loss!r})")
+            raise EdgeditError(f"`loss` must be one of {', '.join(IMAGE_LOSSES)} (got {self.loss!r})")
         check_feature_loss(self.feature_loss)
         if not (math.isfinite(self.feature_weight) and self.feature_weight >= 0):
-            raise EdgeditError(f"--feature-weight must be a finite number >= 0 (got {self.feature_weight})")
+            raise EdgeditError(f"`feature_weight` must be a finite number >= 0 (got {self.feature_weight})")
         self.settings.check()
 
 
@@ -467,7 +467,8 @@ def adversarial_objective(model: DiT, o: DistillOptions):
     real = load_data(o.real, "train")
     if not has_test_split(o.real):
         log.warning(
-            f"--real {o.real} has no held-out split: an FID measured against the same images will flatter the student"
+            f"real images {o.real} have no held-out split: an FID measured against the same images will "
+            "flatter the student"
         )
     labels = torch.from_numpy(real.labels) if real.labels is not None else None
     try:
@@ -475,5 +476,5 @@ def adversarial_objective(model: DiT, o: DistillOptions):
             model, torch.from_numpy(real.images), labels, real.num_classes, o.loss, o.adv_weight, o.disc_lr
         )
     except EdgeditError as err:
-        raise EdgeditError(f"--real {o.real}: {err}") from None
+        raise EdgeditError(f"`real` {o.real}: {err}") from None
     return objective, f"{real.name} train split ({len(real)} images)"

@@ -66,8 +66,8 @@ class TrainSettings:
         try:
             SettingsRecord.model_validate(asdict(self))
         except ValidationError as err:
-            flag = "--" + str(err.errors()[0]["loc"][0]).replace("_", "-")
-            raise EdgeditError(f"{flag}: {first_problem(err).split(': ', 1)[1]}") from None
+            field = str(err.errors()[0]["loc"][0])
+            raise EdgeditError(f"`{field}`: {first_problem(err).split(': ', 1)[1]}") from None
 
 
 SettingsRecord = fields_record(TrainSettings)  # the schema of a run's settings in its train state
@@ -136,7 +136,9 @@ def check_training_memory(cfg: DiTConfig, batch: int, data_bytes: int = 0, on: s
     from edgedit.cost.memory import require_memory, training_memory
 
     available = torch.cuda.mem_get_info()[0] if str(on).startswith("cuda") else None
-    require_memory(training_memory(cfg, batch, data_bytes), "training", "lower --batch, --width or --depth", available)
+    require_memory(
+        training_memory(cfg, batch, data_bytes), "training", "lower `batch`, `hidden_size` or `depth`", available
+    )
 
 
 #################################################################################
@@ -203,7 +205,7 @@ def load_state(
     from safetensors import safe_open
 
     if not path.is_file():
-        raise EdgeditError(f"--resume: no training state at {path} (it is written every --checkpoint-every steps)")
+        raise EdgeditError(f"`resume`: no training state at {path} (it is written every `checkpoint_every` steps)")
     fix = "delete it to start over"
     try:
         with safe_open(str(path), "pt") as f:
@@ -219,13 +221,13 @@ def load_state(
     for key in ("config", "data", "method", "extra"):
         if saved[key] != wanted[key]:
             raise EdgeditError(
-                f"--resume: the saved run differs in {key} ({saved[key]} != {wanted[key]}); "
+                f"`resume`: the saved run differs in {key} ({saved[key]} != {wanted[key]}); "
                 "resume with the same settings or start a new output"
             )
     for key in ("batch", "lr", "weight_decay", "ema", "lr_warmup", "grad_clip", "seed"):
         if saved["settings"][key] != wanted["settings"][key]:
             raise EdgeditError(
-                f"--resume: --{key.replace('_', '-')} was {saved['settings'][key]}, now "
+                f"`resume`: `{key}` was {saved['settings'][key]}, now "
                 f"{wanted['settings'][key]}; resume with the same value"
             )
     restored = {
@@ -362,7 +364,7 @@ def train(
     settings.check()
     world = world or init_world()
     if settings.batch % world.size:
-        raise EdgeditError(f"--batch {settings.batch} must be divisible by the {world.size} processes")
+        raise EdgeditError(f"`batch` {settings.batch} must be divisible by the {world.size} processes")
     sizes = {len(v) for v in data.values()}
     if len(sizes) != 1:
         raise EdgeditError(f"training arrays differ in length: { {k: len(v) for k, v in data.items()} }")
@@ -390,14 +392,14 @@ def train(
     step = load_state(state_file, run, objective, ema, optimizers) if resume else 0
     if step > settings.steps:
         raise EdgeditError(
-            f"--resume: {state_file} is at step {step}, past --steps {settings.steps}; give --steps "
+            f"`resume`: {state_file} is at step {step}, past `steps` {settings.steps}; give `steps` "
             f"{step} or more (or start a new output)"
         )
     if resume and world.main:
         say(
             f"resumed {output.name} from step {step} of {settings.steps}"
             if step < settings.steps
-            else f"{output.name}: the saved state is at step {step} = --steps; writing the model from it"
+            else f"{output.name}: the saved state is at the last step, {step}; writing the model from it"
         )
     net = torch.nn.parallel.DistributedDataParallel(objective) if world.size > 1 else objective
     per_rank = settings.batch // world.size
@@ -430,7 +432,7 @@ def train(
         update_ema(ema, model, settings.ema, step)
         step += 1
         if not math.isfinite(loss.item()):
-            raise EdgeditError(f"training diverged at step {step} (loss {loss.item()}); lower --lr")
+            raise EdgeditError(f"training diverged at step {step} (loss {loss.item()}); lower `lr`")
         if on_step is not None and world.main:
             on_step(step, loss.item())
         if step % settings.checkpoint_every == 0 or step == settings.steps:

@@ -83,7 +83,7 @@ def test_a_backend_that_fails_on_this_machine_is_skipped_with_one_line_and_the_r
     ]
     assert skipped == [
         f"{checkpoint.name} on torch-compile at batch {b}: skipped, torch.compile failed on this "
-        "machine (error: 'at::vec' has not been declared); use --backend torch"
+        "machine (error: 'at::vec' has not been declared); use the torch backend"
         for b in (1, 2)
     ]
 

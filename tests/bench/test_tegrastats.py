@@ -103,5 +103,5 @@ def test_absurd_numbers_make_a_line_malformed_not_a_crash(tmp_path):
 
 @pytest.mark.parametrize("interval", [-100.0, 0.0, float("nan"), float("inf")])
 def test_the_interval_must_be_a_positive_finite_number(interval):
-    with pytest.raises(EdgeditError, match="--interval-ms must be a number of milliseconds"):
+    with pytest.raises(EdgeditError, match="`interval_ms` must be a number of milliseconds"):
         summarize_log(DATA / "tegrastats_orin_nano_r36.log", interval)

@@ -268,7 +268,7 @@ def files(tmp_path, monkeypatch):
             [Output("-o", "s.safetensors", "onnx")],
             {},
             "-o s.safetensors: exists and is a safetensors file, not an ONNX "
-            "model; choose another path, or pass --force to replace it",
+            "model; choose another path, or pass `force` to replace it",
         ),
     ],
 )

@@ -402,13 +402,13 @@ def test_settings_are_recorded_before_the_first_shard(teacher, other_teacher, tm
         ({"image_dtype": "float32"}, "image_dtype"),
     ):
         args = {"teacher": teacher, **other}
-        with pytest.raises(EdgeditError, match=f"other settings \\({differing} differ\\).*--force") as err:
+        with pytest.raises(EdgeditError, match=f"other settings \\({differing} differ\\).*`force`") as err:
             make(args.pop("teacher"), out, **args)
         one_line(err)
     assert sorted(p.name for p in out.glob("shard-*")) == ["shard-000000"]
     said = []
     manifest = make(other_teacher, out, force=True, say=said.append)  # starts it over
-    assert said == ["--force: removed the 1 shards of the old store in " + str(out)]
+    assert said == ["starting over: removed the 1 shards of the old store in " + str(out)]
     assert manifest["complete"] and manifest["teacher"]["sha256"] == sha256_file(other_teacher)
     assert len(PairsStore(out)) == 10
 

@@ -160,7 +160,7 @@ def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
     assert pick(tmp_path / "results.json", device="orin-nano-super")["device_estimate"]["ms"] < ms["c"]
     with pytest.raises(EdgeditError, match=f"the fastest is a at {ms['a']:.3f} ms"):
         pick(tmp_path / "results.json", ms["a"] / 2)
-    with pytest.raises(EdgeditError, match="--latency-ms must be a positive number"):
+    with pytest.raises(EdgeditError, match="`latency_ms` must be a positive number"):
         pick(tmp_path / "results.json", float("nan"))
     timed = [{**r, "t": ms[r["name"]]} for r in results]
     assert [r["name"] for r in pareto_front(timed, lambda r: r["t"])] == ["a", "b", "c"]
@@ -198,7 +198,7 @@ def test_pick_refuses_damaged_results(tmp_path, change, message):
 
 
 def test_ta_in_a_sweep_needs_a_ta(pairs, tmp_path):
-    with pytest.raises(EdgeditError, match="--methods ta needs --ta"):
+    with pytest.raises(EdgeditError, match="`methods` ta needs `ta`"):
         sweep(
             SweepOptions(
                 pairs=pairs,

@@ -225,7 +225,7 @@ def test_calibration_beyond_what_a_calibration_file_may_hold_is_refused_first(ex
     backend = OnnxRuntimeBackend(exported["edm-cond"][0], "cpu")
     row = 4 * 16 * 16 + 4 + 4
     fits = (1 << 30) // (35 * row)
-    with pytest.raises(EdgeditError, match=rf"{fits + 1:,} samples x 35 network calls .* ask for fewer \(-n\)"):
+    with pytest.raises(EdgeditError, match=rf"{fits + 1:,} samples x 35 network calls .* ask for fewer \(`samples`\)"):
         record_inputs(backend, fits + 1, CALIBRATION_SEED)
 
 

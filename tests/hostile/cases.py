@@ -1264,7 +1264,7 @@ ABSURD = [
 ]
 
 
-ALIASES = {"-n": "--num"}
+ALIASES = {"-n": ("--num", "--samples")}  # an error line names an option by its long name
 
 
 def absurd_cases() -> list[Case]:
@@ -1274,7 +1274,7 @@ def absurd_cases() -> list[Case]:
         bare = option.lstrip("-")
         names = (
             option,
-            *((ALIASES[option],) if option in ALIASES else ()),
+            *ALIASES.get(option, ()),
             *((bare,) if len(bare) >= 4 else ()),
             *((value,) if len(value) > 3 else ()),
         )

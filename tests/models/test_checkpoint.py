@@ -106,7 +106,7 @@ def rewrite(path, metadata=None, tensors=None):
         (
             "edgedit.config",
             {"depth": -1},
-            r"invalid model config \(--depth\): field 'depth': .* greater than or equal "
+            r"invalid model config \(`depth`\): field 'depth': .* greater than or equal "
             r"to 1 \(got -1\)",
         ),
         ("edgedit.config", {"mlp_ratio": "4"}, r"field 'mlp_ratio': input should be a valid number \(got '4'\)"),

@@ -79,7 +79,7 @@ def test_a_failed_capture_is_ended_and_reported(exported, tmp_path, fake_tensorr
     monkeypatch.setattr(libcuda, "cuGraphInstantiateWithFlags", lambda *a: 999)
     feeds = {"z": np.zeros((4, 3, 8, 8), np.float32)}
     with pytest.raises(
-        EdgeditError, match="CUDA graph: instantiate failed with CUresult 999; run without --cuda-graph"
+        EdgeditError, match="CUDA graph: instantiate failed with CUresult 999; run without `cuda_graph`"
     ):
         backend.run(feeds)
     from pycuda import driver

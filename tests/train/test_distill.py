@@ -171,12 +171,12 @@ def test_distilled_students_export_and_match_torch(pairs, tmp_path):
     [
         ("mi1", {"pairs_folder": "plain"}, "hold no trajectory states.*--trajectory K"),
         ("ta", {"ta": "DiT-Nano-XS/2", "ta_depth": 1}, "must be at least as deep and as wide"),
-        ("ta", {}, "needs --ta"),
+        ("ta", {}, "needs `ta`"),
         ("output", {"student": "ckpt-8x8"}, "makes 3x8x8 images .* the pairs are 1x16x16"),
-        ("adversarial", {}, "--method adversarial needs --real DATA"),
-        ("output", {"real": "digits"}, "--real is only for --method adversarial"),
+        ("adversarial", {}, "`method` adversarial needs `real` DATA"),
+        ("output", {"real": "digits"}, "`real` is only for `method` adversarial"),
         ("adversarial", {"real": "npz-8x8"}, "npz:.*: the real images are 3x8x8, the student makes 1x16x16"),
-        ("adversarial", {"real": "digits", "disc_lr": 0.0}, "--disc-lr must be > 0"),
+        ("adversarial", {"real": "digits", "disc_lr": 0.0}, "`disc_lr` must be > 0"),
     ],
 )
 def test_bad_input(pairs, tmp_path, method, kwargs, message):

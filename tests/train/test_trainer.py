@@ -87,7 +87,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(digits, tmp_path):
 
 def test_resume_refuses_a_different_run(digits, tmp_path):
     train(run_for(3), digits, edm(), tmp_path / "a.safetensors")
-    with pytest.raises(EdgeditError, match="--lr was 0.001, now 0.002"):
+    with pytest.raises(EdgeditError, match="`lr` was 0.001, now 0.002"):
         changed = run_for(6)
         changed.settings.lr = 2e-3
         train(changed, digits, edm(), tmp_path / "a.safetensors", resume=True)
@@ -103,9 +103,9 @@ def test_resume_says_where_it_resumed_and_refuses_a_state_past_the_steps(digits,
     assert said == ["resumed s.safetensors from step 6 of 9"]
     said.clear()
     train(run_for(9), digits, edm(), out, resume=True, say=said.append)  # done: the model is written again
-    assert said == ["s.safetensors: the saved state is at step 9 = --steps; writing the model from it"]
+    assert said == ["s.safetensors: the saved state is at the last step, 9; writing the model from it"]
     stamp = out.stat().st_mtime_ns
-    with pytest.raises(EdgeditError, match="is at step 9, past --steps 4; give --steps 9 or more"):
+    with pytest.raises(EdgeditError, match="is at step 9, past `steps` 4; give `steps` 9 or more"):
         train(run_for(4), digits, edm(), out, resume=True)
     assert out.stat().st_mtime_ns == stamp  # nothing written
 
@@ -273,5 +273,5 @@ def test_a_train_state_step_far_past_the_steps_is_refused(digits, tmp_path):
     out = tmp_path / "s.safetensors"
     train(run_for(3), digits, edm(), out)
     _edit_state(train_state(out), step=str(10**11))
-    with pytest.raises(EdgeditError, match="is at step 100000000000, past --steps 6"):
+    with pytest.raises(EdgeditError, match="is at step 100000000000, past `steps` 6"):
         train(run_for(6), digits, edm(), out, resume=True)

@@ -63,17 +63,17 @@ def generate_pairs(
 
     worker, workers = check_shard(shard)
     if not (1 <= count <= MAX_PAIRS and 1 <= shard_size <= MAX_SHARD_SIZE):
-        raise EdgeditError(f"-n must be 1..{MAX_PAIRS} and --shard-size 1..{MAX_SHARD_SIZE}")
+        raise EdgeditError(f"`count` must be 1..{MAX_PAIRS} and `shard_size` 1..{MAX_SHARD_SIZE}")
     if -(-count // shard_size) > MAX_SHARDS:
         raise EdgeditError(
-            f"-n {count} in shards of {shard_size} makes more than {MAX_SHARDS} shards; raise --shard-size"
+            f"`count` {count} in shards of {shard_size} makes more than {MAX_SHARDS} shards; raise `shard_size`"
         )
     if not 0 <= first_seed <= MAX_SEED - count:
-        raise EdgeditError(f"--first-seed must be 0..{MAX_SEED - count}")
+        raise EdgeditError(f"`first_seed` must be 0..{MAX_SEED - count}")
     if image_dtype not in ("float16", "float32"):
-        raise EdgeditError("--image-dtype must be float16 or float32")
+        raise EdgeditError("`image_dtype` must be float16 or float32")
     if not 1 <= steps <= MAX_SAMPLER_STEPS:
-        raise EdgeditError(f"--steps must be 1..{MAX_SAMPLER_STEPS}")
+        raise EdgeditError(f"`steps` must be 1..{MAX_SAMPLER_STEPS}")
     teacher = require_model_file(teacher, "teacher", "edgedit teacher train")
     backend = load_backend(teacher, options=RunOptions(device=device))
     spec = backend.meta.sampler
@@ -86,13 +86,13 @@ def generate_pairs(
     states = trajectory_steps(steps, trajectory)
     if spec.type == "edm":  # noise level of each state: EDM's sigma, or the DDPM timestep
         if sampler not in ("heun", "euler"):
-            raise EdgeditError(f"--sampler must be heun or euler (got {sampler!r})")
+            raise EdgeditError(f"`sampler` must be heun or euler (got {sampler!r})")
         levels = karras_sigmas(steps, spec.sigma_min, spec.sigma_max, spec.rho)
         schedule = ("sigma_min", "sigma_max", "rho", "sigma_data")
     else:
         sampler = "ddim"
         if steps > spec.train_steps:
-            raise EdgeditError(f"--steps must be 1..{spec.train_steps} for this DDPM teacher")
+            raise EdgeditError(f"`steps` must be 1..{spec.train_steps} for this DDPM teacher")
         levels = ddim_timesteps(spec.train_steps, steps)
         schedule = ("train_steps", "beta_start", "beta_end")
     sampler_record = {"type": spec.type, **spec.model_dump(include=set(schedule))}

@@ -120,7 +120,7 @@ def import_get(
     store's settings are known before its first shard."""
     src, out = Path(src), Path(out)
     if image_dtype not in ("float16", "float32"):
-        raise EdgeditError("--image-dtype must be float16 or float32")
+        raise EdgeditError("`image_dtype` must be float16 or float32")
     images_dir, latents_dir = src / "image", src / "latent"
     if not images_dir.is_dir() or not latents_dir.is_dir():
         raise EdgeditError(f"{src}: expected GET's layout, image/*.pkl and latent/*.pkl")

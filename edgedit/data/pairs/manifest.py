@@ -47,7 +47,7 @@ def trajectory_steps(steps: int, k: int) -> list[int]:
     """K states evenly spaced over the schedule's interior steps 1..steps-1 (the start is pure noise,
     the end is the image, both stored anyway)."""
     if k < 0 or k > steps - 1:
-        raise EdgeditError(f"--trajectory must be 0..{steps - 1} for {steps} steps (got {k})")
+        raise EdgeditError(f"`trajectory` must be 0..{steps - 1} for {steps} steps (got {k})")
     return interior_steps(steps, k)
 
 

@@ -130,7 +130,7 @@ def write_shard(folder: Path, index: int, arrays: dict[str, np.ndarray], layout:
     except Damaged as err:
         raise EdgeditError(
             f"seeds {first}..{first + count - 1}: the teacher's output is unusable ({err}); check the "
-            "teacher (float16 images overflow beyond 65504: --image-dtype float32)"
+            "teacher (float16 images overflow beyond 65504: `image_dtype` float32)"
         ) from None
     digests = {}
     with atomic_folder(folder / shard_name(index)) as built:

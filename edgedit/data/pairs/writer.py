@@ -47,7 +47,7 @@ def _store_lock(folder: Path) -> Iterator[bool]:
     except FolderBusy as busy:
         raise EdgeditError(
             f"{folder}: another process{f' (pid {busy.pid})' if busy.pid else ''} is writing this pairs store; "
-            "wait for it to end, or write elsewhere (parallel --shard I/N workers need a folder each: copy "
+            "wait for it to end, or write elsewhere (parallel sharded workers need a folder each: copy "
             "their shard-* folders together, then run `edgedit pairs verify`)"
         ) from None
 
@@ -87,7 +87,7 @@ def store_writer(out: Path, settings: StoreSettings, force: bool, say: Callable[
                         (out / name).unlink(missing_ok=True)
                 (out / MANIFEST).unlink(missing_ok=True)
                 if old:
-                    say(f"--force: removed the {len(old)} shards of the old store in {out}")
+                    say(f"starting over: removed the {len(old)} shards of the old store in {out}")
             _remove_stale(out)
             if os.path.lexists(out / MANIFEST):
                 header, _ = read_manifest(out, ManifestHeader)
@@ -96,7 +96,7 @@ def store_writer(out: Path, settings: StoreSettings, force: bool, say: Callable[
                 if differing:
                     raise EdgeditError(
                         f"{out}: holds pairs made with other settings ({', '.join(differing)} differ); use "
-                        "another output folder, the same settings to continue it, or --force to start it "
+                        "another output folder, the same settings to continue it, or `force` to start it "
                         "over"
                     )
             else:
@@ -108,7 +108,7 @@ def store_writer(out: Path, settings: StoreSettings, force: bool, say: Callable[
                         else "files but no manifest.json (not a pairs store)"
                     )
                     raise EdgeditError(
-                        f"{out}: holds {what}; use a new or empty folder, or --force to start a store there"
+                        f"{out}: holds {what}; use a new or empty folder, or `force` to start a store there"
                     )
                 write_manifest(out, layout, {})
                 recorded = True
