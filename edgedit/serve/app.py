@@ -7,7 +7,8 @@
                         {"format": "png", "seeds": [...], "classes": [...] | null, "images": [base64 PNG, ...]}.
                         "npy": one .npy of float32 (n, C, H, W) in [-1, 1], for any n.
                         Headers: X-Edgedit-Seeds (comma list), X-Edgedit-Batch (images in the network
-                        call that made them), X-Edgedit-Model-Ms (that call's milliseconds).
+                        call that made them), X-Edgedit-Model-Ms (that call's milliseconds),
+                        X-Edgedit-Server-Ms (from the request's arrival to its response built).
     GET  /healthz       200 {"status": "ok", ...} while serving; 503 while draining.
     GET  /metrics       Prometheus text: requests by code, images, queue depth, batch-size and
                         latency histograms, model seconds, device RAM and power (jtop or tegrastats).
@@ -200,6 +201,7 @@ def create_app(service: Any, batcher: DynamicBatcher, limits: Limits, metrics: A
             }
             response = JSONResponse(container, headers=headers)
         seconds = time.perf_counter() - started
+        response.headers["X-Edgedit-Server-Ms"] = f"{seconds * 1e3:.3f}"  # arrival to response built
         recent.add(seconds, len(seeds))
         metrics.requests.labels(code="200").inc()
         metrics.images.inc(len(seeds))
