@@ -25,6 +25,7 @@ def run_demo(
 ) -> dict[str, Any]:
     from edgedit.bench import records as reports
     from edgedit.bench.harness import BenchSettings, run_bench
+    from edgedit.contract import artefacts, device
     from edgedit.contract.staging import write_text_atomic
     from edgedit.export.exporter import BatchSpec, export_onnx
     from edgedit.models.checkpoint import load_model, read_checkpoint
@@ -47,7 +48,7 @@ def run_demo(
     batch = BatchSpec(min(BATCHES), max(BATCHES), max(BATCHES))
     models: dict[str, Path] = {}
     for precision in ("fp32", "fp16"):
-        report = export_onnx(net, out / f"student.{precision}.onnx", source, batch, precision)
+        report = export_onnx(net, out / f"student.{precision}{artefacts.ONNX}", source, batch, precision)
         worst = max(c["max_rel_error"] for c in report.parity)
         say(f"exported {report.path.name}: parity vs torch, max relative error {worst:.2g}")
         models[f"onnx-{precision}"] = report.path
@@ -58,7 +59,6 @@ def run_demo(
     )
     models["onnx-int8"] = int8.path
 
-    from edgedit.contract import artefacts, device
 
     if importlib.util.find_spec("tensorrt") is not None and device.cuda_devices()["devices"]:
         from edgedit.engines.build import BuildOptions

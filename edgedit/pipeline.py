@@ -44,7 +44,7 @@ def quantize_with_calibration(
     from edgedit.runtime.onnxruntime import OnnxRuntimeBackend
 
     onnx = Path(onnx)
-    if onnx.suffix != ".onnx":
+    if onnx.suffix != artefacts.ONNX:
         raise EdgeditError(f"{onnx}: expected an .onnx file from `edgedit export`")
     output = Path(output) if output else artefacts.int8_onnx(onnx)
     if same_file(output, onnx):

@@ -31,6 +31,7 @@ COMMANDS = {
     "bench",
     "tegrastats",
     "demo",
+    "serve",
     "teacher",
     "pairs",
     "eval",

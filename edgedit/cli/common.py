@@ -3,6 +3,7 @@ progress bars and formatting. Commands parse options, make one library call and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -116,9 +117,10 @@ def command(name: str | None = None, parent: typer.Typer | None = None) -> Calla
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 from edgedit.contract.fileio import verification
+                from edgedit.contract.progress import reporting
                 from edgedit.cost.fit import using_fit
 
-                with verification(state["verify"]), using_fit(state["fit"]):
+                with verification(state["verify"]), using_fit(state["fit"]), reporting(ProgressBars()):
                     return fn(*args, **kwargs)
             except (typer.Exit, typer.Abort):
                 raise
@@ -269,6 +271,53 @@ def parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         raise EdgeditError(f"--shard '{text}' is not I/N, e.g. 0/4") from None
     return check_shard((worker, workers))
+
+
+class ProgressBars:
+    """The CLI's progress reporter (contract/progress.py): one bar per running task, with its count,
+    elapsed time and ETA, on stderr while it is a terminal; gone when the work ends, so that what
+    stays is the command's own summary."""
+
+    def __init__(self) -> None:
+        self._bars = None
+        self._running = 0
+
+    @contextlib.contextmanager
+    def __call__(self, label: str, total: int | None):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if not stderr.is_terminal:
+            yield lambda k=1: None
+            return
+        if self._bars is None:
+            self._bars = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self._bars.start()
+        bar = self._bars.add_task(label, total=total)
+        self._running += 1
+        try:
+            yield lambda k=1: self._bars.advance(bar, k)
+        finally:
+            self._bars.remove_task(bar)
+            self._running -= 1
+            if self._running == 0:
+                self._bars.stop()
+                self._bars = None
 
 
 class StepProgress:

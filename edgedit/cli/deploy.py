@@ -70,9 +70,9 @@ def export_command(
     The file carries its model config, I/O and sampler spec, and source checksum as metadata.
     A parity failure exits with 1 and writes nothing.
     """
-    from edgedit.export.exporter import ExportOptions, default_export_path, export_model
+    from edgedit.export.exporter import ExportOptions, export_model
 
-    output = output or default_export_path(model, precision)
+    output = output or artefacts.default_export(model, precision)
     check_outputs([Output("-o", output, "onnx", (artefacts.onnx_data(output),))], {"MODEL": model}, force=force)
     options = ExportOptions(
         batch=batch,
@@ -627,7 +627,7 @@ def print_bench_table(records: list[dict]) -> None:
         energy = "-" if c["energy_per_image_j"] is None else f"{c['energy_per_image_j']:.3g}"
         provider = r["provider"].removesuffix("ExecutionProvider")
         evals = (str(r["network_evaluations_per_call"]),) if mixed else ()
-        model = r["model"].removesuffix(".safetensors")  # a checkpoint: its backend says torch
+        model = r["model"].removesuffix(artefacts.CHECKPOINT)  # a checkpoint: its backend says torch
         speedup = f"{_short(r['speedup_vs_first'])}x{_spread(r['speedup_vs_first'], r.get('speedup_ci'))}"
         table.add_row(
             model,

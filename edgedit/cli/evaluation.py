@@ -96,3 +96,8 @@ def eval_command(
     )
     if "note" in report:
         print_fields(None, [("note", report["note"])])
+    wrote = [f"{grid} (the first samples, captioned)"] * (grid is not None) + [f"{save} (with this evaluation)"] * (
+        save is not None
+    )
+    if wrote:
+        print_fields(None, [("wrote", "; ".join(wrote))])

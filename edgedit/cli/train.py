@@ -30,7 +30,6 @@ from edgedit.cli.common import (
     overrides,
     parse_shard,
     sampler_steps,
-    stderr,
     stdout,
 )
 from edgedit.contract import artefacts
@@ -166,49 +165,26 @@ def pairs_generate_command(
     """Generate pairs with the teacher: resumable (complete shards are skipped, damaged ones redone)
     and splittable across machines or GPUs with --shard I/N (a folder per worker). A store made with
     other settings is refused unless --force."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from edgedit.data.pairs import generate_pairs
 
     check_outputs([Output("-o", output, "folder")], {"TEACHER": teacher})  # never inside the folder it writes
     worker, workers = parse_shard(shard)
-    # The bar appears when generation starts (progress(0)), so refusals before it stay one line.
-    bar = Progress(
-        TextColumn("pairs"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-        disable=not stderr.is_terminal,
+    manifest = generate_pairs(
+        teacher,
+        output,
+        n,
+        steps,
+        sampler,
+        trajectory,
+        class_balanced,
+        (worker, workers),
+        shard_size,
+        first_seed,
+        batch,
+        image_dtype,
+        device,
+        force=force,
     )
-
-    def advance(k: int) -> None:
-        if not bar.task_ids:
-            bar.start()
-            bar.add_task("pairs", total=n)
-        bar.advance(bar.task_ids[0], k)
-
-    try:
-        manifest = generate_pairs(
-            teacher,
-            output,
-            n,
-            steps,
-            sampler,
-            trajectory,
-            class_balanced,
-            (worker, workers),
-            shard_size,
-            first_seed,
-            batch,
-            image_dtype,
-            device,
-            progress=advance,
-            force=force,
-        )
-    finally:
-        bar.stop()
     _print_manifest(manifest, output)
 
 
@@ -314,10 +290,12 @@ def distill_command(
     """
     import time
 
-    from edgedit.train.distill import DistillOptions, distill, ta_path
+    from edgedit.train.distill import DistillOptions, distill
     from edgedit.train.trainer import SampleGrids, init_world
 
-    ta_out = ta_path(output) if method == "ta" and ta is not None and not Path(ta).exists() else None  # a preset TA
+    ta_out = (
+        artefacts.teaching_assistant(output) if method == "ta" and ta is not None and not Path(ta).exists() else None
+    )  # a preset TA
     check_outputs(
         [_trained_output(output, "student", *((ta_out, artefacts.train_state(ta_out)) if ta_out else ()))],
         {"--pairs": pairs, "--student": student, "--ta": ta},

@@ -4,12 +4,14 @@ file conventions. Readers and writers ask here; nothing else spells a suffix. To
     NAME.safetensors                  a checkpoint
       NAME.train-state.safetensors    its training state (`--resume`)
       NAME.samples/                   the sample grids of the run that wrote it
+      NAME.ta.safetensors             the teaching assistant `distill --method ta` trains first
     NAME.onnx                         an export
       NAME.onnx.data                  its external weights (over 2 GiB: protobuf's limit)
       NAME.int8.onnx                  its INT8 (Q/DQ) form, from `quantize` or `build-engine`
       NAME.int8.precision.json        the precision plan written beside a quantized model
     NAME.plan                         a TensorRT engine
       NAME.plan.json                  its sidecar (build settings, device, I/O)
+    export/NAME[.fp16].onnx           `export`'s default output (NAME: the checkpoint's stem, or the preset)
     engines/NAME.PRECISION.plan       `build-engine`'s default output
 
 Engines: edgedit writes `.plan` (TensorRT's samples and trtexec's docs use it); `.engine` and `.trt`,
@@ -31,10 +33,12 @@ ENGINE_READ = (ENGINE, ".engine", ".trt")  # read; only ENGINE is written
 MODEL_SUFFIXES = (CHECKPOINT, ONNX, *ENGINE_READ)  # the files a model argument can name
 TRAIN_STATE = ".train-state" + CHECKPOINT
 SAMPLES = ".samples"
+TEACHING_ASSISTANT = ".ta" + CHECKPOINT
 ONNX_DATA = ".data"
 INT8 = ".int8"
 PRECISION_PLAN = ".precision.json"
 SIDECAR = ".json"
+EXPORT_FOLDER = Path("export")
 ENGINES_FOLDER = Path("engines")
 
 
@@ -70,6 +74,12 @@ def samples_folder(checkpoint: str | os.PathLike) -> Path:
     return checkpoint.with_name(_strip(checkpoint, CHECKPOINT) + SAMPLES)
 
 
+def teaching_assistant(student: str | os.PathLike) -> Path:
+    """NAME.safetensors -> NAME.ta.safetensors, beside the student it teaches."""
+    student = Path(student)
+    return student.with_name(_strip(student, CHECKPOINT) + TEACHING_ASSISTANT)
+
+
 def onnx_data(onnx: str | os.PathLike) -> Path:
     """NAME.onnx -> NAME.onnx.data (the external weights ONNX's own writer names so)."""
     onnx = Path(onnx)
@@ -93,6 +103,13 @@ def sidecar(engine: str | os.PathLike) -> Path:
     """NAME.plan -> NAME.plan.json."""
     engine = Path(engine)
     return engine.with_name(engine.name + SIDECAR)
+
+
+def default_export(model: str, precision: str) -> Path:
+    """A checkpoint path or a preset name -> export/NAME.onnx (export/NAME.fp16.onnx for FP16)."""
+    path = Path(model)
+    name = path.stem if path.suffix else model.replace("/", "-")
+    return EXPORT_FOLDER / f"{name}{'.fp16' if precision == 'fp16' else ''}{ONNX}"
 
 
 def default_engine(onnx: str | os.PathLike, precision: str) -> Path:

@@ -153,11 +153,11 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
 
 # What commands write, by kind: (the words for messages, the suffixes that name it).
 KINDS = {
-    "checkpoint": ("a safetensors file", (".safetensors",)),
+    "checkpoint": ("a safetensors file", (artefacts.CHECKPOINT,)),
     "denoiser": ("a multi-step denoiser checkpoint (a teacher)", ()),
     "student": ("a one-step student checkpoint", ()),
     "train-state": ("an edgedit training state", ()),
-    "onnx": ("an ONNX model", (".onnx",)),
+    "onnx": ("an ONNX model", (artefacts.ONNX,)),
     "npz": ("an .npz archive", (".npz",)),
     "samples": ("an .npz of sampled images (`edgedit sample --npz`)", ()),
     "npy": ("a .npy array", (".npy",)),

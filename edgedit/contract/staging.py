@@ -88,6 +88,8 @@ def atomic_output(path: str | os.PathLike, *companions: str | os.PathLike) -> It
     path = Path(path)
     if path.is_dir():
         raise EdgeditError(f"{path}: is a folder, not a file; choose another output path")
+    if os.path.exists(path) and not path.is_file():  # a device, a pipe: renaming over it would destroy it
+        raise EdgeditError(f"{path}: is not a regular file; choose another output path")
     with _staging(path, folder=False) as staging:
         yield staging / path.name
         staged = staging / path.name

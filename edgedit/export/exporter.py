@@ -27,6 +27,7 @@ from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import same_file
 from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
+from edgedit.contract.progress import task
 from edgedit.contract.schedules import sampler_spec
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
@@ -126,20 +127,22 @@ def check_parity(path: Path, module, net, batches: list[int], precision: str) ->
     backend = OnnxRuntimeBackend(path, provider="cpu")
     tolerance = PARITY_TOLERANCE[precision]
     results = []
-    for i, batch in enumerate(batches):
-        args = example_inputs(net, batch, seed=1000 + i)  # not the tracing inputs
-        with torch.no_grad():
-            ref = module(*args).numpy()
-        got = backend.run({s.name: a.numpy() for s, a in zip(backend.inputs, args)})[backend.outputs[0].name]
-        max_abs = float(np.abs(got - ref).max())
-        rel = max_abs / max(float(np.abs(ref).max()), 1e-12)
-        results.append({"batch": batch, "max_abs_error": max_abs, "max_rel_error": rel, "tolerance": tolerance})
-        if not np.isfinite(got).all() or rel > tolerance:
-            raise CheckFailed(
-                f"export parity failed at batch {batch}: ONNX Runtime differs from torch by "
-                f"{max_abs:.3g} "
-                f"(relative {rel:.3g} > tolerance {tolerance:g}, {precision}); nothing was written"
-            )
+    with task("export parity: ONNX Runtime against torch", len(batches)) as advance:
+        for i, batch in enumerate(batches):
+            args = example_inputs(net, batch, seed=1000 + i)  # not the tracing inputs
+            with torch.no_grad():
+                ref = module(*args).numpy()
+            got = backend.run({s.name: a.numpy() for s, a in zip(backend.inputs, args)})[backend.outputs[0].name]
+            max_abs = float(np.abs(got - ref).max())
+            rel = max_abs / max(float(np.abs(ref).max()), 1e-12)
+            results.append({"batch": batch, "max_abs_error": max_abs, "max_rel_error": rel, "tolerance": tolerance})
+            if not np.isfinite(got).all() or rel > tolerance:
+                raise CheckFailed(
+                    f"export parity failed at batch {batch}: ONNX Runtime differs from torch by "
+                    f"{max_abs:.3g} "
+                    f"(relative {rel:.3g} > tolerance {tolerance:g}, {precision}); nothing was written"
+                )
+            advance(1)
     return results
 
 
@@ -214,20 +217,13 @@ class ExportOptions:
         return BatchSpec.parse(self.dynamic_batch) if self.dynamic_batch else BatchSpec.static(self.batch or 1)
 
 
-def default_export_path(model: str, precision: str) -> Path:
-    """export/NAME[.fp16].onnx for a checkpoint path or a preset name."""
-    path = Path(model)
-    name = path.stem if path.suffix else model.replace("/", "-")
-    return Path("export") / f"{name}{'.fp16' if precision == 'fp16' else ''}.onnx"
-
-
 def export_model(model: str, output: str | os.PathLike | None, options: ExportOptions) -> ExportReport:
     """`edgedit export`: a checkpoint or preset to a validated ONNX file."""
     from edgedit.models.loading import load_model_or_preset
 
     spec = options.batch_spec()
     graph.check_opset(options.opset)
-    output = Path(output) if output else default_export_path(model, options.precision)
+    output = Path(output) if output else artefacts.default_export(model, options.precision)
     if same_file(Path(model), output):
         raise EdgeditError(f"{output}: is the input model; write the ONNX file elsewhere (`output` NAME.onnx)")
     net, source = load_model_or_preset(model, **options.overrides)

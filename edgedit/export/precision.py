@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedit.contract import artefacts
 from edgedit.contract.config import DiTConfig
 from edgedit.contract.deps import require
+from edgedit.contract.progress import task
 from edgedit.contract.quantization import (
     FP32_CLASSES,
     INT8_CLASSES,
@@ -128,7 +130,7 @@ class Trial:
 
     def psnr(self, nodes: list[str], plan: PrecisionPlan) -> float:
         self.trials += 1
-        path = self.build(nodes, plan, self.workdir / f"trial-{self.trials}.onnx")
+        path = self.build(nodes, plan, self.workdir / f"trial-{self.trials}{artefacts.ONNX}")
         try:
             return psnr_db(self.reference, outputs(path, self.heldout)[: self.rows])
         finally:
@@ -191,9 +193,16 @@ def choose_fp32(
     """(the classes kept FP32, their table rows) for an FP16-typed graph."""
     present = fp32_candidates(trial.model)
     rows, kept = [], []
+    with task("FP16 sensitivity: each FP32 candidate", len(present)) as advance:
+        psnrs = {}
+        for name in present:
+            psnrs[name] = trial.psnr(
+                [], PrecisionPlan(int8=(), high="fp16", fp32=tuple(c for c in present if c != name))
+            )
+            advance(1)
     for name, nodes in present.items():
         peak = max((peaks.get(t, 0.0) for n in nodes for t in [*n.input, *n.output]), default=0.0)
-        psnr = trial.psnr([], PrecisionPlan(int8=(), high="fp16", fp32=tuple(c for c in present if c != name)))
+        psnr = psnrs[name]
         if peak > FP16_DATA_MAX:
             decision, why = "fp32", f"activations up to {peak:.3g} > {FP16_DATA_MAX:g}"
         elif not psnr >= FP16_PSNR_FLOOR:
@@ -238,9 +247,11 @@ def choose_int8(
     recipe's classes. Every class is measured alone for the table (`alone`: measured already)."""
     if alone is None:
         alone = {}
-        for name, nodes in search.nodes.items():
-            alone[name] = trial.psnr(nodes, replace(plan, int8=(name,)))
-            say(f"INT8 {name} alone: {alone[name]:.1f} dB")
+        with task("INT8 sensitivity: each class alone", len(search.nodes)) as advance:
+            for name, nodes in search.nodes.items():
+                alone[name] = trial.psnr(nodes, replace(plan, int8=(name,)))
+                say(f"INT8 {name} alone: {alone[name]:.1f} dB")
+                advance(1)
     chosen: list[str] = []
     rows = {}
     order = sorted(search.nodes, key=lambda c: (-search.macs.get(c, 0), -alone[c]))

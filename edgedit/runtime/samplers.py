@@ -16,6 +16,7 @@ import numpy as np
 
 from edgedit.contract import device
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.progress import task
 from edgedit.contract.schedules import MAX_SAMPLER_STEPS, DdpmSampler
 from edgedit.contract.schema import MAX_BATCH
 from edgedit.runtime.backends import Backend, pad_batch
@@ -208,22 +209,24 @@ def generate(
     seeds = np.asarray(seeds, dtype=np.int64)
 
     images = None  # (len(seeds), ...) filled chunk by chunk: no list of chunks to concatenate
-    for start in range(0, len(seeds), batch):
-        chunk = seeds[start : start + batch]
-        z = noise_from_seeds(chunk, shape, scheme)  # the whole chunk in one draw
-        extra = {"y": labels[start : start + batch]} if cfg.class_conditional else {}
-        rows = max(len(chunk), meta.batch["min"]) if meta.dynamic_batch else batch
-        evaluate = _Evaluation(backend, in_name, out_name, extra, rows, len(chunk), on_eval)
-        hook = (lambda i, sigma, x, first=start: on_state(first, i, sigma, x)) if on_state else None
-        if spec.type == "one-step":
-            out = evaluate(z)
-        elif spec.type == "edm":
-            out = edm_sample(evaluate, z, sigmas, sampler, hook)
-        else:
-            out = ddim_sample(evaluate, z, spec, steps, hook)
-        if images is None:
-            images = np.empty((len(seeds), *out.shape[1:]), np.float32)
-        images[start : start + len(chunk)] = out
+    with task("sampling images", len(seeds)) as advance:
+        for start in range(0, len(seeds), batch):
+            chunk = seeds[start : start + batch]
+            z = noise_from_seeds(chunk, shape, scheme)  # the whole chunk in one draw
+            extra = {"y": labels[start : start + batch]} if cfg.class_conditional else {}
+            rows = max(len(chunk), meta.batch["min"]) if meta.dynamic_batch else batch
+            evaluate = _Evaluation(backend, in_name, out_name, extra, rows, len(chunk), on_eval)
+            hook = (lambda i, sigma, x, first=start: on_state(first, i, sigma, x)) if on_state else None
+            if spec.type == "one-step":
+                out = evaluate(z)
+            elif spec.type == "edm":
+                out = edm_sample(evaluate, z, sigmas, sampler, hook)
+            else:
+                out = ddim_sample(evaluate, z, spec, steps, hook)
+            if images is None:
+                images = np.empty((len(seeds), *out.shape[1:]), np.float32)
+            images[start : start + len(chunk)] = out
+            advance(len(chunk))
     return images if images is not None else np.zeros((0, *shape), np.float32)
 
 

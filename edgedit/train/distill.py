@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgedit.contract import artefacts
 from edgedit.contract.config import names_a_file
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.schedules import EDM_SIGMA_DATA, NOISE_SCHEMES
@@ -358,12 +359,6 @@ class DistillOptions:
         self.settings.check()
 
 
-def ta_path(output: str | Path) -> Path:
-    """Where a preset TA is distilled first: OUTPUT.ta.safetensors, next to the student."""
-    output = Path(output)
-    return output.with_name(output.name.removesuffix(".safetensors") + ".ta.safetensors")
-
-
 def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.info) -> Path:
     """Distil a one-step student from a pairs store; returns the student's path. `on_sample(step,
     ema)` sees the student (not a TA being distilled first)."""
@@ -416,7 +411,7 @@ def distill(options: DistillOptions, *, on_step=None, on_sample=None, say=log.in
         objective = OutputDistillation(model, o.loss)
     elif o.method == "ta":
         if ta_origin == "preset":  # distil the TA first, from the same pairs, with the output loss
-            ta_file = ta_path(output)
+            ta_file = artefacts.teaching_assistant(output)
             if not (o.resume and ta_file.exists()):
                 say(f"distilling the teaching assistant {o.ta} first -> {ta_file}")
                 torch.manual_seed(settings.seed + 1)

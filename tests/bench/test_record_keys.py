@@ -84,7 +84,7 @@ def consumers():
         "comparison rows + CSV": lambda rs: [csv_row(r) for r in edgedit.bench.harness.comparison_rows(rs)],
         "markdown": markdown,
         "terminal table": print_bench_table,
-        "latency plot": lambda rs: plots.latency_distribution("/dev/null", rs),
+        "latency plot": lambda rs: plots.latency_distribution("latency.png", rs),  # in the test's own folder
         "device calibration": lambda rs: device_points(rs, "test"),
     }
 

@@ -14,12 +14,15 @@ from edgedit.contract.fileio import suffix_kind
 def test_every_derived_name():
     assert artefacts.train_state("runs/s.safetensors") == Path("runs/s.train-state.safetensors")
     assert artefacts.samples_folder("runs/s.safetensors") == Path("runs/s.samples")
+    assert artefacts.teaching_assistant("runs/s.safetensors") == Path("runs/s.ta.safetensors")
     assert artefacts.onnx_data("e/m.onnx") == Path("e/m.onnx.data")
     assert artefacts.int8_onnx("e/m.onnx") == Path("e/m.int8.onnx")
     assert artefacts.int8_onnx("e/m.onnx", "engines") == Path("engines/m.int8.onnx")
     assert artefacts.precision_plan("e/m.int8.onnx") == Path("e/m.int8.precision.json")
     assert artefacts.sidecar("engines/m.fp16.plan") == Path("engines/m.fp16.plan.json")
     assert artefacts.default_engine("e/m.onnx", "int8") == Path("engines/m.int8.plan")
+    assert artefacts.default_export("runs/s.safetensors", "fp16") == Path("export/s.fp16.onnx")
+    assert artefacts.default_export("DiT-Nano-S/2", "fp32") == Path("export/DiT-Nano-S-2.onnx")
 
 
 @pytest.mark.parametrize(
@@ -49,6 +52,9 @@ def test_every_engine_suffix_is_read_as_an_engine(suffix):
 
 
 CONVENTIONS = {
+    ".safetensors",
+    ".onnx",
+    ".ta.safetensors",
     ".plan",
     ".engine",
     ".trt",

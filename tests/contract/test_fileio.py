@@ -326,3 +326,10 @@ def test_atomic_folder_replaces_a_folder_whole_or_leaves_the_old_one(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["new.npy"]  # the new one, whole; the old one gone
     assert out.stat().st_mode & 0o777 == DIR_MODE  # mkdtemp's 0700 is not what a folder gets
     assert list(tmp_path.glob(".*.partial")) == []
+
+
+def test_atomic_output_never_renames_over_a_device(tmp_path):
+    """As root, a rename over /dev/null would replace the device with a file for every process."""
+    with pytest.raises(EdgeditError, match="/dev/null: is not a regular file"), atomic_output("/dev/null") as tmp:
+        tmp.write_bytes(b"x")
+    assert not Path("/dev/null").is_file()

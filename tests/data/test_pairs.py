@@ -1,3 +1,4 @@
+import contextlib
 import fcntl
 import json
 import os
@@ -16,6 +17,7 @@ from edgedit.cli import app
 from edgedit.contract import staging
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import sha256_file
+from edgedit.contract.progress import reporting
 from edgedit.data.pairs import (
     ManifestHeader,
     PairsStore,
@@ -351,7 +353,7 @@ def test_verify_says_what_it_dropped_and_lists_only_plain_shards_inside(store, t
         "1 of 3 shards verified",
     ]
     assert " ".join(result.stderr.split()) == " ".join(said)
-    assert "4 pairs in 1 shards (incomplete: 1 of 3 shards)" in result.stdout
+    assert "4 pairs in 1 shards (incomplete: 1 of 3 shards)" in " ".join(result.stdout.split())  # wrapped at words
     manifest = json.loads((store / "manifest.json").read_text())
     assert [s["name"] for s in manifest["shards"]] == ["shard-000000"] and not manifest["complete"]
 
@@ -378,21 +380,30 @@ class Stop(BaseException):
     """Stands for a kill: raised from the progress callback once a shard is written."""
 
 
-def stop_after(shards):
-    done = []
+@contextlib.contextmanager
+def stop_after(shards: int, size: int = 4):
+    """Generation interrupted (as by Ctrl-C) once `shards` shards of `size` pairs are written: the
+    store's progress task (contract/progress.py) is the hook."""
 
-    def progress(n):
-        done.extend([n] if n else [])  # progress(0): generation starts
-        if len(done) == shards:
-            raise Stop
+    @contextlib.contextmanager
+    def reporter(label, total):
+        done = []
 
-    return progress
+        def advance(k):
+            done.append(k)
+            if label == "teacher pairs" and sum(done) >= shards * size:
+                raise Stop
+
+        yield advance
+
+    with reporting(reporter):
+        yield
 
 
 def test_settings_are_recorded_before_the_first_shard(teacher, other_teacher, tmp_path):
     out = tmp_path / "p"
-    with pytest.raises(Stop):  # interrupted after one shard
-        make(teacher, out, progress=stop_after(1))
+    with pytest.raises(Stop), stop_after(1):  # interrupted after one shard
+        make(teacher, out)
     header, _ = read_manifest(out, ManifestHeader)
     assert not header.complete and header.teacher.sha256 == sha256_file(teacher)
     for other, differing in (
@@ -415,8 +426,8 @@ def test_settings_are_recorded_before_the_first_shard(teacher, other_teacher, tm
 
 def test_the_cli_refuses_another_teacher_in_one_line(teacher, other_teacher, tmp_path):
     args = ["pairs", "generate", "-o", str(tmp_path / "p"), "-n", "8", "--shard-size", "4", "--steps", "3"]
-    with pytest.raises(Stop):
-        generate_pairs(teacher, tmp_path / "p", count=8, shard_size=4, steps=3, progress=stop_after(1))
+    with pytest.raises(Stop), stop_after(1):
+        generate_pairs(teacher, tmp_path / "p", count=8, shard_size=4, steps=3)
     result = runner.invoke(app, [*args[:2], str(other_teacher), *args[2:]])
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [

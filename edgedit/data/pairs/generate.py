@@ -14,6 +14,7 @@ from edgedit import __version__
 from edgedit.contract.config import require_model_file
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import sha256_file
+from edgedit.contract.progress import task
 from edgedit.contract.schedules import MAX_SAMPLER_STEPS, NOISE_SCHEME
 from edgedit.contract.schema import check_shard, parse
 from edgedit.data.pairs.manifest import (
@@ -53,7 +54,6 @@ def generate_pairs(
     batch: int = 64,
     image_dtype: str = "float16",
     device: str = "cpu",
-    progress: Callable[[int], None] | None = None,
     force: bool = False,
     say: Callable[[str], None] = log.info,
 ) -> dict[str, Any]:
@@ -123,39 +123,41 @@ def generate_pairs(
     from edgedit.runtime.noise import noise_from_seeds
 
     out = Path(out)
+
+    def make_shard(index: int, first: int, n: int, layout) -> ShardMeta:
+        seeds = np.arange(first, first + n, dtype=np.int64)
+        labels = labels_for(seeds, cfg.num_classes, class_balanced) if cfg.class_conditional else None
+        traj = np.zeros((n, len(states), *shape), np.float16) if states else None
+
+        def keep(start: int, i: int, sigma: float, x: np.ndarray) -> None:
+            if traj is not None and i in states:
+                traj[start : start + len(x), states.index(i)] = x
+
+        images = generate(
+            backend, seeds, labels, batch=batch, steps=steps, sampler=sampler, on_state=keep, noise=NOISE_SCHEME
+        )
+        arrays = {
+            "seeds": seeds,
+            "z": noise_from_seeds(seeds, shape, NOISE_SCHEME),
+            "image": images.astype(image_dtype),
+        }
+        if labels is not None:
+            arrays["label"] = labels
+        if traj is not None:
+            arrays["trajectory"] = traj
+        return write_shard(out, index, arrays, layout)
+
     with store_writer(out, settings, force, say) as layout:
-        if progress is not None:
-            progress(0)  # the store is open: generation starts
+        mine = [(index, first, n) for index, (first, n) in enumerate(layout.plan) if index % workers == worker]
         known: dict[int, ShardMeta] = {}
-        for index, (first, n) in enumerate(layout.plan):
-            if index % workers != worker:
-                continue
-            try:
-                known[index], _ = inspect_shard(out, index, layout)
-                continue
-            except Damaged:
-                pass  # missing, damaged or foreign: (re)made below
-            seeds = np.arange(first, first + n, dtype=np.int64)
-            labels = labels_for(seeds, cfg.num_classes, class_balanced) if cfg.class_conditional else None
-            traj = np.zeros((n, len(states), *shape), np.float16) if states else None
-
-            def keep(start: int, i: int, sigma: float, x: np.ndarray, traj=traj) -> None:
-                if traj is not None and i in states:
-                    traj[start : start + len(x), states.index(i)] = x
-
-            images = generate(
-                backend, seeds, labels, batch=batch, steps=steps, sampler=sampler, on_state=keep, noise=NOISE_SCHEME
-            )
-            arrays = {
-                "seeds": seeds,
-                "z": noise_from_seeds(seeds, shape, NOISE_SCHEME),
-                "image": images.astype(image_dtype),
-            }
-            if labels is not None:
-                arrays["label"] = labels
-            if traj is not None:
-                arrays["trajectory"] = traj
-            known[index] = write_shard(out, index, arrays, layout)
-            if progress is not None:
-                progress(n)
+        with task("teacher pairs", sum(n for *_, n in mine)) as advance:  # the store is open: generation starts
+            for index, first, n in mine:
+                try:
+                    known[index], _ = inspect_shard(out, index, layout)
+                    advance(n)
+                    continue
+                except Damaged:
+                    pass  # missing, damaged or foreign: (re)made below
+                known[index] = make_shard(index, first, n, layout)
+                advance(n)
         return write_manifest(out, layout, known)

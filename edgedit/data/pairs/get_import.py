@@ -13,6 +13,7 @@ import numpy as np
 
 from edgedit import __version__
 from edgedit.contract.errors import EdgeditError
+from edgedit.contract.progress import task
 from edgedit.contract.schedules import EDM_RHO, EDM_SAMPLER, EDM_SIGMA_DATA, EDM_SIGMA_MAX, EDM_SIGMA_MIN, EDM_STEPS
 from edgedit.contract.schema import MAX_CHANNELS, MAX_SIDE, parse
 from edgedit.data.pairs.manifest import FORMAT, MAX_CLASSES, MAX_SHARD_SIZE, ShardMeta, StoreSettings
@@ -110,7 +111,6 @@ def import_get(
     src: str | os.PathLike,
     out: str | os.PathLike,
     image_dtype: str = "float16",
-    progress: Callable[[int], None] | None = None,
     force: bool = False,
     say: Callable[[str], None] = log.info,
 ) -> dict[str, Any]:
@@ -185,12 +185,13 @@ def import_get(
         src,
         "GET pairs folder",
     )
-    with store_writer(out, settings, force, say) as layout:
+    with store_writer(out, settings, force, say) as layout, task("importing GET pairs", total) as advance:
         known: dict[int, ShardMeta] = {}
         for index, name in enumerate(names):
             first, n = layout.plan[index]
             try:
                 known[index], _ = inspect_shard(out, index, layout)
+                advance(n)
                 continue
             except Damaged:
                 pass
@@ -206,6 +207,5 @@ def import_get(
             if labels is not None:
                 arrays["label"] = labels
             known[index] = write_shard(out, index, arrays, layout)
-            if progress is not None:
-                progress(n)
+            advance(n)
         return write_manifest(out, layout, known)
