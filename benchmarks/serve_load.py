@@ -3,6 +3,7 @@ bounded in requests and time. Results: benchmarks/results/serve_load.json, table
 
     python benchmarks/serve_load.py                  # all: levels, overhead, overload, soak (~15 min)
     python benchmarks/serve_load.py --soak-s 60      # a shorter soak
+    python benchmarks/serve_load.py --report benchmarks/results/serve_load.json   # docs/serve.md's tables
 
 1. Concurrency: 1, 2, 4, 8 and 16 closed-loop clients, each asking for one image at a time (PNG),
    against two servers started side by side, dynamic batching on and off; the levels and the two
@@ -12,9 +13,11 @@ bounded in requests and time. Results: benchmarks/results/serve_load.json, table
 2. Overhead: requests of 8 images, one at a time: the client-side time minus the model's own time
    for that call (the X-Edgedit-Model-Ms header), as a share of the model's time: HTTP, queue and
    PNG encoding together.
-3. Overload: open-loop arrivals at twice the batching server's best throughput for 20 s, with a
-   small queue: counts of 200, 503 and anything else, and every image answered checked against the
-   reference image of its seed (no lost or mixed-up responses).
+3. Overload: twice the clients at which the batching server's throughput peaked, for 20 s, against
+   a queue of 8 images (fewer places than clients): counts of 200, 503 and anything else, and every
+   image answered checked against the reference image of its seed (no lost or mixed-up responses).
+   (An open-loop generator in Python could not offer more than the server takes on two shared
+   cores: it measured its own limits.)
 4. Soak: 8 clients for --soak-s seconds against the batching server, its RSS sampled every 5 s.
 Clients and servers share this machine's cores: on the 2-core VM the clients take some of the
 server's CPU, which the tables say.
@@ -174,35 +177,35 @@ def waits(onnx: Path, rounds: int, seconds: float, clients: int = 8) -> dict:
             process.wait(timeout=60)
 
 
-def overload(url: str, rate: float, seconds: float, reference) -> dict:
-    """Open loop: a request every 1/rate s whatever the answers; each image checked against its seed."""
-    codes, mixed, lock = {}, [], threading.Lock()
+def overload(url: str, clients: int, seconds: float, reference) -> dict:
+    """Twice the clients at which throughput stops growing, against a small queue: closed-loop
+    clients (each asks again as soon as it is answered, a 503 included), every image answered then
+    checked against the reference image of its seed."""
+    answers, lock = [], threading.Lock()
+    stop = time.monotonic() + seconds
 
-    def one(seed: int) -> None:
-        try:
-            answer = httpx.post(f"{url}/v1/generate", json={"seed": seed, "format": "npy"}, timeout=60)
-        except httpx.TransportError as err:
-            with lock:
-                codes[type(err).__name__] = codes.get(type(err).__name__, 0) + 1
-            return
-        with lock:
-            codes[answer.status_code] = codes.get(answer.status_code, 0) + 1
-        if answer.status_code == 200:
-            image = np.load(io.BytesIO(answer.content), allow_pickle=False)[0]
-            if answer.headers["x-edgedit-seeds"] != str(seed) or np.abs(image - reference(seed)).max() > 1e-4:
+    def client(k: int) -> None:
+        seed = 5 * 10**8 + k * 10**6
+        with httpx.Client(timeout=60) as http:
+            while time.monotonic() < stop:
+                try:
+                    answer = http.post(f"{url}/v1/generate", json={"seed": seed, "format": "npy"})
+                    got = (seed, answer.status_code, answer.headers.get("x-edgedit-seeds"), answer.content)
+                except httpx.TransportError as err:
+                    got = (seed, type(err).__name__, None, b"")
                 with lock:
-                    mixed.append(seed)
+                    answers.append(got)
+                seed += 1
 
-    count = int(rate * seconds)
-    with ThreadPoolExecutor(64) as pool:
-        started = time.monotonic()
-        for k in range(count):
-            delay = started + k / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(one, 5 * 10**8 + k)
-    answered = {str(k): v for k, v in codes.items()}
-    return {"offered_per_s": rate, "seconds": seconds, "requests": count, "codes": answered, "mixed_up": len(mixed)}
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    codes, mixed = {}, 0
+    for seed, code, seeds, content in answers:
+        codes[str(code)] = codes.get(str(code), 0) + 1
+        if code == 200:
+            image = np.load(io.BytesIO(content), allow_pickle=False)[0]
+            mixed += seeds != str(seed) or np.abs(image - reference(seed)).max() > 1e-4
+    return {"clients": clients, "seconds": seconds, "requests": len(answers), "codes": codes, "mixed_up": int(mixed)}
 
 
 def soak(url: str, pid: int, seconds: float) -> dict:
@@ -228,13 +231,60 @@ def soak(url: str, pid: int, seconds: float) -> dict:
     }
 
 
+def markdown(result: dict) -> str:
+    """The tables docs/serve.md shows, from a results file."""
+    levels, single = result["levels"], result["levels"]["no batching"]["1"]
+    lines = [
+        "| clients | batching: img/s | p50 ms | p99 ms | no batching: img/s | p50 ms | p99 ms "
+        "| batching / sequential b1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for clients in map(str, LEVELS):
+        on, off = levels["batching"][clients], levels["no batching"][clients]
+        lines.append(
+            f"| {clients} | {on['images_per_s']:.0f} | {on['p50_ms']:.2f} | {on['p99_ms']:.2f} | "
+            f"{off['images_per_s']:.0f} | {off['p50_ms']:.2f} | {off['p99_ms']:.2f} | "
+            f"{on['images_per_s'] / single['images_per_s']:.2f}x |"
+        )
+    lines += ["", "| --max-wait-ms (8 clients) | img/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+    lines += [
+        f"| {w} | {v['images_per_s']:.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} |"
+        for w, v in result["waits_at_8_clients"].items()
+    ]
+    o, q, k = result["overhead"], result["overload"], result["soak"]
+    lines += [
+        "",
+        f"Overhead at batch 8 (requests of 8 images, one at a time, p50 of {o['requests']}): model "
+        f"{o['model_ms_p50']:.2f} ms, server {o['server_ms_p50']:.2f} ms (arrival to response built: "
+        f"+{o['server_overhead_share_p50']:.0%} of the model's time), client {o['request_ms_p50']:.2f} ms "
+        f"(+{o['overhead_share_p50']:.0%}, its own HTTP stack included).",
+        "",
+        f"Overload: {q['clients']} closed-loop clients for {q['seconds']:.0f} s (twice the clients of the best "
+        f"throughput above) against a server whose queue holds 8 images, {q['requests']} requests: "
+        + ", ".join(f"{n} x {code}" for code, n in sorted(q["codes"].items()))
+        + f"; images not those of their seed: {q['mixed_up']}.",
+        "",
+        f"Soak: {k['seconds']:.0f} s at 8 clients, {k['load']['images_per_s']:.0f} img/s (p50 {k['load']['p50_ms']:.2f}"
+        f" ms, p99 {k['load']['p99_ms']:.2f} ms); server RSS first {k['rss_first_mb']:.1f} MB, last "
+        f"{k['rss_last_mb']:.1f} MB, highest {max(r for _, r in k['rss_mb']):.1f} MB ({len(k['rss_mb'])} samples).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", type=Path, help="Print docs/serve.md's tables from this results file and stop.")
+    parser.add_argument(
+        "--parts", default="waits,levels,overhead,overload,soak", help="Which to run (the others are kept from -o)."
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="per level and round")
     parser.add_argument("--soak-s", type=float, default=600.0)
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "benchmarks/results/serve_load.json")
     args = parser.parse_args()
+    if args.report:
+        print(markdown(json.loads(args.report.read_text())), end="")
+        return
 
     from edgedit.assets import STUDENT_DIGITS
     from edgedit.serve.service import ServeOptions, Service
@@ -246,31 +296,36 @@ def main() -> None:
         check=True,
         capture_output=True,
     )
-    result_waits = waits(onnx, args.rounds, args.seconds)
+    parts = set(args.parts.split(","))
+    result = json.loads(args.output.read_text()) if args.output.exists() else {}
+    result.update(machine=f"{os.cpu_count()} cores", model="shipped digits student, ONNX Runtime CPU FP32")
+    if "waits" in parts:
+        result["waits_at_8_clients"] = waits(onnx, args.rounds, args.seconds)
     servers = {"batching": start_server(onnx), "no batching": start_server(onnx, "--no-batching")}
     urls = {mode: url for mode, (_, url) in servers.items()}
-    result = {"machine": f"{os.cpu_count()} cores", "model": "shipped digits student, ONNX Runtime CPU FP32"}
-    result["waits_at_8_clients"] = result_waits
+    result["exit_codes"] = []
     try:
         for url in urls.values():  # warm: sessions, thread pools, connections
             closed_loop(url, 4, 2.0, first_seed=9 * 10**8)
-        result["levels"] = levels(urls, args.rounds, args.seconds)
-        result["overhead"] = overhead(urls["batching"])
-        service = Service(onnx, ServeOptions(backend="onnxruntime", provider="cpu"))
-        best = max(v["images_per_s"] for v in result["levels"]["batching"].values())
+        if "levels" in parts:
+            result["levels"] = levels(urls, args.rounds, args.seconds)
+        if "overhead" in parts:
+            result["overhead"] = overhead(urls["batching"])
         servers["no batching"][0].terminate()
-        small, small_url = start_server(onnx, "--max-queue", "16")
-        servers["small queue"] = (small, small_url)
-        result["overload"] = overload(small_url, 2 * best, 20.0, lambda seed: service.run([seed], None)[0])
-        pid = servers["batching"][0].pid
-        result["soak"] = soak(urls["batching"], pid, args.soak_s)
+        if "overload" in parts:
+            service = Service(onnx, ServeOptions(backend="onnxruntime", provider="cpu"))
+            saturated = max(result["levels"]["batching"], key=lambda c: result["levels"]["batching"][c]["images_per_s"])
+            servers["small queue"] = start_server(onnx, "--max-queue", "8")  # fewer places than clients
+            reference = lambda seed: service.run([seed], None)[0]  # noqa: E731
+            result["overload"] = overload(servers["small queue"][1], 2 * int(saturated), 20.0, reference)
+        if "soak" in parts:
+            result["soak"] = soak(urls["batching"], servers["batching"][0].pid, args.soak_s)
     finally:
         for process, _ in servers.values():
             process.terminate()
-            result.setdefault("exit_codes", []).append(process.wait(timeout=60))
+            result["exit_codes"].append(process.wait(timeout=60))
     args.output.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "soak"}, indent=1))
-    print(f"soak: RSS {result['soak']['rss_first_mb']:.0f} -> {result['soak']['rss_last_mb']:.0f} MB")
+    print(markdown(result), end="")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,14 @@ def _print_model_tables(reports: list[dict]) -> None:
             f"{r['kind']}s, input {c['input_size']}x{c['input_size']}x{c['in_channels']}, {classes}", []
         ).append(r)
     for title, rows in groups.items():
-        table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(
+            title=title,
+            title_justify="left",
+            title_style="bold",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
+        )
         for header in ("name", "LxD/h", "params", "MACs", "kernels", "W fp16", "Nano ms", "Super ms"):
             table.add_column(header, justify="left" if header == "name" else "right", no_wrap=True)
         for r in rows:

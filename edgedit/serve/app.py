@@ -141,7 +141,7 @@ class Recent:
 
 def create_app(service: Any, batcher: DynamicBatcher, limits: Limits, metrics: Any) -> Any:
     """The Starlette app. `service` describes the model (name, title, num_classes, max_batch);
-    `metrics` (serve.metrics.Metrics) counts and renders /metrics."""
+    `metrics` (serve.telemetry.Metrics) counts and renders /metrics."""
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
