@@ -59,7 +59,6 @@ def run_demo(
     )
     models["onnx-int8"] = int8.path
 
-
     if importlib.util.find_spec("tensorrt") is not None and device.cuda_devices()["devices"]:
         from edgedit.engines.build import BuildOptions
         from edgedit.pipeline import build, plan_build
