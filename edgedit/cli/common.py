@@ -166,6 +166,7 @@ def print_table(table: Any) -> None:
     numbers)."""
     from rich.measure import Measurement
 
+    caption, table.caption = table.caption, None  # printed below, left-aligned and wrapped at words
     natural = Measurement.get(stdout, stdout.options.update(width=10**4), table).maximum  # unclamped
     if natural <= stdout.width:
         stdout.print(table, soft_wrap=False)
@@ -176,8 +177,8 @@ def print_table(table: Any) -> None:
             stdout.print(table.title, style="bold", markup=False)
         for row in range(table.row_count):
             print_fields(cells[0][row], [(h, column[row]) for h, column in zip(headers[1:], cells[1:])])
-    if table.caption:
-        print_fields(None, [("", str(table.caption))], indent=0)
+    if caption:
+        print_fields(None, [("", str(caption))], indent=0)
 
 
 def print_fields(heading: str | None, fields: list[tuple[str, str]], indent: int = 2) -> None:

@@ -626,12 +626,13 @@ def print_bench_table(records: list[dict]) -> None:
         c = csv_row(r)
         energy = "-" if c["energy_per_image_j"] is None else f"{c['energy_per_image_j']:.3g}"
         provider = r["provider"].removesuffix("ExecutionProvider")
+        backend = r["backend"] if provider.lower() == "cpu" else f"{r['backend']}/{provider}"  # a GPU run says which
         evals = (str(r["network_evaluations_per_call"]),) if mixed else ()
         model = r["model"].removesuffix(artefacts.CHECKPOINT)  # a checkpoint: its backend says torch
         speedup = f"{_short(r['speedup_vs_first'])}x{_spread(r['speedup_vs_first'], r.get('speedup_ci'))}"
         table.add_row(
             model,
-            f"{r['backend']}/{provider}",
+            backend,
             r["precision"],
             str(r["batch"]),
             *evals,

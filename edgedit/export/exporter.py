@@ -25,7 +25,7 @@ from edgedit import __version__
 from edgedit.contract import artefacts
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
-from edgedit.contract.fileio import same_file
+from edgedit.contract.fileio import same_file, verification
 from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
 from edgedit.contract.progress import task
 from edgedit.contract.schedules import sampler_spec
@@ -192,7 +192,8 @@ def export_onnx(
         data = graph.save_onnx(proto, tmp, external_data_bytes)
         onnx.checker.check_model(str(tmp), full_check=True)
         batches = sorted({batch.min, batch.max})
-        parity = check_parity(tmp, module, net, batches, precision)
+        with verification(False):  # the file being written: its content hash is recorded just below
+            parity = check_parity(tmp, module, net, batches, precision)
         header = graph.load_onnx(tmp, load_external_data=False)  # record the parity, weights untouched
         meta.extra["parity"] = parity
         meta.extra["weights_sha256"] = weights_sha256(read_onnx_graph(tmp))  # what every reader verifies
