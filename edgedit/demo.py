@@ -200,7 +200,9 @@ def draw_plots(out: Path, records: list[dict[str, Any]], student, teacher, say) 
             )
     label = estimate(student.config, "orin-nano", "fp16")["label"]
     drawn = plots.latency_distribution(out / "latency.png", records)
-    drawn = drawn and plots.quality_vs_latency(out / "tradeoff.png", points, f"Orin Nano FP16, {label}")
+    drawn = drawn and plots.quality_vs_latency(
+        out / "tradeoff.png", points, f"Orin Nano FP16, {label}", "torch FP32 sampler, batch 1, p50"
+    )
     if not drawn:
         say(plots.MISSING)
         return ""

@@ -319,6 +319,14 @@ def _timed_rounds(rows: list[_Row], settings: BenchSettings, progress) -> bool:
     return False
 
 
+def recorded_fid(source: dict[str, Any]) -> float | None:
+    """The FID the model's source records (a checkpoint's `eval --save`, carried into its exports), if
+    it is a plain non-negative number: the source is the file's own, unvalidated metadata."""
+    fid = source.get("fid")
+    ok = isinstance(fid, (int, float)) and not isinstance(fid, bool) and math.isfinite(fid) and fid >= 0
+    return float(fid) if ok else None
+
+
 def make_record(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler | None) -> dict[str, Any]:
     path, backend, batch = Path(row.model), row.backend, row.batch
     stats = LatencyStats.from_samples(np.asarray(row.samples))
@@ -344,6 +352,7 @@ def make_record(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler |
         "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "gpu_memory": backend.gpu_memory() if hasattr(backend, "gpu_memory") else None,
         "random_weights": backend.meta.random_weights,
+        "fid": recorded_fid(backend.meta.source),
         "config": backend.meta.config.to_dict(),  # what `edgedit models --calibrate` fits a device's times to
         "cuda_graph": bool(getattr(backend, "use_cuda_graph", False)),
         "env": environment(backend),

@@ -83,27 +83,62 @@ class QualityPoint:
     host_ms: float | None
 
 
-def quality_vs_latency(path: str | os.PathLike, points: list[QualityPoint], device_label: str) -> bool:
+DEVICE_LABEL = "Orin Nano FP16 (calibrated estimate)"
+HOST_LABEL = "p50, at the smallest batch benchmarked"
+
+
+def points_of(records: list[dict[str, Any]]) -> list[QualityPoint]:
+    """The trade-off points of bench records whose model file records its FID: one per model,
+    backend and precision, at its smallest batch; the device estimate is for the whole call (a
+    sampler's every network evaluation), FP16 on an Orin Nano."""
+    from edgedit.contract.config import DiTConfig
+    from edgedit.cost.fit import estimate
+
+    chosen: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        key = (r["model"], r["backend"], r["precision"], r["what"])
+        if r.get("fid") is not None and (key not in chosen or r["batch"] < chosen[key]["batch"]):
+            chosen[key] = r
+    points = []
+    for (model, backend, precision, _), r in chosen.items():
+        e = estimate(DiTConfig.from_dict(r["config"]), "orin-nano", "fp16")
+        calls = r["network_evaluations_per_call"]
+        points.append(
+            QualityPoint(f"{model} {backend} {precision}", r["fid"], calls * e["ms"], calls * e["low_ms"],
+                         calls * e["high_ms"], r["latency_per_image_ms"])
+        )  # fmt: skip
+    return points
+
+
+def quality_vs_latency(
+    path: str | os.PathLike, points: list[QualityPoint], device_label: str, host_label: str = HOST_LABEL
+) -> bool:
     """FID against per-image latency, twice: the device estimate (with its range) and this host's
-    measurement, on log axes; lower-left is better. False without matplotlib."""
+    measurement; lower-left is better. Points at one place share one label. False without
+    matplotlib or without points."""
     plt = _pyplot()
-    if plt is None:
+    if plt is None or not points:
         return False
-    fig, (device, host) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, (device, host) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    places: dict[tuple, list[str]] = {}
     for p in points:
         device.errorbar(
             p.device_ms, p.fid, xerr=[[p.device_ms - p.device_low_ms], [p.device_high_ms - p.device_ms]],
             fmt="o", capsize=3,
         )  # fmt: skip
-        device.annotate(p.name, (p.device_ms, p.fid), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        places.setdefault((0, round(p.device_ms, 6), p.fid), []).append(p.name)
         if p.host_ms is not None:
             host.plot(p.host_ms, p.fid, "o")
-            host.annotate(p.name, (p.host_ms, p.fid), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            places.setdefault((1, round(p.host_ms, 6), p.fid), []).append(p.name)
+    for (panel, x, y), names in places.items():
+        (device, host)[panel].annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=7)
     device.set_xlabel(f"estimated ms per image: {device_label}", fontsize=8)
-    host.set_xlabel("measured ms per image on this host (torch FP32 sampler, p50)", fontsize=8)
+    host.set_xlabel(f"measured ms per image on this host ({host_label})", fontsize=8)
     device.set_ylabel("FID (lower is better)")
     for ax in (device, host):
-        ax.set_xscale("log")
+        low, high = ax.get_xlim()
+        if low > 0 and high / low >= 10:  # a log axis only where the latencies span a decade
+            ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
     fig.suptitle("Quality against latency (lower left is better)", fontsize=10)
     _save(fig, plt, path)

@@ -73,6 +73,7 @@ class BenchRecord(OpenRecord):
     rss_growth_mb: float  # this model's: from before it was loaded to that peak
     process_peak_rss_mb: float | None = Field(default=None, ge=0)
     random_weights: bool
+    fid: float | None = Field(default=None, ge=0)  # the model file's recorded evaluation (`eval --save`)
     config: dict[str, Any]
     cuda_graph: bool = False
     env: EnvironmentRecord

@@ -526,7 +526,7 @@ def _bench_outputs(json_path, csv_path, report, plot) -> list[Output]:
         Output("--json", json_path, "json"),
         Output("--csv", csv_path, "text"),
         Output("-o", report, "text"),
-        Output("--plot", plot, "png"),
+        Output("--plot", plot, "png", (artefacts.tradeoff_plot(plot),) if plot else ()),
     ]
 
 
@@ -570,11 +570,16 @@ def _write_bench(records: list[dict], json_path, csv_path, report, plot) -> None
     drawn = bool(plot) and plots.latency_distribution(plot, records)
     if plot and not drawn:
         typer.echo(f"edgedit: warning: {plots.MISSING}", err=True)
+    tradeoff = drawn and plots.quality_vs_latency(
+        artefacts.tradeoff_plot(plot), plots.points_of(records), plots.DEVICE_LABEL
+    )  # only where records carry their model's FID
     if report:
         text = reports.markdown(records)
-        if drawn:  # beside the report, or wherever it was asked for
-            link = os.path.relpath(Path(plot).resolve(), Path(report).resolve().parent)
-            text += f"\n![latency distribution per backend and precision]({link})\n"
+        for drawn_plot, words in ((drawn and plot, "latency distribution per backend and precision"),
+                                  (tradeoff and artefacts.tradeoff_plot(plot), "FID against latency")):  # fmt: skip
+            if drawn_plot:  # linked from the report, wherever it was asked for
+                link = os.path.relpath(Path(drawn_plot).resolve(), Path(report).resolve().parent)
+                text += f"\n![{words}]({link})\n"
         write_text_atomic(report, text)
     print_bench_table(records)
 

@@ -13,6 +13,7 @@ file conventions. Readers and writers ask here; nothing else spells a suffix. To
       NAME.plan.json                  its sidecar (build settings, device, I/O)
     export/NAME[.fp16].onnx           `export`'s default output (NAME: the checkpoint's stem, or the preset)
     engines/NAME.PRECISION.plan       `build-engine`'s default output
+    NAME.tradeoff.png                 beside `bench --plot NAME.png`: FID against latency, where known
 
 Engines: edgedit writes `.plan` (TensorRT's samples and trtexec's docs use it); `.engine` and `.trt`,
 other tools' names for the same serialized engine, are read too and said so once.
@@ -103,6 +104,12 @@ def sidecar(engine: str | os.PathLike) -> Path:
     """NAME.plan -> NAME.plan.json."""
     engine = Path(engine)
     return engine.with_name(engine.name + SIDECAR)
+
+
+def tradeoff_plot(plot: str | os.PathLike) -> Path:
+    """NAME.png -> NAME.tradeoff.png: the quality/latency plot `bench --plot` draws beside the latency one."""
+    plot = Path(plot)
+    return plot.with_name(f"{plot.stem}.tradeoff{plot.suffix or '.png'}")
 
 
 def default_export(model: str, precision: str) -> Path:

@@ -44,8 +44,10 @@ def load_model_or_preset(spec: str, seed: int = 0, quiet: bool = False, **overri
     if names_a_file(path):
         if any(v is not None for v in overrides.values()):
             raise EdgeditError(f"{spec}: model overrides apply to presets, not to a checkpoint (its config is fixed)")
-        model, _ = load_model(path)
-        return model, {"checkpoint": path.name, "sha256": sha256_file(path), "weights": "trained"}
+        model, info = load_model(path)
+        source = {"checkpoint": path.name, "sha256": sha256_file(path), "weights": "trained"}
+        fid = (info.provenance.get("eval") or {}).get("FID")  # `eval --save`'s: exports and benches carry it on
+        return model, {**source, **({"fid": fid} if isinstance(fid, (int, float)) else {})}
     cfg = resolve_config(spec, **overrides)
     model = random_weights(DiT(cfg), seed).eval()
     if not quiet:

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 from PIL import Image
 from typer.testing import CliRunner
@@ -55,3 +56,32 @@ def test_without_matplotlib_there_is_one_line_and_the_rest_is_written(tmp_path, 
     assert [line for line in result.stderr.splitlines() if "warning" in line] == [f"edgedit: warning: {MISSING}"]
     assert (tmp_path / "r.md").exists() and not (tmp_path / "p.png").exists()
     assert "![" not in (tmp_path / "r.md").read_text()  # no link to a plot that was not drawn
+
+
+def test_bench_report_draws_the_tradeoff_where_records_carry_their_fid(tmp_path, exported):
+    from edgedit.bench.harness import BenchSettings, run_bench
+
+    measured, _ = run_bench(
+        [str(exported["onestep-cond"][0])], ["onnxruntime"], BenchSettings([1, 2], warmup=0, iters=3, duration_s=None)
+    )
+    assert measured[0]["fid"] is None  # a random-weights export records no evaluation
+    plain, rated = tmp_path / "plain.json", tmp_path / "rated.json"
+    plain.write_text(json.dumps(measured))
+    rated.write_text(json.dumps([{**r, "fid": 41.5} for r in measured]))
+    for records, expected in ((plain, False), (rated, True)):
+        out = tmp_path / records.stem
+        result = CliRunner().invoke(app, ["bench", "report", str(records), "-o", f"{out}.md", "--plot", f"{out}.png"])
+        assert result.exit_code == 0, result.output
+        drawn = (tmp_path / f"{records.stem}.tradeoff.png").exists()
+        assert (
+            drawn == expected and ("](" + f"{records.stem}.tradeoff.png)" in Path(f"{out}.md").read_text()) == expected
+        )
+
+
+def test_a_recorded_fid_is_taken_only_when_it_is_a_plain_number():
+    from edgedit.bench.harness import recorded_fid
+
+    assert recorded_fid({"fid": 85.8}) == 85.8 and recorded_fid({"fid": 3}) == 3.0
+    for hostile in ("85.8", -1.0, float("nan"), float("inf"), True, None, [1.0]):
+        assert recorded_fid({"fid": hostile}) is None, hostile
+    assert recorded_fid({}) is None

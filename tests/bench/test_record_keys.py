@@ -85,6 +85,7 @@ def consumers():
         "markdown": markdown,
         "terminal table": print_bench_table,
         "latency plot": lambda rs: plots.latency_distribution("latency.png", rs),  # in the test's own folder
+        "trade-off points": plots.points_of,
         "device calibration": lambda rs: device_points(rs, "test"),
     }
 
