@@ -13,6 +13,7 @@ Rails are `instant/average` in mW; `VDD_IN` is the module's input power (NVIDIA 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
@@ -138,10 +139,11 @@ class TegrastatsSampler:
     inside the window. `available()` is False off a Jetson (or without tegrastats in a container).
     """
 
-    def __init__(self, interval_ms: int = 100, executable: str = "tegrastats"):
+    def __init__(self, interval_ms: int = 100, executable: str = "tegrastats", keep: int | None = None):
+        """`keep`: only the latest samples (a server that runs for weeks); all of them by default."""
         self.interval_ms = interval_ms
         self.executable = shutil.which(executable) or (executable if "/" in executable else None)
-        self.samples: list[Sample] = []
+        self.samples: collections.deque[Sample] = collections.deque(maxlen=keep)
         self.bad_lines = 0
         self._process: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None

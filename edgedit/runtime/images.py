@@ -77,13 +77,17 @@ def side_by_side(panels: list[np.ndarray], gap: int = 8) -> np.ndarray:
     return np.concatenate(row, axis=1)
 
 
-def save_png(path: str | os.PathLike, pixels: np.ndarray) -> Path:
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """(H, W, C) uint8 pixels as PNG bytes (one channel as grayscale)."""
     from PIL import Image
 
-    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(path: str | os.PathLike, pixels: np.ndarray) -> Path:
     path = Path(path)
     with atomic_output(path) as tmp:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        tmp.write_bytes(buffer.getvalue())
+        tmp.write_bytes(png_bytes(pixels))
     return path

@@ -98,16 +98,11 @@ def parse_request(body: bytes, limits: Limits, num_classes: int) -> GenerateRequ
     return request
 
 
-def png_bytes(image: np.ndarray) -> bytes:
+def image_png(image: np.ndarray) -> bytes:
     """One (C, H, W) image in [-1, 1] as an 8-bit PNG, converted as `edgedit sample` converts."""
-    from PIL import Image
+    from edgedit.runtime.images import png_bytes, to_uint8
 
-    from edgedit.runtime.images import to_uint8
-
-    pixels = to_uint8(image[None])[0]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(to_uint8(image[None])[0])
 
 
 def npy_bytes(images: np.ndarray) -> bytes:
@@ -190,14 +185,14 @@ def create_app(service: Any, batcher: DynamicBatcher, limits: Limits, metrics: A
         if req.format == "npy":
             response = Response(npy_bytes(images), media_type="application/x-npy", headers=headers)
         elif len(seeds) == 1:
-            response = Response(png_bytes(images[0]), media_type="image/png", headers=headers)
+            response = Response(image_png(images[0]), media_type="image/png", headers=headers)
         else:
             classes = labels if labels is not None else service.default_labels(seeds)
             container = {
                 "format": "png",
                 "seeds": seeds,
                 "classes": classes,
-                "images": [base64.b64encode(png_bytes(image)).decode() for image in images],
+                "images": [base64.b64encode(image_png(image)).decode() for image in images],
             }
             response = JSONResponse(container, headers=headers)
         seconds = time.perf_counter() - started

@@ -8,8 +8,6 @@ of which only the latest line is kept; elsewhere those gauges are absent.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import threading
 from typing import Any
 
@@ -22,10 +20,18 @@ class DeviceStats:
     def __init__(self, interval_ms: int = 500):
         self.interval_ms = interval_ms
         self.source: str | None = None
-        self.latest: dict[str, Any] | None = None
+        self._jtop: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._process: subprocess.Popen | None = None
+        self._tegrastats = None
+
+    @property
+    def latest(self) -> dict[str, Any] | None:
+        if self._tegrastats is not None:
+            samples = self._tegrastats.samples
+            s = samples[-1] if samples else None
+            return s and {"ram_used_mb": s.ram_used_mb, "ram_total_mb": s.ram_total_mb, "power_mw": dict(s.power_mw)}
+        return self._jtop
 
     def start(self) -> None:
         if os.path.exists(JTOP_SOCKET):
@@ -33,18 +39,21 @@ class DeviceStats:
                 import jtop  # noqa: F401  (jetson-stats: only on a Jetson)
 
                 self.source = "jtop"
+                self._thread = threading.Thread(target=self._read_jtop, daemon=True)
+                self._thread.start()
+                return
             except ImportError:
                 pass
-        if self.source is None and shutil.which("tegrastats"):
-            self.source = "tegrastats"
-        if self.source is not None:
-            self._thread = threading.Thread(target=getattr(self, f"_read_{self.source}"), daemon=True)
-            self._thread.start()
+        from edgedit.bench.tegrastats import TegrastatsSampler
+
+        sampler = TegrastatsSampler(self.interval_ms, keep=1)  # only the latest: a server runs for weeks
+        if sampler.available():
+            self.source, self._tegrastats = "tegrastats", sampler.__enter__()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._process is not None:
-            self._process.terminate()
+        if self._tegrastats is not None:
+            self._tegrastats.__exit__(None, None, None)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -56,28 +65,7 @@ class DeviceStats:
                 ram = jetson.memory["RAM"]  # KB
                 rails = {name: rail["power"] for name, rail in jetson.power["rail"].items()}
                 rails["total"] = jetson.power["tot"]["power"]
-                self.latest = {"ram_used_mb": ram["used"] / 1024, "ram_total_mb": ram["tot"] / 1024, "power_mw": rails}
-
-    def _read_tegrastats(self) -> None:
-        from edgedit.bench.tegrastats import parse_line
-
-        self._process = subprocess.Popen(
-            ["tegrastats", "--interval", str(self.interval_ms)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
-        )
-        for line in self._process.stdout:
-            if self._stop.is_set():
-                break
-            sample = parse_line(line)
-            if sample is not None:  # only the latest: a server runs for weeks
-                self.latest = {
-                    "ram_used_mb": sample.ram_used_mb,
-                    "ram_total_mb": sample.ram_total_mb,
-                    "power_mw": dict(sample.power_mw),
-                }
+                self._jtop = {"ram_used_mb": ram["used"] / 1024, "ram_total_mb": ram["tot"] / 1024, "power_mw": rails}
 
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
