@@ -205,7 +205,7 @@ def main() -> None:
         result["against_device"] = {}
         for batch in (1, 8):
             host = 3 * sum(r["us_per_call"] + batch * r["us_per_image"] for r in parts)  # an A78AE core as 3x slower
-            device_us = 1e3 * estimate(backend.meta.config, "orin-nano", "fp16", batch=batch)["ms"]
+            device_us = 1e3 * estimate(backend.meta.config, "orin-nano", "fp16", batch=batch).ms
             result["against_device"][f"b{batch}"] = {"host_us": host, "device_estimate_us": device_us}
             print(
                 f"  estimate for a Cortex-A78AE (3x this machine per core), batch {batch}: {host:.0f} us host "

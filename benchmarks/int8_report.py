@@ -89,9 +89,7 @@ def main() -> None:
         typed = "fp32" if "fp32typed" in path.name or path == fp32 else "fp16"
         plan = PrecisionPlan(int8=tuple(facts["int8_classes"]), high=typed, fp32=tuple(facts["fp32_classes"]))
         precision = ("int8" if typed == "fp16" else "int8-fp32") if int8 else typed
-        ms = {
-            d: estimate(reference.meta.config, d, precision, plan=plan)["ms"] for d in ("orin-nano", "orin-nano-super")
-        }
+        ms = {d: estimate(reference.meta.config, d, precision, plan=plan).ms for d in ("orin-nano", "orin-nano-super")}
         report = evaluate(str(path), "digits", n=1000, seed=args.fid_seed)
         metrics = {m["metric"]: m["value"] for m in report["metrics"]}
         rows.append(

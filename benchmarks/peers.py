@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 import edgedit
-from edgedit.bench.harness import BenchSettings, ratio_interval, run_bench
+from edgedit.bench.comparison import ratio_interval
+from edgedit.bench.harness import BenchSettings, run_bench
 from edgedit.export.exporter import BatchSpec, export_onnx
 from edgedit.models.checkpoint import load_model
 from edgedit.pipeline import quantize_with_calibration
@@ -68,29 +69,29 @@ def main() -> None:
         records, _ = run_bench(
             [str(args.checkpoint), *map(str, onnx)], ["auto"], settings, RunOptions(threads=args.threads)
         )
-    rows = {(r["backend"], r["precision"], r["batch"]): r for r in records}
+    rows = {(r.backend, r.precision, r.batch): r for r in records}
     lines = [
-        f"{records[0]['env'].get('cpu')}, {platform.python_version()}, practical peak {peak:.0f} GFLOP/s "
+        f"{records[0].env.cpu}, {platform.python_version()}, practical peak {peak:.0f} GFLOP/s "
         f"(float32 GEMM 2048, numpy BLAS); {args.duration:g} s per row in 10 interleaved rounds",
         "",
         "| backend | precision | batch | p50 ms | GFLOP/s | % of peak | vs torch eager (95% CI) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        eager = rows[("torch", "fp32", r["batch"])]
-        ci = ratio_interval(eager["round_p50_ms"], r["round_p50_ms"]) if r is not eager else None
-        ratio = eager["latency_ms"]["p50"] / r["latency_ms"]["p50"]
+        eager = rows[("torch", "fp32", r.batch)]
+        ci = ratio_interval(eager.round_p50_ms, r.round_p50_ms) if r is not eager else None
+        ratio = eager.latency_ms.p50 / r.latency_ms.p50
         lines.append(
-            f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['latency_ms']['p50']:.3f} | "
-            f"{r['gflop_s']:.2f} | {r['gflop_s'] / peak:.1%} | {ratio:.2f}x"
+            f"| {r.backend} | {r.precision} | {r.batch} | {r.latency_ms.p50:.3f} | "
+            f"{r.gflop_s:.2f} | {r.gflop_s / peak:.1%} | {ratio:.2f}x"
             + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
             + " |"
         )
     verdicts = []
     for batch in (1, 8):
         ort, compiled = rows[("onnxruntime", "fp32", batch)], rows[("torch-compile", "fp32", batch)]
-        ratio = compiled["latency_ms"]["p50"] / ort["latency_ms"]["p50"]
-        low, high = ratio_interval(compiled["round_p50_ms"], ort["round_p50_ms"]) or (float("nan"),) * 2
+        ratio = compiled.latency_ms.p50 / ort.latency_ms.p50
+        low, high = ratio_interval(compiled.round_p50_ms, ort.round_p50_ms) or (float("nan"),) * 2
         verdicts.append(
             {"batch": batch, "ort_fp32_vs_torch_compile": ratio, "ci95": [low, high], "target_1_5x_met": ratio >= 1.5}
         )
@@ -100,7 +101,13 @@ def main() -> None:
         )
     print("\n".join(lines))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"peak_gflop_s": peak, "verdicts": verdicts, "records": records}, indent=2) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {"peak_gflop_s": peak, "verdicts": verdicts, "records": [r.model_dump(mode="json") for r in records]},
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgedit.assets import STUDENT_DIGITS, TEACHER_DIGITS
+
+if TYPE_CHECKING:
+    from edgedit.bench.records import BenchRecord
 
 BATCHES = [1, 8]
 TEACHER_STEPS = 18  # Heun: 35 network evaluations per image
@@ -22,9 +25,11 @@ TEACHER_STEPS = 18  # Heun: 35 network evaluations per image
 
 def run_demo(
     out: Path, duration_s: float = 1.5, say: Callable[[str], None] = print, compile_torch: bool = True
-) -> dict[str, Any]:
-    from edgedit.bench import records as reports
+) -> list[BenchRecord]:
+    """Every artefact and report into `out`; returns the bench records (the table the command prints)."""
+    from edgedit.bench.comparison import markdown
     from edgedit.bench.harness import BenchSettings, run_bench
+    from edgedit.bench.records import save_json
     from edgedit.contract import artefacts, device
     from edgedit.contract.staging import write_text_atomic
     from edgedit.export.exporter import BatchSpec, export_onnx
@@ -67,7 +72,7 @@ def run_demo(
             built = build(
                 plan_build(onnx, out / f"student.{precision}{artefacts.ENGINE}", BuildOptions(precision=precision))
             )
-            say(f"built {built.plan.name} in {built.sidecar['build_seconds']:.1f} s")
+            say(f"built {built.plan.name} in {built.sidecar.build_seconds:.1f} s")
             models[f"tensorrt-{precision}"] = built.plan
     else:
         say("TensorRT engines: skipped, no TensorRT or CUDA GPU here (build them on the Jetson: jetson/bench_suite.sh)")
@@ -103,11 +108,11 @@ def run_demo(
     records = run_bench([str(STUDENT_DIGITS), *map(str, models.values())], peers, settings)[0]
     samplers = BenchSettings(BATCHES, warmup=1, duration_s=duration_s, what="sampler", steps=TEACHER_STEPS, rounds=5)
     records += run_bench([str(STUDENT_DIGITS), str(TEACHER_DIGITS)], ["torch"], samplers)[0]
-    reports.save_json(out / "bench.json", records)
+    save_json(out / "bench.json", records)
     write_text_atomic(
         out / "report.md",
         "# edgedit demo\n\n"
-        + reports.markdown(records)
+        + markdown(records)
         + "\n"
         + student_vs_teacher(records, info.provenance, teacher_info.provenance)
         + on_the_device(info.config, teacher_info.config)
@@ -116,12 +121,12 @@ def run_demo(
         + "![teacher | FP32 | FP16 | INT8](side-by-side.png)\n"
         + draw_plots(out, records, info, teacher_info, say),
     )
-    return {"records": records, "models": models}
+    return records
 
 
-def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: dict) -> str:
+def student_vs_teacher(records: list[BenchRecord], student: dict, teacher: dict) -> str:
     """Latency per image measured now; quality as measured when the models were made (their provenance)."""
-    from edgedit.bench.harness import ratio_interval
+    from edgedit.bench.comparison import ratio_interval
 
     lines = [
         f"## Student (one step) vs teacher ({TEACHER_STEPS} Heun steps)",
@@ -134,17 +139,17 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
         "|---|---|---|---|---|",
     ]
     for b in BATCHES:
-        rows = [r for r in records if r["batch"] == b]
-        t = next(r for r in rows if r["what"] == "sampler" and r["model"] == TEACHER_DIGITS.name)
-        s = next(r for r in rows if r["what"] == "sampler" and r["model"] != TEACHER_DIGITS.name)
-        best = min((r for r in rows if r["what"] == "model"), key=lambda r: r["latency_per_image_ms"])
-        ci = ratio_interval(t.get("round_p50_ms"), s.get("round_p50_ms"))
+        rows = [r for r in records if r.batch == b]
+        t = next(r for r in rows if r.what == "sampler" and r.model == TEACHER_DIGITS.name)
+        s = next(r for r in rows if r.what == "sampler" and r.model != TEACHER_DIGITS.name)
+        best = min((r for r in rows if r.what == "model"), key=lambda r: r.latency_per_image_ms)
+        ci = ratio_interval(t.round_p50_ms, s.round_p50_ms)
         lines.append(
-            f"| {b} | {t['latency_per_image_ms']:.1f} | {s['latency_per_image_ms']:.3f} | "
-            f"{t['latency_per_image_ms'] / s['latency_per_image_ms']:.0f}x"
+            f"| {b} | {t.latency_per_image_ms:.1f} | {s.latency_per_image_ms:.3f} | "
+            f"{t.latency_per_image_ms / s.latency_per_image_ms:.0f}x"
             + (f" ({ci[0]:.0f}-{ci[1]:.0f})" if ci else "")
             + " | "
-            f"{best['latency_per_image_ms']:.3f} ({best['backend']} {best['precision']}) |"
+            f"{best.latency_per_image_ms:.3f} ({best.backend} {best.precision}) |"
         )
     from edgedit.models.checkpoint import Provenance
 
@@ -173,7 +178,7 @@ def student_vs_teacher(records: list[dict[str, Any]], student: dict, teacher: di
     return "\n".join(lines) + "\n"
 
 
-def draw_plots(out: Path, records: list[dict[str, Any]], student, teacher, say) -> str:
+def draw_plots(out: Path, records: list[BenchRecord], student, teacher, say) -> str:
     """latency.png (every row's distribution) and tradeoff.png (FID against the device estimate and
     this host's sampler time, per image), and report.md's section that embeds them."""
     from edgedit.bench import plots
@@ -182,8 +187,8 @@ def draw_plots(out: Path, records: list[dict[str, Any]], student, teacher, say) 
     from edgedit.runtime.samplers import network_evaluations
 
     def host_ms(model: Path) -> float | None:
-        rows = [r for r in records if r["model"] == model.name and r["what"] == "sampler" and r["batch"] == 1]
-        return rows[0]["latency_per_image_ms"] if rows else None
+        rows = [r for r in records if r.model == model.name and r.what == "sampler" and r.batch == 1]
+        return rows[0].latency_per_image_ms if rows else None
 
     points = []
     for name, info, calls in (
@@ -194,11 +199,9 @@ def draw_plots(out: Path, records: list[dict[str, Any]], student, teacher, say) 
         e = estimate(info.config, "orin-nano", "fp16")
         if fid is not None:
             points.append(
-                plots.QualityPoint(
-                    name, fid, calls * e["ms"], calls * e["low_ms"], calls * e["high_ms"], host_ms(info.path)
-                )
+                plots.QualityPoint(name, fid, calls * e.ms, calls * e.low_ms, calls * e.high_ms, host_ms(info.path))
             )
-    label = estimate(student.config, "orin-nano", "fp16")["label"]
+    label = estimate(student.config, "orin-nano", "fp16").label
     drawn = plots.latency_distribution(out / "latency.png", records)
     drawn = drawn and plots.quality_vs_latency(
         out / "tradeoff.png", points, f"Orin Nano FP16, {label}", "torch FP32 sampler, batch 1, p50"
@@ -224,7 +227,7 @@ def on_the_device(student, teacher) -> str:
 
     evals = network_evaluations(TEACHER_STEPS, "heun")
     s, t = estimates(student), estimates(teacher)
-    label = next(iter(s.values()))["label"]
+    label = next(iter(s.values())).label
     lines = [
         "",
         f"## On a Jetson Orin Nano: {label}",
@@ -240,9 +243,8 @@ def on_the_device(student, teacher) -> str:
             continue
         a, b = s[key], t[key]
         lines.append(
-            f"| {key} | {a['ms']:.2f} ({a['low_ms']:.2f}-{a['high_ms']:.2f}) | {b['ms']:.2f} "
-            f"({b['low_ms']:.2f}-{b['high_ms']:.2f}) | {evals * b['ms']:.1f} | "
-            f"{evals * b['ms'] / a['ms']:.0f}x |"
+            f"| {key} | {a.ms:.2f} ({a.low_ms:.2f}-{a.high_ms:.2f}) | {b.ms:.2f} "
+            f"({b.low_ms:.2f}-{b.high_ms:.2f}) | {evals * b.ms:.1f} | {evals * b.ms / a.ms:.0f}x |"
         )
     return "\n".join(lines) + "\n"
 

@@ -17,5 +17,5 @@ def collect() -> dict:
         "packages": {dist: device.package_version(dist, module) for dist, module in device.PACKAGES},
         "onnxruntime_providers": device.onnxruntime_providers(),
         "cuda": device.cuda_devices(),
-        "jetson": jetson.probe(),
+        "jetson": facts.model_dump() if (facts := jetson.probe()) else None,
     }

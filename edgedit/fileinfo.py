@@ -111,15 +111,15 @@ def describe_engine(path: Path) -> dict:
         "sha256": sha256_file(path),
         "kind": meta.config.kind,
         "config": meta.config.to_dict(),
-        "precision": record["precision"],
-        "strongly_typed": record["strongly_typed"],
+        "precision": record.precision,
+        "strongly_typed": record.strongly_typed,
         "batch": meta.batch,
-        "device": record["device"],
-        "onnx": {k: v for k, v in record["onnx"].items() if k != "metadata"},
-        "builder": record["builder"],
-        "build_seconds": record["build_seconds"],
-        "peak_rss_mb": record["peak_rss_mb"],
-        "edgedit_version": record.get("edgedit_version"),
+        "device": record.device.model_dump(mode="json"),
+        "onnx": record.onnx.model_dump(mode="json", exclude={"metadata"}),
+        "builder": record.builder.model_dump(mode="json"),
+        "build_seconds": record.build_seconds,
+        "peak_rss_mb": record.peak_rss_mb,
+        "edgedit_version": record.edgedit_version,
     }
 
 

@@ -16,12 +16,16 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgedit.contract import artefacts
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import Output, same_file
 from edgedit.contract.spec import ModelMeta, read_model
 from edgedit.engines.build import BuildOptions, BuildReport, build_engine, plan_engine
+
+if TYPE_CHECKING:
+    from edgedit.export.quantize import QuantizeOptions
 
 CALIBRATION_SAMPLES = 64  # noise seeds (a denoiser records every step of their sampling)
 HELDOUT_SAMPLES = 16
@@ -72,7 +76,7 @@ def choose_precision(meta: ModelMeta, device: str = "orin-nano") -> tuple[str, s
 
     plan = meta.precision_plan
     fp16, int8 = (
-        estimate(meta.config, device, p, plan=int8_plan(plan) if p == "int8" else plan)["ms"] for p in ("fp16", "int8")
+        estimate(meta.config, device, p, plan=int8_plan(plan) if p == "int8" else plan).ms for p in ("fp16", "int8")
     )
     numbers = f"estimated on an {device.replace('-', ' ').title()}: INT8 {int8:.2f} ms, FP16 {fp16:.2f} ms per call"
     if meta.precision == "fp16":
@@ -103,6 +107,7 @@ class BuildPlan:
     engine: BuildReport  # the builder's settings and command, for the file it will parse
     why: str | None = None  # how `auto` chose, or the cost model's word on INT8
     calib: Path | None = None  # calibration inputs for quantizing first
+    quantize: QuantizeOptions | None = None  # how an FP32 file is quantized first (None: it is not)
 
     @property
     def quantize_first(self) -> bool:
@@ -130,12 +135,16 @@ def plan_build(
     options: BuildOptions | None = None,
     *,
     calib: str | os.PathLike | None = None,
+    min_psnr: float | None = None,
+    force: bool = False,
     device: str = "orin-nano",
 ) -> BuildPlan:
     """The build of `onnx` with `options` (precision `auto`: the faster by the device estimate), into
-    `output` (default: engines/NAME.PRECISION.plan); `calib`: calibration inputs when an FP32 file is
-    quantized first."""
+    `output` (default: engines/NAME.PRECISION.plan). When an FP32 file is quantized first (int8/best):
+    `calib` its calibration inputs, `min_psnr` its quality budget (default MIN_PSNR_DB) and `force`
+    writing it even below the budget, as `edgedit quantize` does."""
     from edgedit.cost.summary import int8_advice
+    from edgedit.export.quantize import QuantizeOptions
 
     onnx, options = Path(onnx), options or BuildOptions()
     meta, graph = read_model(onnx)
@@ -147,15 +156,21 @@ def plan_build(
         why = int8_advice(meta.config, meta.precision_plan)
     output = Path(output) if output is not None else artefacts.default_engine(onnx, options.precision)
     quantize_first = options.precision in ("int8", "best") and meta.precision == "fp32"
-    if calib is not None and not quantize_first:
-        raise EdgeditError(
-            "`calib` is for int8/best engines built from an FP32 ONNX (a Q/DQ ONNX is already calibrated)"
-        )
+    for name, given in (("calib", calib is not None), ("min_psnr", min_psnr is not None)):
+        if given and not quantize_first:
+            raise EdgeditError(
+                f"`{name}` is for int8/best engines built from an FP32 ONNX, which are quantized first "
+                f"(this {meta.precision} file builds {options.precision} as it is)"
+            )
+    quantize = None
+    if quantize_first:
+        quantize = QuantizeOptions(force=force, **({"min_psnr": min_psnr} if min_psnr is not None else {}))
+        quantize.check()
     source = artefacts.int8_onnx(onnx, output.parent) if quantize_first else onnx
     parsed = dataclasses.replace(meta, precision="int8") if quantize_first else meta  # as the builder will find it
     engine = plan_engine(source, output, options, parsed, graph.opsets)
     engine.quantized_from = onnx if quantize_first else None
-    return BuildPlan(onnx, output, options, meta, engine, why, Path(calib) if calib is not None else None)
+    return BuildPlan(onnx, output, options, meta, engine, why, Path(calib) if calib is not None else None, quantize)
 
 
 def build(plan: BuildPlan, *, calib_samples: int = CALIBRATION_SAMPLES, tegrastats: bool = True) -> BuildReport:
@@ -168,7 +183,7 @@ def build(plan: BuildPlan, *, calib_samples: int = CALIBRATION_SAMPLES, tegrasta
                 f"which need {' and '.join(missing)} here; install them, or run `edgedit quantize` on "
                 "the workstation and build its .int8.onnx"
             )
-        quantize_with_calibration(plan.onnx, plan.source, calib=plan.calib, calib_samples=calib_samples)
+        quantize_with_calibration(plan.onnx, plan.source, plan.quantize, calib=plan.calib, calib_samples=calib_samples)
     monitor = None
     if tegrastats:
         from edgedit.bench.tegrastats import TegrastatsSampler

@@ -94,3 +94,22 @@ def built(fake_tensorrt) -> dict:
     """What the (fake) TensorRT builder was asked to build, through the real Polygraphy."""
     (record,) = [details for what, details in fake_tensorrt.CALLS if what == "build_serialized_network"]
     return record
+
+
+def bench_record(**changes):
+    """A bench record as a file from another machine could hold it, validated like one; `p50` and
+    `min`/`max` set its latency, any other name a field of the record."""
+    from edgedit.bench.records import BenchRecord
+    from edgedit.contract.config import PRESETS
+
+    latency = {"n": 10, "min": 1.0, "mean": 1.0, "p50": 1.0, "p90": None, "p99": None, "max": 1.0, "std": 0.0}
+    record = {
+        "model": "m.onnx", "backend": "onnxruntime", "provider": "CPUExecutionProvider", "precision": "fp32",
+        "batch": 1, "what": "model", "network_evaluations_per_call": 1, "latency_ms": latency,
+        "latency_per_image_ms": 1.0, "throughput_img_s": 1000.0, "peak_rss_mb": 100.0, "rss_growth_mb": 10.0,
+        "random_weights": False, "config": PRESETS["DiT-Nano-S/2"].config.to_dict(),
+        "env": {"platform": "Linux x86_64"}, "interrupted": False,
+    }  # fmt: skip
+    for key, value in changes.items():
+        (latency if key in latency else record)[key] = value
+    return BenchRecord.model_validate(record)

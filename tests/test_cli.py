@@ -15,6 +15,7 @@ from edgedit.eval.metrics import significant
 from edgedit.models.checkpoint import read_checkpoint, save_model
 from edgedit.models.dit import DiT
 from edgedit.runtime.images import CAPTION_HEIGHT
+from tests.design.test_sweep import sweep_result
 from tests.helpers import TINY_CONFIGS
 
 runner = CliRunner()
@@ -672,25 +673,7 @@ def workdir(tmp_path, monkeypatch, exported):
         Path(folder).mkdir(parents=True)
     (Path("pairs") / "manifest.json").write_text("{}")
     shutil.copy(student, "sweep/c1/student.safetensors")
-    cfg = TINY_CONFIGS["onestep-cond"]
-    Path("sweep/results.json").write_text(
-        json.dumps(
-            [
-                {
-                    "name": "c1",
-                    "config": cfg.to_dict(),
-                    "fid": 1.0,
-                    "depth": cfg.depth,
-                    "width": cfg.hidden_size,
-                    "heads": cfg.num_heads,
-                    "method": "output",
-                    "budget": 1000,
-                    "params": 1,
-                    "latency": {"p50_ms": 1.0},
-                }
-            ]
-        )
-    )
+    Path("sweep/results.json").write_text(json.dumps([sweep_result("c1", 1.0, TINY_CONFIGS["onestep-cond"])]))
     os.symlink("s.safetensors", "link.safetensors")
     os.link("s.onnx", "hard.onnx")
     return tmp_path

@@ -6,6 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 import edgedit
 
 PACKAGE = Path(edgedit.__file__).parent
@@ -87,3 +89,32 @@ def test_the_check_sees_an_option():
         (3, "--{}"),
         (4, "--force"),
     ]
+
+
+@pytest.mark.parametrize(
+    "command, message, expected",
+    [
+        (["design", "sweep"], "lower `batch`, `hidden_size` or `depth`", "lower --batch, --widths or --depths"),
+        (["distill"], "lower `batch`, `hidden_size` or `depth`", "lower --batch, --width or --depth"),
+        (["design", "retime"], "`latency_seconds` over all `rounds`", "--seconds over all --rounds"),
+        (["build-engine"], "lower `min_psnr`, pass `force`", "lower --min-psnr, pass --force"),
+        (["quantize"], "lower `min_psnr`, pass `force`", "lower --min-psnr, pass --force"),
+        (["bench", "run"], "`duration_s` and `batches`", "--duration and --batch"),
+        (["sample"], "`no_such_field`", "`no_such_field`"),  # no option for it: the field's name stays
+    ],
+)
+def test_a_field_reaches_the_command_line_as_that_commands_option(command, message, expected):
+    """The messages that name a field of a library call, printed by each command that makes the call."""
+    import typer
+
+    from edgedit.cli import app
+    from edgedit.cli.common import _CLICK, cli_words
+
+    click = __import__(_CLICK)
+    group = typer.main.get_command(app)
+    with click.Context(group) as ctx:
+        target = group
+        for name in command:
+            target = target.get_command(ctx, name)
+    with click.Context(target):
+        assert cli_words(message) == expected

@@ -41,16 +41,28 @@ def test_best_sets_fp16_int8_and_prefers_the_qdq_precisions(exported, tmp_path, 
     assert not call["strongly_typed"] and call["flags"] == ["FP16", "INT8", "PREFER_PRECISION_CONSTRAINTS", "TF32"]
 
 
-def test_calib_is_only_for_quantizing_builds(exported, tmp_path):
-    with pytest.raises(EdgeditError, match="`calib` is for int8/best engines"):
-        build(
-            plan_build(
-                exported["onestep-cond"][0],
-                tmp_path / "m.plan",
-                BuildOptions(precision="fp16"),
-                calib=tmp_path / "c.npz",
-            )
-        )
+@pytest.mark.parametrize("given", [{"calib": "c.npz"}, {"min_psnr": 40.0}])
+def test_calib_and_the_quality_budget_are_only_for_quantizing_builds(exported, tmp_path, given):
+    name = next(iter(given))
+    with pytest.raises(EdgeditError, match=f"`{name}` is for int8/best engines built from an FP32 ONNX"):
+        plan_build(exported["onestep-cond"][0], tmp_path / "m.plan", BuildOptions(precision="fp16"), **given)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantizing_first_keeps_quantizes_budget_and_force(exported, tmp_path, fake_tensorrt):
+    """build-engine's quantize-first step refuses below its budget as `edgedit quantize` does (exit 1,
+    nothing written), and `force` writes it anyway."""
+    from edgedit.contract.errors import CheckFailed
+
+    onnx = exported["onestep-uncond"][0]
+    plan = plan_build(onnx, tmp_path / "m.plan", BuildOptions(precision="int8"), min_psnr=500.0)
+    assert plan.quantize.min_psnr == 500.0 and not plan.quantize.force
+    with pytest.raises(CheckFailed, match="no INT8 layer class meets the 500 dB budget"):
+        build(plan, calib_samples=16)
+    assert not (tmp_path / "m.plan").exists() and not (tmp_path / "onestep-uncond.int8.onnx").exists()
+    forced = plan_build(onnx, tmp_path / "m.plan", BuildOptions(precision="int8"), min_psnr=500.0, force=True)
+    build(forced, calib_samples=16)
+    assert (tmp_path / "m.plan").exists() and built(fake_tensorrt)["qdq"]
 
 
 def test_a_build_parses_each_onnx_once_and_its_plan_changes_nothing(exported, tmp_path, fake_tensorrt, monkeypatch):

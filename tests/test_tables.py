@@ -82,20 +82,10 @@ def test_eval_metrics(width, monkeypatch):
 @pytest.mark.parametrize("width", WIDTHS)
 def test_design_pick(width, monkeypatch, tmp_path):
     from edgedit.contract.config import get_preset as preset
+    from tests.design.test_sweep import sweep_result
 
     config = preset("DiT-Nano-XS/2").config
-    record = {
-        "name": "a-rather-long-configuration-name-d4-w96",
-        "fid": 41.25,
-        "config": config.to_dict(),
-        "depth": config.depth,
-        "width": config.hidden_size,
-        "heads": config.num_heads,
-        "method": "output",
-        "budget": 500_000,
-        "params": 1_234_567,
-        "latency": {"p50_ms": 1.0},
-    }
+    record = sweep_result("a-rather-long-configuration-name-d4-w96", 41.25, config, params=1_234_567)
     (tmp_path / "results.json").write_text(json.dumps([record]))
     args = ["design", "pick", "--results", str(tmp_path / "results.json")]
     best = json.loads(runner.invoke(app, [*args, "--json"]).stdout)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgedit import __version__
+from edgedit.bench.records import BenchRecord, Environment, RecordTegrastats, Warmup
 from edgedit.bench.stats import LatencyStats
 from edgedit.bench.tegrastats import TegrastatsSampler, summarize
 from edgedit.contract import jetson
@@ -44,6 +45,7 @@ log = logging.getLogger("edgedit")
 
 WHAT = ("model", "sampler")
 MAX_BATCH_SIZES = 16  # batch sizes in one run: every power of two up to MAX_BATCH (13) fits
+MAX_DURATION_S = 86400  # timed seconds per record: a day
 
 
 @dataclass
@@ -71,14 +73,20 @@ class BenchSettings:
             )
         if (self.iters is None) == (self.duration_s is None):
             raise EdgeditError("give one of `iters` and `duration_s`")
-        if self.duration_s is not None and not (math.isfinite(self.duration_s) and 0 < self.duration_s <= 86400):
-            raise EdgeditError(f"`duration_s` must be a number of seconds in (0, 86400] (got {self.duration_s})")
+        if self.duration_s is not None and not (
+            math.isfinite(self.duration_s) and 0 < self.duration_s <= MAX_DURATION_S
+        ):
+            raise EdgeditError(
+                f"`duration_s` must be a number of seconds in (0, {MAX_DURATION_S}] (got {self.duration_s})"
+            )
         if not 0 <= self.warmup <= 10**6 or (self.iters is not None and not 1 <= self.iters <= 10**7):
             raise EdgeditError("`warmup` must be 0..1000000 and `iters` 1..10000000")
         if self.steps is not None and not 1 <= self.steps <= 1000:
             raise EdgeditError(f"`steps` must be 1..1000 (got {self.steps})")
-        if not 1 <= self.rounds <= 10_000 or not (math.isfinite(self.warmup_s) and 0 <= self.warmup_s <= 3600):
-            raise EdgeditError("`rounds` must be 1..10000 and the warm-up bound 0..3600 s")
+        if not 1 <= self.rounds <= 10_000:
+            raise EdgeditError(f"`rounds` must be 1..10000 (got {self.rounds})")
+        if not (math.isfinite(self.warmup_s) and 0 <= self.warmup_s <= 3600):
+            raise EdgeditError(f"`warmup_s`, the warm-up's time bound, must be 0..3600 s (got {self.warmup_s})")
         if self.what not in WHAT:
             raise EdgeditError(f"`what` must be model or sampler (got {self.what!r})")
 
@@ -136,7 +144,7 @@ def peak_rss_mb() -> float:
     return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def environment(backend: Backend) -> dict[str, Any]:
+def environment(backend: Backend) -> Environment:
     from edgedit.contract.device import PACKAGES, package_version
 
     cpu = platform.processor()
@@ -150,15 +158,15 @@ def environment(backend: Backend) -> dict[str, Any]:
             or cpu
         )
     wanted = {"numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "torch"}
-    return {
-        "edgedit": __version__,
-        "python": sys.version.split()[0],
-        "platform": f"{platform.system()} {platform.machine()}",
-        "cpu": cpu,
-        "device": backend.device,
-        "packages": {d: v for d, m in PACKAGES if d in wanted and (v := package_version(d, m))},
-        "jetson": jetson.probe(),
-    }
+    return Environment(
+        edgedit=__version__,
+        python=sys.version.split()[0],
+        platform=f"{platform.system()} {platform.machine()}",
+        cpu=cpu,
+        device=backend.device,
+        packages={d: v for d, m in PACKAGES if d in wanted and (v := package_version(d, m))},
+        jetson=jetson.probe(),
+    )
 
 
 def fixed_inputs(backend: Backend, batch: int) -> dict[str, np.ndarray]:
@@ -188,8 +196,9 @@ class _Row:
     call: Callable[[], None]
     evaluations: int
     steps: int | None
-    warmup: dict[str, Any]
-    memory: dict[str, Any]
+    warmup: Warmup
+    rss_growth_mb: float  # from before its model was loaded to its peak
+    peak_rss_mb: float
     load_started: float  # monotonic time its model's loading began
     samples: list[float] = field(default_factory=list)  # ms per timed call
     round_p50: list[float] = field(default_factory=list)  # ms, the median of each round's calls
@@ -233,7 +242,7 @@ def settle(
     window: int = 5,
     tolerance: float = 0.05,
     clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, Any]:
+) -> Warmup:
     """Untimed calls until the machine and the backend have settled: at least `calls`, then windows of
     `window` calls until two consecutive window medians agree within `tolerance`, for at most
     `max_seconds` (the first calls of a run are slow: caches, allocators, clocks ramping up)."""
@@ -245,7 +254,7 @@ def settle(
         if len(times) % window == 0:
             medians.append(float(np.median(times[-window:])))
             settled = len(medians) >= 2 and abs(medians[-1] - medians[-2]) <= tolerance * medians[-2]
-    return {"calls": len(times), "seconds": clock() - start, "settled": settled}
+    return Warmup(calls=len(times), seconds=clock() - start, settled=settled)
 
 
 def run_bench(
@@ -255,7 +264,7 @@ def run_bench(
     run: RunOptions | None = None,
     progress: Callable[[str, int], Callable[[float], None]] | None = None,
     on_skip: Callable[[str], None] = log.warning,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[BenchRecord], bool]:
     """(records, interrupted): every model x backend x batch. Each model is loaded and warmed up in
     turn (which is when its memory is measured), then the timed calls run in interleaved rounds,
     every record once per round, so that no record pays alone for the machine's slow start or a
@@ -283,8 +292,9 @@ def run_bench(
                     except BackendFailed as err:
                         on_skip(f"{Path(model).name} on {backend.name} at batch {batch}: skipped, {err}")
                         continue
-                    memory = {"rss_growth_mb": peak_rss_mb() - rss_before, "peak_rss_mb": peak_rss_mb()}
-                    rows.append(_Row(backend, model, batch, call, evaluations, steps, warm, memory, load_started))
+                    peak = peak_rss_mb()
+                    growth = peak - rss_before
+                    rows.append(_Row(backend, model, batch, call, evaluations, steps, warm, growth, peak, load_started))
         interrupted = _timed_rounds(rows, settings, progress) if rows else False
     return [make_record(row, settings, sampler) for row in rows if row.samples], interrupted
 
@@ -327,142 +337,53 @@ def recorded_fid(source: dict[str, Any]) -> float | None:
     return float(fid) if ok else None
 
 
-def make_record(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler | None) -> dict[str, Any]:
+def make_record(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler | None) -> BenchRecord:
     path, backend, batch = Path(row.model), row.backend, row.batch
     stats = LatencyStats.from_samples(np.asarray(row.samples))
-    record = {
-        "model": path.name if path.exists() else row.model,
-        "model_sha256": sha256_file(path) if path.is_file() else None,
-        "backend": backend.name,
-        "provider": backend.device,
-        "precision": backend.precision,
-        "batch": batch,
-        "what": settings.what,
-        "steps": row.steps,
-        "network_evaluations_per_call": row.evaluations,
-        "latency_ms": stats.to_dict(),
-        "round_p50_ms": row.round_p50,
-        "warmup": row.warmup,
-        "latency_per_image_ms": stats.p50 / batch,
-        "throughput_img_s": batch * 1000 / stats.mean,
+    return BenchRecord(
+        model=path.name if path.exists() else row.model,
+        model_sha256=sha256_file(path) if path.is_file() else None,
+        backend=backend.name,
+        provider=backend.device,
+        precision=backend.precision,
+        batch=batch,
+        what=settings.what,
+        steps=row.steps,
+        network_evaluations_per_call=row.evaluations,
+        latency_ms=stats,
+        round_p50_ms=row.round_p50,
+        warmup=row.warmup,
+        latency_per_image_ms=stats.p50 / batch,
+        throughput_img_s=batch * 1000 / stats.mean,
         # Matrix-product work done per second at the median call (2 FLOPs per MAC; accounting's MACs).
-        "gflop_s": 2 * count_macs(backend.meta.config) * batch * row.evaluations / (stats.p50 / 1000) / 1e9,
-        "gpu_ms": LatencyStats.from_samples(np.asarray(row.gpu_times)).to_dict() if row.gpu_times else None,
-        **row.memory,  # this model's: RSS growth from before it was loaded to its peak, and that peak
-        "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "gpu_memory": backend.gpu_memory() if hasattr(backend, "gpu_memory") else None,
-        "random_weights": backend.meta.random_weights,
-        "fid": recorded_fid(backend.meta.source),
-        "config": backend.meta.config.to_dict(),  # what `edgedit models --calibrate` fits a device's times to
-        "cuda_graph": bool(getattr(backend, "use_cuda_graph", False)),
-        "env": environment(backend),
-        "interrupted": len(row.round_p50)
-        < (min(settings.rounds, settings.iters) if settings.iters else settings.rounds),
-    }
-    summary = None
-    if sampler is not None and sampler.available():
-        # Its own slices of the interleaved rounds, each sample standing for one sampling interval.
-        mine = [s for s in sampler.samples if any(a <= s.host_time <= b for a, b in row.slices)]
-        summary = summarize(mine, settings.tegrastats_interval_ms)
-        before = [s.ram_used_mb for s in sampler.samples if s.host_time <= row.load_started]
-        peak = (summary["ram_used_mb"] or {}).get("peak")
-        # RAM in use at its slices' peak minus just before its model was loaded (the GPU's share included).
-        summary["ram_delta_mb"] = peak - before[-1] if before and peak is not None else None
-        summary["energy_per_image_j"] = summary["energy_j"] / (stats.n * batch) if summary.get("energy_j") else None
-    record["tegrastats"] = summary
-    return record
+        gflop_s=2 * count_macs(backend.meta.config) * batch * row.evaluations / (stats.p50 / 1000) / 1e9,
+        gpu_ms=LatencyStats.from_samples(np.asarray(row.gpu_times)) if row.gpu_times else None,
+        peak_rss_mb=row.peak_rss_mb,
+        rss_growth_mb=row.rss_growth_mb,
+        process_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        gpu_memory=backend.gpu_memory() if hasattr(backend, "gpu_memory") else None,
+        random_weights=backend.meta.random_weights,
+        fid=recorded_fid(backend.meta.source),
+        config=backend.meta.config,
+        cuda_graph=bool(getattr(backend, "use_cuda_graph", False)),
+        env=environment(backend),
+        tegrastats=_tegrastats(row, settings, sampler, stats.n),
+        interrupted=len(row.round_p50) < (min(settings.rounds, settings.iters) if settings.iters else settings.rounds),
+    )
 
 
-def comparison_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each record with its speed relative to the first record of the same batch (and `what`), and
-    that ratio's 95% confidence interval when both were measured in the same interleaved rounds."""
-    firsts: dict[tuple, dict] = {}
-    rows = []
-    for r in records:
-        key = (r["batch"], r["what"])
-        first = firsts.setdefault(key, r)
-        rows.append(
-            {
-                **r,
-                "speedup_vs_first": first["latency_ms"]["p50"] / r["latency_ms"]["p50"],
-                "speedup_ci": None if r is first else ratio_interval(first.get("round_p50_ms"), r.get("round_p50_ms")),
-            }
-        )
-    return rows
-
-
-def ratio_interval(
-    reference: list[float] | None, other: list[float] | None, resamples: int = 2000, level: float = 0.95
-) -> tuple[float, float] | None:
-    """Bootstrap interval of median(reference) / median(other) over paired rounds (round k of both ran
-    back to back, so rounds are resampled together); None with fewer than 5 common rounds."""
-    if not reference or not other or len(reference) != len(other) or len(reference) < 5:
+def _tegrastats(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler | None, calls: int):
+    """tegrastats over the row's own slices of the interleaved rounds, each sample standing for one
+    sampling interval; None without a sampler on this machine."""
+    if sampler is None or not sampler.available():
         return None
-    ref, oth = np.asarray(reference), np.asarray(other)
-    picks = np.random.default_rng(0).integers(0, len(ref), (resamples, len(ref)))  # seeded: same data, same interval
-    ratios = np.median(ref[picks], axis=1) / np.median(oth[picks], axis=1)
-    low, high = np.percentile(ratios, [50 * (1 - level), 50 * (1 + level)])
-    return float(low), float(high)
-
-
-CSV_FIELDS = (
-    "model",
-    "backend",
-    "provider",
-    "precision",
-    "batch",
-    "what",
-    "steps",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "mean_ms",
-    "min_ms",
-    "max_ms",
-    "std_ms",
-    "n",
-    "latency_per_image_ms",
-    "throughput_img_s",
-    "gflop_s",
-    "gpu_p50_ms",
-    "rounds",
-    "peak_rss_mb",
-    "rss_growth_mb",
-    "process_peak_rss_mb",
-    "vdd_in_mean_mw",
-    "energy_per_image_j",
-    "interrupted",
-)
-
-
-def csv_row(r: dict[str, Any]) -> dict[str, Any]:
-    lat, tegra = r["latency_ms"], r.get("tegrastats") or {}
-    power = (tegra.get("power_mw") or {}).get(tegra.get("energy_rail") or "", {}) or {}
-    return {
-        "model": r["model"],
-        "backend": r["backend"],
-        "provider": r["provider"],
-        "precision": r["precision"],
-        "batch": r["batch"],
-        "what": r["what"],
-        "steps": r["steps"],
-        "p50_ms": lat["p50"],
-        "p90_ms": lat["p90"],
-        "p99_ms": lat["p99"],
-        "mean_ms": lat["mean"],
-        "min_ms": lat["min"],
-        "max_ms": lat["max"],
-        "std_ms": lat["std"],
-        "n": lat["n"],
-        "latency_per_image_ms": r["latency_per_image_ms"],
-        "throughput_img_s": r["throughput_img_s"],
-        "gflop_s": r.get("gflop_s"),
-        "gpu_p50_ms": (r.get("gpu_ms") or {}).get("p50"),
-        "rounds": len(r.get("round_p50_ms") or []) or None,
-        "peak_rss_mb": r["peak_rss_mb"],
-        "rss_growth_mb": r["rss_growth_mb"],
-        "process_peak_rss_mb": r.get("process_peak_rss_mb"),
-        "vdd_in_mean_mw": power.get("mean"),
-        "energy_per_image_j": tegra.get("energy_per_image_j"),
-        "interrupted": r.get("interrupted", False),
-    }
+    mine = [s for s in sampler.samples if any(a <= s.host_time <= b for a, b in row.slices)]
+    summary = summarize(mine, settings.tegrastats_interval_ms)
+    before = [s.ram_used_mb for s in sampler.samples if s.host_time <= row.load_started]
+    peak = summary.ram_used_mb.peak if summary.ram_used_mb else None
+    return RecordTegrastats(
+        **dict(summary),
+        # RAM in use at its slices' peak minus just before its model was loaded (the GPU's share included).
+        ram_delta_mb=peak - before[-1] if before and peak is not None else None,
+        energy_per_image_j=summary.energy_j / (calls * row.batch) if summary.energy_j else None,
+    )

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
+from edgedit.bench.records import BenchRecord
 from edgedit.contract.staging import atomic_output
 
 MISSING = "matplotlib is not installed here: no plots (pip install 'edgedit[train]' or matplotlib)"
@@ -32,13 +32,13 @@ def _save(fig, plt, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def row_label(r: dict[str, Any]) -> str:
-    calls = r["network_evaluations_per_call"]
-    what = f"sampler, {calls} call{'s' if calls > 1 else ''}" if r["what"] == "sampler" else "model"
-    return f"{r['model']}  {r['backend']} {r['precision']}  b{r['batch']} ({what})"
+def row_label(r: BenchRecord) -> str:
+    calls = r.network_evaluations_per_call
+    what = f"sampler, {calls} call{'s' if calls > 1 else ''}" if r.what == "sampler" else "model"
+    return f"{r.model}  {r.backend} {r.precision}  b{r.batch} ({what})"
 
 
-def latency_distribution(path: str | os.PathLike, records: list[dict[str, Any]]) -> bool:
+def latency_distribution(path: str | os.PathLike, records: list[BenchRecord]) -> bool:
     """One row per record, ms per call on a log axis: the range of its timed calls (min to max), its
     p50, p90 and p99 marked, and the p50 of each interleaved round as a dot (their spread is the run's
     own noise). False without matplotlib."""
@@ -50,13 +50,13 @@ def latency_distribution(path: str | os.PathLike, records: list[dict[str, Any]])
     marks = (("p50", "black"), ("p90", "tab:orange"), ("p99", "tab:red"))
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(records) + 1.6))
     for y, r in enumerate(reversed(records)):
-        lat = r["latency_ms"]
-        ax.plot([lat["min"], lat["max"]], [y, y], color="0.75", lw=6, solid_capstyle="butt", zorder=1)
-        rounds = r.get("round_p50_ms") or []
+        lat = r.latency_ms
+        ax.plot([lat.min, lat.max], [y, y], color="0.75", lw=6, solid_capstyle="butt", zorder=1)
+        rounds = r.round_p50_ms or []
         ax.scatter(rounds, [y] * len(rounds), s=8, color="0.35", zorder=2)
         for key, color in marks:
-            if lat.get(key) is not None:
-                ax.scatter([lat[key]], [y], marker="|", s=260, linewidths=2.5, color=color, zorder=3)
+            if (value := getattr(lat, key)) is not None:
+                ax.scatter([value], [y], marker="|", s=260, linewidths=2.5, color=color, zorder=3)
     handles = [Line2D([], [], color="0.75", lw=6, label="min to max")]
     handles += [Line2D([], [], color=c, marker="|", ls="", ms=12, mew=2.5, label=k) for k, c in marks]
     handles += [Line2D([], [], color="0.35", marker=".", ls="", label="p50 of each round")]
@@ -87,25 +87,24 @@ DEVICE_LABEL = "Orin Nano FP16 (calibrated estimate)"
 HOST_LABEL = "p50, at the smallest batch benchmarked"
 
 
-def points_of(records: list[dict[str, Any]]) -> list[QualityPoint]:
+def points_of(records: list[BenchRecord]) -> list[QualityPoint]:
     """The trade-off points of bench records whose model file records its FID: one per model,
     backend and precision, at its smallest batch; the device estimate is for the whole call (a
     sampler's every network evaluation), FP16 on an Orin Nano."""
-    from edgedit.contract.config import DiTConfig
     from edgedit.cost.fit import estimate
 
-    chosen: dict[tuple, dict[str, Any]] = {}
+    chosen: dict[tuple, BenchRecord] = {}
     for r in records:
-        key = (r["model"], r["backend"], r["precision"], r["what"])
-        if r.get("fid") is not None and (key not in chosen or r["batch"] < chosen[key]["batch"]):
+        key = (r.model, r.backend, r.precision, r.what)
+        if r.fid is not None and (key not in chosen or r.batch < chosen[key].batch):
             chosen[key] = r
     points = []
     for (model, backend, precision, _), r in chosen.items():
-        e = estimate(DiTConfig.from_dict(r["config"]), "orin-nano", "fp16")
-        calls = r["network_evaluations_per_call"]
+        e = estimate(r.config, "orin-nano", "fp16")
+        calls = r.network_evaluations_per_call
         points.append(
-            QualityPoint(f"{model} {backend} {precision}", r["fid"], calls * e["ms"], calls * e["low_ms"],
-                         calls * e["high_ms"], r["latency_per_image_ms"])
+            QualityPoint(f"{model} {backend} {precision}", r.fid, calls * e.ms, calls * e.low_ms,
+                         calls * e.high_ms, r.latency_per_image_ms)
         )  # fmt: skip
     return points
 

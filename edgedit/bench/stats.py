@@ -6,9 +6,10 @@ from 1,000): from three calls a "p90" is just the slowest call, and reads as a f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
+from pydantic import Field
+
+from edgedit.contract.schema import Record
 
 CALLS_BEYOND = 10  # calls needed beyond a percentile before it is reported
 
@@ -17,32 +18,29 @@ def enough_for(quantile: float, n: int) -> bool:
     return n * (1 - quantile) >= CALLS_BEYOND - 1e-9
 
 
-@dataclass(frozen=True)
-class LatencyStats:
-    """Milliseconds per call over `n` timed calls; p90 / p99 are None with too few calls for them."""
+class LatencyStats(Record):
+    """Milliseconds per call over `n` timed calls; p90 / p99 are None with too few calls for them.
+    The `latency_ms` / `gpu_ms` of a bench record."""
 
-    n: int
-    min: float
-    mean: float
-    p50: float
-    p90: float | None
-    p99: float | None
-    max: float
-    std: float
+    n: int = Field(ge=1)
+    min: float = Field(ge=0)
+    mean: float = Field(ge=0)
+    p50: float = Field(ge=0)
+    p90: float | None = Field(ge=0)
+    p99: float | None = Field(ge=0)
+    max: float = Field(ge=0)
+    std: float = Field(ge=0)
 
     @classmethod
     def from_samples(cls, ms: np.ndarray) -> LatencyStats:
         p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
         return cls(
-            len(ms),
-            float(ms.min()),
-            float(ms.mean()),
-            p50,
-            p90 if enough_for(0.9, len(ms)) else None,
-            p99 if enough_for(0.99, len(ms)) else None,
-            float(ms.max()),
-            float(ms.std()),
+            n=len(ms),
+            min=float(ms.min()),
+            mean=float(ms.mean()),
+            p50=p50,
+            p90=p90 if enough_for(0.9, len(ms)) else None,
+            p99=p99 if enough_for(0.99, len(ms)) else None,
+            max=float(ms.max()),
+            std=float(ms.std()),
         )
-
-    def to_dict(self) -> dict:
-        return asdict(self)

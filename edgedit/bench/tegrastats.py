@@ -26,8 +26,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pydantic import Field
+
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import regular_file
+from edgedit.contract.schema import Record
 
 # Numbers have at most 9 digits: a longer one is not a reading, and the line counts as malformed.
 RAM = re.compile(r"\bRAM (\d{1,9})/(\d{1,9})MB\b")
@@ -77,8 +80,31 @@ def parse_line(line: str) -> Sample | None:
     return sample
 
 
-def _stats(values: list[float]) -> dict[str, float] | None:
-    return {"mean": sum(values) / len(values), "peak": max(values)} if values else None
+class Stat(Record):
+    mean: float
+    peak: float
+
+
+class TegrastatsSummary(Record):
+    """A window of tegrastats samples: RAM, GPU and memory-controller load, power per rail (mW) and the
+    energy on the module's total rail. A field is None where the lines did not carry it."""
+
+    samples: int = Field(ge=0)
+    bad_lines: int = Field(ge=0)  # lines that were not tegrastats reports
+    period_s: float | None = Field(gt=0)
+    duration_s: float | None = Field(ge=0)
+    ram_used_mb: Stat | None
+    ram_total_mb: int | None = Field(ge=0)
+    swap_used_mb: Stat | None
+    gr3d_pct: Stat | None
+    emc_pct: Stat | None
+    power_mw: dict[str, Stat | None]
+    energy_rail: str | None  # the rail measuring the whole module (TOTAL_RAILS)
+    energy_j: float | None = Field(ge=0)
+
+
+def _stats(values: list[float]) -> Stat | None:
+    return Stat(mean=sum(values) / len(values), peak=max(values)) if values else None
 
 
 def sample_period_s(samples: list[Sample], interval_ms: float | None) -> float | None:
@@ -94,7 +120,7 @@ def sample_period_s(samples: list[Sample], interval_ms: float | None) -> float |
     return None
 
 
-def summarize(lines: Iterable[str] | list[Sample], interval_ms: float | None = None) -> dict:
+def summarize(lines: Iterable[str] | list[Sample], interval_ms: float | None = None) -> TegrastatsSummary:
     """Summary of a window of tegrastats output (lines, or samples from a live sampler)."""
     samples: list[Sample] = []
     bad = 0
@@ -116,20 +142,20 @@ def summarize(lines: Iterable[str] | list[Sample], interval_ms: float | None = N
     energy = None
     if total and period:  # each sample stands for one period of power
         energy = sum(s.power_mw[total] for s in samples if total in s.power_mw) / 1000 * period
-    return {
-        "samples": len(samples),
-        "bad_lines": bad,
-        "period_s": period,
-        "duration_s": period * len(samples) if period else None,
-        "ram_used_mb": _stats([s.ram_used_mb for s in samples]),
-        "ram_total_mb": samples[0].ram_total_mb if samples else None,
-        "swap_used_mb": _stats([s.swap_used_mb for s in samples if s.swap_used_mb is not None]),
-        "gr3d_pct": _stats([s.gr3d_pct for s in samples if s.gr3d_pct is not None]),
-        "emc_pct": _stats([s.emc_pct for s in samples if s.emc_pct is not None]),
-        "power_mw": power,
-        "energy_rail": total,
-        "energy_j": energy,
-    }
+    return TegrastatsSummary(
+        samples=len(samples),
+        bad_lines=bad,
+        period_s=period,
+        duration_s=period * len(samples) if period else None,
+        ram_used_mb=_stats([s.ram_used_mb for s in samples]),
+        ram_total_mb=samples[0].ram_total_mb if samples else None,
+        swap_used_mb=_stats([s.swap_used_mb for s in samples if s.swap_used_mb is not None]),
+        gr3d_pct=_stats([s.gr3d_pct for s in samples if s.gr3d_pct is not None]),
+        emc_pct=_stats([s.emc_pct for s in samples if s.emc_pct is not None]),
+        power_mw=power,
+        energy_rail=total,
+        energy_j=energy,
+    )
 
 
 class TegrastatsSampler:
@@ -192,21 +218,19 @@ class TegrastatsSampler:
             if self._reader is not None:
                 self._reader.join(timeout=5)
 
-    def summary(self) -> dict | None:
+    def summary(self) -> TegrastatsSummary | None:
         if not self.available():
             return None
-        result = summarize(list(self.samples))
-        result["bad_lines"] = self.bad_lines
-        return result
+        return summarize(list(self.samples)).model_copy(update={"bad_lines": self.bad_lines})
 
 
-def summarize_log(path: str | os.PathLike, interval_ms: float | None = None) -> dict:
+def summarize_log(path: str | os.PathLike, interval_ms: float | None = None) -> TegrastatsSummary:
     """`edgedit tegrastats`: a log file's summary; refuses a missing file or one without tegrastats lines."""
     path = regular_file(path)
     if interval_ms is not None and not (math.isfinite(interval_ms) and 0 < interval_ms <= 3_600_000):
         raise EdgeditError(f"`interval_ms` must be a number of milliseconds in (0, 3600000] (got {interval_ms})")
     with open(path, errors="replace") as lines:  # streamed: a day's log is hundreds of MB
         summary = summarize(lines, interval_ms)
-    if not summary["samples"]:
-        raise EdgeditError(f"{path}: no tegrastats lines found ({summary['bad_lines']} other lines)")
+    if not summary.samples:
+        raise EdgeditError(f"{path}: no tegrastats lines found ({summary.bad_lines} other lines)")
     return summary

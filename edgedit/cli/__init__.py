@@ -20,7 +20,7 @@ from edgedit.contract.errors import EdgeditError
 
 # isort: off
 # Importing a module registers its commands; --help lists them in this order.
-from edgedit.cli import models, deploy, serve, train, evaluation, design  # noqa: F401
+from edgedit.cli import models, deploy, bench, serve, train, evaluation, design  # noqa: F401
 # isort: on
 
 

@@ -217,18 +217,20 @@ def print_json(obj: Any) -> None:
 
 
 # Library fields whose option is named otherwise (an option's own parameter name maps to it directly).
-FIELD_OPTIONS = {
-    "duration_s": "--duration",
-    "batches": "--batch",
-    "count": "--num",  # -n: an option is known by its long name
-    "seeds": "--num",
-    "use_trtexec": "--trtexec",
-    "hidden_size": "--width",
-    "num_heads": "--heads",
-    "patch_size": "--patch",
-    "excludes": "--exclude",
-    "high": "--high-precision",
-    "io": "--io-dtype",
+FIELD_OPTIONS: dict[str, tuple[str, ...]] = {  # a field -> the options that give it, in the commands that have them
+    "duration_s": ("--duration",),
+    "latency_seconds": ("--seconds",),  # design retime
+    "batches": ("--batch",),
+    "count": ("--num",),  # -n: an option is known by its long name
+    "seeds": ("--num",),
+    "use_trtexec": ("--trtexec",),
+    "hidden_size": ("--width", "--widths"),  # a model override; the widths a design sweep tries
+    "depth": ("--depths",),
+    "num_heads": ("--heads",),
+    "patch_size": ("--patch",),
+    "excludes": ("--exclude",),
+    "high": ("--high-precision",),
+    "io": ("--io-dtype",),
 }
 _FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
 
@@ -246,7 +248,10 @@ def cli_words(message: str) -> str:
         elif param.name:
             options[param.name] = param.name.upper()  # how --help shows an argument
     flags = set(options.values())
-    options |= {field: flag for field, flag in FIELD_OPTIONS.items() if flag in flags and field not in options}
+    for field, candidates in FIELD_OPTIONS.items():
+        given = [flag for flag in candidates if flag in flags]
+        if given and field not in options:
+            options[field] = given[0]
     return _FIELD.sub(lambda m: options.get(m[1], m[0]), message)
 
 

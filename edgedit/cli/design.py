@@ -117,22 +117,22 @@ def design_pick_command(
 
     outputs = [Output("--save", save, "student")]
     check_outputs(outputs, {"--results": results}, force=force)
-    best = pick(results, latency_ms, device, precision)
+    picked = pick(results, latency_ms, device, precision)
+    best, e = picked.result, picked.device_estimate
     if save is not None:
         check_outputs(outputs, {"the picked student": picked_student(best, results)}, force=force)  # known now
         save_pick(best, results, save)
     if json_out:
-        return print_json(best)
-    e = best["device_estimate"]
+        return print_json(picked.to_dict())
     print_fields(
-        best["name"],
+        best.name,
         [
-            ("shape", f"{best['depth']} blocks x width {best['width']}, {best['heads']} heads"),
-            ("method", best["method"]),
-            ("FID", f"{best['fid']:.1f}"),
-            ("params", f"{best['params']:,}"),
-            ("estimate", f"{e['ms']:.3f} ms ({e['low_ms']:.3f}-{e['high_ms']:.3f}) per call on {device} {precision}"),
-            ("basis", e["label"]),
+            ("shape", f"{best.depth} blocks x width {best.width}, {best.heads} heads"),
+            ("method", best.method),
+            ("FID", f"{best.fid:.1f}"),
+            ("params", f"{best.params:,}"),
+            ("estimate", f"{e.ms:.3f} ms ({e.low_ms:.3f}-{e.high_ms:.3f}) per call on {device} {precision}"),
+            ("basis", e.label),
         ],
     )
     if save is not None:

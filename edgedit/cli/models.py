@@ -156,8 +156,9 @@ def _print_estimates(report: dict) -> None:
 def _calibrate_latency(
     files: list[Path], out: Path | None, json_out: bool, force: bool, model_reports: Callable[[], list[dict]]
 ) -> None:
+    from edgedit.bench.device_fit import calibrate_with_device
     from edgedit.bench.records import bench_files, load_records
-    from edgedit.cost.fit import calibrate_with_device, fit_table, loo_error, save_fit, using_fit
+    from edgedit.cost.fit import fit_table, loo_error, save_fit, using_fit
 
     if out is None:
         raise EdgeditError(

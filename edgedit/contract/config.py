@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, PlainSerializer, PlainValidator, ValidationError
 
 from edgedit.contract import artefacts
 from edgedit.contract.errors import EdgeditError
@@ -142,6 +142,22 @@ class DiTConfig:
     def replace(self, **changes: Any) -> DiTConfig:
         """A copy with `changes` applied; None values mean "keep"."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _config_of(fields: Any) -> DiTConfig:
+    try:  # the fields are checked one by one (located in the record); here their relations
+        return DiTConfig(**dict(fields))
+    except EdgeditError as err:
+        raise ValueError(str(err).removeprefix("invalid model config: ")) from None
+
+
+# A DiTConfig as a field of a record: every field of its JSON object checked where it stands
+# (`config.depth`), then the whole, and written back as that object.
+ModelConfig = Annotated[
+    fields_record(DiTConfig),
+    PlainValidator(lambda v: v if isinstance(v, DiTConfig) else _config_of(fields_record(DiTConfig).model_validate(v))),
+    PlainSerializer(DiTConfig.to_dict),
+]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from pydantic import Field
+
+from edgedit.contract.schema import OpenRecord
+
 L4T_RELEASE_FILE = "etc/nv_tegra_release"
 DEVICE_TREE_MODEL = "proc/device-tree/model"
 NVPMODEL_STATUS = "var/lib/nvpmodel/status"  # written by nvpmodel: "pmode:0002"
@@ -88,13 +92,27 @@ def jetson_clocks_enabled(root: Path = Path("/")) -> bool | None:
     return all(known) if known else None
 
 
-def probe(root: Path = Path("/"), run_nvpmodel: bool = True) -> dict | None:
+class PowerMode(OpenRecord):
+    name: str | None = Field(max_length=256)  # None: its id is not in nvpmodel.conf
+    id: int = Field(ge=0)
+
+
+class JetsonFacts(OpenRecord):
+    """What `probe` found, as bench records and engine sidecars carry it; None where unreadable."""
+
+    model: str | None = Field(max_length=256)
+    l4t: str | None = Field(max_length=64)
+    nvpmodel: PowerMode | None
+    jetson_clocks: bool | None
+
+
+def probe(root: Path = Path("/"), run_nvpmodel: bool = True) -> JetsonFacts | None:
     """Everything above, or None when this is not a Jetson."""
     if not is_jetson(root):
         return None
-    return {
-        "model": device_model(root),
-        "l4t": l4t_release(root),
-        "nvpmodel": nvpmodel_mode(root, run_nvpmodel),
-        "jetson_clocks": jetson_clocks_enabled(root),
-    }
+    return JetsonFacts(
+        model=device_model(root),
+        l4t=l4t_release(root),
+        nvpmodel=PowerMode.model_validate(mode) if (mode := nvpmodel_mode(root, run_nvpmodel)) else None,
+        jetson_clocks=jetson_clocks_enabled(root),
+    )

@@ -33,6 +33,8 @@ INT8_CLASSES: dict[str, tuple[str, ...]] = {
     "attention": ("blocks.*.attn",),  # Q K^T and softmax V: both operands are activations
 }
 RECIPE_INT8 = ("qkv", "proj", "fc1", "fc2")  # without measurements (and the latency model's default)
+# The quality budget an INT8 model must meet by default: output PSNR (dB) against FP32 on held-out inputs.
+MIN_PSNR_DB = 30.0
 
 # FP32 candidates in an FP16-typed graph: name -> (op types, module patterns); a node is in the class
 # when its op type is listed (any module) or its module matches.

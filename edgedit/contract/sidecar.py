@@ -37,16 +37,17 @@ def device_facts(tensorrt_version: str) -> dict[str, Any]:
         "compute_capability": gpu["compute_capability"] if gpu else None,
         "cuda_driver": cuda["driver"],
         "platform": f"{platform.system()} {platform.machine()}",
-        "jetson": jetson.probe(),
+        "jetson": facts.model_dump() if (facts := jetson.probe()) else None,
     }
 
 
-def write_sidecar(path: Path, record: dict[str, Any]) -> None:
+def write_sidecar(path: Path, record: dict[str, Any]) -> SidecarRecord:
     """The sidecar, checked against the schema its readers use (SidecarRecord, on the JSON it becomes)
-    before it is written: a writer cannot produce a file its own reader refuses."""
+    before it is written: a writer cannot produce a file its own reader refuses. Returns the record."""
     text = json.dumps({"format": FORMAT, "edgedit_version": __version__, **record}, indent=2, allow_nan=False)
-    parse(SidecarRecord, json.loads(text), path, "engine sidecar (as written: a bug in edgedit)")
+    written = parse(SidecarRecord, json.loads(text), path, "engine sidecar (as written: a bug in edgedit)")
     write_text_atomic(path, text)
+    return written
 
 
 class DeviceRecord(OpenRecord):
@@ -55,7 +56,7 @@ class DeviceRecord(OpenRecord):
     compute_capability: Annotated[str, Field(pattern=r"^\d{1,2}\.\d{1,2}$")] | None
     cuda_driver: Annotated[str, Field(max_length=32)] | None
     platform: Annotated[str, Field(max_length=256)]
-    jetson: dict[str, Any] | None
+    jetson: jetson.JetsonFacts | None
 
 
 class BuilderRecord(OpenRecord):
@@ -86,7 +87,7 @@ class SidecarRecord(Record):
     plan_sha256: Sha256
 
 
-def read_sidecar(plan: str | os.PathLike) -> dict[str, Any]:
+def read_sidecar(plan: str | os.PathLike) -> SidecarRecord:
     """The engine's sidecar, checked against its schema and against the engine file (its size), before
     anything deserializes the engine."""
     path, plan = artefacts.sidecar(plan), Path(plan)
@@ -106,25 +107,25 @@ def read_sidecar(plan: str | os.PathLike) -> dict[str, Any]:
             f"{plan}: not the engine its sidecar describes ({plan.stat().st_size} bytes, the sidecar "
             f"says {record.plan_bytes} and another sha256): truncated, altered or replaced; {fix}"
         )
-    return record.model_dump()
+    return record
 
 
-def sidecar_meta(record: dict[str, Any], where: str) -> ModelMeta:
-    meta = ModelMeta.from_metadata(record["onnx"]["metadata"], f"{where} (its sidecar's ONNX metadata)")
-    meta.precision = record["precision"]  # what the engine computes in, which may differ from the ONNX's
+def sidecar_meta(record: SidecarRecord, where: str) -> ModelMeta:
+    meta = ModelMeta.from_metadata(record.onnx.metadata, f"{where} (its sidecar's ONNX metadata)")
+    meta.precision = record.precision  # what the engine computes in, which may differ from the ONNX's
     return meta
 
 
-def check_compatible(record: dict[str, Any], tensorrt_version: str, gpu: str | None, where: str) -> None:
+def check_compatible(record: SidecarRecord, tensorrt_version: str, gpu: str | None, where: str) -> None:
     """Refuse an engine built by another TensorRT version or on another GPU: engines are not portable."""
-    built = record["device"]
-    if built["tensorrt"] != tensorrt_version:
+    built = record.device
+    if built.tensorrt != tensorrt_version:
         raise EdgeditError(
-            f"{where}: built with TensorRT {built['tensorrt']}, this is TensorRT {tensorrt_version}; "
+            f"{where}: built with TensorRT {built.tensorrt}, this is TensorRT {tensorrt_version}; "
             "engines are not portable: rebuild it here with `edgedit build-engine`"
         )
-    if gpu is not None and built["gpu"] != gpu:
+    if gpu is not None and built.gpu != gpu:
         raise EdgeditError(
-            f"{where}: built on {built['gpu']} (sm {built['compute_capability']}), this GPU is {gpu}; "
+            f"{where}: built on {built.gpu} (sm {built.compute_capability}), this GPU is {gpu}; "
             "engines are not portable: rebuild it here with `edgedit build-engine`"
         )

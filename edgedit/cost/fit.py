@@ -354,78 +354,6 @@ def fit_table(fit: Fit) -> str:
     return "\n".join([*lines, "", "Sources: " + "; ".join(sources) + "."])
 
 
-#################################################################################
-#                      Device measurements (edgedit bench)                      #
-#################################################################################
-
-
-def device_points(records: list[dict[str, Any]], where: str) -> tuple[list[Point], list[str]]:
-    """Calibration points from `edgedit bench` records made on a Jetson: TensorRT rows of one network
-    call with CUDA-event GPU times. Returns (points, reasons rows were skipped)."""
-    from edgedit.contract.hardware import device_for_mode
-
-    points, skipped = [], []
-    for i, r in enumerate(records):
-        label = f"{where} row {i + 1} ({r.get('model')}, {r.get('backend')}, batch {r.get('batch')})"
-        if r.get("backend") != "tensorrt" or r.get("what") != "model":
-            skipped.append(f"{label}: not a TensorRT network call")
-            continue
-        jet = (r.get("env") or {}).get("jetson") or {}
-        spec = device_for_mode(jet.get("model"), (jet.get("nvpmodel") or {}).get("name"))
-        gpu = (r.get("gpu_ms") or {}).get("p50")
-        if spec is None:
-            skipped.append(
-                f"{label}: not an Orin Nano power mode edgedit knows ({jet.get('model')}, "
-                f"{(jet.get('nvpmodel') or {}).get('name')})"
-            )
-            continue
-        if not isinstance(gpu, (int, float)) or not gpu > 0 or "config" not in r:
-            skipped.append(f"{label}: no GPU time or model config (record made by an older edgedit?)")
-            continue
-        if jet.get("jetson_clocks") is False:
-            skipped.append(f"{label}: clocks were not pinned (run `sudo jetson_clocks` before benchmarking)")
-            continue
-        graph = bool(r.get("cuda_graph"))
-        points.append(
-            Point(
-                id=f"device:{r['model']}:{r['precision']}:b{r['batch']}{':graph' if graph else ''}",
-                use="fit",
-                network=DiTNetwork(family="dit", config=r["config"]),
-                device=spec.key,
-                precision=r["precision"],
-                batch=r["batch"],
-                cuda_graph=graph,
-                timing="gpu",
-                measured_ms=float(gpu),
-                source=where,
-                power_mode=str((jet.get("nvpmodel") or {}).get("name")),
-                jetpack=f"L4T {jet.get('l4t')}",
-                tensorrt=str(((r.get("env") or {}).get("packages") or {}).get("tensorrt", "")),
-                quote=f"edgedit bench: TensorRT gpu_ms p50 {gpu:.4f} ms",
-            )
-        )
-    return points, skipped
-
-
-def calibrate_with_device(records: dict[str, list[dict[str, Any]]]) -> tuple[Fit, list[str]]:
-    """The public points plus a Jetson's `edgedit bench` records ({file: records}). With both
-    CUDA-graph and plain rows, the launch cost is fitted too (the public points cannot separate it
-    from the floor)."""
-    points, skipped = [], []
-    for where, rows in records.items():
-        found, why = device_points(rows, where)
-        points += found
-        skipped += why
-    if not points:
-        raise EdgeditError(
-            "no usable device measurements: a calibration needs `edgedit bench --json` files recorded on "
-            "a Jetson Orin Nano with TensorRT engines (" + "; ".join(skipped[:3]) + ")"
-        )
-    graphs = {p.cuda_graph for p in points}
-    fitted = FITTED + (("launch_us",) if graphs == {True, False} else ())
-    return calibrate(load_points() + points, fitted=fitted), skipped
-
-
 def save_fit(fit: Fit, path: str | os.PathLike) -> Path:
     from edgedit.contract.staging import write_text_atomic
 
@@ -495,6 +423,15 @@ def active_fit() -> Fit:
     return _ACTIVE[key]
 
 
+class Estimate(Record):
+    """The estimated GPU time of one network call in ms: the point, its range, and the fit it came from."""
+
+    ms: float = Field(ge=0)
+    low_ms: float = Field(ge=0)
+    high_ms: float = Field(ge=0)
+    label: str
+
+
 def estimate(
     cfg: DiTConfig,
     device: str | DeviceSpec,
@@ -503,8 +440,8 @@ def estimate(
     cuda_graph: bool = False,
     fit: Fit | None = None,
     plan: PrecisionPlan | None = None,
-) -> dict[str, Any]:
-    """The estimated GPU time of one network call: {"ms", "low_ms", "high_ms", "label"}; `plan`: a
+) -> Estimate:
+    """The estimated GPU time of one network call (point, range, fit label); `plan`: a
     quantized file's precision plan (default: the recipe's INT8 classes, no FP32 island)."""
     fit = fit or active_fit()
     spec = device if isinstance(device, DeviceSpec) else POWER_MODES.get(device)
@@ -516,10 +453,10 @@ def estimate(
     kernels = K.dit_kernels(cfg, batch, unfused_attention=unfuses_attention(precision, plan))
     ms = network_ms(kernels, spec, precision, fit.constants, cuda_graph, plan=plan)
     low, high = fit.range_ratios
-    return {"ms": ms, "low_ms": ms * low, "high_ms": ms * high, "label": fit.label}
+    return Estimate(ms=ms, low_ms=ms * low, high_ms=ms * high, label=fit.label)
 
 
-def estimates(cfg: DiTConfig, fit: Fit | None = None, plan: PrecisionPlan | None = None) -> dict[str, dict[str, Any]]:
+def estimates(cfg: DiTConfig, fit: Fit | None = None, plan: PrecisionPlan | None = None) -> dict[str, Estimate]:
     """Every shown target x precision x launch mode, keyed 'orin_nano_fp16' / '..._graph'."""
     fit = fit or active_fit()
     out = {}

@@ -30,7 +30,7 @@ def summarize(cfg: DiTConfig, name: str | None = None, plan=None, fit: Fit | Non
             "fp32": accounting.activation_peak_bytes(cfg, 4),
             "fp16": accounting.activation_peak_bytes(cfg, 2),
         },
-        "device_estimates": estimates(cfg, fit, plan),
+        "device_estimates": {key: e.model_dump() for key, e in estimates(cfg, fit, plan).items()},
         "int8_plan": int8_plan(plan).to_dict(),
         "int8_advice": int8_advice(cfg, plan, fit),
         "device_estimate_note": (
@@ -50,7 +50,7 @@ def int8_advice(cfg: DiTConfig, plan=None, fit: Fit | None = None, device: str =
     from edgedit.cost.fit import estimate
 
     fp16, int8 = (
-        estimate(cfg, device, p, fit=fit, plan=int8_plan(plan) if p == "int8" else plan)["ms"] for p in ("fp16", "int8")
+        estimate(cfg, device, p, fit=fit, plan=int8_plan(plan) if p == "int8" else plan).ms for p in ("fp16", "int8")
     )
     if fp16 >= INT8_PAYS * int8:
         return None

@@ -12,7 +12,6 @@ its own JSON file, written when its candidate is done: a re-run skips finished c
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -27,6 +26,8 @@ from edgedit.contract.errors import EdgeditError
 from edgedit.contract.schema import check_shard, load_json, parse
 from edgedit.contract.staging import write_text_atomic
 from edgedit.cost import accounting
+from edgedit.design.results import MeasuredLatency, SweepResult
+from edgedit.eval.evaluate import Metric
 from edgedit.models.checkpoint import read_checkpoint
 from edgedit.train.distill import ta_misfit
 from edgedit.train.trainer import SampleGrids
@@ -93,26 +94,28 @@ def candidates_for(
     return found
 
 
-def result_path(out: Path, candidate: Candidate | dict[str, Any]) -> Path:
-    return out / (candidate["name"] if isinstance(candidate, dict) else candidate.name) / "result.json"
+def result_path(out: Path, candidate: Candidate | SweepResult) -> Path:
+    return out / candidate.name / "result.json"
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
+def read_result(path: Path) -> SweepResult | None:
     """A candidate's result.json, or None when it is missing or fails the results schema (the
     candidate is then run again: its training resumes from its state)."""
-    from edgedit.design.results import SweepResult
-
     try:
-        return parse(SweepResult, load_json(path, "candidate result"), path, "candidate result").model_dump()
+        return parse(SweepResult, load_json(path, "candidate result"), path, "candidate result")
     except EdgeditError as err:
         if path.exists():
             log.warning("%s; running that candidate again", err)
         return None
 
 
-def finished(out: Path, candidate: Candidate) -> dict[str, Any] | None:
+def write_result(out: Path, result: SweepResult) -> None:
+    write_text_atomic(result_path(out, result), result.model_dump_json(indent=2))
+
+
+def finished(out: Path, candidate: Candidate) -> SweepResult | None:
     result = read_result(result_path(out, candidate))
-    return result if result is not None and result["name"] == candidate.name else None
+    return result if result is not None and result.name == candidate.name else None
 
 
 def timing_model(student: Path, backend: str, folder: Path) -> str:
@@ -126,7 +129,7 @@ def timing_model(student: Path, backend: str, folder: Path) -> str:
     return str(export_onnx(net, folder / "student.onnx", {"checkpoint": student.name}, BatchSpec.static(1)).path)
 
 
-def time_models(models: list[str], backend: str, seconds: float, rounds: int = 10) -> list[dict[str, Any]]:
+def time_models(models: list[str], backend: str, seconds: float, rounds: int = 10) -> list[MeasuredLatency]:
     """Per model, its network call at batch 1 on one thread: `seconds` of timed calls in `rounds`
     rounds interleaved with the other models' (edgedit bench's harness); p50 is the median of the
     rounds' medians, which a drifting machine moves least."""
@@ -137,23 +140,19 @@ def time_models(models: list[str], backend: str, seconds: float, rounds: int = 1
         models, [backend], BenchSettings([1], warmup=5, duration_s=seconds, rounds=rounds), RunOptions(threads=1)
     )
     return [
-        {
-            "backend": f"{r['backend']} ({r['provider']}, 1 thread)",
-            "p50_ms": statistics.median(r["round_p50_ms"]),
-            "p90_ms": r["latency_ms"]["p90"],
-            "rounds_p50_ms": r["round_p50_ms"],
-            "machine": r["env"].get("cpu") or r["env"].get("platform"),
-        }
+        MeasuredLatency(
+            backend=f"{r.backend} ({r.provider}, 1 thread)",
+            p50_ms=statistics.median(r.round_p50_ms),
+            p90_ms=r.latency_ms.p90,
+            rounds_p50_ms=r.round_p50_ms,
+            machine=r.env.cpu or r.env.platform,
+        )
         for r in records
     ]
 
 
-def measure_latency(student: Path, backend: str, folder: Path, seconds: float) -> dict[str, Any]:
+def measure_latency(student: Path, backend: str, folder: Path, seconds: float) -> MeasuredLatency:
     return time_models([timing_model(student, backend, folder)], backend, seconds)[0]
-
-
-def architecture(result: dict[str, Any]) -> str:
-    return json.dumps(result["config"], sort_keys=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,7 +173,7 @@ class SweepOptions:
     latency_seconds: float = 1.0
 
 
-def run_candidate(candidate: Candidate, o: SweepOptions, ta: str | None, say) -> dict[str, Any]:
+def run_candidate(candidate: Candidate, o: SweepOptions, ta: str | None, say) -> SweepResult:
     from edgedit.eval.evaluate import evaluate
     from edgedit.models.checkpoint import save_model
     from edgedit.models.dit import DiT
@@ -205,37 +204,38 @@ def run_candidate(candidate: Candidate, o: SweepOptions, ta: str | None, say) ->
         say=say,
     )  # a final grid per candidate, to look at
     report = evaluate(student, o.eval_data, n=o.eval_samples)
-    fid = next(m for m in report["metrics"] if m["metric"] in ("FID (Inception)", "FID"))
+    metrics = [Metric.model_validate(m) for m in report["metrics"]]
+    fid = next(m for m in metrics if m.metric in ("FID (Inception)", "FID"))
     # Methods share an architecture's latency, measured once: they differ in quality only.
-    same = [r["latency"] for r in collect(out) if architecture(r) == json.dumps(cfg.to_dict(), sort_keys=True)]
+    same = [r.latency for r in collect(out) if r.config == cfg]
     latency = same[0] if same else measure_latency(student, o.latency_backend, folder, o.latency_seconds)
-    result = {
-        "name": candidate.name,
-        "budget": candidate.budget,
-        "method": candidate.method,
-        "config": cfg.to_dict(),
-        "depth": cfg.depth,
-        "width": cfg.hidden_size,
-        "heads": cfg.num_heads,
-        "params": accounting.count_params(cfg),
-        "macs": accounting.count_macs(cfg),
-        "fid": fid["value"],
-        "fid_metric": f"{fid['metric']} [{fid['features']}; {fid['samples']} samples; vs {fid['reference']}]",
-        "metrics": report["metrics"],
-        "steps": settings.steps,
-        "batch": settings.batch,
-        "lr": settings.lr,
-        "latency": latency,  # device estimates are added by write_reports, from the calibration in force
-    }
-    write_text_atomic(result_path(out, candidate), json.dumps(result, indent=2))
+    result = SweepResult(
+        name=candidate.name,
+        budget=candidate.budget,
+        method=candidate.method,
+        config=cfg,
+        depth=cfg.depth,
+        width=cfg.hidden_size,
+        heads=cfg.num_heads,
+        params=accounting.count_params(cfg),
+        macs=accounting.count_macs(cfg),
+        fid=fid.value,
+        fid_metric=f"{fid.metric} [{fid.features}; {fid.samples} samples; vs {fid.reference}]",
+        metrics=metrics,
+        steps=settings.steps,
+        batch=settings.batch,
+        lr=settings.lr,
+        latency=latency,  # device estimates are added by write_reports, from the calibration in force
+    )
+    write_result(out, result)
     return result
 
 
-def collect(out: Path) -> list[dict[str, Any]]:
+def collect(out: Path) -> list[SweepResult]:
     return [r for r in map(read_result, sorted(out.glob("*/result.json"))) if r is not None]
 
 
-def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
+def sweep(options: SweepOptions, say=log.info) -> list[SweepResult]:
     from edgedit.bench.harness import BenchSettings
     from edgedit.data.pairs import PairsStore
     from edgedit.design.results import write_reports
@@ -274,7 +274,7 @@ def sweep(options: SweepOptions, say=log.info) -> list[dict[str, Any]]:
             continue
         say(f"{label}: {accounting.count_params(candidate.config):,} params")
         result = run_candidate(candidate, o, ta, say)
-        say(f"    FID {result['fid']:.1f}, {result['latency']['p50_ms']:.2f} ms on {result['latency']['backend']}")
+        say(f"    FID {result.fid:.1f}, {result.latency.p50_ms:.2f} ms on {result.latency.backend}")
     return write_reports(out, collect(out))
 
 
@@ -284,7 +284,7 @@ def retime(
     latency_seconds: float = 2.0,
     rounds: int = 5,
     say=log.info,
-) -> list[dict[str, Any]]:
+) -> list[SweepResult]:
     """Re-measure every finished candidate's latency on this machine, once per architecture.
 
     For a sweep trained on several machines (--shard) or on a busy one: one latency column, from one
@@ -292,29 +292,36 @@ def retime(
     over minutes, so the architectures are timed in interleaved rounds (`latency_seconds` each per
     round) and each keeps the median of its rounds' p50s (with the rounds, to show the spread).
     """
+    from edgedit.bench.harness import MAX_DURATION_S, BenchSettings
     from edgedit.design.results import write_reports
 
+    if not (math.isfinite(latency_seconds) and 0 < latency_seconds * rounds <= MAX_DURATION_S):
+        raise EdgeditError(
+            f"`latency_seconds` must be a positive number of seconds, at most {MAX_DURATION_S} over all `rounds` "
+            f"(got {latency_seconds} x {rounds})"
+        )
+    BenchSettings([1], warmup=0, duration_s=latency_seconds * rounds, rounds=rounds)  # `rounds` before any timing
     out = Path(out)
     results = collect(out)
     if not results:
         raise EdgeditError(f"{out}: no finished candidates (*/result.json); run `edgedit design sweep -o {out}` first")
     models = {}
     for r in results:
-        if architecture(r) not in models:
-            folder = out / r["name"]
-            models[architecture(r)] = (r, timing_model(folder / "student.safetensors", latency_backend, folder))
+        if r.architecture() not in models:
+            folder = out / r.name
+            models[r.architecture()] = (r, timing_model(folder / "student.safetensors", latency_backend, folder))
     # Every architecture in one interleaved run: the same slice of each round for each.
     timings = time_models([model for _, model in models.values()], latency_backend, latency_seconds * rounds, rounds)
     timed = dict(zip(models, timings))
     for key, (r, _) in models.items():
-        p50s = timed[key]["rounds_p50_ms"]
+        p50s = timed[key].rounds_p50_ms
         say(
-            f"{r['depth']} blocks x {r['width']} / {r['heads']} heads: {timed[key]['p50_ms']:.3f} ms on "
-            f"{timed[key]['backend']} (median of {rounds} interleaved rounds, {min(p50s):.3f}..{max(p50s):.3f})"
+            f"{r.depth} blocks x {r.width} / {r.heads} heads: {timed[key].p50_ms:.3f} ms on "
+            f"{timed[key].backend} (median of {rounds} interleaved rounds, {min(p50s):.3f}..{max(p50s):.3f})"
         )
+    results = [r.model_copy(update={"latency": timed[r.architecture()]}) for r in results]
     for r in results:
-        r["latency"] = timed[architecture(r)]
-        write_text_atomic(result_path(out, r), json.dumps(r, indent=2))
+        write_result(out, r)
     return write_reports(out, results)
 
 

@@ -34,7 +34,7 @@ from edgedit.contract import artefacts, device
 from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import sha256_file
-from edgedit.contract.sidecar import device_facts, write_sidecar
+from edgedit.contract.sidecar import SidecarRecord, device_facts, write_sidecar
 from edgedit.contract.spec import ModelMeta, read_model
 from edgedit.contract.staging import atomic_output
 
@@ -206,7 +206,7 @@ class BuildReport:
     settings: BuildSettings
     command: list[str]
     quantized_from: Path | None = None
-    sidecar: dict[str, Any] | None = None
+    sidecar: SidecarRecord | None = None  # what the build wrote beside the engine
 
 
 def plan_engine(
@@ -271,9 +271,15 @@ def build_engine(
             "io": {"inputs": [s.to_dict() for s in meta.inputs], "outputs": [s.to_dict() for s in meta.outputs]},
             "build_seconds": seconds,
             "peak_rss_mb": rss / 1024,  # ru_maxrss is in KiB on Linux
-            "tegrastats": monitor.summary() if hasattr(monitor, "summary") else None,
+            "tegrastats": _summary_of(monitor),
             "plan_bytes": tmp.stat().st_size,
             "plan_sha256": sha256_file(tmp),
         }
-        write_sidecar(tmp.with_name(artefacts.sidecar(output).name), record)
-    return BuildReport(output, onnx, settings, report.command, quantized_from, record)
+        sidecar = write_sidecar(tmp.with_name(artefacts.sidecar(output).name), record)
+    return BuildReport(output, onnx, settings, report.command, quantized_from, sidecar)
+
+
+def _summary_of(monitor) -> dict | None:
+    """The monitor's summary of the build (a TegrastatsSampler's), as the sidecar records it."""
+    summary = monitor.summary() if hasattr(monitor, "summary") else None
+    return summary.model_dump() if summary is not None else None

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import suffix_kind
+from edgedit.contract.schema import OpenRecord
 from edgedit.data.datasets import ImageData, has_test_split, load_data
 from edgedit.eval.metrics import fid, kid, psnr_db, significant
 from edgedit.runtime.backends import Backend, load_backend
@@ -28,6 +30,17 @@ from edgedit.runtime.samplers import check_request, default_labels, generate, sa
 log = logging.getLogger("edgedit")
 
 DIGITS_SHAPE = (1, 16, 16)
+
+
+class Metric(OpenRecord):
+    """One number of an evaluation, with what it was measured on (an entry of a report's "metrics";
+    some carry more: KID its `std`, class coverage each class's `share`, a `note`)."""
+
+    metric: str  # "FID", "KID", "PSNR vs reference" ...
+    value: float
+    features: str  # the feature network (or "pixels")
+    samples: int = Field(ge=1)
+    reference: str  # the set it was measured against
 
 
 def check_matches(backend: Backend, data: ImageData, where: str) -> None:

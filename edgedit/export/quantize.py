@@ -38,7 +38,14 @@ from edgedit.contract.deps import require
 from edgedit.contract.errors import CheckFailed, EdgeditError
 from edgedit.contract.fileio import sha256_file
 from edgedit.contract.onnx_header import read_onnx_graph, weights_sha256
-from edgedit.contract.quantization import HIGH_PRECISIONS, INT8_CLASSES, RECIPE_INT8, PrecisionPlan, int8_class
+from edgedit.contract.quantization import (
+    HIGH_PRECISIONS,
+    INT8_CLASSES,
+    MIN_PSNR_DB,
+    RECIPE_INT8,
+    PrecisionPlan,
+    int8_class,
+)
 from edgedit.contract.spec import PREFIX, ModelMeta, io_spec
 from edgedit.contract.staging import atomic_output, write_text_atomic
 from edgedit.eval.metrics import psnr_db
@@ -58,7 +65,7 @@ class QuantizeOptions:
     plan: str = "auto"  # INT8 classes: "auto" (measured) or "recipe" (the block Linear layers)
     high: str = "fp16"  # the type of everything that is not INT8: fp16 (typed per the measurements) or fp32
     io: str = "fp32"  # the graph's input/output type
-    min_psnr: float = 30.0  # the quality budget: output PSNR (dB) against FP32 on held-out inputs
+    min_psnr: float = MIN_PSNR_DB  # the quality budget: output PSNR (dB) against FP32 on held-out inputs
     force: bool = False  # write even below min_psnr
     tool: str = "auto"  # modelopt when installed, else onnxruntime
 
@@ -352,7 +359,7 @@ def quantize_onnx(
             options.min_psnr,
             options.plan == "auto",
             say,
-            lambda p: estimate(meta.config, "orin-nano", "int8", plan=p)["ms"],
+            lambda p: estimate(meta.config, "orin-nano", "int8", plan=p).ms,
         )
         if not classes and not options.force:
             best = max(int8_rows, key=lambda r: r.psnr_db)

@@ -40,7 +40,6 @@ class TensorRTBackend(Backend):
         plan = Path(plan)
         record = read_sidecar(plan)
         self.meta = sidecar_meta(record, str(plan))
-        self.record = record
         trt = require("tensorrt", hint="TensorRT comes with JetPack (python3-libnvinfer); engines run on the device")
         require("pycuda.autoprimaryctx", hint=PYCUDA_HINT)  # retains the primary context on import
         self.cuda = require("pycuda.driver", hint=PYCUDA_HINT)

@@ -4,10 +4,12 @@ from pathlib import Path
 import pytest
 
 from edgedit.bench import harness
-from edgedit.bench.harness import BenchSettings, comparison_rows, run_bench
+from edgedit.bench.comparison import comparison_rows, markdown, ratio_interval, save_csv
+from edgedit.bench.harness import BenchSettings, run_bench
 from edgedit.bench.plots import latency_distribution
-from edgedit.bench.records import load_records, markdown, save_csv
+from edgedit.bench.records import load_records, save_json
 from edgedit.contract.errors import EdgeditError
+from tests.helpers import bench_record
 
 KEYS = {"min", "mean", "p50", "p90", "p99", "max", "std", "n"}
 
@@ -20,18 +22,18 @@ def test_records_per_model_backend_and_batch(exported):
         BenchSettings([1, 4], warmup=1, iters=3, duration_s=None),
     )
     assert not interrupted and len(records) == 4
-    assert [(r["backend"], r["batch"]) for r in records] == [
+    assert [(r.backend, r.batch) for r in records] == [
         ("onnxruntime", 1),
         ("onnxruntime", 4),
         ("torch", 1),
         ("torch", 4),
     ]
     for r in records:
-        assert set(r["latency_ms"]) == KEYS and r["latency_ms"]["n"] == 3
-        assert r["throughput_img_s"] == pytest.approx(r["batch"] * 1000 / r["latency_ms"]["mean"])
-        assert r["peak_rss_mb"] > 0 and r["env"]["edgedit"] and r["env"]["device"]
-        assert r["tegrastats"] is None  # not asked for (and not a Jetson)
-    assert records[0]["model_sha256"] and records[0]["what"] == "model"
+        assert set(r.latency_ms.model_fields_set) == KEYS and r.latency_ms.n == 3
+        assert r.throughput_img_s == pytest.approx(r.batch * 1000 / r.latency_ms.mean)
+        assert r.peak_rss_mb > 0 and r.env.edgedit and r.env.device
+        assert r.tegrastats is None  # not asked for (and not a Jetson)
+    assert records[0].model_sha256 and records[0].what == "model"
 
 
 def test_sampler_mode_counts_network_evaluations_per_image(exported):
@@ -40,8 +42,8 @@ def test_sampler_mode_counts_network_evaluations_per_image(exported):
         ["auto"],
         BenchSettings([2], warmup=0, iters=2, duration_s=None, what="sampler", steps=3),
     )
-    assert record["what"] == "sampler" and record["steps"] == 3 and record["network_evaluations_per_call"] == 5
-    assert record["latency_per_image_ms"] == pytest.approx(record["latency_ms"]["p50"] / 2)
+    assert record.what == "sampler" and record.steps == 3 and record.network_evaluations_per_call == 5
+    assert record.latency_per_image_ms == pytest.approx(record.latency_ms.p50 / 2)
 
 
 def test_batches_outside_the_models_range_are_refused(exported):
@@ -75,7 +77,7 @@ def test_a_backend_that_fails_on_this_machine_is_skipped_with_one_line_and_the_r
     onnx, checkpoint = exported["onestep-cond"]
     settings = BenchSettings([1, 2], warmup=1, iters=2, duration_s=None)
     records, _ = run_bench([str(checkpoint), str(onnx)], ["auto"], settings, on_skip=skipped.append)
-    assert [(r["backend"], r["batch"]) for r in records] == [
+    assert [(r.backend, r.batch) for r in records] == [
         ("torch", 1),
         ("torch", 2),
         ("onnxruntime", 1),
@@ -106,7 +108,7 @@ def test_ctrl_c_keeps_what_was_measured(exported, monkeypatch):
         BenchSettings([1, 2], warmup=0, iters=5, duration_s=None, rounds=5, warmup_s=0),
     )
     assert interrupted and len(records) == 2
-    assert all(r["interrupted"] and r["latency_ms"]["n"] in (2, 3) for r in records)
+    assert all(r.interrupted and r.latency_ms.n in (2, 3) for r in records)
 
 
 def test_records_are_timed_in_interleaved_rounds(exported, monkeypatch):
@@ -133,28 +135,21 @@ def test_records_are_timed_in_interleaved_rounds(exported, monkeypatch):
         (".onnx", 1),
         (".safetensors", 1),
     ]
-    assert all(len(r["round_p50_ms"]) == 3 and r["latency_ms"]["n"] == 3 for r in records)
-    assert all(r["warmup"]["calls"] == 0 for r in records)
+    assert all(len(r.round_p50_ms) == 3 and r.latency_ms.n == 3 for r in records)
+    assert all(r.warmup.calls == 0 for r in records)
 
 
 def test_speedup_intervals_come_from_paired_rounds():
     a = [10.0, 10.5, 9.8, 10.2, 10.1, 9.9, 10.0]
     b = [5.0, 5.1, 4.9, 5.2, 5.0, 5.05, 4.95]
-    low, high = harness.ratio_interval(a, b)
+    low, high = ratio_interval(a, b)
     assert low < 10.0 / 5.0 < high and low > 1.9 and high < 2.1
-    assert harness.ratio_interval(a, b) == (low, high)  # seeded: the same data, the same interval
-    assert harness.ratio_interval(a[:4], b[:4]) is None and harness.ratio_interval(a, None) is None
+    assert ratio_interval(a, b) == (low, high)  # seeded: the same data, the same interval
+    assert ratio_interval(a[:4], b[:4]) is None and ratio_interval(a, None) is None
 
-    def make(p50, rounds):
-        return {
-            "batch": 1,
-            "what": "model",
-            "latency_ms": {"p50": p50},
-            "round_p50_ms": rounds,
-        }
-
-    rows = comparison_rows([make(10.0, a), make(5.0, b)])
-    assert rows[1]["speedup_ci"] == (low, high) and rows[0]["speedup_ci"] is None  # the first row is the unit
+    rows = comparison_rows([bench_record(p50=10.0, round_p50_ms=a), bench_record(p50=5.0, round_p50_ms=b)])
+    assert rows[0].speedup_vs_first == 1 and rows[1].speedup_vs_first == 2
+    assert rows[1].speedup_ci == (low, high) and rows[0].speedup_ci is None  # the first row is the unit
 
 
 def test_memory_is_each_models_own(exported):
@@ -164,15 +159,15 @@ def test_memory_is_each_models_own(exported):
         models, ["torch", "onnxruntime"], BenchSettings([1], warmup=1, iters=2, duration_s=None, warmup_s=0)
     )
     for r in records:
-        assert 0 <= r["rss_growth_mb"] <= r["peak_rss_mb"] <= r["process_peak_rss_mb"] + 1
+        assert 0 <= r.rss_growth_mb <= r.peak_rss_mb <= r.process_peak_rss_mb + 1
 
 
 def test_report_files_round_trip(exported, tmp_path):
     records, _ = run_bench(
         [str(exported["onestep-cond"][0])], ["auto"], BenchSettings([1], warmup=0, iters=2, duration_s=None)
     )
-    (tmp_path / "a.json").write_text(json.dumps(records))
-    (tmp_path / "b.json").write_text(json.dumps({"records": records}))
+    save_json(tmp_path / "a.json", records)
+    (tmp_path / "b.json").write_text(json.dumps({"records": [r.model_dump(mode="json") for r in records]}))
     merged = load_records([tmp_path / "a.json", tmp_path / "b.json"])
     assert merged == [records[0], records[0]]  # what bench writes passes its schema unchanged
     table = markdown(merged)
@@ -183,7 +178,7 @@ def test_report_files_round_trip(exported, tmp_path):
     (tmp_path / "bad.json").write_text('{"x": 1}')
     with pytest.raises(EdgeditError, match="bad.json: not a valid bench record file: expected a JSON list, got dict"):
         load_records([tmp_path / "bad.json"])
-    (tmp_path / "nan.json").write_text(json.dumps([records[0]]).replace('"p50": ', '"p50": NaN, "x": '))
+    (tmp_path / "nan.json").write_text((tmp_path / "a.json").read_text().replace('"p50": ', '"p50": NaN, "x": '))
     with pytest.raises(EdgeditError, match="nan.json: not a valid bench record file: not JSON"):
         load_records([tmp_path / "nan.json"])
 
@@ -247,10 +242,10 @@ def test_tegrastats_is_split_by_record_and_ram_counted_from_before_each_load(exp
         ["onnxruntime"],
         BenchSettings([1], warmup=1, duration_s=2.0, rounds=2, warmup_s=0, tegrastats=True, tegrastats_interval_ms=20),
     )
-    tegra = record["tegrastats"]
-    assert tegra["ram_delta_mb"] == 300 and tegra["samples"] >= 2
-    assert tegra["power_mw"]["VDD_IN"]["mean"] == 5000
-    assert tegra["energy_per_image_j"] == pytest.approx(tegra["energy_j"] / record["latency_ms"]["n"])
+    tegra = record.tegrastats
+    assert tegra.ram_delta_mb == 300 and tegra.samples >= 2
+    assert tegra.power_mw["VDD_IN"].mean == 5000
+    assert tegra.energy_per_image_j == pytest.approx(tegra.energy_j / record.latency_ms.n)
 
 
 def test_auto_leaves_out_a_peer_that_cannot_run_here(monkeypatch):
@@ -264,3 +259,14 @@ def test_auto_leaves_out_a_peer_that_cannot_run_here(monkeypatch):
     assert backends_for("s.safetensors", ["auto"]) == ["torch"]
     with pytest.raises(EdgeditError, match="torch.compile needs a C\\+\\+ compiler"):
         load_backend("DiT-Nano-XS/2", "torch-compile", RunOptions(quiet=True))
+
+
+@pytest.mark.parametrize("name", ["demo_bench.json", "peers.json"])
+def test_records_of_earlier_runs_read_and_write_back_the_same(name, tmp_path):
+    """Bench files committed by earlier versions (benchmarks/results/) pass today's schema, and a record
+    read and written again is the same record."""
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / name
+    records = load_records([path])
+    assert records and all(r.latency_ms.p50 > 0 and r.config.depth >= 1 for r in records)
+    save_json(tmp_path / "again.json", records)
+    assert load_records([tmp_path / "again.json"]) == records

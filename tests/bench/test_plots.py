@@ -1,6 +1,5 @@
 """bench/plots.py: the latency distribution and the quality/latency trade-off, and their absence."""
 
-import json
 import sys
 from pathlib import Path
 
@@ -8,21 +7,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgedit.bench.plots import MISSING, QualityPoint, latency_distribution, quality_vs_latency
+from edgedit.bench.records import save_json
 from edgedit.cli import app
+from tests.helpers import bench_record
 
 
-def record(model: str, p50: float) -> dict:
-    latency = {"n": 50, "min": p50 / 2, "mean": p50, "p50": p50, "p90": p50 * 1.5, "p99": p50 * 3, "max": p50 * 4}
-    return {
-        "model": model,
-        "backend": "onnxruntime",
-        "precision": "fp32",
-        "batch": 1,
-        "what": "model",
-        "network_evaluations_per_call": 1,
-        "latency_ms": latency,
-        "round_p50_ms": [p50 * 0.9, p50, p50 * 1.1],
-    }
+def record(model: str, p50: float):
+    return bench_record(
+        model=model, n=50, min=p50 / 2, mean=p50, p50=p50, p90=p50 * 1.5, p99=p50 * 3, max=p50 * 4,
+        round_p50_ms=[p50 * 0.9, p50, p50 * 1.1],
+    )  # fmt: skip
 
 
 def test_one_row_per_record_on_a_log_axis(tmp_path):
@@ -48,7 +42,7 @@ def test_without_matplotlib_there_is_one_line_and_the_rest_is_written(tmp_path, 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails, as on the device image
     assert not latency_distribution(tmp_path / "p.png", [record("a.onnx", 1.0)])
     records = tmp_path / "r.json"
-    records.write_text(json.dumps(measured))
+    save_json(records, measured)
     result = CliRunner().invoke(
         app, ["bench", "report", str(records), "-o", str(tmp_path / "r.md"), "--plot", str(tmp_path / "p.png")]
     )
@@ -64,10 +58,10 @@ def test_bench_report_draws_the_tradeoff_where_records_carry_their_fid(tmp_path,
     measured, _ = run_bench(
         [str(exported["onestep-cond"][0])], ["onnxruntime"], BenchSettings([1, 2], warmup=0, iters=3, duration_s=None)
     )
-    assert measured[0]["fid"] is None  # a random-weights export records no evaluation
+    assert measured[0].fid is None  # a random-weights export records no evaluation
     plain, rated = tmp_path / "plain.json", tmp_path / "rated.json"
-    plain.write_text(json.dumps(measured))
-    rated.write_text(json.dumps([{**r, "fid": 41.5} for r in measured]))
+    save_json(plain, measured)
+    save_json(rated, [r.model_copy(update={"fid": 41.5}) for r in measured])
     for records, expected in ((plain, False), (rated, True)):
         out = tmp_path / records.stem
         result = CliRunner().invoke(app, ["bench", "report", str(records), "-o", f"{out}.md", "--plot", f"{out}.png"])

@@ -36,11 +36,11 @@ def test_warm_up_runs_until_two_window_medians_agree():
     clock = FakeClock([0.050] * 7 + [0.002] * 100)  # a slow start, then steady
     warm = settle(clock.work, calls=3, max_seconds=60, window=5, tolerance=0.05, clock=clock)
     seconds = pytest.approx(7 * 0.05 + 8 * 0.002, rel=1e-12)  # 15 float64 adds on the fake clock: ~1e-15
-    assert warm == {"calls": 15, "seconds": seconds, "settled": True}
+    assert (warm.calls, warm.seconds, warm.settled) == (15, seconds, True)
 
 
 def test_warm_up_is_bounded_in_time_and_honours_its_minimum():
     clock = FakeClock([0.5, 1.0] * 50)  # never settles
     warm = settle(clock.work, calls=2, max_seconds=3.0, window=5, clock=clock)
-    assert not warm["settled"] and warm["calls"] == 4  # 0.5 + 1 + 0.5 + 1 = 3 s
-    assert settle(FakeClock([]).work, calls=0, max_seconds=0)["calls"] == 0  # nothing asked, nothing run
+    assert not warm.settled and warm.calls == 4  # 0.5 + 1 + 0.5 + 1 = 3 s
+    assert settle(FakeClock([]).work, calls=0, max_seconds=0).calls == 0  # nothing asked, nothing run

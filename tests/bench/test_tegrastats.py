@@ -13,7 +13,7 @@ DATA = Path(__file__).parent.parent / "fixtures"
 
 
 def test_orin_nano_r36_log():
-    summary = summarize((DATA / "tegrastats_orin_nano_r36.log").read_text().splitlines())
+    summary = summarize((DATA / "tegrastats_orin_nano_r36.log").read_text().splitlines()).model_dump()
     assert summary["samples"] == 4 and summary["bad_lines"] == 1
     assert summary["ram_used_mb"] == {"mean": (2147 + 2210 + 2302 + 2290) / 4, "peak": 2302}
     assert summary["ram_total_mb"] == 7620
@@ -29,7 +29,7 @@ def test_orin_nano_r36_log():
 
 
 def test_agx_orin_r35_log_without_timestamps():
-    summary = summarize((DATA / "tegrastats_agx_r35.log").read_text().splitlines(), interval_ms=100)
+    summary = summarize((DATA / "tegrastats_agx_r35.log").read_text().splitlines(), interval_ms=100).model_dump()
     assert summary["samples"] == 2 and summary["bad_lines"] == 0
     assert summary["gr3d_pct"]["peak"] == 97
     assert set(summary["power_mw"]) == {"VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"}
@@ -38,7 +38,7 @@ def test_agx_orin_r35_log_without_timestamps():
 
 
 def test_legacy_nano_rails_without_units():
-    summary = summarize((DATA / "tegrastats_nano_legacy.log").read_text().splitlines())
+    summary = summarize((DATA / "tegrastats_nano_legacy.log").read_text().splitlines()).model_dump()
     assert summary["samples"] == 2 and summary["bad_lines"] == 1
     assert summary["power_mw"]["POM_5V_IN"] == {"mean": (2125 + 5110) / 2, "peak": 5110}
     assert summary["energy_rail"] == "POM_5V_IN"
@@ -57,12 +57,12 @@ def test_fields_of_one_line():
     "line", ["", "RAM", "RAM x/yMB", "GR3D_FREQ 50%", "\x00\xff garbage", "RAM 10/20MB VDD_IN abcmW/1mW"]
 )
 def test_malformed_input_never_crashes(line):
-    summary = summarize([line, "RAM 100/200MB VDD_IN 1000mW/1000mW"], interval_ms=50)
+    summary = summarize([line, "RAM 100/200MB VDD_IN 1000mW/1000mW"], interval_ms=50).model_dump()
     assert summary["samples"] >= 1 and summary["power_mw"]["VDD_IN"]["peak"] == 1000
 
 
 def test_empty_log():
-    summary = summarize([])
+    summary = summarize([]).model_dump()
     assert summary["samples"] == 0 and summary["ram_used_mb"] is None and summary["energy_j"] is None
 
 
@@ -77,7 +77,7 @@ def test_sampler_runs_a_tegrastats_executable(tmp_path):
         deadline = time.monotonic() + 5
         while len(sampler.samples) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-    summary = sampler.summary()
+    summary = sampler.summary().model_dump()
     assert summary["samples"] >= 3 and summary["power_mw"]["VDD_IN"]["peak"] == 7120
     assert summary["period_s"] > 0 and summary["energy_j"] > 0
 
@@ -94,11 +94,11 @@ def test_absurd_numbers_make_a_line_malformed_not_a_crash(tmp_path):
     huge = good.replace("VDD_IN ", "VDD_IN " + "9" * 5000, 1)
     log = tmp_path / "t.log"
     log.write_text(good + "\n" + good.replace("RAM ", "RAM " + "7" * 5000, 1) + "\n")
-    summary = summarize_log(log)
+    summary = summarize_log(log).model_dump()
     assert summary["samples"] == 1 and summary["bad_lines"] == 1
     # An absurd rail reading makes its whole line malformed: energy from a line without its total
     # rail would be silently low.
-    assert summarize([good, huge])["samples"] == 1 and summarize([huge])["bad_lines"] == 1
+    assert summarize([good, huge]).samples == 1 and summarize([huge]).bad_lines == 1
 
 
 @pytest.mark.parametrize("interval", [-100.0, 0.0, float("nan"), float("inf")])

@@ -35,7 +35,7 @@ def fake_jetson(root, gpu=(306000000, 1020000000), cpu=(729600, 1728000)):
 
 def test_probe_reads_model_l4t_power_mode_and_clocks(tmp_path):
     facts = jetson.probe(fake_jetson(tmp_path), run_nvpmodel=False)
-    assert facts == {
+    assert facts.model_dump() == {
         "model": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super",
         "l4t": "36.4.3",
         "nvpmodel": {"name": "MAXN_SUPER", "id": 2},

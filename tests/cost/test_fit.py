@@ -152,7 +152,7 @@ def test_calibrate_refits_from_a_jetsons_bench_json_and_every_estimate_follows(t
 
     target = student(4, 80, 4)
     truth = network_ms(dit_kernels(target), device, "fp16", TRUE)
-    before = cal.estimate(target, "orin-nano-super", "fp16", fit=cal.load_fit())["ms"]
+    before = cal.estimate(target, "orin-nano-super", "fp16", fit=cal.load_fit()).ms
     shape = [
         "DiT-Nano-XS/2",
         "--depth",

@@ -192,4 +192,4 @@ def test_trtexec_route_runs_the_binary_with_the_printed_flags(exported, tmp_path
         and "--minShapes=z:1x1x16x16,y:1" in args
     )
     assert (tmp_path / "m.plan").read_text() == "plan\n"
-    assert report.sidecar["builder"]["tool"] == "trtexec"
+    assert report.sidecar.builder.tool == "trtexec"
