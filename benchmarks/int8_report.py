@@ -91,7 +91,7 @@ def main() -> None:
         precision = ("int8" if typed == "fp16" else "int8-fp32") if int8 else typed
         ms = {d: estimate(reference.meta.config, d, precision, plan=plan).ms for d in ("orin-nano", "orin-nano-super")}
         report = evaluate(str(path), "digits", n=1000, seed=args.fid_seed)
-        metrics = {m["metric"]: m["value"] for m in report["metrics"]}
+        metrics = {m.metric: m.value for m in report.metrics}
         rows.append(
             {
                 "file": path.name,

@@ -45,8 +45,8 @@ def test_the_shipped_student_scores_what_its_provenance_claims():
     first, last = claimed["eval_seeds"]
     assert claimed["eval_samples"] == last - first + 1 == 1000
     report = evaluate(STUDENT_DIGITS, "digits", n=1000, seed=first)
-    assert report["noise"] == claimed["eval_noise"]
-    measured = {m["metric"]: m["value"] for m in report["metrics"]}
+    assert report.noise == claimed["eval_noise"]
+    measured = {m.metric: m.value for m in report.metrics}
     # The claim is recorded to 6 significant digits (FID ~86: 5e-5). Kernel paths move the float32 images by
     # ~4e-6 and FID by ~1e-5, KID (~1e-3) by ~1e-9. Label agreement is a count out of 1000: < 1e-3 is the same
     # count (the closest call has top-2 probabilities 1.2e-2 apart; kernel paths move probabilities by ~5e-6).

@@ -49,11 +49,14 @@ def test_calib_and_the_quality_budget_are_only_for_quantizing_builds(exported, t
     assert list(tmp_path.iterdir()) == []
 
 
-def test_quantizing_first_keeps_quantizes_budget_and_force(exported, tmp_path, fake_tensorrt):
+def test_quantizing_first_keeps_quantizes_budget_and_force(exported, tmp_path, fake_tensorrt, caplog):
     """build-engine's quantize-first step refuses below its budget as `edgedit quantize` does (exit 1,
-    nothing written), and `force` writes it anyway."""
+    nothing written), and `force` writes it anyway, saying so."""
+    import logging
+
     from edgedit.contract.errors import CheckFailed
 
+    logging.getLogger("edgedit").addHandler(caplog.handler)  # the CLI's logger does not propagate
     onnx = exported["onestep-uncond"][0]
     plan = plan_build(onnx, tmp_path / "m.plan", BuildOptions(precision="int8"), min_psnr=500.0)
     assert plan.quantize.min_psnr == 500.0 and not plan.quantize.force
@@ -61,8 +64,12 @@ def test_quantizing_first_keeps_quantizes_budget_and_force(exported, tmp_path, f
         build(plan, calib_samples=16)
     assert not (tmp_path / "m.plan").exists() and not (tmp_path / "onestep-uncond.int8.onnx").exists()
     forced = plan_build(onnx, tmp_path / "m.plan", BuildOptions(precision="int8"), min_psnr=500.0, force=True)
-    build(forced, calib_samples=16)
+    try:
+        build(forced, calib_samples=16)
+    finally:
+        logging.getLogger("edgedit").removeHandler(caplog.handler)
     assert (tmp_path / "m.plan").exists() and built(fake_tensorrt)["qdq"]
+    assert any("below the 500 dB budget: written because `force` was given" in r.getMessage() for r in caplog.records)
 
 
 def test_a_build_parses_each_onnx_once_and_its_plan_changes_nothing(exported, tmp_path, fake_tensorrt, monkeypatch):

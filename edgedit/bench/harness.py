@@ -7,8 +7,8 @@ Each model is loaded and warmed up in turn (untimed calls until the median of co
 settles, bounded in time), which is when its memory is measured: host RSS growth from before it
 was loaded to its peak (the process peak is a field of its own), GPU memory for CUDA backends.
 Then every record's timed calls run in interleaved rounds, so that the machine's slow start and
-drifts fall on all of them alike; ratios between records get bootstrap intervals over the
-rounds. On a Jetson, tegrastats runs alongside: shared RAM, power per rail and energy per image
+drifts fall on all of them alike (bench/comparison.py gives ratios between records bootstrap
+intervals over the rounds). On a Jetson, tegrastats runs alongside: shared RAM, power per rail and energy per image
 from the samples inside each record's own slices of the rounds. Torch-free.
 """
 
@@ -46,6 +46,7 @@ log = logging.getLogger("edgedit")
 WHAT = ("model", "sampler")
 MAX_BATCH_SIZES = 16  # batch sizes in one run: every power of two up to MAX_BATCH (13) fits
 MAX_DURATION_S = 86400  # timed seconds per record: a day
+MAX_ROUNDS = 10_000
 
 
 @dataclass
@@ -83,8 +84,8 @@ class BenchSettings:
             raise EdgeditError("`warmup` must be 0..1000000 and `iters` 1..10000000")
         if self.steps is not None and not 1 <= self.steps <= 1000:
             raise EdgeditError(f"`steps` must be 1..1000 (got {self.steps})")
-        if not 1 <= self.rounds <= 10_000:
-            raise EdgeditError(f"`rounds` must be 1..10000 (got {self.rounds})")
+        if not 1 <= self.rounds <= MAX_ROUNDS:
+            raise EdgeditError(f"`rounds` must be 1..{MAX_ROUNDS} (got {self.rounds})")
         if not (math.isfinite(self.warmup_s) and 0 <= self.warmup_s <= 3600):
             raise EdgeditError(f"`warmup_s`, the warm-up's time bound, must be 0..3600 s (got {self.warmup_s})")
         if self.what not in WHAT:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, RootModel
 
 from edgedit.bench.stats import LatencyStats
-from edgedit.bench.tegrastats import TegrastatsSummary
 from edgedit.contract.config import ModelConfig
 from edgedit.contract.errors import EdgeditError
-from edgedit.contract.jetson import JetsonFacts
+from edgedit.contract.jetson import JetsonFacts, TegrastatsSummary
 from edgedit.contract.schema import MAX_BATCH, Name, OpenRecord, Record, Sha256, load_json, parse
 from edgedit.contract.staging import write_text_atomic
 
@@ -66,8 +65,8 @@ class Environment(OpenRecord):
 class RecordTegrastats(TegrastatsSummary):
     """tegrastats over a record's own slices of the interleaved rounds."""
 
-    ram_delta_mb: float | None  # RAM in use at the slices' peak minus just before the model was loaded
-    energy_per_image_j: float | None = Field(ge=0)
+    ram_delta_mb: float | None = None  # RAM in use at the slices' peak minus just before the model was loaded
+    energy_per_image_j: float | None = Field(default=None, ge=0)
 
     def total_power_mw(self) -> float | None:
         """Mean power on the module's total rail, if the lines carried one."""
@@ -90,7 +89,7 @@ class BenchRecord(OpenRecord):
     steps: int | None = Field(default=None, ge=1)
     network_evaluations_per_call: int = Field(ge=1)
     latency_ms: LatencyStats
-    round_p50_ms: list[float] | None = Field(default=None, max_length=10_000)  # per interleaved round
+    round_p50_ms: list[Annotated[float, Field(gt=0)]] | None = Field(default=None, max_length=10_000)  # per round
     warmup: Warmup | None = None
     latency_per_image_ms: float = Field(ge=0)
     throughput_img_s: float = Field(ge=0)

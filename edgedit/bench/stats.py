@@ -24,8 +24,8 @@ class LatencyStats(Record):
 
     n: int = Field(ge=1)
     min: float = Field(ge=0)
-    mean: float = Field(ge=0)
-    p50: float = Field(ge=0)
+    mean: float = Field(gt=0)  # throughput and ratios divide by these: a timed call takes time
+    p50: float = Field(gt=0)
     p90: float | None = Field(ge=0)
     p99: float | None = Field(ge=0)
     max: float = Field(ge=0)

@@ -26,11 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pydantic import Field
-
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import regular_file
-from edgedit.contract.schema import Record
+from edgedit.contract.jetson import Stat, TegrastatsSummary
 
 # Numbers have at most 9 digits: a longer one is not a reading, and the line counts as malformed.
 RAM = re.compile(r"\bRAM (\d{1,9})/(\d{1,9})MB\b")
@@ -78,29 +76,6 @@ def parse_line(line: str) -> Sample | None:
         with contextlib.suppress(ValueError):
             sample.timestamp = datetime.strptime(stamp.group(1), "%m-%d-%Y %H:%M:%S")
     return sample
-
-
-class Stat(Record):
-    mean: float
-    peak: float
-
-
-class TegrastatsSummary(Record):
-    """A window of tegrastats samples: RAM, GPU and memory-controller load, power per rail (mW) and the
-    energy on the module's total rail. A field is None where the lines did not carry it."""
-
-    samples: int = Field(ge=0)
-    bad_lines: int = Field(ge=0)  # lines that were not tegrastats reports
-    period_s: float | None = Field(gt=0)
-    duration_s: float | None = Field(ge=0)
-    ram_used_mb: Stat | None
-    ram_total_mb: int | None = Field(ge=0)
-    swap_used_mb: Stat | None
-    gr3d_pct: Stat | None
-    emc_pct: Stat | None
-    power_mw: dict[str, Stat | None]
-    energy_rail: str | None  # the rail measuring the whole module (TOTAL_RAILS)
-    energy_j: float | None = Field(ge=0)
 
 
 def _stats(values: list[float]) -> Stat | None:

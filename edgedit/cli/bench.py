@@ -30,7 +30,7 @@ from edgedit.contract.staging import write_text_atomic
 
 if TYPE_CHECKING:
     from edgedit.bench.records import BenchRecord
-    from edgedit.bench.tegrastats import TegrastatsSummary
+    from edgedit.contract.jetson import TegrastatsSummary
 
 
 bench_app = typer.Typer(

@@ -94,11 +94,11 @@ state = {"debug": False, "verify": True, "fit": None}
 
 
 class _StderrHandler(logging.Handler):
-    """Library warnings and notes as 'edgedit: ...' lines on stderr."""
+    """Library warnings and notes as 'edgedit: ...' lines on stderr, fields named as the running command's options."""
 
     def emit(self, record: logging.LogRecord) -> None:
         prefix = "edgedit: warning: " if record.levelno >= logging.WARNING else ""
-        stderr.print(prefix + record.getMessage(), markup=False, highlight=False)
+        stderr.print(prefix + cli_words(record.getMessage()), markup=False, highlight=False)  # the command's words
 
 
 def setup_logging() -> None:

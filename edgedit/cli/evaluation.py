@@ -84,18 +84,19 @@ def eval_command(
         save=save,
     )
     if json_out:
-        return print_json(report)
+        return print_json(report.to_dict())
     fields = []
-    for m in report["metrics"]:
-        value = f"{m['value']:.4g}" + (f" +- {m['std']:.2g}" if "std" in m else "")
-        fields.append((m["metric"], f"{value}  [{m['features']}; {m['samples']} samples; vs {m['reference']}]"))
+    for m in report.metrics:
+        std = (m.model_extra or {}).get("std")  # KID's spread over subsets
+        value = f"{m.value:.4g}" + (f" +- {std:.2g}" if std is not None else "")
+        fields.append((m.metric, f"{value}  [{m.features}; {m.samples} samples; vs {m.reference}]"))
     print_fields(
-        f"{report['model']} on {report['backend']}: {report['samples']} samples, {report['sampling']}, "
-        f"seeds {report['seeds'][0]}..{report['seeds'][1]}",
+        f"{report.model} on {report.backend}: {report.samples} samples, {report.sampling}, "
+        f"seeds {report.seeds[0]}..{report.seeds[1]}",
         fields,
     )
-    if "note" in report:
-        print_fields(None, [("note", report["note"])])
+    if report.note is not None:
+        print_fields(None, [("note", report.note)])
     wrote = [f"{grid} (the first samples, captioned)"] * (grid is not None) + [f"{save} (with this evaluation)"] * (
         save is not None
     )

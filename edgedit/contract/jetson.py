@@ -1,4 +1,5 @@
-"""Facts about the Jetson we run on: module, L4T release, power mode and clock pinning. Torch-free.
+"""Facts about the Jetson we run on: module, L4T release, power mode and clock pinning; and the record
+of what tegrastats measured over a window. Torch-free.
 
 Every probe tolerates absence (not a Jetson, a container without the host's files, no root)
 and returns None for what it cannot read; nothing here ever changes the device's settings.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from edgedit.contract.schema import OpenRecord
+from edgedit.contract.schema import OpenRecord, Record
 
 L4T_RELEASE_FILE = "etc/nv_tegra_release"
 DEVICE_TREE_MODEL = "proc/device-tree/model"
@@ -116,3 +117,27 @@ def probe(root: Path = Path("/"), run_nvpmodel: bool = True) -> JetsonFacts | No
         nvpmodel=PowerMode.model_validate(mode) if (mode := nvpmodel_mode(root, run_nvpmodel)) else None,
         jetson_clocks=jetson_clocks_enabled(root),
     )
+
+
+class Stat(Record):
+    mean: float
+    peak: int | float  # an integer reading stays one
+
+
+class TegrastatsSummary(OpenRecord):
+    """A window of tegrastats samples (edgedit.bench.tegrastats summarises them; bench records and engine
+    sidecars carry it): RAM, GPU and memory-controller load, power per rail (mW) and the energy on the
+    module's total rail. A field is None where the lines did not carry it."""
+
+    samples: int = Field(ge=0)
+    bad_lines: int = Field(ge=0)  # lines that were not tegrastats reports
+    period_s: float | None = Field(gt=0)
+    duration_s: float | None = Field(ge=0)
+    ram_used_mb: Stat | None
+    ram_total_mb: int | None = Field(ge=0)
+    swap_used_mb: Stat | None
+    gr3d_pct: Stat | None
+    emc_pct: Stat | None
+    power_mw: dict[str, Stat | None]
+    energy_rail: str | None  # the rail measuring the whole module (TOTAL_RAILS)
+    energy_j: float | None = Field(ge=0)

@@ -82,7 +82,7 @@ class SidecarRecord(Record):
     io: dict[str, Any]
     build_seconds: float = Field(ge=0)
     peak_rss_mb: float = Field(ge=0)
-    tegrastats: dict[str, Any] | None
+    tegrastats: jetson.TegrastatsSummary | None
     plan_bytes: int = Field(ge=1)
     plan_sha256: Sha256
 

@@ -262,10 +262,28 @@ def fit_constants(
     return _constants(np.exp(result.x), launch_us, fitted)
 
 
+class FitRow(Record):
+    """One point as the fit predicts it: measured against predicted, and for a 'fit' point its
+    prediction by the fit made without it (leave-one-out)."""
+
+    id: str
+    use: Literal["fit", "check"]
+    device: str
+    precision: str
+    timing: Literal["gpu", "framework"]
+    tensorrt: str
+    source: str
+    measured_ms: float = Field(gt=0)
+    predicted_ms: float = Field(gt=0)
+    ratio: float = Field(gt=0)  # measured / predicted
+    loo_predicted_ms: float | None = Field(default=None, gt=0)
+    loo_ratio: float | None = Field(default=None, gt=0)
+
+
 @dataclass
 class Fit:
     constants: Constants
-    rows: list[dict[str, Any]]  # per point: measured, predicted, ratio, loo ratio (fit points)
+    rows: list[FitRow]  # per point
     range_ratios: tuple[float, float]  # measured / predicted at RANGE_PERCENTILES of the leave-one-out ratios
     public_points: int
     device_points: int
@@ -286,7 +304,7 @@ class Fit:
             "public_points": self.public_points,
             "device_points": self.device_points,
             "label": self.label,
-            "rows": self.rows,
+            "rows": [r.model_dump(exclude_none=True) for r in self.rows],
         }
 
 
@@ -297,28 +315,29 @@ def calibrate(points: list[Point], launch_us: float = LAUNCH_US, fitted: tuple[s
     timed = [Timed(p) for p in points]
     train = [t for t in timed if t.point.use == "fit"]
     constants = fit_constants(train, launch_us, fitted)
-    rows, loo = [], []
+    rows = []
     for t in timed:
-        p = t.point
-        row = {
-            "id": p.id,
-            "use": p.use,
-            "device": p.device,
-            "precision": p.precision,
-            "timing": p.timing,
-            "tensorrt": p.tensorrt,
-            "source": p.source,
-            "measured_ms": p.measured_ms,
-            "predicted_ms": t.predict(constants),
-        }
-        row["ratio"] = row["measured_ms"] / row["predicted_ms"]
+        p, predicted, loo_predicted = t.point, t.predict(constants), None
         if p.use == "fit" and len(train) > len(fitted):
-            held_out = fit_constants([q for q in train if q is not t], launch_us, fitted)
-            row["loo_predicted_ms"] = t.predict(held_out)
-            row["loo_ratio"] = p.measured_ms / row["loo_predicted_ms"]
-            loo.append(row["loo_ratio"])
-        rows.append(row)
-    ratios = loo or [r["ratio"] for r in rows if r["use"] == "fit"]
+            loo_predicted = t.predict(fit_constants([q for q in train if q is not t], launch_us, fitted))
+        rows.append(
+            FitRow(
+                id=p.id,
+                use=p.use,
+                device=p.device,
+                precision=p.precision,
+                timing=p.timing,
+                tensorrt=p.tensorrt,
+                source=p.source,
+                measured_ms=p.measured_ms,
+                predicted_ms=predicted,
+                ratio=p.measured_ms / predicted,
+                loo_predicted_ms=loo_predicted,
+                loo_ratio=p.measured_ms / loo_predicted if loo_predicted is not None else None,
+            )
+        )
+    loo = [r.loo_ratio for r in rows if r.loo_ratio is not None]
+    ratios = loo or [r.ratio for r in rows if r.use == "fit"]
     low, high = (float(v) for v in np.percentile(ratios, RANGE_PERCENTILES))
     device = sum(1 for t in train if t.point.id.startswith("device:"))
     return Fit(constants, rows, (low, high), len(train) - device, device, tuple(fitted))
@@ -326,7 +345,7 @@ def calibrate(points: list[Point], launch_us: float = LAUNCH_US, fitted: tuple[s
 
 def loo_error(fit: Fit) -> dict[str, float]:
     """Leave-one-out error summary: median and max |log ratio| as a factor, and the RMS of log ratios."""
-    logs = [abs(math.log(r["loo_ratio"])) for r in fit.rows if "loo_ratio" in r]
+    logs = [abs(math.log(r.loo_ratio)) for r in fit.rows if r.loo_ratio is not None]
     if not logs:
         return {}
     logs.sort()
@@ -345,12 +364,12 @@ def fit_table(fit: Fit) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in fit.rows:
-        loo = f"{r['loo_ratio']:.2f}" if "loo_ratio" in r else "-"
+        loo = f"{r.loo_ratio:.2f}" if r.loo_ratio is not None else "-"
         lines.append(
-            f"| {r['id']} | {r['use']} | {r['device']} | {r['precision']} | {r['tensorrt'] or '-'} | "
-            f"{r['timing']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | {r['ratio']:.2f} | {loo} |"
+            f"| {r.id} | {r.use} | {r.device} | {r.precision} | {r.tensorrt or '-'} | "
+            f"{r.timing} | {r.measured_ms:.3f} | {r.predicted_ms:.3f} | {r.ratio:.2f} | {loo} |"
         )
-    sources = sorted({r["source"].split(" ")[0] for r in fit.rows})
+    sources = sorted({r.source.split(" ")[0] for r in fit.rows})
     return "\n".join([*lines, "", "Sources: " + "; ".join(sources) + "."])
 
 
@@ -378,7 +397,7 @@ class FitFile(Record):
     public_points: int = Field(ge=0)
     device_points: int = Field(ge=0)
     label: str
-    rows: list[dict[str, Any]]
+    rows: list[FitRow]
 
 
 def load_fit(path: str | os.PathLike | None = None) -> Fit:

@@ -74,6 +74,14 @@ class SweepResult(OpenRecord):
     latency: MeasuredLatency
     device_estimates: dict[str, Estimate] | None = None  # added when the reports are written
 
+    @model_validator(mode="before")
+    @classmethod
+    def _without_roofline_fields(cls, data: Any) -> Any:
+        """Sweeps before the calibrated estimates wrote roofline numbers (`orin_nano_fp16_ms` ...): dropped."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not k.endswith(("_fp16_ms", "_int8_ms"))}
+        return data
+
     @model_validator(mode="after")
     def _shape_is_the_configs(self) -> SweepResult:
         c = self.config
@@ -83,10 +91,6 @@ class SweepResult(OpenRecord):
                 f"{c.depth}/{c.hidden_size}/{c.num_heads}"
             )
         return self
-
-    def architecture(self) -> str:
-        """The network, whatever the method: candidates that share it share one latency measurement."""
-        return self.config.to_json()
 
 
 class _Results(RootModel[list[SweepResult]]):

@@ -27,7 +27,6 @@ from edgedit.contract.schema import check_shard, load_json, parse
 from edgedit.contract.staging import write_text_atomic
 from edgedit.cost import accounting
 from edgedit.design.results import MeasuredLatency, SweepResult
-from edgedit.eval.evaluate import Metric
 from edgedit.models.checkpoint import read_checkpoint
 from edgedit.train.distill import ta_misfit
 from edgedit.train.trainer import SampleGrids
@@ -110,7 +109,8 @@ def read_result(path: Path) -> SweepResult | None:
 
 
 def write_result(out: Path, result: SweepResult) -> None:
-    write_text_atomic(result_path(out, result), result.model_dump_json(indent=2))
+    """The candidate's result.json; device estimates are the reports' (they follow the calibration in force)."""
+    write_text_atomic(result_path(out, result), result.model_dump_json(indent=2, exclude={"device_estimates"}))
 
 
 def finished(out: Path, candidate: Candidate) -> SweepResult | None:
@@ -145,7 +145,7 @@ def time_models(models: list[str], backend: str, seconds: float, rounds: int = 1
             p50_ms=statistics.median(r.round_p50_ms),
             p90_ms=r.latency_ms.p90,
             rounds_p50_ms=r.round_p50_ms,
-            machine=r.env.cpu or r.env.platform,
+            machine=r.env.machine(),
         )
         for r in records
     ]
@@ -204,7 +204,7 @@ def run_candidate(candidate: Candidate, o: SweepOptions, ta: str | None, say) ->
         say=say,
     )  # a final grid per candidate, to look at
     report = evaluate(student, o.eval_data, n=o.eval_samples)
-    metrics = [Metric.model_validate(m) for m in report["metrics"]]
+    metrics = report.metrics
     fid = next(m for m in metrics if m.metric in ("FID (Inception)", "FID"))
     # Methods share an architecture's latency, measured once: they differ in quality only.
     same = [r.latency for r in collect(out) if r.config == cfg]
@@ -292,24 +292,25 @@ def retime(
     over minutes, so the architectures are timed in interleaved rounds (`latency_seconds` each per
     round) and each keeps the median of its rounds' p50s (with the rounds, to show the spread).
     """
-    from edgedit.bench.harness import MAX_DURATION_S, BenchSettings
+    from edgedit.bench.harness import MAX_DURATION_S, MAX_ROUNDS
     from edgedit.design.results import write_reports
 
+    if not 1 <= rounds <= MAX_ROUNDS:  # the arguments before any timing
+        raise EdgeditError(f"`rounds` must be 1..{MAX_ROUNDS} (got {rounds})")
     if not (math.isfinite(latency_seconds) and 0 < latency_seconds * rounds <= MAX_DURATION_S):
         raise EdgeditError(
             f"`latency_seconds` must be a positive number of seconds, at most {MAX_DURATION_S} over all `rounds` "
             f"(got {latency_seconds} x {rounds})"
         )
-    BenchSettings([1], warmup=0, duration_s=latency_seconds * rounds, rounds=rounds)  # `rounds` before any timing
     out = Path(out)
     results = collect(out)
     if not results:
         raise EdgeditError(f"{out}: no finished candidates (*/result.json); run `edgedit design sweep -o {out}` first")
-    models = {}
+    models = {}  # one per architecture: methods share its latency
     for r in results:
-        if r.architecture() not in models:
+        if r.config not in models:
             folder = out / r.name
-            models[r.architecture()] = (r, timing_model(folder / "student.safetensors", latency_backend, folder))
+            models[r.config] = (r, timing_model(folder / "student.safetensors", latency_backend, folder))
     # Every architecture in one interleaved run: the same slice of each round for each.
     timings = time_models([model for _, model in models.values()], latency_backend, latency_seconds * rounds, rounds)
     timed = dict(zip(models, timings))
@@ -319,7 +320,7 @@ def retime(
             f"{r.depth} blocks x {r.width} / {r.heads} heads: {timed[key].p50_ms:.3f} ms on "
             f"{timed[key].backend} (median of {rounds} interleaved rounds, {min(p50s):.3f}..{max(p50s):.3f})"
         )
-    results = [r.model_copy(update={"latency": timed[r.architecture()]}) for r in results]
+    results = [r.model_copy(update={"latency": timed[r.config]}) for r in results]
     for r in results:
         write_result(out, r)
     return write_reports(out, results)

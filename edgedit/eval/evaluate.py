@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
 
 from edgedit.contract.errors import EdgeditError
 from edgedit.contract.fileio import suffix_kind
-from edgedit.contract.schema import OpenRecord
+from edgedit.contract.schema import OpenRecord, Record
 from edgedit.data.datasets import ImageData, has_test_split, load_data
 from edgedit.eval.metrics import fid, kid, psnr_db, significant
 from edgedit.runtime.backends import Backend, load_backend
@@ -37,10 +37,29 @@ class Metric(OpenRecord):
     some carry more: KID its `std`, class coverage each class's `share`, a `note`)."""
 
     metric: str  # "FID", "KID", "PSNR vs reference" ...
-    value: float
+    value: int | Annotated[float, Field(allow_inf_nan=True)]  # a count stays an integer; identical images: PSNR inf
     features: str  # the feature network (or "pixels")
     samples: int = Field(ge=1)
     reference: str  # the set it was measured against
+
+
+class EvalReport(Record):
+    """What `edgedit eval` measured: the model, how it was sampled, and every metric."""
+
+    model: str
+    backend: str
+    data: str
+    samples: int = Field(ge=1)
+    seeds: list[int] = Field(min_length=2, max_length=2)  # first and last
+    noise: str  # the noise scheme the seeds were drawn with
+    sampling: str
+    metrics: list[Metric]
+    note: str | None = None  # what was not measured, and why
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report for `eval --json`: a note only where there is one (python values: an infinite PSNR
+        stays infinite)."""
+        return self.model_dump(exclude_none=True)
 
 
 def check_matches(backend: Backend, data: ImageData, where: str) -> None:
@@ -209,8 +228,8 @@ def evaluate(
     reference_count: int | None = None,
     grid: str | os.PathLike | None = None,
     save: str | os.PathLike | None = None,
-) -> dict[str, Any]:
-    """Sample `n` images from seeds and measure them (metrics under "metrics"); `grid` also writes
+) -> EvalReport:
+    """Sample `n` images from seeds and measure them (every metric in `metrics`); `grid` also writes
     the first 64 as a PNG; `save` copies the checkpoint there with this evaluation in its provenance."""
     from edgedit.eval.inception import find_weights
 
@@ -241,7 +260,7 @@ def evaluate(
     report: dict[str, Any] = {
         "model": str(model),
         "backend": backend.title,
-        "data": data,
+        "data": str(data),
         "samples": n,
         "seeds": [seed, seed + n - 1],
         "noise": scheme,
@@ -283,12 +302,13 @@ def evaluate(
         shown = min(64, n)
         caption = f"{Path(model).name} | {backend.title} | seeds {seed}-{seed + shown - 1} | {sampling}"
         save_png(grid, picture(images[:shown], caption, columns=8))
+    evaluated = EvalReport.model_validate(report)  # the metrics above, checked as the record they make
     if save is not None:
-        _save_evaluated(model, save, report)
-    return report
+        _save_evaluated(model, save, evaluated)
+    return evaluated
 
 
-def _save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: dict[str, Any]) -> None:
+def _save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: EvalReport) -> None:
     """Copy the evaluated checkpoint to `dest` bit for bit, `report`'s numbers added to its provenance
     (replacing an earlier "eval"), so that the file carries the evaluation it was shipped on."""
     from edgedit.models.checkpoint import copy_with_provenance
@@ -296,11 +316,11 @@ def _save_evaluated(model: str | os.PathLike, dest: str | os.PathLike, report: d
     copy_with_provenance(
         model,
         dest,
-        eval={m["metric"]: significant(m["value"]) for m in report["metrics"]},
-        eval_samples=report["samples"],
-        eval_seeds=report["seeds"],
-        eval_noise=report["noise"],
-        eval_data=report["data"],
-        eval_sampling=report["sampling"],
-        eval_reference=sorted({m["reference"] for m in report["metrics"]}),
+        eval={m.metric: significant(m.value) for m in report.metrics},
+        eval_samples=report.samples,
+        eval_seeds=report.seeds,
+        eval_noise=report.noise,
+        eval_data=report.data,
+        eval_sampling=report.sampling,
+        eval_reference=sorted({m.reference for m in report.metrics}),
     )

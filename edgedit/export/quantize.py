@@ -52,6 +52,8 @@ from edgedit.eval.metrics import psnr_db
 from edgedit.export import graph
 from edgedit.export.calib_data import check_calibration
 
+log = logging.getLogger("edgedit")
+
 METHODS = ("max", "entropy", "percentile")
 TOOLS = ("auto", "modelopt", "onnxruntime")
 PLANS = ("auto", "recipe")  # measured, or the recipe's INT8 classes
@@ -405,6 +407,12 @@ def quantize_onnx(
                 f"is below {options.min_psnr:g} dB (max abs error {max_abs:.3g}); nothing was written. "
                 "Exclude more layers (`excludes`), try `plan` auto or `method` entropy|percentile, or "
                 "pass `force`"
+            )
+        if not psnr >= options.min_psnr:
+            log.warning(
+                "INT8 output PSNR %.1f dB is below the %g dB budget: written because `force` was given",
+                psnr,
+                options.min_psnr,
             )
         meta.precision = "int8"
         if plan.io == "fp16":

@@ -270,3 +270,26 @@ def test_records_of_earlier_runs_read_and_write_back_the_same(name, tmp_path):
     assert records and all(r.latency_ms.p50 > 0 and r.config.depth >= 1 for r in records)
     save_json(tmp_path / "again.json", records)
     assert load_records([tmp_path / "again.json"]) == records
+
+
+def test_a_record_that_would_divide_by_zero_or_predates_a_field_is_read_as_such(tmp_path):
+    """A zero latency (every ratio divides by one) is refused in one line; a Jetson record written
+    before the RAM delta and energy per image existed still reads."""
+    zero = bench_record().model_dump(mode="json")
+    zero["latency_ms"]["p50"] = 0.0
+    (tmp_path / "zero.json").write_text(json.dumps([zero]))
+    with pytest.raises(EdgeditError, match=r"field '0.latency_ms.p50': input should be greater than 0"):
+        load_records([tmp_path / "zero.json"])
+    (tmp_path / "rounds.json").write_text(json.dumps([{**zero, "latency_ms": {**zero["latency_ms"], "p50": 1.0},
+                                                      "round_p50_ms": [1.0, 0.0]}]))  # fmt: skip
+    with pytest.raises(EdgeditError, match=r"field '0.round_p50_ms.1': input should be greater than 0"):
+        load_records([tmp_path / "rounds.json"])
+    stat = {"mean": 5000.0, "peak": 5000}
+    old = {
+        "samples": 2, "bad_lines": 0, "period_s": 0.1, "duration_s": 0.2, "ram_used_mb": stat, "ram_total_mb": 7620,
+        "swap_used_mb": None, "gr3d_pct": None, "emc_pct": None, "power_mw": {"VDD_IN": stat}, "energy_rail": "VDD_IN",
+        "energy_j": 1.0,
+    }  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps([{**bench_record().model_dump(mode="json"), "tegrastats": old}]))
+    (record,) = load_records([tmp_path / "old.json"])
+    assert record.tegrastats.ram_delta_mb is None and record.tegrastats.total_power_mw() == 5000.0

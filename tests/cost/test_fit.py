@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from edgedit.contract.hardware import POWER_MODES
 from edgedit.cost import fit as cal
 from edgedit.cost.kernels import dit_kernels
 from edgedit.cost.latency import Constants, network_ms
+from tests.helpers import bench_record
 
 runner = CliRunner()
 TRUE = Constants(
@@ -50,6 +52,19 @@ def test_the_shipped_points_are_sourced_and_the_shipped_fit_is_their_fit():
     assert shipped.range_ratios == pytest.approx(fit.range_ratios, rel=1e-6)
     error = cal.loo_error(fit)
     assert error["points"] == sum(p.use == "fit" for p in points) and error["median_factor"] < 1.3
+    # its rows are typed records: read and written back, the shipped file is the same JSON
+    assert shipped.to_dict() == json.loads((Path(cal.__file__).parent / "data" / "fit.json").read_text())
+    assert [r.id for r in shipped.rows] == [r.id for r in fit.rows] and fit_rows_close(shipped.rows, fit.rows)
+
+
+def fit_rows_close(shipped, fitted) -> bool:
+    """Rows of two fits of the same points agree to the fit's tolerance (see above)."""
+    return all(
+        a.predicted_ms == pytest.approx(b.predicted_ms, rel=1e-6)
+        and (a.loo_ratio is None) == (b.loo_ratio is None)
+        and (a.loo_ratio is None or a.loo_ratio == pytest.approx(b.loo_ratio, rel=1e-5))
+        for a, b in zip(shipped, fitted)
+    )
 
 
 def test_the_fit_recovers_known_constants_from_exact_measurements():
@@ -84,48 +99,21 @@ def test_the_fit_recovers_known_constants_from_exact_measurements():
         assert getattr(fitted, key) == pytest.approx(getattr(TRUE, key), rel=1e-6), key
 
 
-def bench_record(cfg, precision, graph, ms, mode="MAXN_SUPER", clocks=True, backend="tensorrt"):
-    """A whole `edgedit bench --json` record, as a Jetson would write it."""
-    latency = {
-        "n": 100,
-        "min": ms,
-        "mean": ms + 0.05,
-        "p50": ms + 0.05,
-        "p90": ms + 0.1,
-        "p99": ms + 0.2,
-        "max": ms + 0.3,
-        "std": 0.01,
+def jetson_record(cfg, precision, graph, ms, mode="MAXN_SUPER", clocks=True, backend="tensorrt") -> dict:
+    """A whole `edgedit bench --json` record, as a Jetson would write it: GPU time `ms` per call."""
+    latency = dict(n=100, min=ms, mean=ms + 0.05, p50=ms + 0.05, p90=ms + 0.1, p99=ms + 0.2, max=ms + 0.3, std=0.01)
+    facts = {
+        "model": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super",
+        "l4t": "36.4.3",
+        "nvpmodel": {"name": mode, "id": 2},
+        "jetson_clocks": clocks,
     }
-    return {
-        "model": f"s{cfg.depth}x{cfg.hidden_size}.{precision}.plan",
-        "backend": backend,
-        "provider": "Orin",
-        "precision": precision,
-        "batch": 1,
-        "what": "model",
-        "steps": None,
-        "network_evaluations_per_call": 1,
-        "latency_ms": latency,
-        "latency_per_image_ms": ms + 0.05,
-        "throughput_img_s": 1000 / (ms + 0.05),
-        "gpu_ms": {**latency, "p50": ms},
-        "peak_rss_mb": 300.0,
-        "rss_growth_mb": 0.0,
-        "random_weights": True,
-        "config": cfg.to_dict(),
-        "cuda_graph": graph,
-        "interrupted": False,
-        "env": {
-            "platform": "Linux aarch64",
-            "packages": {"tensorrt": "10.3.0.30"},
-            "jetson": {
-                "model": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super",
-                "l4t": "36.4.3",
-                "nvpmodel": {"name": mode, "id": 2},
-                "jetson_clocks": clocks,
-            },
-        },
-    }
+    return bench_record(
+        model=f"s{cfg.depth}x{cfg.hidden_size}.{precision}.plan", backend=backend, provider="Orin",
+        precision=precision, latency_per_image_ms=ms + 0.05, throughput_img_s=1000 / (ms + 0.05),
+        gpu_ms={**latency, "p50": ms}, random_weights=True, config=cfg.to_dict(), cuda_graph=graph,
+        env={"platform": "Linux aarch64", "packages": {"tensorrt": "10.3.0.30"}, "jetson": facts}, **latency,
+    ).model_dump(mode="json")  # fmt: skip
 
 
 def test_calibrate_refits_from_a_jetsons_bench_json_and_every_estimate_follows(tmp_path, monkeypatch):
@@ -133,13 +121,13 @@ def test_calibrate_refits_from_a_jetsons_bench_json_and_every_estimate_follows(t
     learns the launch cost the public points cannot, and the estimates move to the device's numbers."""
     device = POWER_MODES["orin-nano-super"]
     records = [
-        bench_record(cfg, p, g, network_ms(dit_kernels(cfg), device, p, TRUE, cuda_graph=g))
+        jetson_record(cfg, p, g, network_ms(dit_kernels(cfg), device, p, TRUE, cuda_graph=g))
         for cfg in (student(*s) for s in SHAPES)
         for p in ("fp16", "int8")
         for g in (False, True)
     ]
-    records.append(bench_record(student(2, 64, 4), "fp16", False, 1.0, backend="onnxruntime"))
-    records.append(bench_record(student(2, 64, 4), "fp16", False, 1.0, clocks=False))
+    records.append(jetson_record(student(2, 64, 4), "fp16", False, 1.0, backend="onnxruntime"))
+    records.append(jetson_record(student(2, 64, 4), "fp16", False, 1.0, clocks=False))
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps(records))
     out = tmp_path / "calibration.json"
@@ -186,13 +174,13 @@ def test_calibrate_refits_from_a_jetsons_bench_json_and_every_estimate_follows(t
     "records, message",
     [
         ([], "no usable device measurements"),
-        ([bench_record(student(2, 64, 4), "fp32", False, 1.0, backend="onnxruntime")], "not a TensorRT network call"),
+        ([jetson_record(student(2, 64, 4), "fp32", False, 1.0, backend="onnxruntime")], "not a TensorRT network call"),
         (
             [{"model": "m.onnx", "backend": "onnxruntime", "what": "model", "latency_ms": {}}],
             "not a valid bench record file: field '0.provider': field required",
         ),
-        ([{**bench_record(student(2, 64, 4), "fp16", False, 1.0), "batch": True}], "field '0.batch': input should be"),
-        ([{**bench_record(student(2, 64, 4), "fp16", False, 1.0), "latency_ms": {"p50": -1}}], "field '0.latency_ms"),
+        ([{**jetson_record(student(2, 64, 4), "fp16", False, 1.0), "batch": True}], "field '0.batch': input should be"),
+        ([{**jetson_record(student(2, 64, 4), "fp16", False, 1.0), "latency_ms": {"p50": -1}}], "field '0.latency_ms"),
     ],
 )
 def test_calibrate_refuses_files_without_device_measurements(records, message, tmp_path):

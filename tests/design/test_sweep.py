@@ -115,6 +115,7 @@ def test_sweep_writes_results_plot_and_principles_and_resumes(pairs, tmp_path):
     )  # interleaved rounds, the median of their medians
     assert {r["name"]: r["latency"] for r in json.loads((out / "results.json").read_text())} == latencies
     assert all(json.loads((out / n / "result.json").read_text())["latency"] == v for n, v in latencies.items())
+    assert not any("device_estimates" in json.loads(p.read_text()) for p in out.glob("*/result.json"))  # reports' own
 
     # The overall best student ships with its evaluation in its provenance, weights bit-identical.
     best = pick(out / "results.json").result
@@ -160,6 +161,9 @@ def test_pick_names_the_best_configuration_within_a_latency_budget(tmp_path):
         pick(tmp_path / "results.json", ms["a"] / 2)
     with pytest.raises(EdgeditError, match="`latency_ms` must be a positive number"):
         pick(tmp_path / "results.json", float("nan"))
+    old = [{**r, "orin_nano_fp16_ms": 9.9, "orin_nano_int8_ms": 9.9} for r in results]  # an early sweep's roofline
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert [r.model_dump(mode="json", exclude_unset=True) for r in load_results(tmp_path / "old.json")] == results
     loaded = load_results(tmp_path / "results.json")
     assert [r.model_dump(mode="json", exclude_unset=True) for r in loaded] == results  # read whole, written back
     front = pareto_front(loaded, lambda r: ms[r.name])

@@ -38,7 +38,7 @@ def test_the_shipped_classifier_knows_held_out_digits():
 def test_evaluation_reports_carry_metric_features_count_and_reference(tmp_path):
     student = save_model(random_weights(DiT(STUDENT)), tmp_path / "s.safetensors")
     report = evaluate(student, "digits", n=200, reference=student, grid=tmp_path / "grid.png")
-    names = {m["metric"]: m for m in report["metrics"]}
+    names = {m["metric"]: m for m in report.to_dict()["metrics"]}
     assert set(names) == {
         "FID",
         "KID",
@@ -50,7 +50,7 @@ def test_evaluation_reports_carry_metric_features_count_and_reference(tmp_path):
         "PSNR vs reference",
     }
     assert names["KID"]["value"] > names["KID real-vs-real"]["value"] + 3 * names["KID"]["std"]
-    for m in report["metrics"]:
+    for m in report.to_dict()["metrics"]:
         assert {"metric", "value", "features", "samples", "reference"} <= set(m)
     assert names["FID"]["value"] > names["FID real-vs-real"]["value"] > 0  # noise is worse than real digits
     assert names["PSNR vs reference"]["value"] == float("inf")  # same model, same seeds

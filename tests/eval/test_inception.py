@@ -55,7 +55,7 @@ def test_eval_reports_inception_fid_and_kid(weights, tmp_path):
 
     student = save_model(random_weights(DiT(STUDENT)), tmp_path / "s.safetensors")
     report = evaluate(student, "digits", n=12, inception_weights=weights, reference_count=10)
-    metrics = {m["metric"]: m for m in report["metrics"]}
+    metrics = {m["metric"]: m for m in report.to_dict()["metrics"]}
     assert {"FID (Inception)", "KID (Inception)"} <= set(metrics)
     assert metrics["FID (Inception)"]["reference"] == "10 images of the digits test split (359 images)"
     assert "pt_inception-2015-12-05-6726825d.pth" in metrics["FID (Inception)"]["features"]
