@@ -373,7 +373,9 @@ def make_record(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler |
     )
 
 
-def _tegrastats(row: _Row, settings: BenchSettings, sampler: TegrastatsSampler | None, calls: int):
+def _tegrastats(
+    row: _Row, settings: BenchSettings, sampler: TegrastatsSampler | None, calls: int
+) -> RecordTegrastats | None:
     """tegrastats over the row's own slices of the interleaved rounds, each sample standing for one
     sampling interval; None without a sampler on this machine."""
     if sampler is None or not sampler.available():

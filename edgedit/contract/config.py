@@ -144,20 +144,19 @@ class DiTConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _config_of(fields: Any) -> DiTConfig:
-    try:  # the fields are checked one by one (located in the record); here their relations
+def _record_config(value: Any) -> DiTConfig:
+    """A record's config: each field checked where it stands (`config.depth`), then their relations."""
+    if isinstance(value, DiTConfig):
+        return value
+    fields = fields_record(DiTConfig).model_validate(value)
+    try:
         return DiTConfig(**dict(fields))
     except EdgeditError as err:
         raise ValueError(str(err).removeprefix("invalid model config: ")) from None
 
 
-# A DiTConfig as a field of a record: every field of its JSON object checked where it stands
-# (`config.depth`), then the whole, and written back as that object.
-ModelConfig = Annotated[
-    fields_record(DiTConfig),
-    PlainValidator(lambda v: v if isinstance(v, DiTConfig) else _config_of(fields_record(DiTConfig).model_validate(v))),
-    PlainSerializer(DiTConfig.to_dict),
-]
+# A DiTConfig as a field of a record, written back as its JSON object.
+ModelConfig = Annotated[fields_record(DiTConfig), PlainValidator(_record_config), PlainSerializer(DiTConfig.to_dict)]
 
 
 @dataclass(frozen=True)
